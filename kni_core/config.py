@@ -1,0 +1,178 @@
+"""Typed configuration of one KNI run.
+
+Every field carries its constraint in ``metadata`` so that one schema serves the library
+(``validate()``), the YAML recipes (line-accurate errors in ``workbench.recipe``) and the
+help texts. Defaults are the paper's Book-Crossing settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+
+def _f(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
+       choices: tuple | None = None, lo_open: bool = False) -> Any:
+    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "lo_open": lo_open}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class DatasetConfig:
+    name: str | None = _f(None, "registry name (bc, lastfm, ml-1m, ab, ml-20m, synthetic)")
+    path: str | None = _f(None, "folder with the data, in any supported format (overrides the registry's location)")
+    format: str = _f("auto", "file format of `path`",
+                     choices=("auto", "ripplenet", "kni-pkl", "recbole", "ripplenet-raw"))
+    split: list = _f([0.6, 0.2, 0.2], "train / valid / test fractions")
+    split_seed: int = _f(555, "seed of the split and of the adjacency table (shared by all run seeds)", lo=0)
+    min_relation_triples: int = _f(100, "relations with fewer triples are dropped", lo=0)
+    rating_threshold: float = _f(4.0, "explicit ratings >= this are positive (RecBole / raw inputs)")
+    synthetic: dict = _f({}, "generator parameters when name is 'synthetic' (see kni data info synthetic)")
+
+
+@dataclass
+class ModelConfig:
+    attention: int = _f(1, "1 = ni:1 (softmax of the interaction logits), 2 = ni:2 (additive attention)", choices=(1, 2))
+    kg: bool = _f(True, "use the knowledge graph (false = NI: user-item edges only)")
+    hop_n_sample: list = _f([1, 4], "nodes sampled per hop, the first is the centre node and must be 1")
+    max_degree: int = _f(1024, "width of the fixed-degree adjacency table", lo=1)
+    hidden: int = _f(128, "embedding size", lo=1)
+    dropout: float = _f(0.5, "dropout rate", lo=0.0, hi=0.999)
+    temperature: float = _f(10.0, "softmax temperature of the attention", lo=0.0, lo_open=True)
+    activation: str = _f("relu", "activation of the aggregation layers", choices=("relu", "tanh", "selu", "identity"))
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _f(100, "maximum number of epochs", lo=1)
+    batch_size: int = _f(1024, "examples per step", lo=1)
+    lr: float = _f(1e-3, "Adam learning rate", lo=0.0, lo_open=True)
+    adam_eps: float = _f(1e-8, "Adam epsilon", lo=0.0, lo_open=True)
+    l2: float = _f(1e-5, "L2 weight on the embedding table, aggregator and attention weights", lo=0.0)
+    patience: int = _f(10, "early stopping window (0 disables early stopping)", lo=0)
+    select_on: str = _f("valid", "split that picks the best epoch and drives early stopping "
+                        "('test' is the original code's protocol)", choices=("valid", "test"))
+
+
+@dataclass
+class EvalConfig:
+    n_eval: int = _f(40, "sampled forward passes averaged per example", lo=1)
+    batch_size: int = _f(1024, "examples per evaluation step (repeats are batched inside)", lo=1)
+
+
+@dataclass
+class RunConfig:
+    name: str = _f("run", "recipe name")
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = _f(1, "seed of initialisation, shuffling, sampling and dropout", lo=0)
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+
+    def validate(self) -> "RunConfig":
+        for section in SECTIONS:
+            obj = getattr(self, section)
+            for f in dataclasses.fields(obj):
+                check_value(f"{section}.{f.name}", f, getattr(obj, f.name))
+        for name in ("seed", "device"):
+            check_value(name, _field(RunConfig, name), getattr(self, name))
+        hops = self.model.hop_n_sample
+        if not hops or hops[0] != 1 or any((not isinstance(n, int)) or n < 1 for n in hops):
+            raise ConfigError(f"model.hop_n_sample: expected a list of positive integers starting with 1 "
+                              f"(the centre node), e.g. [1, 4]; got {hops}")
+        if len(hops) < 2:
+            raise ConfigError("model.hop_n_sample: at least one hop is needed, e.g. [1, 4]")
+        split = self.dataset.split
+        if len(split) != 3 or any(not isinstance(x, (int, float)) or x < 0 for x in split) \
+                or abs(sum(split) - 1.0) > 1e-6 or split[0] <= 0:
+            raise ConfigError(f"dataset.split: expected three non-negative fractions summing to 1 "
+                              f"with a positive train share, e.g. [0.6, 0.2, 0.2]; got {split}")
+        if self.dataset.name is None and self.dataset.path is None:
+            raise ConfigError("dataset: give `name` (a registry dataset) or `path` (a folder)")
+        if not (self.device in ("auto", "cpu", "cuda") or
+                (self.device.startswith("cuda:") and self.device[5:].isdigit())):
+            raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N; got {self.device!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        kwargs = dict(data)
+        for section, klass in SECTIONS.items():
+            if section in kwargs:
+                kwargs[section] = klass(**kwargs[section])
+        return cls(**kwargs)
+
+    def config_hash(self) -> str:
+        """Hash of everything but the seed and the device: the key of a group of seeds."""
+        d = self.to_dict()
+        d.pop("seed")
+        d.pop("device")
+        return stable_hash(d)
+
+
+SECTIONS: dict[str, type] = {"dataset": DatasetConfig, "model": ModelConfig,
+                             "train": TrainConfig, "eval": EvalConfig}
+
+
+def stable_hash(obj: Any, length: int = 12) -> str:
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def _field(klass: type, name: str) -> dataclasses.Field:
+    return next(f for f in dataclasses.fields(klass) if f.name == name)
+
+
+def expected_type(f: dataclasses.Field) -> tuple[type, ...]:
+    """Python types accepted for a field (ints are accepted where floats are)."""
+    t = f.type if isinstance(f.type, str) else f.type.__name__
+    if t.startswith("str"):
+        return (str, type(None)) if "None" in t else (str,)
+    if t == "bool":
+        return (bool,)
+    if t == "int":
+        return (int,)
+    if t == "float":
+        return (int, float)
+    if t == "list":
+        return (list,)
+    if t == "dict":
+        return (dict,)
+    raise TypeError(f"unsupported field type {t}")
+
+
+def check_value(key: str, f: dataclasses.Field, value: Any) -> None:
+    """Raise ConfigError if ``value`` does not fit field ``f`` (type, range or choices)."""
+    types = expected_type(f)
+    if isinstance(value, bool) and bool not in types:
+        raise ConfigError(f"{key}: expected {_type_name(types)}, got a boolean ({value})")
+    if not isinstance(value, types):
+        raise ConfigError(f"{key}: expected {_type_name(types)}, got {type(value).__name__} ({value!r})")
+    m = f.metadata
+    if m.get("choices") and value not in m["choices"]:
+        raise ConfigError(f"{key}: expected one of {', '.join(map(str, m['choices']))}; got {value!r}")
+    lo, hi = m.get("lo"), m.get("hi")
+    if lo is not None and isinstance(value, (int, float)):
+        if value < lo or (m.get("lo_open") and value == lo):
+            raise ConfigError(f"{key}: expected a value {'>' if m.get('lo_open') else '>='} {lo}; got {value}")
+    if hi is not None and isinstance(value, (int, float)) and value > hi:
+        raise ConfigError(f"{key}: expected a value <= {hi}; got {value}")
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    names = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
+             list: "a list", dict: "a mapping", type(None): "null"}
+    if types == (int, float):
+        return "a number"
+    return " or ".join(names[t] for t in types)

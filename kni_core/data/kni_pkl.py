@@ -1,0 +1,138 @@
+"""KNI's released pickles: ``bc.pkl``, ``ab.pkl``, ``ml-1m.pkl`` and ``ml-20m.pkl``.
+
+Each holds a dict with ``train_data`` and ``test_data`` (integer arrays of ``(user, item,
+label)`` rows) and ``adj``, the knowledge graph as an adjacency matrix (or one per relation),
+all in a single entity id space shared by users, items and KG entities. Our pipeline splits
+6:2:2 itself, so train and test rows are concatenated and re-split later; the original
+train/test boundary is not kept.
+
+Ids are renumbered to the :class:`RawDataset` convention: users and items by sorted original id,
+items first among entities, then the other KG entities by sorted original id. KG edges that
+touch a user are dropped (users are not KG entities; KNI adds user-item edges itself).
+Without ``adj``, the ``kg_triples`` array written by KNI's ``process_rip.py`` is used if present.
+
+Pickles run code when loaded: read only files you made or trust.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..config import DatasetConfig
+from ..errors import DataError
+from .raw import RawDataset
+
+PICKLE_NAMES = ("bc.pkl", "ab.pkl", "ml-1m.pkl", "ml-20m.pkl")
+RATING_KEYS = ("train_data", "test_data")
+EXPECTED_KEYS = "train_data, test_data (integer arrays of user, item, label rows) and adj (optional)"
+
+
+def detect(folder: Path) -> bool:
+    return any((Path(folder) / name).is_file() for name in PICKLE_NAMES)
+
+
+def read(folder: Path, cfg: DatasetConfig) -> RawDataset:
+    path = _choose_pickle(Path(folder), cfg)
+    dataset = _load(path)
+    rows = np.concatenate([_rating_table(dataset, key, path) for key in RATING_KEYS])
+    users, items = np.unique(rows[:, 0]), np.unique(rows[:, 1])
+    _check_disjoint(users, items, path)
+    ratings = np.column_stack([np.searchsorted(users, rows[:, 0]), np.searchsorted(items, rows[:, 1]), rows[:, 2]])
+    kg = _renumber_kg(_kg_triples(dataset, path), users, items)
+    return RawDataset.from_arrays(ratings, kg, source=str(path), n_items=len(items))
+
+
+def _choose_pickle(folder: Path, cfg: DatasetConfig) -> Path:
+    present = [name for name in PICKLE_NAMES if (folder / name).is_file()]
+    if cfg.name is not None and f"{cfg.name}.pkl" in present:
+        return folder / f"{cfg.name}.pkl"
+    if len(present) == 1:
+        return folder / present[0]
+    if not present:
+        raise DataError(f"no KNI pickle here (expected one of {', '.join(PICKLE_NAMES)})", folder)
+    raise DataError(f"several KNI pickles here ({', '.join(present)}): set dataset.name to one of "
+                    f"{', '.join(Path(n).stem for n in present)} to choose", folder)
+
+
+def _load(path: Path) -> Mapping:
+    """Unpickle, retrying as Latin-1 for pickles written by Python 2 (numpy arrays inside)."""
+    for encoding in ("ASCII", "latin1"):
+        try:
+            with open(path, "rb") as handle:
+                dataset = pickle.load(handle, encoding=encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+        except Exception as exc:  # unpickling can raise almost anything on a foreign file
+            raise DataError(f"not a readable pickle ({type(exc).__name__}: {exc})", path) from None
+    else:
+        raise DataError("not a readable pickle (undecodable strings)", path)
+    if not isinstance(dataset, Mapping):
+        raise DataError(f"expected a dict with keys {EXPECTED_KEYS}; got a {type(dataset).__name__}", path)
+    return dataset
+
+
+def _rating_table(dataset: Mapping, key: str, path: Path) -> np.ndarray:
+    if key not in dataset:
+        found = ", ".join(sorted(map(str, dataset.keys()))) or "none"
+        raise DataError(f"missing key '{key}'; found keys: {found}; expected keys: {EXPECTED_KEYS}", path)
+    table = np.asarray(dataset[key])
+    if table.ndim != 2 or table.shape[1] != 3 or not np.issubdtype(table.dtype, np.integer):
+        raise DataError(f"dataset['{key}'] must be an integer array of shape (N, 3) (user, item, label); "
+                        f"got {table.dtype} {table.shape}", path)
+    return table.astype(np.int64)
+
+
+def _check_disjoint(users: np.ndarray, items: np.ndarray, path: Path) -> None:
+    shared = np.intersect1d(users, items)
+    if len(shared):
+        raise DataError(f"{len(shared)} ids are both users and items (e.g. {shared[0]}); expected users and "
+                        "items in one entity id space, with distinct ids", path)
+
+
+def _kg_triples(dataset: Mapping, path: Path) -> np.ndarray:
+    """``(head, relation, tail)`` in the pickle's own ids, from ``adj`` or ``kg_triples``."""
+    adj = dataset.get("adj")
+    if adj is None and dataset.get("kg_triples") is not None:
+        triples = np.asarray(dataset["kg_triples"])
+        if triples.ndim != 2 or triples.shape[1] != 3 or not np.issubdtype(triples.dtype, np.integer):
+            raise DataError(f"dataset['kg_triples'] must be an integer array of shape (M, 3); "
+                            f"got {triples.dtype} {triples.shape}", path)
+        return triples.astype(np.int64)
+    if adj is None:
+        return np.zeros((0, 3), np.int64)
+    if isinstance(adj, np.ndarray) and adj.ndim == 3:
+        adj = list(adj)
+    matrices = adj if isinstance(adj, (list, tuple)) else [adj]
+    return np.concatenate([_edges(m, relation, path) for relation, m in enumerate(matrices)] or
+                          [np.zeros((0, 3), np.int64)])
+
+
+def _edges(matrix, relation: int, path: Path) -> np.ndarray:
+    """Nonzero ``(row, col)`` entries of one adjacency matrix as ``(row, relation, col)``."""
+    if sp.issparse(matrix):
+        coo = sp.coo_matrix(matrix)
+        keep = coo.data != 0
+        rows, cols = coo.row[keep], coo.col[keep]
+    elif isinstance(matrix, np.ndarray) and matrix.ndim == 2:
+        rows, cols = np.nonzero(matrix)
+    else:
+        raise DataError("dataset['adj'] must be a scipy sparse matrix, a 2-D numpy array or a list of "
+                        f"them (one per relation); got {type(matrix).__name__}", path)
+    return np.column_stack([rows, np.full(len(rows), relation), cols]).astype(np.int64)
+
+
+def _renumber_kg(triples: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Drop edges touching users; items -> 0..I-1, other entities -> I.. by sorted original id."""
+    ends = triples[:, [0, 2]]
+    triples = triples[~np.isin(ends, users).any(axis=1)]
+    ends = triples[:, [0, 2]]
+    is_item = np.isin(ends, items)
+    others = np.unique(ends[~is_item])
+    new_ends = np.where(is_item, np.searchsorted(items, ends), len(items) + np.searchsorted(others, ends))
+    return np.column_stack([new_ends[:, 0], triples[:, 1], new_ends[:, 1]])

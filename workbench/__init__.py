@@ -1,0 +1,1 @@
+"""Tooling around kni_core: recipes, command line and terminal UI."""

@@ -1,0 +1,202 @@
+"""``kni``: run recipes headless, benchmark, and manage datasets."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape
+from rich.table import Table
+
+from kni_core.config import DatasetConfig, RunConfig
+from kni_core.errors import KniError
+
+from .console import JsonLines, RichProgress, summary_table
+from .execute import execute
+from .recipe import Recipe, load_recipe, parse_recipe
+
+app = typer.Typer(help="KNI workbench: reproduce, extend and compare knowledge-graph recommenders.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+data_app = typer.Typer(help="List, inspect and prepare datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+SEEDS_HELP = "Seeds to run, e.g. 1,2,3 or 1..5 (overrides the recipe's seeds)."
+SET_HELP = "Override a recipe value, e.g. --set train.epochs=3 --set dataset.path=DIR (repeatable)."
+DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N."
+
+
+def _consoles(json_out: bool) -> Console:
+    """Human output goes to stderr when stdout is reserved for JSON."""
+    console = Console(stderr=json_out)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True,
+                        handlers=[RichHandler(console=console, show_time=False, show_path=False)])
+    return console
+
+
+def _fail(console: Console, error: BaseException) -> None:
+    console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+    raise typer.Exit(2)
+
+
+@app.command()
+def run(recipe: Path = typer.Argument(..., help="Recipe YAML file, e.g. recipes/quickstart.yaml."),
+        seeds: Optional[str] = typer.Option(None, "--seeds", help=SEEDS_HELP),
+        set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+        device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
+        json_out: bool = typer.Option(False, "--json", help="Print only JSON lines on stdout."),
+        checkpoint_dir: Optional[Path] = typer.Option(None, "--checkpoint-dir",
+                                                      help="Save each seed's best model here.")) -> None:
+    """Train a recipe for each seed, live, and close with a per-seed table (mean ± std)."""
+    console = _consoles(json_out)
+    try:
+        rec = load_recipe(recipe, overrides=set_, seeds=seeds, device=device)
+        summaries = []
+        for seed in rec.seeds:
+            cfg = rec.config_for(seed)
+            listeners = [JsonLines()] if json_out else [RichProgress(console, cfg.train.epochs)]
+            ckpt = str(checkpoint_dir / f"{rec.name}-seed{seed}.pt") if checkpoint_dir else None
+            summaries.append(execute(cfg, listeners, checkpoint=ckpt))
+    except KniError as error:
+        _fail(console, error)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        raise typer.Exit(130)
+    console.print(summary_table(f"{rec.name}: test metrics at the best {rec.base.train.select_on} epoch",
+                                summaries, rec.base.train.select_on))
+
+
+def _paper_config(name: str, overrides: list[str], device: Optional[str]) -> Recipe:
+    from kni_core.data.registry import spec
+    s = spec(name)
+    lines = [f"name: {name}", "dataset:", f"  name: {name}"]
+    for section, values in s.paper.items():
+        lines.append(f"{section}:")
+        lines += [f"  {k}: {json.dumps(v)}" for k, v in values.items()]
+    return parse_recipe("\n".join(lines) + "\n", path=f"<paper settings of {name}>", overrides=overrides,
+                        device=device)
+
+
+@app.command()
+def bench(dataset: str = typer.Option("bc", "--dataset", help="Registry dataset; the paper's settings are used."),
+          recipe: Optional[Path] = typer.Option(None, "--recipe", help="Benchmark this recipe's settings instead."),
+          set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+          device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
+          repeats: int = typer.Option(3, "--repeats", min=1, help="Timed rounds (the median is reported)."),
+          json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    """Time a training epoch and a full evaluation (valid + test, n_eval passes) after a warm-up."""
+    from kni_core.bench import benchmark
+    console = _consoles(json_out)
+    try:
+        rec = load_recipe(recipe, overrides=set_, device=device) if recipe else _paper_config(dataset, set_, device)
+        result = benchmark(rec.base, repeats=repeats)
+    except KniError as error:
+        _fail(console, error)
+    if json_out:
+        print(json.dumps(result))
+        return
+    table = Table(title=f"kni bench: {result['dataset']} on {result['device']}", title_justify="left")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for key, value in result.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+@data_app.command("list")
+def data_list(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Known datasets and whether their files are found here."""
+    from kni_core.data.registry import DATASETS, locate
+    rows = []
+    for name, s in DATASETS.items():
+        try:
+            where = "generated" if name == "synthetic" else str(locate(name))
+        except KniError:
+            where = None
+        rows.append({"name": name, "title": s.title, "format": s.format, "found": where})
+    if json_out:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title="datasets", title_justify="left")
+    for col in ("name", "title", "format", "found at"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["name"], r["title"], r["format"], r["found"] or "[red]missing[/] (kni data info NAME)")
+    Console().print(table)
+
+
+@data_app.command("info")
+def data_info(name: str = typer.Argument(..., help="Registry name, e.g. bc."),
+              json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Measured statistics beside the published ones, the files expected and where to get them."""
+    from kni_core.data import load_raw
+    from kni_core.data.registry import spec
+    console = _consoles(json_out)
+    try:
+        s = spec(name)
+        measured = load_raw(RunConfig(dataset=DatasetConfig(name=name))).summary()
+    except KniError as error:
+        if json_out or "not found" not in str(error):
+            _fail(console, error)
+        measured = {}
+        console.print(f"[yellow]{escape(str(error))}[/]")
+    if json_out:
+        print(json.dumps({"name": name, "title": s.title, "measured": measured, "published": s.published,
+                          "published_source": s.published_source, "files": list(s.files), "obtain": s.obtain}))
+        return
+    table = Table(title=f"{name}: {s.title}", title_justify="left")
+    table.add_column("statistic")
+    table.add_column("measured", justify="right")
+    table.add_column(f"published ({s.published_source or 'n/a'})", justify="right")
+    for key in dict.fromkeys(list(measured) + list(s.published)):
+        m, p = measured.get(key), s.published.get(key)
+        style = "" if m is None or p is None or m == p else "yellow"
+        table.add_row(key, f"{m:,}" if m is not None else "-", f"{p:,}" if p is not None else "-", style=style)
+    console.print(table)
+    console.print(f"files: {', '.join(s.files) or '-'}\nobtain: {s.obtain}")
+
+
+@data_app.command("prepare")
+def data_prepare(name: str = typer.Argument(..., help="Registry name, e.g. bc."),
+                 source: Optional[Path] = typer.Option(None, "--source",
+                                                       help="Folder with the files; copied into the user cache."),
+                 set_: List[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
+    """Preprocess a dataset with the paper's settings and cache it (a second call reuses the cache)."""
+    from kni_core.data import prepare
+    from kni_core.data.formats import read_folder
+    from kni_core.data.registry import user_data_root
+    console = _consoles(False)
+    try:
+        if source is not None:
+            read_folder(source, DatasetConfig(name=name))        # fail before copying anything
+            target = user_data_root() / name
+            target.mkdir(parents=True, exist_ok=True)
+            for f in source.iterdir():
+                if f.is_file():
+                    shutil.copy2(f, target / f.name)
+            console.print(f"copied {source} to {target}")
+        rec = _paper_config(name, set_, None)
+        prepared = prepare(rec.base)
+    except KniError as error:
+        _fail(console, error)
+    state = "reused the cache" if prepared.from_cache else "preprocessed and cached"
+    console.print(f"{name}: {state} (key {prepared.key})")
+    console.print(prepared.stats)
+
+
+def main() -> None:
+    try:
+        app()
+    except KniError as error:                 # anything not already caught per command
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(error))}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
