@@ -41,7 +41,8 @@ def _consoles(json_out: bool) -> Console:
 
 
 def _fail(console: Console, error: BaseException) -> None:
-    console.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+    """Report a user error on stderr (stdout may be reserved for JSON) and exit with 2."""
+    Console(stderr=True).print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
     raise typer.Exit(2)
 
 

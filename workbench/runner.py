@@ -1,0 +1,510 @@
+"""The run lifecycle: launch run processes, watch them through the database, cancel them.
+
+Every run executes in its own child process, ``python -m workbench.runner RUN_ID --db URL``
+(a fresh interpreter: no inherited CUDA state, the GIL of its own, cancellation by signal).
+The parent (``kni run``, the TUI) only writes the ``queued`` row and, for runs it launched,
+the end of a process that died without writing one; everything else the child writes itself:
+
+- claims the row (``queued`` -> ``running``, its pid and host, ``started_at``);
+- one commit per epoch (the epoch row, best-so-far and heartbeat: :class:`StoreListener`);
+- a heartbeat every :data:`~workbench.store.HEARTBEAT_SECONDS` from a thread;
+- SIGTERM / SIGINT -> ``cancelled`` with the finished epochs kept (a signal that arrives
+  while an epoch is being committed waits for the commit);
+- an exception -> ``failed`` with the message and the traceback;
+- the end -> ``completed`` with the best epoch.
+
+A process that vanishes (kill -9, power cut) writes nothing; its launcher, if alive, marks
+it ``crashed`` when it sees the exit, and any reader does so once the heartbeat is stale
+and the pid is gone (:meth:`workbench.store.Store.refresh_crashed`).
+
+Lifecycle: ``queued -> running -> completed | failed | cancelled | crashed``; a queued run
+whose launcher is interrupted ends ``cancelled``, one whose launcher vanished ``crashed``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback as tb
+from collections import deque
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Callable, Iterator, Sequence
+
+from kni_core.config import RunConfig
+from kni_core.train import EpochResult, FitSummary
+
+from .store import (CANCELLED, COMPLETED, CRASHED, FAILED, HEARTBEAT_SECONDS, LIVE, QUEUED, RUNNING,
+                    Epoch, NewRun, Run, Store, StoreError, this_host)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Cancelled", "StoreListener", "Launcher", "new_run", "spawn", "cancel", "child_main",
+           "epoch_result", "fit_summary", "assign_gpus", "visible_gpus", "provenance"]
+
+#: Exit status of a run process that was cancelled by a signal.
+EXIT_CANCELLED = 130
+
+
+class Cancelled(BaseException):
+    """Raised in a run process by SIGTERM / SIGINT (a BaseException, like KeyboardInterrupt)."""
+
+
+# --------------------------------------------------------------------------------------------
+# rows <-> typed records
+
+
+def model_label(cfg: RunConfig) -> str:
+    """``KNI`` (with the knowledge graph) or ``NI`` (user-item graph only)."""
+    return "KNI" if cfg.model.kg else "NI"
+
+
+def dataset_label(cfg: RunConfig) -> str:
+    d = cfg.dataset
+    if d.name == "synthetic" and not d.path:
+        preset = (d.synthetic or {}).get("preset")
+        return f"synthetic-{preset}" if preset else "synthetic"
+    return d.name or Path(d.path or "?").name
+
+
+def _nan(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def epoch_result(seed: int, e: Epoch) -> EpochResult:
+    """The :class:`EpochResult` of a stored epoch row (NULL metrics become NaN)."""
+    return EpochResult(seed, e.epoch, _nan(e.train_loss), _nan(e.valid_auc), _nan(e.valid_logloss),
+                       _nan(e.valid_acc), _nan(e.test_auc), _nan(e.test_logloss), _nan(e.test_acc),
+                       _nan(e.train_seconds), _nan(e.eval_seconds))
+
+
+def fit_summary(run: Run, epochs: Sequence[Epoch]) -> FitSummary | None:
+    """The :class:`FitSummary` of a stored run (None without epochs)."""
+    if not epochs:
+        return None
+    by_epoch = {e.epoch: e for e in epochs}
+    best = by_epoch.get(run.best_epoch or -1) or epochs[-1]
+    return FitSummary(run.seed, best.epoch, epoch_result(run.seed, best), len(epochs), bool(run.stopped_early))
+
+
+def provenance() -> tuple[str | None, str | None]:
+    """(package version, git commit of the source tree, ``+dirty`` when modified) when known."""
+    version = commit = None
+    try:
+        from importlib.metadata import version as _version
+        version = _version("kni-workbench")
+    except Exception:                       # noqa: BLE001 - not installed as a package
+        pass
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if out.returncode == 0 and out.stdout.strip():
+            commit = out.stdout.strip()[:40]
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                                   capture_output=True, text=True, timeout=5)
+            if dirty.returncode == 0 and dirty.stdout.strip():
+                commit = commit[:12] + "+dirty"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return version, commit
+
+
+def new_run(recipe_name: str, recipe_text: str, cfg: RunConfig, recipe_path: str | None = None,
+            prov: tuple[str | None, str | None] | None = None) -> NewRun:
+    """The queued row of one seed of a recipe."""
+    version, commit = prov if prov is not None else provenance()
+    return NewRun(recipe=recipe_name, recipe_text=recipe_text, config_json=json.dumps(cfg.to_dict(), sort_keys=True),
+                  config_hash=cfg.config_hash(), dataset=dataset_label(cfg), model=model_label(cfg), seed=cfg.seed,
+                  device=cfg.device, max_epochs=cfg.train.epochs, select_on=cfg.train.select_on,
+                  recipe_path=recipe_path, package_version=version, git_commit=commit)
+
+
+# --------------------------------------------------------------------------------------------
+# the run process
+
+
+class SignalGuard:
+    """SIGTERM / SIGINT raise :class:`Cancelled`, except inside :meth:`section`, where the
+    signal waits until the section ends (an epoch commit is never cut in half). Later
+    signals are ignored while the cancellation is being recorded."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending: int | None = None
+        self.fired = False
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handler)
+
+    def _raise(self, signum: int) -> None:
+        self.fired = True
+        raise Cancelled(signal.Signals(signum).name)
+
+    def _handler(self, signum: int, frame: object) -> None:
+        if self.fired:
+            return
+        if self.depth:
+            self.pending = signum
+            return
+        self._raise(signum)
+
+    @contextmanager
+    def section(self) -> Iterator[None]:
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            if not self.depth and self.pending is not None and not self.fired:
+                signum, self.pending = self.pending, None
+                self._raise(signum)
+
+
+class StoreListener:
+    """A :class:`~workbench.execute.RunListener` that writes the run's rows: one commit per epoch."""
+
+    def __init__(self, store: Store, run_id: int, select_on: str, guard: SignalGuard | None = None):
+        self.store = store
+        self.run_id = run_id
+        self.select_on = select_on
+        self.guard = guard or SignalGuard()
+        self.best: EpochResult | None = None
+        self.ended = False
+
+    def started(self, start) -> None:       # RunStart
+        device = start.device
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if device.startswith("cuda") and visible:
+            device = f"{device} (CUDA_VISIBLE_DEVICES={visible})"
+        with self.guard.section():
+            self.store.record_start(self.run_id, device, start.data_stats)
+
+    def epoch(self, result: EpochResult) -> None:
+        # the same rule as Trainer.fit: strictly better on the selection split
+        if self.best is None or result.metric(self.select_on, "auc") > self.best.metric(self.select_on, "auc"):
+            self.best = result
+        with self.guard.section():
+            self.store.add_epoch(self.run_id, result, self.best)
+
+    def finished(self, summary: FitSummary) -> None:
+        with self.guard.section():
+            self.store.finish(self.run_id, COMPLETED, best=summary.best, stopped_early=summary.stopped_early)
+            self.ended = True
+
+    def failed(self, error: BaseException) -> None:
+        self.guard.fired = True              # no further Cancelled while recording the end
+        if isinstance(error, (Cancelled, KeyboardInterrupt)):
+            how = error.args[0] if isinstance(error, Cancelled) and error.args else "SIGINT"
+            self.store.finish(self.run_id, CANCELLED, error=f"cancelled by {how}")
+        else:
+            text = "".join(tb.format_exception(type(error), error, error.__traceback__))
+            message = f"{type(error).__name__}: {error}"
+            self.store.finish(self.run_id, FAILED, error=message, traceback=text)
+        self.ended = True
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, store: Store, run_id: int, every: float = HEARTBEAT_SECONDS):
+        super().__init__(name=f"heartbeat-{run_id}", daemon=True)
+        self.store, self.run_id, self.every = store, run_id, every
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(self.every):
+            try:
+                self.store.heartbeat(self.run_id)
+            except StoreError as e:          # locked for a while: try again next beat
+                log.warning("heartbeat of run %d: %s", self.run_id, e)
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=self.every + 1)
+
+
+def child_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of a run process: ``python -m workbench.runner RUN_ID --db URL``."""
+    parser = argparse.ArgumentParser(prog="python -m workbench.runner",
+                                     description="Execute one stored run (normally started by kni run).")
+    parser.add_argument("run_id", type=int)
+    parser.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite path of the run database")
+    parser.add_argument("--checkpoint", default=None, help="save the best model here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+
+    guard = SignalGuard()
+    guard.install()                           # from here on a signal means cancelled
+    try:
+        store = Store.open(args.db, create=False)
+    except (StoreError, Cancelled) as e:
+        print(f"run {args.run_id}: {e}", file=sys.stderr)
+        return 2
+    listener = StoreListener(store, args.run_id, "valid", guard)
+    heartbeat: Heartbeat | None = None
+    try:
+        with guard.section():
+            if not store.claim(args.run_id, os.getpid(), this_host()):
+                print(f"run {args.run_id}: not queued (already started, ended or removed)", file=sys.stderr)
+                return 3
+            run = store.get(args.run_id)
+        heartbeat = Heartbeat(store, args.run_id)
+        heartbeat.start()
+        from .execute import execute         # imports torch: after the claim
+        cfg = RunConfig.from_dict(json.loads(run.config_json)).validate()
+        listener.select_on = cfg.train.select_on
+        execute(cfg, [listener], checkpoint=args.checkpoint)
+        return 0
+    except Cancelled:
+        if not listener.ended:
+            listener.failed(Cancelled("signal"))
+        return EXIT_CANCELLED
+    except BaseException as error:            # noqa: BLE001 - recorded, then reported
+        if not listener.ended:                # an error before execute's listeners took over
+            try:
+                listener.failed(error)
+            except BaseException as e2:      # noqa: BLE001
+                print(f"run {args.run_id}: could not record the failure: {e2}", file=sys.stderr)
+        tb.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+        return EXIT_CANCELLED if isinstance(error, KeyboardInterrupt) else 1
+    finally:
+        if heartbeat is not None:
+            heartbeat.stop()
+        store.close()
+
+
+# --------------------------------------------------------------------------------------------
+# the launcher
+
+
+def visible_gpus(device: str) -> list[str]:
+    """GPU ids runs may be spread over: CUDA_VISIBLE_DEVICES, else every CUDA device; none
+    for CPU runs or a pinned ``cuda:N``."""
+    if device not in ("auto", "cuda"):
+        return []
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        import torch
+        return [str(i) for i in range(torch.cuda.device_count())]
+    except Exception:                          # noqa: BLE001
+        return []
+
+
+def assign_gpus(gpus: Sequence[str], busy: dict[str, int]) -> str | None:
+    """The least busy GPU (ties: the first), or None without GPUs."""
+    if not gpus:
+        return None
+    return min(gpus, key=lambda g: (busy.get(g, 0), list(gpus).index(g)))
+
+
+def spawn(db_url: str, run_id: int, *, gpu: str | None = None, checkpoint: str | None = None,
+          log_file: IO[bytes] | None = None, detach: bool = True) -> subprocess.Popen:
+    """Start the process of queued run ``run_id``. ``detach`` puts it in its own session, so a
+    Ctrl-C in the terminal reaches only the launcher (which forwards SIGTERM)."""
+    cmd = [sys.executable, "-m", "workbench.runner", str(run_id), "--db", db_url]
+    if checkpoint:
+        cmd += ["--checkpoint", checkpoint]
+    env = dict(os.environ)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log_file or subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT if log_file else subprocess.DEVNULL,
+                            start_new_session=detach)
+
+
+def cancel(store: Store, run_id: int) -> str:
+    """Ask run ``run_id`` to stop: SIGTERM to its process (it records ``cancelled``); a queued
+    run not started yet is marked cancelled. Returns what was done."""
+    run = store.get(run_id)
+    if run.status not in LIVE:
+        return f"run {run_id} is {run.status}, nothing to cancel"
+    if run.status == RUNNING and run.host == this_host() and run.pid:
+        try:
+            os.kill(run.pid, signal.SIGTERM)
+            return f"sent SIGTERM to run {run_id} (pid {run.pid})"
+        except ProcessLookupError:
+            pass
+    if run.status == QUEUED and store.mark(run_id, CANCELLED, "cancelled before it started", only_if=(QUEUED,)):
+        return f"run {run_id} cancelled before it started"
+    if run.status == RUNNING and run.host != this_host():
+        raise StoreError(f"run {run_id} runs on {run.host} (pid {run.pid}); cancel it there")
+    return f"run {run_id} could not be signalled"
+
+
+@dataclass
+class _Job:
+    run_id: int
+    proc: subprocess.Popen | None = None
+    gpu: str | None = None
+    log: IO[bytes] | None = None
+    seen: int = 0                             # last epoch reported
+    run: Run | None = None
+
+
+@dataclass
+class Launcher:
+    """Run queued runs as child processes, ``jobs`` at a time, reporting through the database.
+
+    ``on_epoch(run, EpochResult)`` is called for every new epoch row and ``on_end(run,
+    epochs)`` once per run after its end is stored (both in the launcher's thread). Call
+    :meth:`run`; a SIGINT / SIGTERM to the launcher (or :meth:`request_stop`) forwards SIGTERM
+    to the children and waits for them to record ``cancelled``.
+    """
+
+    store: Store
+    jobs: int = 1
+    gpus: Sequence[str] = ()
+    checkpoints: dict[int, str] = field(default_factory=dict)
+    on_epoch: Callable[[Run, EpochResult], None] | None = None
+    on_start: Callable[[Run], None] | None = None
+    on_end: Callable[[Run, list[Epoch]], None] | None = None
+    poll: float = 0.3
+    grace: float = 60.0                       # seconds a cancelled child gets to record its end
+    stop_requested: int = 0
+
+    def request_stop(self) -> None:
+        self.stop_requested += 1
+
+    def _signal(self, signum: int, frame: object) -> None:
+        self.request_stop()
+
+    def run(self, run_ids: Sequence[int]) -> dict[int, str]:
+        """Execute the queued runs; returns their final statuses."""
+        old = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                old[sig] = signal.signal(sig, self._signal)
+        try:
+            return self._loop(list(run_ids))
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+    # -- internals ----------------------------------------------------------------------
+    def _start(self, job: _Job, busy: dict[str, int]) -> None:
+        job.gpu = assign_gpus(self.gpus, busy)
+        if job.gpu is not None:
+            busy[job.gpu] = busy.get(job.gpu, 0) + 1
+        job.log = tempfile.TemporaryFile()
+        job.proc = spawn(self.store.url, job.run_id, gpu=job.gpu, checkpoint=self.checkpoints.get(job.run_id),
+                         log_file=job.log)
+
+    def _report(self, job: _Job) -> None:
+        if self.on_epoch is None:
+            return
+        if job.run is None:
+            job.run = self.store.get(job.run_id)
+        for e in self.store.epochs(job.run_id, after=job.seen):
+            self.on_epoch(job.run, epoch_result(job.run.seed, e))
+            job.seen = e.epoch
+
+    def _log_tail(self, job: _Job, limit: int = 2000) -> str:
+        if job.log is None:
+            return ""
+        try:
+            job.log.seek(0)
+            data = job.log.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        return data[-limit:].strip()
+
+    def _finish(self, job: _Job, busy: dict[str, int]) -> str:
+        """The child has exited: make sure its end is stored, report it."""
+        if job.gpu is not None:
+            busy[job.gpu] -= 1
+        rc = job.proc.returncode if job.proc is not None else None
+        self._report(job)
+        run = self.store.get(job.run_id)
+        if run.status in LIVE:
+            how = f"killed by signal {-rc}" if rc is not None and rc < 0 else f"exit status {rc}"
+            if self.stop_requested:
+                self.store.mark(job.run_id, CANCELLED, f"cancelled; the process ended ({how}) before "
+                                                       f"recording its end")
+            else:
+                tail = self._log_tail(job)
+                reason = f"the run process ended ({how}) without recording an end"
+                if tail:
+                    reason += "; its last output:\n" + tail
+                self.store.mark(job.run_id, CRASHED, reason)
+            self._report(job)
+            run = self.store.get(job.run_id)
+        if job.log is not None:
+            job.log.close()
+        if self.on_end is not None:
+            self.on_end(run, self.store.epochs(job.run_id))
+        return run.status
+
+    def _loop(self, run_ids: list[int]) -> dict[int, str]:
+        pending = deque(_Job(i) for i in run_ids)
+        active: list[_Job] = []
+        statuses: dict[int, str] = {}
+        busy: dict[str, int] = {}
+        forwarded = 0
+        deadline: float | None = None
+        last_touch = time.monotonic()
+        while pending or active:
+            if self.stop_requested and forwarded < self.stop_requested:
+                if not forwarded:             # first request: cancel the queue, SIGTERM the children
+                    while pending:
+                        job = pending.popleft()
+                        self.store.mark(job.run_id, CANCELLED, "cancelled before it started", only_if=(QUEUED,))
+                        run = self.store.get(job.run_id)
+                        statuses[job.run_id] = run.status
+                        if self.on_end is not None:
+                            self.on_end(run, [])
+                    for job in active:
+                        _kill(job.proc, signal.SIGTERM)
+                    deadline = time.monotonic() + self.grace
+                else:                         # second request: stop waiting
+                    for job in active:
+                        _kill(job.proc, signal.SIGKILL)
+                forwarded = self.stop_requested
+            if deadline is not None and time.monotonic() > deadline:
+                for job in active:
+                    _kill(job.proc, signal.SIGKILL)
+                deadline = None
+            while pending and len(active) < max(1, self.jobs) and not self.stop_requested:
+                job = pending.popleft()
+                self._start(job, busy)
+                active.append(job)
+                job.run = self.store.get(job.run_id)
+                if self.on_start is not None:
+                    self.on_start(job.run)
+            time.sleep(self.poll)
+            for job in list(active):
+                assert job.proc is not None
+                if job.proc.poll() is not None:
+                    statuses[job.run_id] = self._finish(job, busy)
+                    active.remove(job)
+                else:
+                    self._report(job)
+            if time.monotonic() - last_touch > HEARTBEAT_SECONDS:
+                # queued rows are owned by this process: keep them from looking abandoned
+                self.store.touch([j.run_id for j in pending], statuses=(QUEUED,))
+                last_touch = time.monotonic()
+        return statuses
+
+
+def _kill(proc: subprocess.Popen | None, sig: int) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.kill(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+if __name__ == "__main__":
+    from workbench.runner import child_main as _child_main   # the importable module, not __main__
+    sys.exit(_child_main())
