@@ -381,3 +381,30 @@ def test_ripplenet_raw_both_datasets_in_one_folder(movie_folder: Path) -> None:
     assert ripplenet_raw.read(movie_folder, cfg_for(movie_folder, name="ml-1m")).n_relations == 3
     book = ripplenet_raw.read(movie_folder, cfg_for(movie_folder, name="bc"))
     assert book.source.endswith("BX-Book-Ratings.csv") and rows_of(book.ratings, 0, 1) == {0}
+
+
+def test_download_verifies_checksums_and_keeps_nothing_bad(tmp_path, monkeypatch):
+    """`kni data download` over file:// URLs: good files land, a corrupted one is refused."""
+    import dataclasses
+    import hashlib
+
+    from kni_core.data import download as dl
+    from kni_core.data import registry
+
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "ratings_final.txt").write_text("0\t0\t1\n0\t1\t0\n")
+    (served / "kg_final.txt").write_text("0\t0\t2\n")
+    good = {f: hashlib.sha256((served / f).read_bytes()).hexdigest() for f in ("ratings_final.txt", "kg_final.txt")}
+    urls = {f: (served / f).as_uri() for f in good}
+    fake = dataclasses.replace(registry.DATASETS["bc"], urls=urls, checksums=good)
+    monkeypatch.setitem(registry.DATASETS, "bc", fake)
+    folder = dl.download("bc", dest=tmp_path / "dest")
+    assert dl.verify(folder, good) == {"ratings_final.txt": "ok", "kg_final.txt": "ok"}
+
+    bad = dataclasses.replace(fake, checksums={**good, "kg_final.txt": "0" * 64})
+    monkeypatch.setitem(registry.DATASETS, "bc", bad)
+    with pytest.raises(DataError, match="kg_final.txt .*does not match"):
+        dl.download("bc", dest=tmp_path / "dest2")
+    assert not (tmp_path / "dest2" / "kg_final.txt").exists()
+    assert [p.name for p in (tmp_path / "dest2").iterdir() if p.name.startswith(".")] == []

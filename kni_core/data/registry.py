@@ -26,8 +26,12 @@ class DatasetSpec:
     obtain: str = ""
     checksums: dict = field(default_factory=dict)   # file -> sha256
     paper: dict = field(default_factory=dict)       # the paper's settings: {section: {key: value}}
+    urls: dict = field(default_factory=dict)        # file -> URL pinned to a commit (kni data download)
 
 
+_GITHUB = "https://raw.githubusercontent.com"
+_GRAPHSW = "9288f4031193f19133d1cb8390e0d5c6435bc850"
+_MCCLK = "4b0d2843b73adbe816a7a5bb1788b4f4bcd777f4"
 _RIPPLENET_FILES = ("ratings_final.txt or ratings_final.npy", "kg_final.txt or kg_final.npy")
 
 DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in [
@@ -46,7 +50,9 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in [
          "kg_final.txt": "60a4a2c2e6f101fbbd5763c72be3ed4f565498e7f6c8660eb19fe598dc7158b2",
          "kg_final.npy": "192ad826df7042e6c6534cc172f75422dd043f97dd3ce10d50a9ed031fcac378"},
         {"model": {"attention": 1, "hop_n_sample": [1, 4], "max_degree": 1024, "temperature": 10.0},
-         "train": {"l2": 1e-5}, "eval": {"n_eval": 40}}),
+         "train": {"l2": 1e-5}, "eval": {"n_eval": 40}},
+        {"ratings_final.txt": f"{_GITHUB}/mengruwu/graphsw/{_GRAPHSW}/data/Book-Crossing/ratings_final.txt",
+         "kg_final.txt": f"{_GITHUB}/CCIIPLab/MCCLK/{_MCCLK}/data/book/kg_final.txt"}),
     DatasetSpec(
         "lastfm", "Last.FM (KGCN's music)", ("lastfm", "music"), "ripplenet",
         {"users": 1872, "items": 3846, "interactions": 42346, "entities": 9366,
@@ -60,7 +66,9 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in [
          "kg_final.txt": "ff58147005e774652ebf435e9a8c3f0c3e2ffe9a54087eab00fd9c5413040bc8",
          "kg_final.npy": "a79db52c857eadb5d0e9268cb97387236d16f948034898d74255eb614ce0f6c7"},
         {"model": {"attention": 1, "hop_n_sample": [1, 4], "max_degree": 1024, "temperature": 10.0},
-         "train": {"l2": 1e-5}, "eval": {"n_eval": 40}}),
+         "train": {"l2": 1e-5}, "eval": {"n_eval": 40}},
+        {"ratings_final.txt": f"{_GITHUB}/CCIIPLab/MCCLK/{_MCCLK}/data/music/ratings_final.txt",
+         "kg_final.txt": f"{_GITHUB}/CCIIPLab/MCCLK/{_MCCLK}/data/music/kg_final.txt"}),
     DatasetSpec(
         "ml-1m", "MovieLens-1M (RippleNet's movie)", ("ml-1m", "movie", "movielens-1m"), "auto",
         {"users": 6036, "items": 2445, "interactions": 753772, "entities": 182011,
@@ -134,4 +142,5 @@ def locate(name: str) -> Path:
     raise DataError(
         f"dataset {name!r} ({s.title}) not found. Looked in:\n" + "\n".join(f"  - {t}" for t in dict.fromkeys(tried))
         + f"\nExpected files:\n{files}\nHow to obtain it: {s.obtain}\n"
-        f"Then point to it with KNI_DATA_DIR, `dataset.path`, or `kni data prepare {name} --source DIR`.")
+        + (f"Fetch it with `kni data download {name}`, or point" if s.urls else "Then point")
+        + f" to it with KNI_DATA_DIR, `dataset.path`, or `kni data prepare {name} --source DIR`.")
