@@ -18,8 +18,6 @@ from rich.table import Table
 from kni_core.config import DatasetConfig, RunConfig
 from kni_core.errors import KniError
 
-from .console import JsonLines, RichProgress, summary_table
-from .execute import execute
 from .recipe import Recipe, load_recipe, parse_recipe
 
 app = typer.Typer(help="KNI workbench: reproduce, extend and compare knowledge-graph recommenders.",
@@ -53,24 +51,17 @@ def run(recipe: Path = typer.Argument(..., help="Recipe YAML file, e.g. recipes/
         device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
         json_out: bool = typer.Option(False, "--json", help="Print only JSON lines on stdout."),
         checkpoint_dir: Optional[Path] = typer.Option(None, "--checkpoint-dir",
-                                                      help="Save each seed's best model here.")) -> None:
-    """Train a recipe for each seed, live, and close with a per-seed table (mean ± std)."""
-    console = _consoles(json_out)
-    try:
-        rec = load_recipe(recipe, overrides=set_, seeds=seeds, device=device)
-        summaries = []
-        for seed in rec.seeds:
-            cfg = rec.config_for(seed)
-            listeners = [JsonLines()] if json_out else [RichProgress(console, cfg.train.epochs)]
-            ckpt = str(checkpoint_dir / f"{rec.name}-seed{seed}.pt") if checkpoint_dir else None
-            summaries.append(execute(cfg, listeners, checkpoint=ckpt))
-    except KniError as error:
-        _fail(console, error)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/]")
-        raise typer.Exit(130)
-    console.print(summary_table(f"{rec.name}: test metrics at the best {rec.base.train.select_on} epoch",
-                                summaries, rec.base.train.select_on))
+                                                      help="Save each seed's best model here."),
+        jobs: int = typer.Option(1, "--jobs", "-j", min=1,
+                                 help="Seeds run in parallel processes (one GPU each when several are visible)."),
+        db: str = typer.Option("runs.db", "--db", envvar="KNI_DB",
+                               help="Run database: a SQLite file path or a SQLAlchemy URL (env KNI_DB).")) -> None:
+    """Train a recipe for each seed (in child processes, stored as runs), live, and close with a per-seed table.
+
+    Every seed becomes a run in the database; seeds join the group of runs with the same configuration.
+    """
+    from .cli_runs import run_recipe
+    run_recipe(recipe, seeds, set_, device, json_out, checkpoint_dir, jobs, db)
 
 
 def _paper_config(name: str, overrides: list[str], device: Optional[str]) -> Recipe:
@@ -161,6 +152,32 @@ def data_info(name: str = typer.Argument(..., help="Registry name, e.g. bc."),
         table.add_row(key, f"{m:,}" if m is not None else "-", f"{p:,}" if p is not None else "-", style=style)
     console.print(table)
     console.print(f"files: {', '.join(s.files) or '-'}\nobtain: {s.obtain}")
+    if measured and s.checksums:
+        from kni_core.data.download import verify
+        from kni_core.data.registry import locate
+        checks = {f: state for f, state in verify(locate(name), s.checksums).items() if state != "absent"}
+        console.print("sha256: " + ", ".join(f"{f} [{'green' if v == 'ok' else 'red'}]{v}[/]"
+                                             for f, v in checks.items()))
+
+
+@data_app.command("download")
+def data_download(name: str = typer.Argument(..., help="Registry name with public files: bc or lastfm.")) -> None:
+    """Download a dataset into the user data folder, verifying each file's sha256."""
+    from rich.progress import DownloadColumn, Progress
+    from kni_core.data.download import download
+    console = _consoles(False)
+    with Progress(*Progress.get_default_columns(), DownloadColumn(), console=console, transient=True) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(filename: str, done: int, total: int) -> None:
+            if filename not in tasks:
+                tasks[filename] = bar.add_task(filename, total=total or None)
+            bar.update(tasks[filename], completed=done)
+        try:
+            folder = download(name, progress=progress)
+        except KniError as error:
+            _fail(console, error)
+    console.print(f"{name}: files verified in {folder}")
 
 
 @data_app.command("prepare")
@@ -189,6 +206,9 @@ def data_prepare(name: str = typer.Argument(..., help="Registry name, e.g. bc.")
     state = "reused the cache" if prepared.from_cache else "preprocessed and cached"
     console.print(f"{name}: {state} (key {prepared.key})")
     console.print(prepared.stats)
+
+
+from . import cli_runs  # noqa: E402,F401
 
 
 def main() -> None:

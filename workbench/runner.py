@@ -200,6 +200,7 @@ class StoreListener:
         with self.guard.section():
             self.store.finish(self.run_id, COMPLETED, best=summary.best, stopped_early=summary.stopped_early)
             self.ended = True
+        self.guard.fired = True               # a signal from now on changes nothing: ignore it
 
     def failed(self, error: BaseException) -> None:
         self.guard.fired = True              # no further Cancelled while recording the end
@@ -415,15 +416,17 @@ class Launcher:
         try:
             job.log.seek(0)
             data = job.log.read().decode("utf-8", "replace")
-        except OSError:
+        except (OSError, ValueError):
             return ""
         return data[-limit:].strip()
 
-    def _finish(self, job: _Job, busy: dict[str, int]) -> str:
+    def _finish(self, job: _Job) -> str:
         """The child has exited: make sure its end is stored, report it."""
-        if job.gpu is not None:
-            busy[job.gpu] -= 1
         rc = job.proc.returncode if job.proc is not None else None
+        if not self.store.runs(ids=[job.run_id]):          # removed meanwhile (e.g. by hand)
+            if job.log is not None:
+                job.log.close()
+            return "removed"
         self._report(job)
         run = self.store.get(job.run_id)
         if run.status in LIVE:
@@ -482,17 +485,22 @@ class Launcher:
                 if self.on_start is not None:
                     self.on_start(job.run)
             time.sleep(self.poll)
-            for job in list(active):
-                assert job.proc is not None
-                if job.proc.poll() is not None:
-                    statuses[job.run_id] = self._finish(job, busy)
-                    active.remove(job)
-                else:
-                    self._report(job)
-            if time.monotonic() - last_touch > HEARTBEAT_SECONDS:
-                # queued rows are owned by this process: keep them from looking abandoned
-                self.store.touch([j.run_id for j in pending], statuses=(QUEUED,))
-                last_touch = time.monotonic()
+            try:
+                for job in list(active):
+                    assert job.proc is not None
+                    if job.proc.poll() is not None:
+                        statuses[job.run_id] = self._finish(job)
+                        active.remove(job)
+                        if job.gpu is not None:
+                            busy[job.gpu] -= 1
+                    else:
+                        self._report(job)
+                if time.monotonic() - last_touch > HEARTBEAT_SECONDS:
+                    # queued rows are owned by this process: keep them from looking abandoned
+                    self.store.touch([j.run_id for j in list(pending) + active], statuses=(QUEUED,))
+                    last_touch = time.monotonic()
+            except StoreError as e:           # e.g. locked for longer than the busy timeout: poll again
+                log.warning("%s", e)
         return statuses
 
 

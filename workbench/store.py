@@ -74,6 +74,7 @@ from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKey, Integer, M
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from kni_core.errors import KniError
@@ -359,6 +360,9 @@ def _make_engine(url: str, *, immediate: bool, timeout: float) -> Engine:
     kwargs: dict[str, Any] = {}
     if sqlite:
         kwargs["connect_args"] = {"timeout": timeout}
+        if _sqlite_path(url) is None:         # in-memory: one connection shared by all sessions
+            kwargs["connect_args"]["check_same_thread"] = False
+            kwargs["poolclass"] = StaticPool
     engine = create_engine(url, **kwargs)
     if sqlite:
         @event.listens_for(engine, "connect")
@@ -446,7 +450,9 @@ class Store:
         t = _busy_timeout() if timeout is None else timeout
         try:
             reader = _make_engine(url, immediate=False, timeout=t)
-            writer = _make_engine(url, immediate=True, timeout=t)
+            # in-memory SQLite (tests, previews) lives in one connection: one engine for both
+            writer = _make_engine(url, immediate=True, timeout=t) if path is not None or \
+                make_url(url).get_backend_name() != "sqlite" else reader
         except (ArgumentError, NoSuchModuleError, ImportError) as e:
             raise StoreError(f"--db {db}: cannot use this database URL ({e})") from None
         store = cls(url, reader, writer)
@@ -476,6 +482,11 @@ class Store:
     @property
     def where(self) -> str:
         return _display(self.url)
+
+    @property
+    def in_memory(self) -> bool:
+        """An in-memory SQLite database (usable in one process only)."""
+        return make_url(self.url).get_backend_name() == "sqlite" and _sqlite_path(self.url) is None
 
     def schema_version(self) -> int:
         with self.reader.connect() as conn:
@@ -778,7 +789,8 @@ def run_to_dict(run: Run, status: str | None = None) -> dict:
     """The JSON/CSV view of a run (metrics at its best epoch); ``status`` overrides the stored one."""
     seconds = None
     if run.started_at is not None:
-        end = run.finished_at or (run.heartbeat_at if run.status not in LIVE else utcnow())
+        end = (run.heartbeat_at or run.finished_at) if run.status == CRASHED else \
+            (run.finished_at or (run.heartbeat_at if run.status not in LIVE else utcnow()))
         seconds = round((end - run.started_at).total_seconds(), 3) if end is not None else None
     return {
         "id": run.id, "recipe": run.recipe, "dataset": run.dataset, "model": run.model, "seed": run.seed,

@@ -39,8 +39,10 @@ class SyntheticSpec:
 PRESETS: dict[str, dict] = {
     "tiny": dict(users=60, items=80, topics=4, attributes_per_topic=3, positives_per_user=8),
     "small": {},
-    "ml-20m": dict(users=59296, items=11895, topics=64, attributes_per_topic=815, links_per_item=40,
-                   noise_links_per_item=10, signal_relations=12, positives_per_user=77, favourite_topics=3),
+    # Movie-20M's shape (DESIGN.md): 59,296 users, 11,895 items, ~9.1M interactions,
+    # ~64k entities, ~1.2M triples.
+    "ml-20m": dict(users=59296, items=11895, topics=64, attributes_per_topic=815, links_per_item=80,
+                   noise_links_per_item=21, signal_relations=12, positives_per_user=95, favourite_topics=3),
 }
 
 

@@ -1,0 +1,279 @@
+"""Groups, statistics against hand-computed values, CSV columns and round trip, kni compare/export."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from kni_core.train import EpochResult
+from workbench import compare as cmp
+from workbench.cli import app
+from workbench.recipe import parse_recipe
+from workbench.runner import new_run
+from workbench.store import COMPLETED, RUNNING, Store
+
+RECIPE = """\
+name: {name}
+dataset: {{name: synthetic, min_relation_triples: 1, synthetic: {{preset: tiny}}}}
+model: {{hop_n_sample: [1, 4], max_degree: 16, kg: {kg}}}
+train: {{epochs: 3}}
+eval: {{n_eval: 2}}
+seeds: [1]
+device: cpu
+"""
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path, monkeypatch):
+    monkeypatch.setenv("KNI_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("KNI_DB", raising=False)
+
+
+def add_run(store: Store, seed: int, test_aucs: list[float], *, name: str = "r", kg: bool = True,
+            status: str = COMPLETED, best: int | None = None) -> int:
+    """A stored run whose epoch e has test_auc = test_aucs[e-1] (other metrics derived from it)."""
+    rec = parse_recipe(RECIPE.format(name=name, kg=str(kg).lower()))
+    cfg = rec.config_for(seed)
+    run_id = store.create_run(new_run(rec.name, rec.text, cfg, prov=("0", "abc")))
+    store.claim(run_id, os.getpid(), "testhost")
+    results = [EpochResult(seed, e, 0.7 - a / 10, a - 0.01, 1 - a, a / 2, a, 1.5 - a, a / 3, 0.25 * e, 0.125)
+               for e, a in enumerate(test_aucs, start=1)]
+    best_r = None
+    for r in results:
+        if best_r is None or r.valid_auc > best_r.valid_auc:
+            best_r = r
+        store.add_epoch(run_id, r, best_r)
+    if best is not None:
+        best_r = results[best - 1]
+    if status != RUNNING:
+        store.finish(run_id, status, best=best_r, stopped_early=False)
+    return run_id
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store.open(tmp_path / "runs.db")
+    yield s
+    s.close()
+
+
+# -- statistics against hand-computed values -----------------------------------------------------
+
+def test_mean_and_sample_std():
+    mean, std = cmp.mean_std([0.70, 0.72, 0.74])
+    assert mean == pytest.approx(0.72, abs=1e-15)
+    assert std == pytest.approx(0.02, abs=1e-15)            # sqrt((0.02^2 + 0^2 + 0.02^2) / 2)
+    mean, std = cmp.mean_std([1.0, 2.0, 3.0, 4.0])
+    assert (mean, std) == (2.5, pytest.approx(math.sqrt(5 / 3)))
+    mean, std = cmp.mean_std([0.5, None, float("nan")])     # undefined values are left out
+    assert mean == 0.5 and math.isnan(std)                  # one value: no sample std
+    assert all(math.isnan(x) for x in cmp.mean_std([]))
+
+
+@pytest.mark.parametrize("diffs, p", [
+    ([1.0, 2.0, 3.0], 2 / 8),          # |sums| of the 8 patterns: 6,4,2,0,0,2,4,6 -> two reach 6
+    ([3.0, 1.0, 1.0, 1.0], 2 / 16),    # only all-plus and all-minus reach |sum| 6
+    ([1.0, -1.0], 1.0),                # observed mean 0: every pattern is as extreme
+    ([0.5], 1.0),                      # one pair: +0.5 and -0.5
+    ([0.2, 0.2, 0.2, 0.2, 0.2], 2 / 32),
+])
+def test_sign_flip_exact(diffs, p):
+    value, exact = cmp.sign_flip_pvalue(diffs)
+    assert exact
+    assert value == pytest.approx(p, abs=1e-15)
+
+
+def test_sign_flip_matches_brute_force_and_monte_carlo():
+    rng = np.random.default_rng(3)
+    d = rng.normal(0.01, 0.02, size=9)
+    brute = 0
+    for code in range(2 ** 9):
+        signs = np.array([-1.0 if (code >> i) & 1 else 1.0 for i in range(9)])
+        brute += abs((signs * d).mean()) >= abs(d.mean()) - 1e-15
+    assert cmp.sign_flip_pvalue(d) == (brute / 512, True)
+    approx, exact = cmp.sign_flip_pvalue(d, exact_max=4, n_random=20000, seed=1)
+    assert not exact
+    assert approx == pytest.approx(brute / 512, abs=0.02)
+    assert approx == cmp.sign_flip_pvalue(d, exact_max=4, n_random=20000, seed=1)[0]   # seeded
+
+
+def test_bootstrap_interval():
+    assert cmp.bootstrap_ci([0.01, 0.01, 0.01]) == (0.01, 0.01)
+    d = [0.01, 0.03, -0.01, 0.02, 0.05]
+    lo, hi = cmp.bootstrap_ci(d)
+    assert min(d) <= lo < np.mean(d) < hi <= max(d)
+    assert (lo, hi) == cmp.bootstrap_ci(d)                  # seeded: reproducible
+    # the same computation by hand
+    rng = np.random.default_rng(cmp.BOOTSTRAP_SEED)
+    means = np.asarray(d)[rng.integers(0, 5, size=(cmp.BOOTSTRAP_RESAMPLES, 5))].mean(axis=1)
+    assert (lo, hi) == tuple(np.quantile(means, [0.025, 0.975]))
+
+
+def test_parse_at():
+    assert cmp.parse_at("best") == "best" and cmp.parse_at("LAST") == "last" and cmp.parse_at("7") == 7
+    for bad in ("0", "-1", "first", "1.5"):
+        with pytest.raises(cmp.CompareError):
+            cmp.parse_at(bad)
+
+
+# -- groups ---------------------------------------------------------------------------------------
+
+def test_groups_at_best_last_and_n(store):
+    add_run(store, 1, [0.60, 0.70, 0.65])          # best (valid = test - 0.01) is epoch 2
+    add_run(store, 2, [0.62, 0.66, 0.69])          # best epoch 3
+    add_run(store, 3, [0.61])                      # one epoch only
+    add_run(store, 1, [0.50, 0.52, 0.51], kg=False)
+    pts = cmp.points(store, store.runs(), "best")
+    groups = cmp.group_points(pts, "config")
+    assert [g.n for g in groups] == [3, 1]
+    kni = groups[0]
+    assert kni.seeds == [1, 2, 3]
+    assert kni.by_seed("test_auc") == {1: 0.70, 2: 0.69, 3: 0.61}
+    mean, std = kni.stat("test_auc")
+    assert mean == pytest.approx(np.mean([0.70, 0.69, 0.61]))
+    assert std == pytest.approx(np.std([0.70, 0.69, 0.61], ddof=1))
+    assert kni.differs == "model.kg=true" and groups[1].differs == "model.kg=false"
+    last = cmp.group_points(cmp.points(store, store.runs(), "last"), "config")[0]
+    assert last.by_seed("test_auc") == {1: 0.65, 2: 0.69, 3: 0.61}
+    at2 = cmp.group_points(cmp.points(store, store.runs(), 2), "config")[0]
+    assert at2.by_seed("test_auc") == {1: 0.70, 2: 0.66}
+    assert len(at2.without_point) == 1              # seed 3 never reached epoch 2
+    by_model = cmp.group_points(pts, "model")
+    assert [(g.key, g.n) for g in by_model] == [("KNI", 3), ("NI", 1)]
+    sec = kni.seconds()                            # train 0.25 * epoch, eval 0.125
+    assert sec[0] == pytest.approx(np.mean([0.25, 0.5, 0.75, 0.25, 0.5, 0.75, 0.25]))
+    assert sec[1] == 0.125
+
+
+def test_repeated_seed_newest_counts(store):
+    old = add_run(store, 1, [0.60])
+    new = add_run(store, 1, [0.70])
+    add_run(store, 2, [0.65])
+    g = cmp.group_points(cmp.points(store, store.runs(), "best"), "config")[0]
+    assert g.n == 2 and [m.run.id for m in g.superseded] == [old]
+    assert g.by_seed("test_auc") == {1: 0.70, 2: 0.65} and new in [m.run.id for m in g.members]
+
+
+def test_paired_over_shared_seeds(store):
+    a_vals = {1: 0.70, 2: 0.72, 3: 0.74, 4: 0.90}          # seed 4 only in A
+    b_vals = {1: 0.60, 2: 0.61, 3: 0.65}
+    for s, v in a_vals.items():
+        add_run(store, s, [v], name="a")
+    for s, v in b_vals.items():
+        add_run(store, s, [v], name="b", kg=False)
+    groups = cmp.group_points(cmp.points(store, store.runs(), "best"), "config")
+    a, b = cmp.resolve_group(groups, "a"), cmp.resolve_group(groups, "b")
+    r = cmp.paired_test(a, b, "test_auc")
+    assert r.seeds == [1, 2, 3]
+    assert r.diff == pytest.approx(np.mean([0.10, 0.11, 0.09]))
+    assert r.mean_a == pytest.approx(0.72) and r.mean_b == pytest.approx(np.mean([0.60, 0.61, 0.65]))
+    assert r.p_value == 2 / 8 and r.exact          # all three differences positive
+    assert r.noise == pytest.approx(max(np.std([0.70, 0.72, 0.74], ddof=1), np.std([0.60, 0.61, 0.65], ddof=1)))
+    assert not r.within_noise and r.better == "A"
+    r2 = cmp.paired_test(a, b, "test_logloss")     # logloss = 1.5 - auc: lower is better, A still wins
+    assert r2.better == "A" and r2.diff == pytest.approx(-r.diff)
+    assert cmp.resolve_group(groups, a.key[:6]) is a
+    with pytest.raises(cmp.CompareError, match="no group"):
+        cmp.resolve_group(groups, "zzz")
+
+
+def test_within_noise(store):
+    for s, (x, y) in enumerate([(0.70, 0.69), (0.60, 0.62), (0.75, 0.73)], start=1):
+        add_run(store, s, [x], name="a")
+        add_run(store, s, [y], name="b", kg=False)
+    groups = cmp.group_points(cmp.points(store, store.runs(), "best"), "config")
+    r = cmp.paired_test(cmp.resolve_group(groups, "a"), cmp.resolve_group(groups, "b"), "test_auc")
+    assert abs(r.diff) < r.noise and r.within_noise and r.better is None
+    assert r.p_value == 1.0                       # diffs 0.01, -0.02, 0.02: mean ~0.0033, every pattern reaches it
+
+
+def test_matrix(store):
+    add_run(store, 1, [0.7], name="a")
+    add_run(store, 2, [0.8], name="a")
+    add_run(store, 1, [0.6], name="b", kg=False)
+    m = cmp.matrix(cmp.points(store, store.runs(), "best"), "model", "test_auc")
+    assert m.rows == ["synthetic-tiny"] and m.cols == ["KNI", "NI"]
+    assert m.cells[("synthetic-tiny", "KNI")].stat("test_auc")[0] == pytest.approx(0.75)
+    assert m.cells[("synthetic-tiny", "NI")].n == 1
+    by_settings = cmp.matrix(cmp.points(store, store.runs(), "best"), "config", "test_auc")
+    assert len(by_settings.cols) == 2                # the recipe name is not a setting; kg is
+    assert sorted(by_settings.col_labels.values()) == [f"KNI {by_settings.cols[0][:6]} [model.kg=true]",
+                                                       f"NI {by_settings.cols[1][:6]} [model.kg=false]"]
+    with pytest.raises(cmp.CompareError):
+        cmp.matrix(cmp.points(store, store.runs(), "best"), "dataset", "test_auc")
+
+
+# -- CSV --------------------------------------------------------------------------------------------
+
+def test_csv_columns_are_documented():
+    doc = cmp.__doc__
+    for col in cmp.RUN_COLUMNS + ("group", "label", "n", "seeds", "run_ids", "epoch_mean", "seconds_per_epoch"):
+        assert col in doc, col
+    assert cmp.RUN_COLUMNS[:6] == ("run_id", "recipe", "dataset", "model", "config_hash", "seed")
+    assert "test_auc_mean" in cmp.GROUP_COLUMNS and "test_auc_std" in cmp.GROUP_COLUMNS
+
+
+def test_export_round_trip(store, tmp_path):
+    ids = [add_run(store, s, v) for s, v in ((1, [0.6012345678901234, 0.7]), (2, [0.65]), (3, [0.55, 0.5, 0.58]))]
+    add_run(store, 4, [0.9], status=RUNNING)       # running runs count by default (live)
+    db = str(tmp_path / "runs.db")
+    out = tmp_path / "runs.csv"
+    res = CliRunner().invoke(app, ["export", "--db", db, "--csv", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == list(cmp.RUN_COLUMNS)
+    assert [int(r["run_id"]) for r in rows] == ids + [4]
+    epochs = store.epochs_of(ids)
+    for row, run_id in zip(rows, ids):
+        run = store.get(run_id)
+        best = next(e for e in epochs[run_id] if e.epoch == run.best_epoch)
+        assert int(row["epoch"]) == best.epoch
+        for m in cmp.METRICS:
+            assert float(row[m]) == getattr(best, m)          # exact: shortest round-trip repr
+        assert row["status"] == "completed" and row["git_commit"] == "abc"
+    # per group, to stdout
+    res = CliRunner().invoke(app, ["export", "--db", db, "--csv", "-", "--groups", "--at", "last"])
+    assert res.exit_code == 0, res.output
+    groups = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert len(groups) == 1 and list(groups[0]) == list(cmp.GROUP_COLUMNS)
+    g = groups[0]
+    last = [0.7, 0.65, 0.58, 0.9]
+    assert int(g["n"]) == 4 and g["seeds"] == "1 2 3 4" and g["at"] == "last"
+    assert float(g["test_auc_mean"]) == pytest.approx(np.mean(last), abs=1e-15)
+    assert float(g["test_auc_std"]) == pytest.approx(np.std(last, ddof=1), abs=1e-15)
+    # completed only
+    res = CliRunner().invoke(app, ["export", "--db", db, "--csv", "-", "--status", "completed", "--json"])
+    assert res.exit_code != 0                      # --json and --csv - both want stdout
+
+
+def test_compare_cli(store, tmp_path):
+    for s, (x, y) in enumerate([(0.70, 0.60), (0.72, 0.61), (0.74, 0.65)], start=1):
+        add_run(store, s, [x], name="a")
+        add_run(store, s, [y], name="b", kg=False)
+    db = str(tmp_path / "runs.db")
+    runner = CliRunner()
+    res = runner.invoke(app, ["compare", "--db", db, "--all", "--json", "--paired", "a", "b", "--matrix"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [g["recipe"] for g in out["groups"]] == ["a", "b"]      # ranked by test auc
+    assert out["groups"][0]["test_auc_mean"] == pytest.approx(0.72)
+    assert out["groups"][0]["test_auc_std"] == pytest.approx(0.02)
+    assert out["paired"]["n"] == 3 and out["paired"]["p_value"] == 0.25 and out["paired"]["better"] == "A"
+    assert {c["column"] for c in out["matrix"]["cells"]} == {"KNI", "NI"}
+    res = runner.invoke(app, ["compare", "--db", db, "--recipe", "a"])
+    assert res.exit_code == 0 and "0.7200±0.0200" in res.stdout
+    res = runner.invoke(app, ["compare", "--db", db, "--all", "--paired", "a", "b"])
+    assert res.exit_code == 0 and "A better" in res.stdout and "0.25" in res.stdout
+    for bad, msg in ((["--recipe", "nope"], "no completed/running runs"), (["--metric", "auc"], "--metric"),
+                     (["--at", "zero"], "--at"), (["--group-by", "seed"], "--group-by"),
+                     (["--paired", "a", "zzz"], "no group"), (["99"], "no run with id 99")):
+        res = runner.invoke(app, ["compare", "--db", db, *bad])
+        assert res.exit_code == 2, (bad, res.output)
+        assert msg in res.stderr

@@ -1,0 +1,723 @@
+"""``kni run`` (stored, in child processes) and the run-history commands:
+``kni runs | show | compare | export | rm | cancel``.
+
+Every command takes ``--db`` (a SQLAlchemy URL or a SQLite file path; env ``KNI_DB``; default
+``runs.db`` in the working directory) and ``--json`` for machine-readable output on stdout.
+Errors print one line on stderr and exit with status 2 without touching the stored runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from kni_core.errors import KniError
+
+from . import compare as cmp
+from .cli import _consoles, app
+from .store import (CANCELLED, COMPLETED, CRASHED, FAILED, LIVE, QUEUED, RUNNING, STATUSES, Epoch, Run, Store,
+                    StoreError, epoch_to_dict, run_to_dict, utcnow)
+
+if TYPE_CHECKING:                                  # torch stays unimported for the read-only commands
+    from kni_core.train import EpochResult
+
+DB_HELP = "Run database: a SQLite file path or a SQLAlchemy URL (env KNI_DB)."
+JSON_HELP = "Print machine-readable JSON on stdout."
+STATUS_STYLE = {QUEUED: "dim", RUNNING: "bold blue", COMPLETED: "green", FAILED: "bold red",
+                CANCELLED: "yellow", CRASHED: "bold magenta"}
+
+
+def db_option() -> Any:
+    return typer.Option("runs.db", "--db", envvar="KNI_DB", help=DB_HELP, show_default=True)
+
+
+def _out() -> Console:
+    """stdout; when it is not a terminal (a pipe, a file) tables are not squeezed to 80 columns."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def _err_console() -> Console:
+    return Console(stderr=True)
+
+
+def _fail(error: BaseException | str, code: int = 2) -> None:
+    _err_console().print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _open(db: str, create: bool = False) -> Store:
+    try:
+        return Store.open(db, create=create)
+    except KniError as e:
+        _fail(e)
+        raise  # unreachable
+
+
+def _fmt(x: float | None, digits: int = 4) -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
+
+
+def _pm(mean: float, std: float, digits: int = 4) -> str:
+    if not math.isfinite(mean):
+        return "-"
+    return f"{mean:.{digits}f}" + (f"±{std:.{digits}f}" if math.isfinite(std) else "")
+
+
+def _ago(dt: datetime | None) -> str:
+    if dt is None:
+        return "-"
+    s = (utcnow() - dt).total_seconds()
+    if s < 90:
+        return f"{s:.0f}s ago"
+    if s < 5400:
+        return f"{s / 60:.0f}m ago"
+    if s < 86400 * 2:
+        return f"{s / 3600:.0f}h ago"
+    return dt.strftime("%Y-%m-%d")
+
+
+def _duration(run: Run) -> str:
+    if run.started_at is None:
+        return "-"
+    if run.status == CRASHED:                 # the last sign of life, not when it was found dead
+        end = run.heartbeat_at or run.finished_at or run.started_at
+    else:
+        end = run.finished_at or (utcnow() if run.status in LIVE else run.heartbeat_at) or run.started_at
+    s = max(0.0, (end - run.started_at).total_seconds())
+    return f"{s:.0f}s" if s < 120 else f"{s / 60:.1f}m" if s < 7200 else f"{s / 3600:.1f}h"
+
+
+def _status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+def _check_statuses(values: Optional[List[str]]) -> list[str]:
+    out = []
+    for v in values or []:
+        for part in v.split(","):
+            part = part.strip().lower()
+            if part not in STATUSES:
+                _fail(f"--status: expected one of {', '.join(STATUSES)}; got {part!r}")
+            out.append(part)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# kni run
+
+
+class _LiveReport:
+    """Rich progress over all active runs, one printed line per epoch, one per end."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.progress = Progress(TextColumn("[bold blue]run {task.fields[run]} seed {task.fields[seed]}"),
+                                 BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
+                                 TextColumn("{task.fields[last]}"), TimeElapsedColumn(),
+                                 console=console, transient=True)
+        self.tasks: dict[int, Any] = {}
+
+    def start(self) -> None:
+        self.progress.start()
+
+    def stop(self) -> None:
+        self.progress.stop()
+
+    def on_start(self, run: Run) -> None:
+        self.tasks[run.id] = self.progress.add_task("run", total=run.max_epochs, run=run.id, seed=run.seed,
+                                                    last="starting")
+
+    def on_epoch(self, run: Run, r: EpochResult) -> None:
+        self.progress.console.print(
+            f"[dim]run {run.id}[/] seed {run.seed} epoch {r.epoch:3d}  loss {r.train_loss:.4f}  "
+            f"valid auc {r.valid_auc:.4f} ll {r.valid_logloss:.4f} acc {r.valid_acc:.4f}  "
+            f"test auc {r.test_auc:.4f} ll {r.test_logloss:.4f} acc {r.test_acc:.4f}  "
+            f"[dim]{r.train_seconds:.1f}s + {r.eval_seconds:.1f}s[/]", highlight=False)
+        if run.id in self.tasks:
+            self.progress.update(self.tasks[run.id], completed=r.epoch, last=f"valid auc {r.valid_auc:.4f}")
+
+    def on_end(self, run: Run, epochs: list[Epoch]) -> None:
+        if run.id in self.tasks:
+            self.progress.remove_task(self.tasks.pop(run.id))
+        style = STATUS_STYLE.get(run.status, "")
+        line = f"[{style}]run {run.id} seed {run.seed} {run.status}[/] after {len(epochs)} epoch(s)"
+        if run.best_epoch is not None:
+            line += (f": best epoch {run.best_epoch}, test auc {_fmt(run.best_test_auc)} "
+                     f"acc {_fmt(run.best_test_acc)}")
+        if run.status in (FAILED, CRASHED) and run.error:
+            line += f"\n  {escape(run.error.splitlines()[0])}"
+        self.progress.console.print(line, highlight=False)
+
+
+class _JsonReport:
+    """The ``kni run --json`` lines (console.JsonLines), fed from the database."""
+
+    def __init__(self) -> None:
+        from .console import JsonLines
+        self.lines = JsonLines()
+
+    def on_epoch(self, run: Run, r: EpochResult) -> None:
+        self.lines.epoch(r)
+
+    def on_end(self, run: Run, epochs: list[Epoch]) -> None:
+        from .runner import fit_summary
+        summary = fit_summary(run, epochs)
+        if run.status == COMPLETED and summary is not None:
+            self.lines.finished(summary)
+
+
+def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Optional[str], json_out: bool,
+               checkpoint_dir: Optional[Path], jobs: int, db: str) -> None:
+    """The body of ``kni run``: queue one stored run per seed and execute them in child processes."""
+    from kni_core.data import prepare
+
+    from .console import summary_table
+    from .recipe import load_recipe
+    from .runner import fit_summary, new_run, provenance
+    console = _consoles(json_out)
+    try:
+        rec = load_recipe(recipe, overrides=set_, seeds=seeds, device=device)
+        store = Store.open(db, create=True)
+        if store.in_memory:
+            raise StoreError("--db: an in-memory database cannot be shared with run processes")
+        configs = rec.configs()
+        prepared = prepare(configs[0])        # once, before the children: they share the cache
+    except KniError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted before any run was queued[/]")
+        raise typer.Exit(130)
+    prov = provenance()
+    ids: list[int] = []
+    try:
+        for cfg in configs:
+            ids.append(store.create_run(new_run(rec.name, rec.text, cfg, rec.path, prov)))
+        statuses, launcher = _launch(store, rec, configs, ids, prepared, json_out, checkpoint_dir, jobs, console)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted before the runs started[/]")
+        statuses, launcher = {}, None
+    except KniError as error:
+        _fail(error)
+    finally:
+        for i in ids:                         # never leave a queued row behind
+            store.mark(i, CANCELLED, "cancelled before it started", only_if=(QUEUED,))
+    runs = store.runs(ids=ids)
+    epochs = store.epochs_of(ids)
+    summaries = [s for s in (fit_summary(r, epochs[r.id]) for r in runs if r.status == COMPLETED) if s]
+    if summaries:
+        console.print(summary_table(f"{rec.name}: test metrics at the best {rec.base.train.select_on} epoch",
+                                    summaries, rec.base.train.select_on))
+    others = [r for r in runs if r.status != COMPLETED]
+    for r in others:
+        console.print(f"[{STATUS_STYLE.get(r.status, '')}]run {r.id} seed {r.seed}: {r.status}[/]"
+                      + (f" ({escape(r.error.splitlines()[0])})" if r.error else ""), highlight=False)
+    if not json_out:
+        console.print(f"[dim]kni runs --recipe {rec.name} | kni compare --recipe {rec.name} | kni show {ids[0]}[/]",
+                      highlight=False)
+    store.close()
+    if launcher is None or launcher.stop_requested or any(s == CANCELLED for s in statuses.values()):
+        raise typer.Exit(130)
+    if others:
+        raise typer.Exit(1)
+
+
+def _launch(store: Store, rec: Any, configs: list, ids: list[int], prepared: Any, json_out: bool,
+            checkpoint_dir: Optional[Path], jobs: int, console: Console) -> tuple[dict[int, str], Any]:
+    from .runner import Launcher, visible_gpus
+    group = store.runs(config_hash=configs[0].config_hash())
+    if not json_out:
+        s = prepared.stats
+        console.print(f"[bold]{rec.name}[/]: run(s) {', '.join(map(str, ids))} queued in {escape(store.where)}, "
+                      f"{jobs} at a time; data {'from the cache' if prepared.from_cache else 'prepared'} "
+                      f"({s.get('entities', '?'):,} entities, {s.get('train', '?'):,} / {s.get('valid', '?'):,} / "
+                      f"{s.get('test', '?'):,} train / valid / test)", highlight=False)
+        others = [r for r in group if r.id not in ids]
+        if others:
+            console.print(f"group {configs[0].config_hash()} already holds {len(others)} run(s) of seeds "
+                          f"{', '.join(str(r.seed) for r in others)}; these seeds join it", highlight=False)
+    gpus = visible_gpus(rec.base.device)
+    checkpoints = {}
+    if checkpoint_dir is not None:
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        checkpoints = {i: str((checkpoint_dir / f"{rec.name}-seed{c.seed}-run{i}.pt").absolute())
+                       for i, c in zip(ids, configs)}
+    report: Any = _JsonReport() if json_out else _LiveReport(console)
+    launcher = Launcher(store, jobs=jobs, gpus=gpus, checkpoints=checkpoints, on_epoch=report.on_epoch,
+                        on_start=getattr(report, "on_start", None), on_end=report.on_end)
+    if not json_out:
+        report.start()
+    try:
+        return launcher.run(ids), launcher
+    finally:
+        if not json_out:
+            report.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# kni runs
+
+
+@app.command("runs")
+def runs_command(status: Optional[List[str]] = typer.Option(None, "--status", help="Only runs with this status "
+                                                            "(repeatable): " + ", ".join(STATUSES) + "."),
+                 dataset: Optional[str] = typer.Option(None, "--dataset", help="Only runs of this dataset."),
+                 recipe: Optional[str] = typer.Option(None, "--recipe", help="Only runs of this recipe (name)."),
+                 json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+                 db: str = db_option()) -> None:
+    """List runs with their live status and progress (runs whose process vanished show as crashed)."""
+    statuses = _check_statuses(status)
+    try:
+        store = Store.open(db, create=False)
+    except StoreError as e:
+        if "no run database here" in str(e):
+            if json_out:
+                print("[]")
+            else:
+                _err_console().print(f"no runs yet ({escape(str(e))})")
+            return
+        _fail(e)
+    try:
+        store.refresh_crashed()
+        runs = store.runs(status=statuses or None, dataset=dataset, recipe=recipe)
+    except KniError as e:
+        _fail(e)
+    if json_out:
+        print(json.dumps([run_to_dict(r, Store.effective_status(r)) for r in runs], indent=2))
+        return
+    table = Table(title=f"runs in {store.where}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for col, just in (("id", "right"), ("recipe", "left"), ("dataset", "left"), ("model", "left"),
+                      ("seed", "right"), ("status", "left"), ("epochs", "right"), ("best", "right"),
+                      ("test auc", "right"), ("group", "left"), ("time", "right")):
+        table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
+    for r in runs:
+        st = Store.effective_status(r)
+        status_cell = _status_text(st)
+        if st in LIVE:
+            status_cell.append(f" ♥{_ago(r.heartbeat_at).replace(' ago', '')}", style="dim")
+        table.add_row(str(r.id), r.recipe, r.dataset, r.model, str(r.seed), status_cell,
+                      f"{r.n_epochs}/{r.max_epochs}", str(r.best_epoch or "-"), _fmt(r.best_test_auc),
+                      r.config_hash[:8], _duration(r))
+    if runs:
+        _out().print(table)
+    else:
+        _out().print("no runs match" + (" (filters: " + ", ".join(
+            f"{k} {v}" for k, v in (("--status", ",".join(statuses)), ("--dataset", dataset), ("--recipe", recipe))
+            if v) + ")" if (statuses or dataset or recipe) else ""))
+
+
+# --------------------------------------------------------------------------------------------
+# kni show
+
+
+def _flat(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out += _flat(v, f"{prefix}{k}.")
+        else:
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
+def epoch_plot(epochs: list[Epoch], width: int, height: int = 16, color: bool = True) -> str:
+    """valid/test AUC and logloss per epoch, side by side, as terminal text (plotext)."""
+    import plotext as plt
+    plt.clear_figure()
+    plt.subplots(1, 2)
+    plt.plotsize(max(40, width), max(8, height))
+    xs_all = [e.epoch for e in epochs]
+    step = max(1, math.ceil(len(xs_all) / 8))
+    ticks = xs_all[::step]
+    for col, (metric, title) in enumerate((("auc", "AUC"), ("logloss", "logloss")), start=1):
+        plt.subplot(1, col)
+        plt.title(f"{title} per epoch")
+        for split, marker in (("valid", "dot"), ("test", "x")):
+            pts = [(e.epoch, getattr(e, f"{split}_{metric}")) for e in epochs]
+            pts = [(x, y) for x, y in pts if y is not None and math.isfinite(y)]
+            if pts:
+                plt.plot([p[0] for p in pts], [p[1] for p in pts], label=split, marker=marker)
+        plt.xticks(ticks)
+        plt.xlabel("epoch")
+    out = plt.build()
+    plt.clear_figure()
+    return out if color else plt.uncolorize(out)
+
+
+@app.command("show")
+def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists them)."),
+                 plot: bool = typer.Option(True, "--plot/--no-plot", help="Draw the per-epoch plot."),
+                 json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+                 db: str = db_option()) -> None:
+    """One run: its status, configuration, per-epoch table and a plot of AUC and logloss."""
+    store = _open(db)
+    try:
+        store.refresh_crashed()
+        run = store.get(run_id)
+        epochs = store.epochs(run_id)
+    except KniError as e:
+        _fail(e)
+    status = Store.effective_status(run)
+    if json_out:
+        print(json.dumps({"run": run_to_dict(run, status), "config": run.config, "recipe_text": run.recipe_text,
+                          "data_stats": json.loads(run.data_stats) if run.data_stats else None,
+                          "traceback": run.traceback, "epochs": [epoch_to_dict(e) for e in epochs]}, indent=2))
+        return
+    console = _out()
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("run", f"{run.id}  {run.recipe}  seed {run.seed}  ({run.dataset}, {run.model})")
+    head.add_row("status", _status_text(status))
+    head.add_row("progress", f"{len(epochs)}/{run.max_epochs} epochs" + (" (early stop)" if run.stopped_early else ""))
+    if run.best_epoch is not None:
+        head.add_row(f"best ({run.select_on})", f"epoch {run.best_epoch}: test auc {_fmt(run.best_test_auc)}, "
+                                               f"logloss {_fmt(run.best_test_logloss)}, acc {_fmt(run.best_test_acc)}"
+                                               f"; valid auc {_fmt(run.best_valid_auc)}")
+    head.add_row("group", f"{run.config_hash}  (kni compare --recipe {run.recipe})")
+    head.add_row("process", f"pid {run.pid} on {run.host}, device {run.device}")
+    head.add_row("times", f"created {run.created_at:%Y-%m-%d %H:%M:%S} UTC, ran {_duration(run)}"
+                          + (f", heartbeat {_ago(run.heartbeat_at)}" if status in LIVE else ""))
+    if run.package_version or run.git_commit:
+        head.add_row("code", f"kni-workbench {run.package_version or '?'}, commit {run.git_commit or '?'}")
+    if run.recipe_path:
+        head.add_row("recipe file", run.recipe_path)
+    if run.error:
+        head.add_row("error", Text(run.error, style="red"))
+    console.print(head)
+    cfg = Table(title="configuration", title_justify="left", show_header=False)
+    cfg.add_column("key", style="cyan")
+    cfg.add_column("value")
+    for k, v in _flat(run.config):
+        cfg.add_row(k, json.dumps(v))
+    console.print(cfg)
+    if epochs:
+        t = Table(title="epochs", title_justify="left")
+        for col in ("epoch", "train loss", "valid auc", "valid ll", "valid acc", "test auc", "test ll", "test acc",
+                    "train s", "eval s"):
+            t.add_column(col, justify="right")
+        for e in epochs:
+            style = "bold" if e.epoch == run.best_epoch else ""
+            t.add_row(str(e.epoch), _fmt(e.train_loss), _fmt(e.valid_auc), _fmt(e.valid_logloss),
+                      _fmt(e.valid_acc), _fmt(e.test_auc), _fmt(e.test_logloss), _fmt(e.test_acc),
+                      _fmt(e.train_seconds, 1), _fmt(e.eval_seconds, 1), style=style)
+        console.print(t)
+        if plot:
+            text = epoch_plot(epochs, width=min(console.width, 160), color=console.is_terminal)
+            console.print(Text.from_ansi(text) if console.is_terminal else text, highlight=False, markup=False)
+    else:
+        console.print("[dim]no epochs stored[/]")
+    if run.traceback:
+        console.print(Text(run.traceback, style="dim red"))
+
+
+# --------------------------------------------------------------------------------------------
+# kni compare / export
+
+
+def _selection(store: Store, run_ids: List[int], recipe: Optional[str], all_: bool, dataset: Optional[str],
+               status: Optional[List[str]], at: str) -> tuple[list[cmp.RunPoint], str | int]:
+    at_value = cmp.parse_at(at)
+    runs = cmp.select_runs(store, ids=run_ids, recipe=recipe, all_=all_, dataset=dataset, status=status)
+    return cmp.points(store, runs, at_value), at_value
+
+
+def _at_text(at: str | int, pts: list[cmp.RunPoint]) -> str:
+    if at == "best":
+        splits = sorted({p.run.select_on for p in pts}) or ["valid"]
+        return f"the best {'/'.join(splits)} epoch"
+    return "the last epoch" if at == "last" else f"epoch {at}"
+
+
+@app.command("compare")
+def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (default: every run)."),
+                    recipe: Optional[str] = typer.Option(None, "--recipe", help="The runs of this recipe."),
+                    all_: bool = typer.Option(False, "--all", help="Every run (the default without ids or --recipe)."),
+                    dataset: Optional[str] = typer.Option(None, "--dataset", help="Only runs of this dataset."),
+                    status: Optional[List[str]] = typer.Option(None, "--status", help="Statuses that count "
+                                                               "(default completed,running; 'all' for every one)."),
+                    group_by: Optional[str] = typer.Option(None, "--group-by", help="config | dataset | model | "
+                                                           "recipe (default config; model with --matrix)."),
+                    metric: str = typer.Option("test_auc", "--metric", help="Metric to rank, test and tabulate."),
+                    at: str = typer.Option("best", "--at", help="best | last | N: the epoch each run contributes."),
+                    matrix: bool = typer.Option(False, "--matrix", help="Dataset x configuration table; columns "
+                                                "by --group-by: model (default), recipe or config (its settings "
+                                                "without the dataset)."),
+                    paired: Optional[Tuple[str, str]] = typer.Option(None, "--paired", help="Two groups A B "
+                                                                     "(config-hash prefixes or recipe names): "
+                                                                     "a paired test over their shared seeds."),
+                    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+                    db: str = db_option()) -> None:
+    """One row per group of seeds: n, mean ± std of AUC / logloss / accuracy, best epoch, time per epoch."""
+    group_by = group_by or ("model" if matrix else "config")
+    store = _open(db)
+    try:
+        cmp.check_metric(metric)
+        if group_by not in cmp.GROUP_BY:
+            raise cmp.CompareError(f"--group-by: expected one of {', '.join(cmp.GROUP_BY)}; got {group_by!r}")
+        store.refresh_crashed()
+        pts, at_value = _selection(store, run_ids or [], recipe, all_, dataset, status, at)
+        if not pts:
+            raise cmp.CompareError("no runs to compare (kni runs lists them; --status all includes unfinished runs)")
+        groups = cmp.group_points(pts, group_by)
+        groups.sort(key=lambda g: _rank_key(g, metric))
+        paired_result = None
+        if paired:
+            config_groups = cmp.group_points(pts, "config")
+            a = cmp.resolve_group(config_groups, paired[0])
+            b = cmp.resolve_group(config_groups, paired[1])
+            paired_result = cmp.paired_test(a, b, metric)
+        mat = None
+        if matrix:
+            mat = cmp.matrix(pts, group_by, metric)
+    except KniError as e:
+        _fail(e)
+    if json_out:
+        out: dict[str, Any] = {"group_by": group_by, "metric": metric, "at": str(at_value),
+                               "groups": cmp.group_rows(groups, at_value)}
+        if paired_result is not None:
+            out["paired"] = paired_result.to_dict()
+        if mat is not None:
+            out["matrix"] = _matrix_json(mat)
+        print(json.dumps(out, indent=2))
+        return
+    console = _out()
+    if mat is not None:
+        console.print(_matrix_table(mat, at_value, pts))
+    else:
+        console.print(_groups_table(groups, metric, group_by, at_value, pts))
+    notes = []
+    for g in groups:
+        if g.superseded:
+            notes.append(f"{g.label}: {len(g.superseded)} older run(s) of a repeated seed ignored "
+                         f"(ids {', '.join(str(m.run.id) for m in g.superseded)})")
+        if g.without_point:
+            notes.append(f"{g.label}: {len(g.without_point)} run(s) without {_at_text(at_value, pts)} left out")
+    for n in notes:
+        console.print(f"[dim]{escape(n)}[/]", highlight=False)
+    if paired_result is not None:
+        console.print(_paired_table(paired_result, at_value, pts))
+
+
+def _rank_key(g: cmp.Group, metric: str) -> tuple:
+    mean, _ = g.stat(metric)
+    if not math.isfinite(mean):
+        return (1, 0.0)
+    return (0, mean if cmp.lower_is_better(metric) else -mean)
+
+
+def _groups_table(groups: list[cmp.Group], metric: str, by: str, at: str | int, pts: list[cmp.RunPoint]) -> Table:
+    split = "valid" if metric.startswith("valid") else "test"
+    table = Table(title=f"compare by {by}: mean ± std over seeds at {_at_text(at, pts)} (ranked by {metric})",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    cols = [("group", "left"), ("recipe", "left"), ("dataset", "left"), ("model", "left")]
+    if by == "config" and any(g.differs for g in groups):
+        cols.append(("differs", "left"))
+    cols += [("n", "right"), ("seeds", "left")]
+    metric_cols = [f"{split}_auc", f"{split}_logloss", f"{split}_acc"]
+    if metric not in metric_cols:
+        metric_cols.insert(0, metric)
+    for c, just in cols:
+        table.add_column(c, justify=just, overflow="fold")  # type: ignore[arg-type]
+    for m in metric_cols:
+        table.add_column(m.replace("_", " "), justify="right", style="bold" if m == metric else None,
+                         overflow="fold")
+    table.add_column("epoch", justify="right", overflow="fold")
+    table.add_column("s/epoch", justify="right", overflow="fold")
+    best_mean = None
+    for g in groups:
+        mean = g.stat(metric)[0]
+        if math.isfinite(mean):
+            best_mean = mean if best_mean is None else (min(best_mean, mean) if cmp.lower_is_better(metric)
+                                                        else max(best_mean, mean))
+    for g in groups:
+        row = [g.key[:8] if by == "config" else g.key, g.distinct("recipe"), g.distinct("dataset"),
+               g.distinct("model")]
+        if by == "config" and any(x.differs for x in groups):
+            row.append(g.differs)
+        seeds = g.seeds
+        row += [str(g.n), ",".join(map(str, seeds)) if len(seeds) <= 8 else f"{seeds[0]}..{seeds[-1]}"]
+        for m in metric_cols:
+            mean, std = g.stat(m)
+            cell = _pm(mean, std)
+            row.append(f"[green]{cell}[/]" if m == metric and best_mean is not None and mean == best_mean
+                       and len(groups) > 1 else cell)
+        e_mean, e_std = g.epoch_stat()
+        row.append(_pm(e_mean, e_std, 1))
+        row.append(_fmt(g.seconds()[2], 2))
+        table.add_row(*row)
+    return table
+
+
+def _matrix_table(mat: cmp.Matrix, at: str | int, pts: list[cmp.RunPoint]) -> Table:
+    table = Table(title=f"{mat.metric}: mean ± std (n) at {_at_text(at, pts)}", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("dataset")
+    for c in mat.cols:
+        table.add_column(escape(mat.col_labels[c]), justify="right")
+    for ds in mat.rows:
+        cells = []
+        for c in mat.cols:
+            g = mat.cells.get((ds, c))
+            if g is None or not g.n:
+                cells.append("-")
+                continue
+            mean, std = g.stat(mat.metric)
+            mixed = "*" if len(g.distinct("config_hash").split(";")) > 1 else ""
+            cells.append(f"{_pm(mean, std)} ({g.n}){mixed}")
+        table.add_row(escape(ds), *cells)
+    if any(len(g.distinct("config_hash").split(";")) > 1 for g in mat.cells.values() if g.n):
+        table.caption = "* the cell mixes several configurations"
+    return table
+
+
+def _matrix_json(mat: cmp.Matrix) -> dict:
+    cells = []
+    for (ds, c), g in mat.cells.items():
+        mean, std = g.stat(mat.metric)
+        cells.append({"dataset": ds, "column": c, "label": mat.col_labels.get(c, c), "n": g.n,
+                      "mean": cmp._j(mean), "std": cmp._j(std), "configs": g.distinct("config_hash").split(";"),
+                      "run_ids": [m.run.id for m in g.members]})
+    return {"metric": mat.metric, "rows": mat.rows, "columns": mat.cols, "cells": cells}
+
+
+def _paired_table(r: cmp.PairedResult, at: str | int, pts: list[cmp.RunPoint]) -> Table:
+    table = Table(title=f"paired {r.metric} at {_at_text(at, pts)}: A - B over {len(r.seeds)} shared seed(s)",
+                  title_justify="left", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("A", escape(r.a.label + (f" [{r.a.differs}]" if r.a.differs else "")))
+    table.add_row("B", escape(r.b.label + (f" [{r.b.differs}]" if r.b.differs else "")))
+    table.add_row("shared seeds", ", ".join(map(str, r.seeds)))
+    table.add_row("mean A / B", f"{_fmt(r.mean_a)} / {_fmt(r.mean_b)}")
+    table.add_row("difference", f"{r.diff:+.4f}  (std of the differences {_fmt(r.diff_std)})")
+    table.add_row("bootstrap 95% CI", f"\\[{r.ci[0]:+.4f}, {r.ci[1]:+.4f}]  ({cmp.BOOTSTRAP_RESAMPLES:,} resamples, "
+                                      f"seed {cmp.BOOTSTRAP_SEED})")
+    kind = f"exact over {2 ** len(r.seeds):,} sign patterns" if r.exact else f"Monte Carlo, {cmp.MC_PATTERNS:,} patterns"
+    table.add_row("sign-flip p", f"{r.p_value:.4g}  ({kind}, two-sided)")
+    if r.within_noise:
+        verdict = (f"[yellow]within noise[/]: |difference| < seed std {_fmt(r.noise)}" if math.isfinite(r.noise)
+                   else "[yellow]within noise[/]: one shared seed, no estimate of the seed noise")
+    else:
+        verdict = f"[green]{r.better} better[/] (|difference| >= seed std {_fmt(r.noise)})"
+    table.add_row("verdict", verdict)
+    return table
+
+
+@app.command("export")
+def export_command(run_ids: List[int] = typer.Argument(None, help="Run ids (default: every run)."),
+                   csv_path: str = typer.Option(..., "--csv", help="Output file; '-' writes to stdout."),
+                   groups_: bool = typer.Option(False, "--groups", help="One row per group instead of per run."),
+                   recipe: Optional[str] = typer.Option(None, "--recipe", help="The runs of this recipe."),
+                   all_: bool = typer.Option(False, "--all", help="Every run (the default)."),
+                   dataset: Optional[str] = typer.Option(None, "--dataset", help="Only runs of this dataset."),
+                   status: Optional[List[str]] = typer.Option(None, "--status", help="Statuses that count "
+                                                              "(default completed,running; 'all')."),
+                   group_by: str = typer.Option("config", "--group-by", help="config | dataset | model | recipe."),
+                   at: str = typer.Option("best", "--at", help="best | last | N."),
+                   json_out: bool = typer.Option(False, "--json", help="Print {path, rows, columns} as JSON."),
+                   db: str = db_option()) -> None:
+    """Write per-run (or --groups: per-group) rows as CSV; columns are documented in workbench/compare.py."""
+    if json_out and csv_path == "-":
+        _fail("--json and --csv - both want stdout; give --csv a file")
+    store = _open(db)
+    try:
+        if group_by not in cmp.GROUP_BY:
+            raise cmp.CompareError(f"--group-by: expected one of {', '.join(cmp.GROUP_BY)}; got {group_by!r}")
+        store.refresh_crashed()
+        pts, at_value = _selection(store, run_ids or [], recipe, all_, dataset, status, at)
+        if groups_:
+            rows, columns = cmp.group_rows(cmp.group_points(pts, group_by), at_value), cmp.GROUP_COLUMNS
+        else:
+            rows, columns = cmp.run_rows(pts, at_value), cmp.RUN_COLUMNS
+    except KniError as e:
+        _fail(e)
+    text = cmp.csv_text(rows, columns)
+    if csv_path == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        Path(csv_path).write_text(text, encoding="utf-8")
+    except OSError as e:
+        _fail(f"--csv {csv_path}: cannot write ({e.strerror or e})")
+    if json_out:
+        print(json.dumps({"path": str(csv_path), "rows": len(rows), "columns": list(columns)}))
+    else:
+        _err_console().print(f"wrote {len(rows)} {'group' if groups_ else 'run'} row(s) to {escape(csv_path)}")
+
+
+# --------------------------------------------------------------------------------------------
+# kni rm / cancel
+
+
+@app.command("rm")
+def rm_command(run_ids: List[int] = typer.Argument(..., help="Run ids to remove."),
+               yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+               json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+               db: str = db_option()) -> None:
+    """Remove runs and their epochs (asks first unless --yes). Live runs must be cancelled first."""
+    store = _open(db)
+    try:
+        store.refresh_crashed()
+        missing = store.missing(run_ids)
+        if missing:
+            raise StoreError(f"no run with id {', '.join(map(str, missing))} in {store.where}; nothing removed")
+        runs = store.runs(ids=run_ids)
+        live = [r for r in runs if r.status in LIVE]
+        if live:
+            raise StoreError("; ".join(f"run {r.id} is {r.status} (pid {r.pid} on {r.host})" for r in live)
+                             + f"; cancel it first (kni cancel {' '.join(str(r.id) for r in live)}); nothing removed")
+    except KniError as e:
+        _fail(e)
+    if not yes:
+        listing = ", ".join(f"{r.id} ({r.recipe} seed {r.seed}, {r.status})" for r in runs)
+        try:
+            ok = typer.confirm(f"Remove run(s) {listing} from {store.where}?", default=False, err=True)
+        except typer.Abort:
+            ok = False
+        if not ok:
+            _err_console().print("nothing removed")
+            raise typer.Exit(1)
+    try:
+        n = store.delete([r.id for r in runs])
+    except KniError as e:
+        _fail(e)
+    if json_out:
+        print(json.dumps({"removed": [r.id for r in runs]}))
+    else:
+        _err_console().print(f"removed {n} run(s)")
+
+
+@app.command("cancel")
+def cancel_command(run_ids: List[int] = typer.Argument(..., help="Run ids to cancel."),
+                   json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+                   db: str = db_option()) -> None:
+    """Cancel live runs: SIGTERM to their process (they end as cancelled, epochs kept)."""
+    from .runner import cancel
+    store = _open(db)
+    done = {}
+    try:
+        missing = store.missing(run_ids)
+        if missing:
+            raise StoreError(f"no run with id {', '.join(map(str, missing))} in {store.where}")
+        for i in run_ids:
+            done[i] = cancel(store, i)
+    except KniError as e:
+        _fail(e)
+    if json_out:
+        print(json.dumps([{"id": i, "result": m} for i, m in done.items()]))
+    else:
+        for m in done.values():
+            _err_console().print(m)
