@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import protocol
 from .config import RunConfig
 from .data.prepare import PreparedData
 from .metrics import Metrics, evaluate_scores
@@ -233,15 +234,9 @@ class Trainer:
 
 
 def should_stop(history: list[EpochResult], split: str, patience: int) -> bool:
-    """The original rule: past ``patience`` epochs, stop when the newest AUC is below and the
-    newest log loss above the mean of the previous ``patience`` epochs."""
-    if patience <= 0 or len(history) <= patience + 1:
-        return False
-    window = history[-(patience + 1):-1]
-    auc = np.mean([r.metric(split, "auc") for r in window])
-    ll = np.mean([r.metric(split, "logloss") for r in window])
-    newest = history[-1]
-    return newest.metric(split, "auc") < auc and newest.metric(split, "logloss") > ll
+    """The original rule (:func:`kni_core.protocol.should_stop`) on ``split``'s metrics."""
+    return protocol.should_stop([r.metric(split, "auc") for r in history],
+                                [r.metric(split, "logloss") for r in history], patience)
 
 
 def fit(cfg: RunConfig, data: PreparedData, **kwargs) -> Iterator[EpochResult]:

@@ -277,3 +277,23 @@ def test_compare_cli(store, tmp_path):
         res = runner.invoke(app, ["compare", "--db", db, *bad])
         assert res.exit_code == 2, (bad, res.output)
         assert msg in res.stderr
+
+
+def test_replay_of_the_original_protocol():
+    from kni_core.protocol import replay
+    # patience 2: stops at index 3 (0.70 < mean(0.70, 0.72), 0.595 > mean(0.60, 0.58)); best among 0..3 is 2.
+    aucs = [0.60, 0.70, 0.72, 0.70, 0.80]
+    lls = [0.70, 0.60, 0.58, 0.595, 0.50]
+    assert replay(aucs, lls, 2) == (2, 3)
+    assert replay(aucs, lls, 0) == (4, None)           # no early stopping: best of all
+    assert replay(aucs[:3], lls[:3], 2) == (2, None)   # the rule never fires within the recording
+
+
+def test_at_original_replays_test_selection_and_stopping(store):
+    from workbench.compare import points
+    aucs = [0.60 + 0.01 * i for i in range(11)] + [0.60, 0.95]   # rule fires at epoch 12
+    full = add_run(store, 1, aucs)
+    short = add_run(store, 2, [0.6, 0.7])                         # ended before max_epochs (3)
+    pts = {p.run.id: p for p in points(store, store.runs(), "original")}
+    assert pts[full].point.epoch == 11 and not pts[full].truncated
+    assert pts[short].point.epoch == 2 and pts[short].truncated

@@ -50,3 +50,17 @@ def test_fit_reports_every_epoch_and_selects_the_best_on_the_chosen_split(tmp_pa
     assert trainer.summary.best_epoch == best.epoch and trainer.summary.epochs_run == 4
     saved = torch.load(tmp_path / "best.pt", weights_only=False)
     assert saved["config"]["train"]["select_on"] == "test" and "embedding" in saved["model"]
+
+
+def test_select_on_changes_selection_and_stopping_never_the_trajectory():
+    """Evaluation draws from its own seeded generator, so a test-selected run is the
+    valid-selected run's trajectory with another best epoch (docs/results.md relies on it)."""
+    def run(select_on: str) -> list[EpochResult]:
+        cfg = RunConfig(dataset=DatasetConfig(name="synthetic", min_relation_triples=1,
+                                              synthetic={"preset": "tiny"}),
+                        model=ModelConfig(max_degree=8), eval=EvalConfig(n_eval=2),
+                        train=TrainConfig(epochs=3, patience=0, select_on=select_on)).validate()
+        return list(Trainer(cfg, prepare(cfg)).fit())
+
+    strip = lambda rs: [{k: v for k, v in r.to_dict().items() if not k.endswith("seconds")} for r in rs]  # noqa: E731
+    assert strip(run("valid")) == strip(run("test"))

@@ -438,6 +438,8 @@ def _at_text(at: str | int, pts: list[cmp.RunPoint]) -> str:
     if at == "best":
         splits = sorted({p.run.select_on for p in pts}) or ["valid"]
         return f"the best {'/'.join(splits)} epoch"
+    if at == "original":
+        return "the epoch the original protocol selects (test-based selection and stopping, replayed)"
     return "the last epoch" if at == "last" else f"epoch {at}"
 
 
@@ -451,7 +453,9 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
                     group_by: Optional[str] = typer.Option(None, "--group-by", help="config | dataset | model | "
                                                            "recipe (default config; model with --matrix)."),
                     metric: str = typer.Option("test_auc", "--metric", help="Metric to rank, test and tabulate."),
-                    at: str = typer.Option("best", "--at", help="best | last | N: the epoch each run contributes."),
+                    at: str = typer.Option("best", "--at", help="best | last | N | original (the original's test-based selection and "
+                                               "early stopping, replayed on the stored test metrics): the epoch each "
+                                               "run contributes."),
                     matrix: bool = typer.Option(False, "--matrix", help="Dataset x configuration table; columns "
                                                 "by --group-by: model (default), recipe or config (its settings "
                                                 "without the dataset)."),
@@ -491,6 +495,8 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
             out["paired"] = paired_result.to_dict()
         if mat is not None:
             out["matrix"] = _matrix_json(mat)
+        if at_value == "original":
+            out["truncated_runs"] = [p.run.id for p in pts if p.truncated]
         print(json.dumps(out, indent=2))
         return
     console = _out()
@@ -505,6 +511,10 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
                          f"(ids {', '.join(str(m.run.id) for m in g.superseded)})")
         if g.without_point:
             notes.append(f"{g.label}: {len(g.without_point)} run(s) without {_at_text(at_value, pts)} left out")
+    truncated = [p.run.id for p in pts if p.truncated]
+    if truncated:
+        notes.append(f"runs {', '.join(map(str, truncated))} stopped (on their own split) before the original "
+                     "rule would have: their value is the best test epoch among the epochs they ran")
     for n in notes:
         console.print(f"[dim]{escape(n)}[/]", highlight=False)
     if paired_result is not None:

@@ -10,8 +10,11 @@ best epoch so far: live mean ± std), ``--status`` widens that. Runs are grouped
 the same seed, the newest one (highest id) counts and the older ones are *superseded*.
 
 Each run contributes one epoch, chosen by ``--at``: ``best`` (the best epoch on the run's
-``select_on`` split, as training selected it), ``last`` (the last stored epoch) or ``N``
-(epoch N; runs that have not reached it are left out and counted).
+``select_on`` split, as training selected it), ``last`` (the last stored epoch), ``N``
+(epoch N; runs that have not reached it are left out and counted) or ``original`` (the
+original code's protocol replayed on the stored test metrics: best test AUC among the epochs
+its test-based early stopping would have run; exact, since ``select_on`` never changes a
+trajectory, except for runs that stopped earlier, which are reported as truncated).
 
 Statistics
 ----------
@@ -89,6 +92,7 @@ from typing import IO, Any, Iterable, Sequence
 
 import numpy as np
 
+from kni_core import protocol
 from kni_core.config import stable_hash
 from kni_core.errors import KniError
 
@@ -132,15 +136,15 @@ def check_metric(metric: str) -> str:
 
 
 def parse_at(at: str | int) -> str | int:
-    """``best``, ``last`` or a positive epoch number."""
+    """``best``, ``last``, ``original`` or a positive epoch number."""
     if isinstance(at, int):
         value = at
     else:
         s = str(at).strip().lower()
-        if s in ("best", "last"):
+        if s in ("best", "last", "original"):
             return s
         if not s.isdigit():
-            raise CompareError(f"--at: expected best, last or an epoch number; got {at!r}")
+            raise CompareError(f"--at: expected best, last, original or an epoch number; got {at!r}")
         value = int(s)
     if value < 1:
         raise CompareError(f"--at: epochs are numbered from 1; got {value}")
@@ -226,6 +230,7 @@ class RunPoint:
     run: Run
     epochs: list[Epoch]
     point: Epoch | None
+    truncated: bool = False      # --at original: the run stopped before the replayed rule would
 
     def value(self, metric: str) -> float | None:
         return None if self.point is None else getattr(self.point, metric)
@@ -236,11 +241,28 @@ class RunPoint:
                 mean_std(e.eval_seconds for e in self.epochs)[0])
 
 
+def replay_original(run: Run, epochs: Sequence[Epoch]) -> tuple[Epoch, bool]:
+    """The epoch the original code would report: selection *and* early stopping on test.
+
+    ``select_on`` never changes a run's trajectory (evaluation has its own seeded generator),
+    so replaying the rule on the stored test metrics gives exactly what a ``select_on: test``
+    run reports - unless the stored run ended first (its own early stop), flagged ``True``.
+    """
+    patience = int(run.config.get("train", {}).get("patience", 10))
+    aucs = [e.test_auc if e.test_auc is not None else float("nan") for e in epochs]
+    lls = [e.test_logloss if e.test_logloss is not None else float("nan") for e in epochs]
+    best, stop = protocol.replay(aucs, lls, patience)
+    truncated = stop is None and len(epochs) < run.max_epochs and run.status != RUNNING
+    return epochs[best], truncated
+
+
 def choose_epoch(run: Run, epochs: Sequence[Epoch], at: str | int) -> Epoch | None:
     if not epochs:
         return None
     if at == "last":
         return epochs[-1]
+    if at == "original":
+        return replay_original(run, epochs)[0]
     if at == "best":
         target = run.best_epoch
     else:
@@ -286,7 +308,11 @@ def _statuses(status: Sequence[str] | None, explicit_ids: bool) -> tuple[str, ..
 
 def points(store: Store, runs: Sequence[Run], at: str | int) -> list[RunPoint]:
     epochs = store.epochs_of(r.id for r in runs)
-    return [RunPoint(r, epochs[r.id], choose_epoch(r, epochs[r.id], at)) for r in runs]
+    out = [RunPoint(r, epochs[r.id], choose_epoch(r, epochs[r.id], at)) for r in runs]
+    if at == "original":
+        for p in out:
+            p.truncated = bool(p.epochs) and replay_original(p.run, p.epochs)[1]
+    return out
 
 
 @dataclass
