@@ -112,3 +112,18 @@ def test_bench_json_on_quickstart(env):
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["train_epoch_seconds"] > 0 and out["eval_seconds"] > 0 and out["peak_rss_mb"] > 0
+
+
+def test_data_prepare_copies_the_source_and_reuses_the_cache(env, tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "ratings_final.txt").write_text("".join(f"{u}\t{i}\t{(u + i) % 2}\n" for u in range(12) for i in range(10)))
+    (folder / "kg_final.txt").write_text("".join(f"{i}\t0\t{10 + i % 3}\n" for i in range(10)))
+    extra = {**env, "KNI_DATA_DIR": str(tmp_path / "empty")}
+    first = kni("data", "prepare", "lastfm", "--source", str(folder), env_extra=extra)
+    assert first.returncode == 0, first.stderr
+    assert "preprocessed and cached" in first.stdout
+    assert (tmp_path / "cache" / "data" / "lastfm" / "ratings_final.txt").is_file()
+    second = kni("data", "prepare", "lastfm", "--source", str(folder), env_extra=extra)
+    assert second.returncode == 0, second.stderr
+    assert "reused the cache" in second.stdout

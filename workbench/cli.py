@@ -199,6 +199,7 @@ def data_prepare(name: str = typer.Argument(..., help="Registry name, e.g. bc.")
                 if f.is_file():
                     shutil.copy2(f, target / f.name)
             console.print(f"copied {source} to {target}")
+            set_ = [f"dataset.path={target}", *set_]
         rec = _paper_config(name, set_, None)
         prepared = prepare(rec.base)
     except KniError as error:
