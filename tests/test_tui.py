@@ -1,0 +1,481 @@
+"""kni-workbench (workbench/tui): functional tests with Textual's pilot and snapshot tests.
+
+Functional tests start real runs (child processes, the tiny synthetic preset) from the
+recipes screen and watch them arrive; the others use a database seeded with fixed rows and
+fixed timestamps (and a fixed clock for the app), so the snapshots are deterministic.
+Update the snapshots with ``pytest tests/test_tui.py --snapshot-update`` and look at them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import functools
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from kni_core.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+from workbench.store import CANCELLED, COMPLETED, CRASHED, FAILED, RUNNING, Epoch, Run, Store, this_host
+from workbench.tui.app import WorkbenchApp
+from workbench.tui.data import RunData, seeds_text
+
+T0 = datetime(2025, 1, 15, 9, 0, 0, tzinfo=timezone.utc)
+NOW = T0 + timedelta(hours=1)
+TINY = """\
+name: {name}
+description: tiny synthetic recipe for the workbench tests
+dataset: {{name: synthetic, min_relation_triples: 1, synthetic: {{preset: tiny}}}}
+model: {{hop_n_sample: [1, 4], max_degree: 16}}
+train: {{epochs: {epochs}, patience: 0}}
+eval: {{n_eval: 2}}
+seeds: [1]
+device: cpu
+"""
+BROKEN = """\
+name: broken
+dataset: {name: synthetic}
+model:
+  hop_n_sample: [1, 4]
+  temprature: 3
+"""
+TRACEBACK = """\
+Traceback (most recent call last):
+  File "workbench/runner.py", line 261, in child_main
+    execute(cfg, [listener], checkpoint=args.checkpoint)
+  File "kni_core/train.py", line 140, in fit
+    loss = total / count
+ZeroDivisionError: division by zero
+"""
+
+
+def sync(test):
+    """Run an async test body with asyncio.run (no pytest-asyncio plugin needed)."""
+    @functools.wraps(test)
+    def wrapper(*args, **kwargs):
+        asyncio.run(test(*args, **kwargs))
+    return wrapper
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path, monkeypatch, tmp_path_factory):
+    monkeypatch.chdir(tmp_path)                 # runs.db and recipes/ are shown relative to it
+    monkeypatch.setenv("KNI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "kni-cache"))
+    monkeypatch.delenv("KNI_DB", raising=False)
+    monkeypatch.delenv("KNI_STALE_SECONDS", raising=False)
+
+
+@pytest.fixture(scope="module")
+def sleeper():
+    """A live process standing in for a run process (its pid keeps a seeded row alive)."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def write_recipes(folder: Path, *, epochs: int = 3) -> Path:
+    folder.mkdir(exist_ok=True)
+    (folder / "quickstart.yaml").write_text(TINY.format(name="quickstart", epochs=epochs))
+    (folder / "broken.yaml").write_text(BROKEN)
+    return folder
+
+
+def config(seed: int, kg: bool = True, epochs: int = 5, preset: str = "tiny") -> RunConfig:
+    return RunConfig(name="quickstart" if kg else "quickstart-ni",
+                     dataset=DatasetConfig(name="synthetic", min_relation_triples=1, synthetic={"preset": preset}),
+                     model=ModelConfig(kg=kg, hop_n_sample=[1, 4], max_degree=16),
+                     train=TrainConfig(epochs=epochs, patience=0), eval=EvalConfig(n_eval=2),
+                     seed=seed, device="cpu").validate()
+
+
+def metrics(seed: int, epoch: int, kg: bool) -> dict:
+    base = 0.70 if kg else 0.66
+    auc = base + 0.03 * epoch - 0.004 * epoch * epoch + 0.006 * seed
+    return {"train_loss": 0.69 - 0.02 * epoch - 0.001 * seed, "valid_auc": auc, "valid_logloss": 0.70 - auc / 4,
+            "valid_acc": auc - 0.05, "test_auc": auc - 0.01 + 0.002 * seed, "test_logloss": 0.71 - auc / 4,
+            "test_acc": auc - 0.06, "train_seconds": 1.5 + 0.1 * seed, "eval_seconds": 0.5}
+
+
+def add_run(session: Session, *, run_id: int, cfg: RunConfig, status: str, n_epochs: int, kg: bool = True,
+            pid: int = 4242, host: str = "lab-1", error: str | None = None, traceback: str | None = None) -> None:
+    created = T0 + timedelta(minutes=run_id)
+    started = created + timedelta(seconds=5)
+    epochs = [Epoch(run_id=run_id, epoch=e, created_at=started + timedelta(seconds=10 * e),
+                    **metrics(cfg.seed, e, kg)) for e in range(1, n_epochs + 1)]
+    best = max(epochs, key=lambda e: e.valid_auc) if epochs else None
+    live = status == RUNNING
+    end = started + timedelta(seconds=10 * n_epochs + 3)
+    run = Run(id=run_id, recipe=cfg.name, recipe_path=f"recipes/{cfg.name}.yaml",
+              recipe_text=f"name: {cfg.name}\nseeds: [{cfg.seed}]\n",
+              config_json=json.dumps(cfg.to_dict(), sort_keys=True), config_hash=cfg.config_hash(),
+              dataset="synthetic-" + cfg.dataset.synthetic["preset"], model="KNI" if kg else "NI", seed=cfg.seed,
+              device="cpu", status=status, pid=pid, host=host, created_at=created, started_at=started,
+              finished_at=None if live else end, heartbeat_at=NOW - timedelta(seconds=2) if live else end,
+              max_epochs=cfg.train.epochs, select_on="valid", stopped_early=False,
+              best_epoch=best.epoch if best else None, error=error, traceback=traceback,
+              package_version="0.1.0", git_commit="0123456789ab")
+    if best is not None:
+        for f in ("valid_auc", "valid_logloss", "valid_acc", "test_auc", "test_logloss", "test_acc"):
+            setattr(run, f"best_{f}", getattr(best, f))
+    session.add(run)
+    session.flush()
+    session.add_all(epochs)
+
+
+def seed_db(path: Path, running_pid: int | None = None) -> Store:
+    """Two configurations (KNI, NI) x seeds 1-3 completed, a failed, a crashed, a cancelled
+    run and (given a live pid) a running one; fixed timestamps throughout."""
+    store = Store.open(path)
+    with Session(store.writer) as s, s.begin():
+        n = 0
+        for kg in (True, False):
+            for seed in (1, 2, 3):
+                n += 1
+                add_run(s, run_id=n, cfg=config(seed, kg), status=COMPLETED, n_epochs=5, kg=kg)
+        add_run(s, run_id=7, cfg=config(4), status=FAILED, n_epochs=2, error="ZeroDivisionError: division by zero",
+                traceback=TRACEBACK)
+        add_run(s, run_id=8, cfg=config(5), status=CRASHED, n_epochs=1,
+                error="the process (pid 4242 on lab-1) is gone and its last heartbeat was 31 s ago; no end was "
+                      "recorded (killed, out of memory or power cut)")
+        add_run(s, run_id=9, cfg=config(6), status=CANCELLED, n_epochs=3, error="cancelled by SIGTERM")
+        if running_pid is not None:
+            add_run(s, run_id=10, cfg=config(7), status=RUNNING, n_epochs=2, pid=running_pid, host=this_host())
+    return store
+
+
+def make_app(store: Store, recipes: Path | None = None, **kw) -> WorkbenchApp:
+    return WorkbenchApp(store, recipes or write_recipes(Path("recipes")), clock=lambda: NOW, gpus=[], **kw)
+
+
+async def until(pilot, predicate, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        await pilot.pause(0.1)
+    assert predicate(), f"timed out after {timeout:.0f} s waiting for {what}"
+
+
+def cell(app, table_id: str, row: int | str, column: str) -> str:
+    table = app.screen.query_one(table_id)
+    value = table.get_cell(str(row), column)
+    return getattr(value, "plain", str(value))
+
+
+# --------------------------------------------------------------------------------------------
+# functional tests with real run processes
+
+
+@sync
+async def test_start_recipe_from_the_recipes_screen_streams_epochs_live(tmp_path):
+    """The acceptance flow in small: Recipes -> start dialog (seeds, device, jobs) -> runs in
+    child processes -> epochs appear in the runs table within about a second of their commit
+    -> the run detail plots them."""
+    from textual.widgets import DataTable, Input, Select
+    from textual_plotext import PlotextPlot
+
+    from workbench.tui.detail import RunDetailScreen
+    from workbench.tui.dialogs import StartDialog
+
+    store = Store.open("runs.db")
+    app = WorkbenchApp(store, write_recipes(Path("recipes")), gpus=[])   # the real clock
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert app.query_one("#main-tabs").active == "recipes"          # no runs yet
+        pane = app.query_one("#recipes-pane")
+        assert [e.name for e in pane.entries] == ["broken", "quickstart"]
+        assert pane.entries[0].error is not None and pane.entries[0].error.line == 5
+        assert pane.select_name("quickstart")
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, StartDialog), 5, "the start dialog")
+        dialog = app.screen
+        assert dialog.query_one("#seeds", Input).value == "1"
+        dialog.query_one("#seeds", Input).value = "1..2"
+        dialog.query_one("#device", Select).value = "cpu"
+        dialog.query_one("#jobs", Input).value = "2"
+        await pilot.click("#start")
+        await until(pilot, lambda: len(app.data.runs) == 2, 60, "two queued runs")
+        assert app.query_one("#main-tabs").active == "runs"
+        ids = sorted(app.data.runs)
+        assert [app.data.runs[i].seed for i in ids] == [1, 2]
+
+        # the UI shows each epoch within about a second of its commit
+        seen_db: dict[tuple[int, int], float] = {}
+        seen_ui: dict[tuple[int, int], float] = {}
+        reader = Store.open("runs.db")
+        end = time.monotonic() + 120
+        while time.monotonic() < end:
+            now = time.monotonic()
+            for r in reader.runs():
+                for e in range(1, r.n_epochs + 1):
+                    seen_db.setdefault((r.id, e), now)
+            for i in ids:
+                shown = cell(app, "#runs-table", i, "epoch").split("/")[0]
+                for e in range(1, int(shown) + 1):
+                    seen_ui.setdefault((i, e), now)
+            if all(app.data.status(r) == COMPLETED for r in app.data.runs.values()) and len(seen_ui) == 6:
+                break
+            await pilot.pause(0.1)
+        reader.close()
+        assert sorted(seen_ui) == [(i, e) for i in ids for e in (1, 2, 3)], seen_ui
+        lags = [seen_ui[k] - seen_db[k] for k in seen_ui]
+        assert max(lags) < 1.5, lags
+        assert cell(app, "#runs-table", ids[0], "status") == COMPLETED
+        assert cell(app, "#runs-table", ids[0], "test").startswith("0.")
+
+        # the detail screen of a finished run: the plots and the epochs table
+        app.query_one("#runs-pane").select_run(ids[0])
+        app.query_one("#runs-table", DataTable).focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunDetailScreen), 5, "the run detail")
+        await pilot.pause(0.3)
+        assert app.screen.query_one("#epochs-table", DataTable).row_count == 3
+        rendered = str(app.screen.query_one("#chart-auc", PlotextPlot).render())
+        assert "valid" in rendered and "test" in rendered and "no epoch yet" not in rendered
+        await pilot.press("escape")
+    runs = store.runs()
+    assert [(r.status, r.n_epochs) for r in runs] == [(COMPLETED, 3), (COMPLETED, 3)]
+    assert runs[0].pid != os.getpid() and runs[0].recipe_path.endswith("quickstart.yaml")
+    store.close()
+
+
+@sync
+async def test_cancel_a_running_run(tmp_path):
+    """c on a running run asks, then the run process records cancelled with its epochs kept."""
+    from workbench.tui.dialogs import ConfirmDialog
+    from workbench.tui.launch import start_recipe
+
+    recipes = write_recipes(Path("recipes"), epochs=500)
+    store = Store.open("runs.db")
+    launch = start_recipe(store, recipes / "quickstart.yaml", seeds="1", device="cpu")
+    run_id = launch.run_ids[0]
+    app = make_app(store, recipes)
+    app.data.clock = lambda: datetime.now(timezone.utc)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: run_id in app.data.runs and app.data.runs[run_id].n_epochs >= 1, 90,
+                    "the first epoch")
+        assert cell(app, "#runs-table", run_id, "status") == RUNNING
+        app.query_one("#runs-pane").select_run(run_id)
+        app.query_one("#runs-table").focus()
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: app.data.runs[run_id].status == CANCELLED, 60, "the run to end cancelled")
+        await pilot.pause(0.6)
+        assert cell(app, "#runs-table", run_id, "status") == CANCELLED
+    run = store.get(run_id)
+    assert run.status == CANCELLED and run.n_epochs >= 1 and "SIGTERM" in run.error
+    launch.proc.wait(timeout=30)
+    store.close()
+
+
+# --------------------------------------------------------------------------------------------
+# functional tests on a seeded database
+
+
+@sync
+async def test_compare_two_groups_paired_test_and_csv_export(tmp_path):
+    from textual.widgets import DataTable, Input
+
+    from workbench.cli import app as kni
+    from workbench.tui.dialogs import ExportDialog
+
+    store = seed_db(Path("runs.db"))
+    app = make_app(store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3")
+        await pilot.press("a")                        # pick every configuration group
+        await pilot.pause(0.2)
+        pane = app.query_one("#compare-pane")
+        assert sorted(g.n for g in pane.groups) == [3, 3]
+        table = app.query_one("#cmp-table", DataTable)
+        assert len(table.columns) == 3                # the groups side by side
+        kni_group = next(g for g in pane.groups if g.distinct("model") == "KNI")
+        mean, std = kni_group.stat("test_auc")
+        assert cell(app, "#cmp-table", "test_auc", kni_group.key) == f"{mean:.4f}±{std:.4f}"
+        assert cell(app, "#cmp-table", "n", kni_group.key) == "3"
+        # the paired test between the two groups
+        await pilot.press("right_square_bracket", "right_square_bracket", "right_square_bracket")
+        assert app.query_one("#cmp-tabs").active == "cmp-paired-tab"
+        svg = app.export_screenshot()
+        assert "shared" in svg and "sign-flip" in svg
+        # matrix: one dataset row, two configuration columns
+        assert app.query_one("#cmp-matrix", DataTable).row_count == 1
+        # export: the same file as `kni export --groups RUN_IDS`
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, ExportDialog), 5, "the export dialog")
+        app.screen.query_one("#path", Input).value = "groups.csv"
+        await pilot.press("enter")
+        await until(pilot, lambda: Path("groups.csv").exists(), 5, "the CSV file")
+    ids = [str(i) for i in range(1, 7)]
+    # picked runs instead of groups: mark seed 1 of each configuration in Runs, then p
+    app = make_app(store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        runs = app.query_one("#runs-pane")
+        for run_id in (4, 1):
+            runs.select_run(run_id)
+            await pilot.press("space")
+        await pilot.press("p")
+        await pilot.pause(0.2)
+        assert app.query_one("#main-tabs").active == "compare"
+        pane = app.query_one("#compare-pane")
+        assert pane.picked_runs == [1, 4] and [g.n for g in pane.groups] == [1, 1]
+        await pilot.press("x")                        # back to the picked groups
+        assert pane.picked_runs is None
+    res = CliRunner().invoke(kni, ["export", *ids, "--groups", "--csv", "-", "--db", "runs.db"])
+    assert res.exit_code == 0, res.output
+    assert Path("groups.csv").read_text() == res.stdout
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert [r["n"] for r in rows] == ["3", "3"] and float(rows[0]["test_auc_std"]) > 0
+    store.close()
+
+
+@sync
+async def test_failed_run_shows_its_traceback_and_crashed_runs_show(tmp_path):
+    from workbench.tui.detail import RunDetailScreen
+
+    store = seed_db(Path("runs.db"))
+    app = make_app(store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        assert cell(app, "#runs-table", 7, "status") == FAILED
+        assert cell(app, "#runs-table", 8, "status") == CRASHED
+        app.query_one("#runs-pane").select_run(7)
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunDetailScreen), 5, "the run detail")
+        await pilot.pause(0.2)
+        assert app.screen.query_one("#detail-tabs").active == "error"      # a failed run opens on it
+        svg = app.export_screenshot()
+        assert "ZeroDivisionError" in svg and "child_main" in svg and "Traceback" in svg
+        await pilot.press("escape")
+        assert not isinstance(app.screen, RunDetailScreen)
+    store.close()
+
+
+@sync
+async def test_delete_a_finished_run(tmp_path):
+    from workbench.tui.dialogs import ConfirmDialog
+
+    store = seed_db(Path("runs.db"))
+    app = make_app(store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.query_one("#runs-pane").select_run(9)
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: 9 not in app.data.runs, 5, "the run to go")
+        assert "9" not in [str(k.value) for k in app.query_one("#runs-table").rows]
+    assert store.missing([9]) == [9] and store.epochs(9) == []
+    store.close()
+
+
+@sync
+async def test_dead_run_process_shows_crashed(tmp_path):
+    """A live row whose process is gone and whose heartbeat is stale shows as crashed."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    store = Store.open("runs.db")
+    with Session(store.writer) as s, s.begin():
+        add_run(s, run_id=1, cfg=config(1), status=RUNNING, n_epochs=1, pid=dead.pid, host=this_host())
+    app = WorkbenchApp(store, write_recipes(Path("recipes")), gpus=[])      # real clock: stale heartbeat
+    async with app.run_test(size=(100, 30)):
+        assert cell(app, "#runs-table", 1, "status") == CRASHED
+    store.close()
+
+
+@pytest.mark.parametrize("choice", ["leave", "cancel"])
+@sync
+async def test_quit_with_active_runs_asks(tmp_path, choice):
+    from workbench.tui.dialogs import QuitDialog
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        store = seed_db(Path("runs.db"), running_pid=proc.pid)
+        app = make_app(store)
+        async with app.run_test(size=(100, 30)) as pilot:
+            assert cell(app, "#runs-table", 10, "status") == RUNNING
+            await pilot.press("q")
+            await until(pilot, lambda: isinstance(app.screen, QuitDialog), 5, "the quit dialog")
+            await pilot.press("l" if choice == "leave" else "c")
+            await pilot.pause(0.2)
+            assert app._exit
+        if choice == "leave":
+            assert proc.poll() is None and store.get(10).status == RUNNING
+        else:                                     # SIGTERM reached the "run process"
+            assert proc.wait(timeout=10) != 0
+        store.close()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_run_data_polls_only_what_changed(tmp_path, sleeper):
+    store = seed_db(Path("runs.db"), running_pid=sleeper.pid)
+    data = RunData(store, clock=lambda: NOW)
+    change = data.poll_now(force_full=True)
+    assert change.runs == set(range(1, 11))
+    data.watch([10])
+    assert [e.epoch for e in data.epochs[10]] == [1, 2]
+    assert not data.poll_now()                    # nothing new
+    with Session(store.writer) as s, s.begin():   # the run process commits epoch 3
+        s.add(Epoch(run_id=10, epoch=3, created_at=NOW, **metrics(7, 3, True)))
+    change = data.poll_now()
+    assert change.runs == {10} and change.epochs == {10}
+    assert [e.epoch for e in data.epochs[10]] == [1, 2, 3]
+    store.delete([9])
+    assert data.poll_now(force_full=True).removed == {9}
+    assert seeds_text([1, 2, 3]) == "1..3" and seeds_text([1, 3]) == "1,3"
+    store.close()
+
+
+# --------------------------------------------------------------------------------------------
+# snapshots (fixed rows, fixed clock)
+
+
+def _snapshot_app(sleeper) -> WorkbenchApp:
+    store = seed_db(Path("runs.db"), running_pid=sleeper.pid)
+    return make_app(store)
+
+
+def test_snapshot_runs(snap_compare, sleeper):
+    assert snap_compare(_snapshot_app(sleeper), terminal_size=(110, 30))
+
+
+def test_snapshot_recipes(snap_compare, sleeper):
+    assert snap_compare(_snapshot_app(sleeper), press=["1"], terminal_size=(110, 30))
+
+
+def test_snapshot_start_dialog_80x24(snap_compare, sleeper):
+    async def run_before(pilot):
+        await pilot.press("1")
+        pilot.app.query_one("#recipes-pane").select_name("quickstart")
+        await pilot.press("s")
+        await pilot.pause(0.2)
+        pilot.app.set_focus(None)
+
+    assert snap_compare(_snapshot_app(sleeper), run_before=run_before, terminal_size=(80, 24))
+
+
+def test_snapshot_run_detail(snap_compare, sleeper):
+    async def run_before(pilot):
+        pilot.app.open_run(2)
+        await pilot.pause(0.3)
+
+    assert snap_compare(_snapshot_app(sleeper), run_before=run_before, terminal_size=(110, 34))
+
+
+def test_snapshot_compare(snap_compare, sleeper):
+    assert snap_compare(_snapshot_app(sleeper), press=["3", "a"], terminal_size=(120, 32))
+
+
+def test_snapshot_compare_curves_80x24(snap_compare, sleeper):
+    assert snap_compare(_snapshot_app(sleeper), press=["3", "a", "right_square_bracket", "right_square_bracket"],
+                        terminal_size=(80, 24))

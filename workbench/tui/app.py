@@ -1,0 +1,466 @@
+"""``kni-workbench``: the Textual workbench that starts runs, streams them live and compares them.
+
+Layers (DESIGN.md): the app reads the run database through :class:`workbench.store.Store`
+(polled by a thread worker, see :mod:`workbench.tui.data`) and starts runs through
+:mod:`workbench.runner` (via :mod:`workbench.tui.launch`); run rows are written by the run
+processes, never by the app. Runs therefore survive the app closing or being killed, and a
+reopened app shows them live again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from textual import work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Header, TabbedContent, TabPane
+
+from ..recipe import RecipeError
+from ..store import CANCELLED, COMPLETED, CRASHED, FAILED, LIVE, QUEUED, RUNNING, Store, StoreError
+from .data import Change, RunData, seeds_text
+from .dialogs import ConfirmDialog, ExportDialog, HelpScreen, QuitDialog, StartDialog, StartRequest
+from .launch import Launch, LaunchError, cancel_run, start_recipe
+
+#: Seconds between two polls of the database.
+POLL_SECONDS = 0.5
+
+
+def detect_gpus() -> list[tuple[str, str]]:
+    """(device, description) of the CUDA devices a run could use, without importing torch
+    (``nvidia-smi``; ``CUDA_VISIBLE_DEVICES`` restricts and renumbers them as CUDA does)."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        out = subprocess.run([exe, "--query-gpu=index,name,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if out.returncode != 0:
+        return []
+    found: dict[str, str] = {}
+    for line in out.stdout.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 2 and parts[0].isdigit():
+            found[parts[0]] = f"{parts[1]}" + (f", {parts[2]}" if len(parts) > 2 else "")
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    order = list(found)
+    if visible is not None:
+        order = [v.strip() for v in visible.split(",") if v.strip() in found]
+    return [(f"cuda:{n}", found[i]) for n, i in enumerate(order)]
+
+
+class WorkbenchApp(App):
+    """The workbench. ``clock`` (UTC "now") and ``gpus`` are injectable for tests."""
+
+    TITLE = "kni-workbench"
+    CSS_PATH = "workbench.tcss"
+    BINDINGS = [
+        Binding("1", "show_tab('recipes')", "Recipes"),
+        Binding("2", "show_tab('runs')", "Runs"),
+        Binding("3", "show_tab('compare')", "Compare"),
+        Binding("question_mark", "help", "Help"),
+        Binding("ctrl+t", "toggle_theme", "Theme"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, store: Store, recipes: Path, *, clock: Callable[[], datetime] | None = None,
+                 gpus: list[tuple[str, str]] | None = None, poll: float = POLL_SECONDS):
+        super().__init__()
+        self.store = store
+        self.recipes_dir = Path(recipes)
+        self.data = RunData(store, clock)
+        self.gpus = gpus
+        self.poll_seconds = poll
+        self.launches: list[Launch] = []
+        self._listeners: list[Any] = []
+        self._polling = False
+        self._generation = 0
+        self.data.poll_now(force_full=True)
+        self.sub_title = _short(store.where)
+
+    # -- layout -------------------------------------------------------------------------
+    @property
+    def main(self) -> Screen:
+        """The screen with the tabs (queries on the app only see the screen on top)."""
+        return self.screen_stack[0]
+
+    def compose(self) -> ComposeResult:
+        from .compare_pane import ComparePane
+        from .recipes import RecipesPane
+        from .runs import RunsPane
+        yield Header(show_clock=False)
+        with TabbedContent(initial="runs" if self.data.runs else "recipes", id="main-tabs"):
+            with TabPane("Recipes [1]", id="recipes"):
+                yield RecipesPane(self.recipes_dir, id="recipes-pane")
+            with TabPane("Runs [2]", id="runs"):
+                yield RunsPane(id="runs-pane")
+            with TabPane("Compare [3]", id="compare"):
+                yield ComparePane(id="compare-pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        from .compare_pane import ComparePane
+        from .runs import RunsPane
+        self.add_listener(self.main.query_one(RunsPane))
+        self.add_listener(self.main.query_one(ComparePane))
+        self.set_interval(self.poll_seconds, self.poll)
+        self.theme_changed_signal.subscribe(self, lambda theme: self.refresh_views())
+        if self.gpus is None:
+            self._detect_gpus()
+        self._focus_tab(self.main.query_one("#main-tabs", TabbedContent).active)
+
+    def on_resize(self, event) -> None:
+        self.set_class(event.size.width < 100, "-narrow")
+        self.set_class(event.size.height < 30, "-short")
+
+    # -- listeners and polling ------------------------------------------------------------
+    def add_listener(self, listener: Any) -> None:
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Any) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def poll(self, force_full: bool = False) -> None:
+        """Start a poll in a worker thread unless one is under way."""
+        self._reap()
+        if self._polling:
+            return
+        self._polling = True
+        self._poll_worker(self.data.request(force_full), self._generation)
+
+    @work(thread=True, group="poll", exit_on_error=False)
+    def _poll_worker(self, request, generation: int) -> None:
+        try:
+            result = self.data.fetch(request)
+        except Exception as e:                 # noqa: BLE001 - shown, polling goes on
+            result = None
+            self.call_from_thread(self.notify, f"polling the database failed: {e}", severity="error")
+        self.call_from_thread(self._apply, result, generation)
+
+    def _apply(self, result, generation: int) -> None:
+        self._polling = False
+        if result is None or generation != self._generation:
+            return                            # read before a synchronous refresh: stale
+        change = self.data.apply(result)
+        if change or change.error:
+            self.broadcast(change)
+
+    def broadcast(self, change: Change) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener.runs_changed(change)
+            except Exception as e:             # noqa: BLE001 - one broken view must not stop the others
+                self.log.error(f"{listener!r}: {e!r}")
+
+    def refresh_now(self) -> None:
+        """A synchronous full poll (after starting, cancelling or deleting runs)."""
+        self._generation += 1
+        change = self.data.poll_now(force_full=True)
+        self.broadcast(change)
+
+    def _reap(self) -> None:
+        for launch in list(self.launches):
+            if launch.poll() is not None:
+                self.launches.remove(launch)
+
+    @work(thread=True, group="gpus", exit_on_error=False)
+    def _detect_gpus(self) -> None:
+        gpus = detect_gpus()
+        self.call_from_thread(setattr, self, "gpus", gpus)
+
+    # -- styling ----------------------------------------------------------------------------
+    def status_style(self, status: str) -> str:
+        """A rich style for a run status, taken from the theme (readable light and dark)."""
+        v = self.theme_variables
+        return {
+            QUEUED: "dim",
+            RUNNING: f"bold {v.get('text-primary', 'blue')}",
+            COMPLETED: v.get("text-success", "green"),
+            FAILED: f"bold {v.get('text-error', 'red')}",
+            CANCELLED: v.get("text-warning", "yellow"),
+            CRASHED: f"bold reverse {v.get('text-error', 'red')}",
+        }.get(status, "")
+
+    def action_toggle_theme(self) -> None:
+        self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
+
+    def refresh_views(self) -> None:
+        from .recipes import RecipesPane
+        from .runs import RunsPane
+        for pane in self.main.query(RunsPane):
+            pane.rebuild()
+        for pane in self.main.query(RecipesPane):
+            pane.show(pane.current())
+        self.call_after_refresh(self.broadcast, Change(runs=set(self.data.runs)))
+
+    # -- navigation ---------------------------------------------------------------------------
+    def action_show_tab(self, tab: str) -> None:
+        if self.screen.is_modal:                # a dialog or the help answers first
+            return
+        while len(self.screen_stack) > 1:       # leave a run detail
+            self.pop_screen()
+        tabs = self.main.query_one("#main-tabs", TabbedContent)
+        tabs.active = tab
+        self._focus_tab(tab)
+
+    def _focus_tab(self, tab: str) -> None:
+        """Focus the main widget of ``tab`` if it is (still) the shown one: focusing a widget
+        of a hidden pane would make the TabbedContent switch back to that pane."""
+        tabs = self.main.query_one("#main-tabs", TabbedContent)
+        target = {"recipes": "#recipes-table", "runs": "#runs-table", "compare": "#cmp-list"}.get(tab)
+        if target and tabs.active == tab and self.screen is tabs.screen:
+            try:
+                self.main.query_one(target).focus()
+            except Exception:                  # noqa: BLE001
+                pass
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.tabbed_content.id == "main-tabs":
+            self.call_after_refresh(self._focus_tab, event.pane.id)
+            if event.pane.id == "compare":
+                from .compare_pane import ComparePane
+                self.main.query_one(ComparePane).shown()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def open_run(self, run_id: int) -> None:
+        from .detail import RunDetailScreen
+        if run_id in self.data.runs:
+            self.push_screen(RunDetailScreen(run_id))
+
+    def compare_group(self, config_hash: str) -> None:
+        from .compare_pane import ComparePane
+        self.action_show_tab("compare")
+        self.main.query_one(ComparePane).show_groups([config_hash])
+
+    def compare_runs(self, ids: list[int]) -> None:
+        from .compare_pane import ComparePane
+        self.action_show_tab("compare")
+        self.main.query_one(ComparePane).show_runs(ids)
+
+    # -- starting runs ------------------------------------------------------------------------
+    def device_options(self) -> list[tuple[str, str]]:
+        gpus = self.gpus or []
+        opts = [("auto (" + ("all GPUs" if gpus else "GPU if present, else CPU") + ")", "auto"), ("cpu", "cpu")]
+        opts += [(f"{dev}  {name}"[:48], dev) for dev, name in gpus]
+        return opts
+
+    def start_recipe_dialog(self, entry) -> None:
+        if entry.recipe is None:
+            self.notify(f"{entry.path.name} does not validate: {entry.error}", severity="error", timeout=8)
+            return
+        rec = entry.recipe
+
+        def started(request: StartRequest | None) -> None:
+            if request is not None:
+                self.notify(f"starting {rec.name}: seeds {request.seeds} on {request.device}, {request.jobs} at a "
+                            f"time...", timeout=4)
+                self._start(entry.path, request)
+
+        self.push_screen(StartDialog(rec.name, seeds_text(rec.seeds), rec.device, self.device_options()), started)
+
+    @work(thread=True, group="launch", exit_on_error=False)
+    def _start(self, path: Path, request: StartRequest) -> None:
+        try:
+            launch = start_recipe(self.store, path, seeds=request.seeds, device=request.device, jobs=request.jobs)
+        except (RecipeError, StoreError, LaunchError) as e:
+            self.call_from_thread(self.notify, str(e), title="not started", severity="error", timeout=10)
+            return
+        except Exception as e:                 # noqa: BLE001 - reported, the app goes on
+            self.call_from_thread(self.notify, f"{type(e).__name__}: {e}", title="not started", severity="error",
+                                  timeout=10)
+            return
+        self.call_from_thread(self._started, launch)
+
+    def _started(self, launch: Launch) -> None:
+        from .runs import RunsPane
+        self.launches.append(launch)
+        ids = launch.run_ids
+        self.notify(f"{launch.recipe.name}: run(s) {', '.join(map(str, ids))} queued for seed(s) "
+                    f"{seeds_text(launch.seeds)}, {launch.jobs} at a time", title="started", timeout=5)
+        self.refresh_now()
+        self.action_show_tab("runs")
+        self.main.query_one(RunsPane).select_run(ids[0])
+
+    # -- cancelling and deleting ------------------------------------------------------------------
+    def confirm_cancel(self, ids: list[int]) -> None:
+        runs = [self.data.runs[i] for i in ids if i in self.data.runs]
+        listing = ", ".join(f"{r.id} ({r.recipe} seed {r.seed}, {self.data.status(r)})" for r in runs)
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._cancel(ids)
+
+        self.push_screen(ConfirmDialog("Cancel runs?", f"Stop run(s) {listing}?\nA running run ends as "
+                                       "cancelled and keeps its finished epochs.", yes="Cancel runs",
+                                       no="Keep running"), answer)
+
+    @work(thread=True, group="cancel", exit_on_error=False)
+    def _cancel(self, ids: Iterable[int]) -> None:
+        messages = []
+        for i in self._queued_first(ids):
+            try:
+                messages.append(cancel_run(self.store, i))
+            except StoreError as e:
+                messages.append(str(e))
+        self.call_from_thread(self.notify, "\n".join(messages), title="cancel", timeout=5)
+        self.call_from_thread(self.refresh_now)
+
+    def _queued_first(self, ids: Iterable[int]) -> list[int]:
+        """Queued runs first, so a launcher does not start them after their elders stop."""
+        ids = list(ids)
+        return sorted(ids, key=lambda i: (self.data.runs[i].status != QUEUED if i in self.data.runs else True, i))
+
+    def confirm_delete(self, ids: list[int]) -> None:
+        runs = [self.data.runs[i] for i in ids if i in self.data.runs]
+        listing = ", ".join(f"{r.id} ({r.recipe} seed {r.seed}, {r.status})" for r in runs)
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                try:
+                    n = self.store.delete([r.id for r in runs if r.status not in LIVE])
+                except StoreError as e:
+                    self.notify(str(e), severity="error")
+                    return
+                self.notify(f"deleted {n} run(s)", timeout=3)
+                self.refresh_now()
+
+        self.push_screen(ConfirmDialog("Delete runs?", f"Remove run(s) {listing} and their epochs from "
+                                       f"{_short(self.store.where)}? This cannot be undone.", yes="Delete",
+                                       no="Keep"), answer)
+
+    # -- export -------------------------------------------------------------------------------------
+    def export_dialog(self, pane) -> None:
+        groups = len(pane.groups)
+
+        def answer(request) -> None:
+            if request is None:
+                return
+            try:
+                n = pane.write_csv(request.path, request.per)
+            except OSError as e:
+                self.notify(f"{request.path}: cannot write ({e.strerror or e})", severity="error")
+                return
+            self.notify(f"wrote {n} {request.per} row(s) to {request.path}", title="exported", timeout=6)
+
+        self.push_screen(ExportDialog(pane.default_export_path(),
+                                      f"{groups} group(s), {len(pane.points)} run(s); the columns of kni export "
+                                      f"(documented in workbench/compare.py)."), answer)
+
+    # -- quitting -------------------------------------------------------------------------------
+    async def action_quit(self) -> None:
+        live = self.data.live()
+        if not live:
+            self.exit()
+            return
+        running = sum(1 for r in live if r.status == RUNNING)
+        queued = len(live) - running
+        body = (f"{len(live)} run(s) are active ({running} running, {queued} queued). They are separate "
+                f"processes: left running they keep training and recording to {_short(self.store.where)}, "
+                f"and kni-workbench shows them live again when reopened.")
+
+        def answer(choice: str | None) -> None:
+            if choice == "leave":
+                self.exit()
+            elif choice == "cancel":
+                self._cancel_all_and_exit([r.id for r in live])
+
+        self.push_screen(QuitDialog(body), answer)
+
+    def _cancel_all_and_exit(self, ids: list[int]) -> None:
+        for launch in self.launches:           # their queues first: nothing new starts
+            launch.terminate()
+        for i in self._queued_first(ids):
+            try:
+                cancel_run(self.store, i)
+            except StoreError:
+                pass
+        self.exit()
+
+    # -- command palette ------------------------------------------------------------------------------
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Recipes", "Show the recipes (1)", lambda: self.action_show_tab("recipes"))
+        yield SystemCommand("Runs", "Show the live runs table (2)", lambda: self.action_show_tab("runs"))
+        yield SystemCommand("Compare", "Show the comparison of groups (3)", lambda: self.action_show_tab("compare"))
+        yield SystemCommand("Start recipe", "Start the highlighted recipe: seeds, device, parallel jobs (s)",
+                            lambda: self._pane_action("recipes", "start"))
+        yield SystemCommand("Rescan recipes", "Read the recipes folder again (r)",
+                            lambda: self._pane_action("recipes", "rescan"))
+        yield SystemCommand("Open run", "Plots, epochs, config and error of the highlighted run (enter)",
+                            lambda: self._pane_action("runs", "open"))
+        yield SystemCommand("Cancel runs", "Cancel the marked or highlighted live runs (c)",
+                            lambda: self._pane_action("runs", "cancel"))
+        yield SystemCommand("Delete runs", "Delete the marked or highlighted finished runs (d)",
+                            lambda: self._pane_action("runs", "delete"))
+        yield SystemCommand("Compare marked runs", "Compare the marked runs or the highlighted run's group (p)",
+                            lambda: self._pane_action("runs", "compare"))
+        yield SystemCommand("Filter runs", "Filter the runs table by text (/)",
+                            lambda: self._pane_action("runs", "focus_filter"))
+        yield SystemCommand("Export comparison to CSV", "The shown comparison, as kni export writes it (e)",
+                            lambda: self._pane_action("compare", "export"))
+        yield SystemCommand("Compare at: best / last / epoch N", "Cycle the epoch compared (b)",
+                            lambda: self._pane_action("compare", "cycle_at"))
+        yield SystemCommand("Compare metric", "Cycle the metric of curves, matrix and paired test (m)",
+                            lambda: self._pane_action("compare", "cycle_metric"))
+        yield SystemCommand("Toggle light / dark theme", "Switch between textual-light and textual-dark (ctrl+t)",
+                            self.action_toggle_theme)
+        yield SystemCommand("Help", "Keys and what the screens show (?)", self.action_help)
+
+    def _pane_action(self, tab: str, action: str) -> None:
+        self.action_show_tab(tab)
+        pane = self.main.query_one(f"#{tab}-pane")
+        self.call_after_refresh(getattr(pane, f"action_{action}"))
+
+
+def _short(where: str) -> str:
+    """A database location relative to the working directory when it lies below it."""
+    try:
+        return str(Path(where).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return where
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="kni-workbench",
+                                     description="Start KNI runs, watch them train live and compare them.")
+    parser.add_argument("--db", default=os.environ.get("KNI_DB") or "runs.db",
+                        help="run database: a SQLite file path or a SQLAlchemy URL (env KNI_DB; default runs.db)")
+    parser.add_argument("--recipes", default="recipes", help="folder of YAML recipes (default recipes/)")
+    parser.add_argument("--theme", default=None, help="textual-dark, textual-light or any Textual theme")
+    args = parser.parse_args(argv)
+    try:
+        store = Store.open(args.db, create=True)
+    except StoreError as e:
+        print(f"kni-workbench: {e}", file=sys.stderr)
+        sys.exit(2)
+    app = WorkbenchApp(store, Path(args.recipes))
+    if args.theme:
+        if args.theme not in app.available_themes:
+            store.close()
+            print(f"kni-workbench: --theme {args.theme}: expected one of {', '.join(sorted(app.available_themes))}",
+                  file=sys.stderr)
+            sys.exit(2)
+        app.theme = args.theme
+    try:
+        app.run()
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""The run detail screen: live per-epoch plots, the epochs table, the resolved config and
+the error and traceback of a failed or crashed run."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from rich.console import Group as RichGroup
+from rich.syntax import Syntax
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+from textual_plotext import PlotextPlot
+
+from ..store import CRASHED, FAILED, LIVE, Epoch, Run
+from .data import Change, duration, elapsed_seconds, fmt
+from .plots import RUN_CHARTS, draw_run_chart
+
+EPOCH_COLUMNS = ("epoch", "train loss", "valid AUC", "valid ll", "valid acc", "test AUC", "test ll", "test acc",
+                 "train s", "eval s")
+
+
+class RunDetailScreen(Screen):
+    BINDINGS = [
+        Binding("escape,backspace", "back", "Back"),
+        Binding("p", "tab('plots')", "Plots"),
+        Binding("t", "tab('epochs')", "Epochs"),
+        Binding("o", "tab('config')", "Config"),
+        Binding("e", "tab('error')", "Error"),
+        Binding("c", "cancel", "Cancel run"),
+    ]
+
+    def __init__(self, run_id: int):
+        super().__init__(id=f"run-detail-{run_id}", classes="run-detail")
+        self.run_id = run_id
+        self._shown_epochs = 0
+
+    # -- layout -------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield Static("", id="detail-head")
+        run = self.app.data.runs.get(self.run_id)
+        initial = "error" if run is not None and run.status in (FAILED, CRASHED) else "plots"
+        with TabbedContent(initial=initial, id="detail-tabs"):
+            with TabPane("Plots", id="plots"):
+                with Grid(id="detail-plots"):
+                    for chart in RUN_CHARTS:
+                        yield PlotextPlot(id=f"chart-{chart}", classes="run-chart")
+            with TabPane("Epochs", id="epochs"):
+                table = DataTable(id="epochs-table", cursor_type="row", zebra_stripes=True)
+                for c in EPOCH_COLUMNS:
+                    table.add_column(c, key=c)
+                yield table
+            with TabPane("Config", id="config"):
+                with VerticalScroll():
+                    yield Static("", id="detail-config")
+            with TabPane("Error", id="error"):
+                with VerticalScroll():
+                    yield Static("", id="detail-error")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.app.data.watch([self.run_id])
+        self.app.add_listener(self)
+        self.redraw(full=True)
+        self.set_interval(1.0, self.tick)
+
+    def on_unmount(self) -> None:
+        self.app.remove_listener(self)
+        self.app.data.unwatch([self.run_id])
+
+    # -- live updates -----------------------------------------------------------------------
+    @property
+    def run(self) -> Run | None:
+        return self.app.data.runs.get(self.run_id)
+
+    @property
+    def epochs(self) -> list[Epoch]:
+        return self.app.data.epochs.get(self.run_id, [])
+
+    def runs_changed(self, change: Change) -> None:
+        if self.run_id in change.removed:
+            self.app.notify(f"run {self.run_id} was deleted", severity="warning")
+            if self.app.screen is self:
+                self.app.pop_screen()
+            return
+        if self.run_id in change.runs or self.run_id in change.epochs:
+            self.redraw(full=self.run_id in change.runs)
+
+    def tick(self) -> None:
+        run = self.run
+        if run is not None and run.status in LIVE:
+            self._head(run)
+
+    def redraw(self, full: bool) -> None:
+        run = self.run
+        if run is None:
+            self.query_one("#detail-head", Static).update(Text(f"run {self.run_id} is not in the database",
+                                                               style="bold"))
+            return
+        self._head(run)
+        epochs = self.epochs
+        for chart in RUN_CHARTS:
+            plot = self.query_one(f"#chart-{chart}", PlotextPlot)
+            draw_run_chart(plot.plt, epochs, chart, run.best_epoch)
+            plot.refresh()
+        table = self.query_one("#epochs-table", DataTable)
+        if len(epochs) < self._shown_epochs:
+            table.clear()
+            self._shown_epochs = 0
+        for e in epochs[self._shown_epochs:]:
+            table.add_row(*self._epoch_cells(e, run), key=str(e.epoch))
+        if full and self._shown_epochs:
+            for e in epochs[:self._shown_epochs]:         # the best epoch's marker may have moved
+                table.update_cell(str(e.epoch), "epoch", self._epoch_cells(e, run)[0])
+        self._shown_epochs = len(epochs)
+        if full:
+            self._config(run)
+            self._error(run)
+
+    @staticmethod
+    def _epoch_cells(e: Epoch, run: Run) -> list:
+        best = e.epoch == run.best_epoch
+        cells = [Text(f"{'★ ' if best else ''}{e.epoch}", justify="right", style="bold" if best else ""),
+                 fmt(e.train_loss), fmt(e.valid_auc), fmt(e.valid_logloss), fmt(e.valid_acc), fmt(e.test_auc),
+                 fmt(e.test_logloss), fmt(e.test_acc), fmt(e.train_seconds, 1), fmt(e.eval_seconds, 1)]
+        return [c if isinstance(c, Text) else Text(c, justify="right") for c in cells]
+
+    def _head(self, run: Run) -> None:
+        status = self.app.data.status(run)
+        t = Text()
+        t.append(f"run {run.id} ", style="bold")
+        t.append(f"{run.recipe}  seed {run.seed}  {run.dataset} {run.model}  ")
+        t.append(status, style=self.app.status_style(status))
+        t.append(f"  epoch {run.n_epochs}/{run.max_epochs}"
+                 + (" (early stop)" if run.stopped_early else ""))
+        t.append(f"  {duration(elapsed_seconds(run, self.app.data.clock()))}  {run.device}", style="dim")
+        t.append("\n")
+        if run.best_epoch is not None:
+            t.append(f"best {run.select_on} epoch {run.best_epoch}: ", style="dim")
+            t.append(f"valid AUC {fmt(run.best_valid_auc)}  test AUC {fmt(run.best_test_auc)}  "
+                     f"logloss {fmt(run.best_test_logloss)}  acc {fmt(run.best_test_acc)}")
+        else:
+            t.append("no epoch finished yet" if status in LIVE else "no epoch recorded", style="dim")
+        t.append(f"   group {run.config_hash[:8]}", style="dim")
+        if run.error:
+            t.append("\n")
+            t.append(run.error.splitlines()[0][:300], style=self.app.status_style(FAILED))
+        self.query_one("#detail-head", Static).update(t)
+
+    def _config(self, run: Run) -> None:
+        dark = self.app.current_theme.dark
+        theme = "monokai" if dark else "default"
+        try:
+            cfg_yaml = yaml.safe_dump(json.loads(run.config_json), sort_keys=False, default_flow_style=None)
+        except (ValueError, yaml.YAMLError):
+            cfg_yaml = run.config_json
+        parts: list = [Text("resolved configuration", style="bold"),
+                       Syntax(cfg_yaml, "yaml", theme=theme, background_color="default")]
+        info = Text(style="dim")
+        info.append(f"\ngroup (config hash) {run.config_hash}\n")
+        info.append(f"process pid {run.pid} on {run.host}, device {run.device}\n")
+        info.append(f"created {run.created_at:%Y-%m-%d %H:%M:%S} UTC")
+        if run.started_at:
+            info.append(f", started {run.started_at:%H:%M:%S}")
+        if run.finished_at:
+            info.append(f", finished {run.finished_at:%H:%M:%S}")
+        info.append(f"\ncode kni-workbench {run.package_version or '?'}, commit {run.git_commit or '?'}\n")
+        if run.recipe_path:
+            info.append(f"recipe file {run.recipe_path}\n")
+        if run.data_stats:
+            try:
+                stats = json.loads(run.data_stats)
+                info.append("data " + ", ".join(f"{k} {v}" for k, v in stats.items()) + "\n")
+            except ValueError:
+                pass
+        parts += [info, Text("recipe as run", style="bold"),
+                  Syntax(run.recipe_text or "", "yaml", theme=theme, line_numbers=True, background_color="default")]
+        self.query_one("#detail-config", Static).update(RichGroup(*parts))
+
+    def _error(self, run: Run) -> None:
+        view = self.query_one("#detail-error", Static)
+        if not run.error and not run.traceback:
+            view.update(Text("no error recorded for this run", style="dim"))
+            return
+        parts: list = [Text(f"{run.status}: ", style=self.app.status_style(run.status)) + Text(run.error or "")]
+        if run.traceback:
+            parts += [Text(""), Text("traceback", style="bold"),
+                      Syntax(run.traceback, "pytb", theme="monokai" if self.app.current_theme.dark else "default",
+                             background_color="default", word_wrap=True)]
+        view.update(RichGroup(*parts))
+
+    # -- actions ----------------------------------------------------------------------------
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#detail-tabs", TabbedContent).active = tab
+
+    def action_cancel(self) -> None:
+        run = self.run
+        if run is None or self.app.data.status(run) not in LIVE:
+            self.app.notify("this run is not live; nothing to cancel", severity="warning")
+            return
+        self.app.confirm_cancel([run.id])

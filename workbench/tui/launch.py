@@ -1,0 +1,234 @@
+"""Start a recipe's seeds from the workbench without blocking it, and cancel runs.
+
+``kni run`` executes its runs inside its own process with :class:`workbench.runner.Launcher`
+and waits for them. The workbench must return at once, its runs must survive it being
+closed or killed, and it must stay light (``workbench.runner`` imports torch). So
+:func:`start_recipe` starts a small *detached launcher process*
+(``python -m workbench.tui.launch``, in its own session) which
+
+1. validates the recipe and writes one ``queued`` row per seed with ``runner.new_run``
+   (the rows name the launcher's pid, so crash detection stays right even if the
+   workbench dies);
+2. prints ``{"ids": [...]}`` (or ``{"error": "..."}``) as one line on its stdout, which
+   :func:`start_recipe` reads before returning;
+3. prepares the dataset once, so parallel seeds share the cache (as ``kni run`` does),
+   keeping the queued rows' heartbeat fresh meanwhile;
+4. runs the queue with ``runner.Launcher`` (``jobs`` at a time, GPUs from
+   ``runner.visible_gpus``), each run a child started by ``runner.spawn``: the path ``kni
+   run`` uses.
+
+A SIGTERM to the launcher cancels its queue and its running children (``Launcher``'s own
+handling; before the queue starts, the rows are marked cancelled).
+
+:func:`cancel_run` does what ``runner.cancel`` does without importing torch into the
+workbench (see its docstring).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kni_core.errors import KniError
+
+from ..recipe import Recipe, load_recipe
+from ..store import CANCELLED, FAILED, HEARTBEAT_SECONDS, LIVE, QUEUED, RUNNING, Store, StoreError, this_host
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Launch", "LaunchError", "start_recipe", "cancel_run", "launcher_main"]
+
+#: Seconds :func:`start_recipe` waits for the launcher to report its queued runs.
+HANDSHAKE_SECONDS = 120.0
+
+
+class LaunchError(KniError):
+    """The launcher process could not queue the runs."""
+
+
+@dataclass
+class Launch:
+    """A launcher process started by :func:`start_recipe` and the runs it owns."""
+
+    recipe: Recipe
+    run_ids: list[int]
+    proc: subprocess.Popen
+    jobs: int
+    seeds: list[int] = field(default_factory=list)
+
+    def poll(self) -> int | None:
+        """The launcher's exit status once it has ended (reaps it), else None."""
+        return self.proc.poll()
+
+    def terminate(self) -> None:
+        """Ask the launcher to cancel its queue and its running children."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.terminate()
+            except ProcessLookupError:
+                pass
+
+
+def start_recipe(store: Store, path: str | Path, *, seeds: str | None = None, device: str | None = None,
+                 jobs: int = 1, timeout: float = HANDSHAKE_SECONDS) -> Launch:
+    """Queue one run per seed of the recipe at ``path`` in a detached launcher process and
+    return once the rows exist. Raises :class:`~workbench.recipe.RecipeError` (invalid
+    recipe or seeds), :class:`~workbench.store.StoreError` or :class:`LaunchError`."""
+    rec = load_recipe(path, seeds=seeds or None, device=device or None)     # fast errors, here
+    if store.in_memory:
+        raise StoreError("an in-memory database cannot be shared with run processes; give --db a file")
+    jobs = max(1, int(jobs))
+    cmd = [sys.executable, "-m", "workbench.tui.launch", "--db", store.url, "--recipe", str(path),
+           "--jobs", str(jobs)]
+    if seeds:
+        cmd += ["--seeds", seeds]
+    if device:
+        cmd += ["--device", device]
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=env, start_new_session=True)
+    assert proc.stdout is not None
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        line = proc.stdout.readline() if ready else b""
+    finally:
+        proc.stdout.close()
+    if not ready:
+        proc.terminate()
+        raise LaunchError(f"the launcher did not queue the runs within {timeout:.0f} s")
+    if not line.strip():
+        rc = proc.wait(timeout=10)
+        raise LaunchError(f"the launcher exited (status {rc}) before queueing the runs")
+    msg = json.loads(line)
+    if "error" in msg:
+        proc.wait(timeout=10)
+        raise LaunchError(msg["error"])
+    return Launch(rec, [int(i) for i in msg["ids"]], proc, jobs, list(rec.seeds))
+
+
+def cancel_run(store: Store, run_id: int) -> str:
+    """Ask run ``run_id`` to stop, as ``workbench.runner.cancel`` does: SIGTERM to the
+    process of a running run on this host (it records ``cancelled`` itself, epochs kept); a
+    queued run is marked cancelled (its launcher then skips it). Written here because
+    importing ``workbench.runner`` loads torch, which the workbench process avoids."""
+    run = store.get(run_id)
+    if run.status not in LIVE:
+        return f"run {run_id} is {run.status}, nothing to cancel"
+    if run.status == RUNNING and run.host == this_host() and run.pid:
+        try:
+            os.kill(run.pid, signal.SIGTERM)
+            return f"sent SIGTERM to run {run_id} (pid {run.pid})"
+        except ProcessLookupError:
+            pass
+    if run.status == QUEUED and store.mark(run_id, CANCELLED, "cancelled before it started", only_if=(QUEUED,)):
+        return f"run {run_id} cancelled before it started"
+    if run.status == RUNNING and run.host != this_host():
+        raise StoreError(f"run {run_id} runs on {run.host} (pid {run.pid}); cancel it there")
+    return f"run {run_id} could not be signalled"
+
+
+# --------------------------------------------------------------------------------------------
+# the launcher process
+
+
+class _KeepQueuedAlive(threading.Thread):
+    """Refreshes the heartbeat of still-queued rows while the dataset is prepared."""
+
+    def __init__(self, store: Store, ids: list[int]):
+        super().__init__(name="keep-queued", daemon=True)
+        self.store, self.ids = store, ids
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(HEARTBEAT_SECONDS):
+            try:
+                self.store.touch(self.ids, statuses=(QUEUED,))
+            except StoreError as e:
+                log.warning("%s", e)
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=HEARTBEAT_SECONDS + 1)
+
+
+def _say(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)          # the workbench stops reading now
+    os.dup2(devnull, 1)
+    os.close(devnull)
+
+
+def launcher_main(argv: list[str] | None = None) -> int:
+    """``python -m workbench.tui.launch --db URL --recipe PATH [--seeds S] [--device D] [--jobs N]``."""
+    parser = argparse.ArgumentParser(prog="python -m workbench.tui.launch",
+                                     description="Queue a recipe's seeds and run them (started by kni-workbench).")
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--recipe", required=True)
+    parser.add_argument("--seeds", default=None)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--jobs", type=int, default=1)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())     # until the Launcher takes over
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        rec = load_recipe(args.recipe, seeds=args.seeds, device=args.device)
+        store = Store.open(args.db, create=False)
+    except KniError as e:
+        _say({"error": str(e)})
+        return 2
+    ids: list[int] = []
+    try:
+        from ..runner import Launcher, new_run, provenance, visible_gpus
+        prov = provenance()
+        configs = rec.configs()
+        for cfg in configs:
+            ids.append(store.create_run(new_run(rec.name, rec.text, cfg, rec.path, prov)))
+        _say({"ids": ids})
+        keep = _KeepQueuedAlive(store, ids)
+        keep.start()
+        try:
+            from kni_core.data import prepare
+            prepare(configs[0])                # once, so parallel seeds share the cache
+        except Exception as e:                 # noqa: BLE001 - each run records its own failure
+            log.warning("preparing the data failed (the runs will report it): %s", e)
+        finally:
+            keep.stop()
+        launcher = Launcher(store, jobs=max(1, args.jobs), gpus=visible_gpus(rec.base.device))
+        if stop.is_set():
+            launcher.request_stop()
+        statuses = launcher.run(ids)
+        log.info("runs ended: %s", statuses)
+        return 0
+    except BaseException as e:                 # noqa: BLE001 - recorded on the rows still queued
+        if not ids:
+            _say({"error": f"{type(e).__name__}: {e}"})
+        text = "".join(traceback.format_exception(type(e), e, e.__traceback__))
+        for i in ids:
+            try:
+                store.finish(i, FAILED, error=f"the launcher failed: {type(e).__name__}: {e}", traceback=text) \
+                    if store.get(i).status == QUEUED else None
+            except StoreError:
+                pass
+        return 1
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    from workbench.tui.launch import launcher_main as _main   # the importable module, not __main__
+    sys.exit(_main())

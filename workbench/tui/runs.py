@@ -1,0 +1,265 @@
+"""The Runs pane: a live table of every run, with filters, sorting, marks, cancel, delete."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Input, Select, Static
+
+from ..store import FINAL, LIVE, STATUSES, Run
+from .data import Change, duration, elapsed_seconds, fmt
+
+#: (key, header, sort key of a run); the table's columns in order.
+COLUMNS: list[tuple[str, str]] = [
+    ("id", "id"), ("status", "status"), ("recipe", "recipe"), ("seed", "seed"), ("epoch", "epoch"),
+    ("valid", "valid AUC"), ("test", "test AUC"), ("elapsed", "elapsed"), ("dataset", "dataset"),
+    ("model", "model"), ("device", "device"),
+]
+STATUS_FILTERS = ["all", "live", *STATUSES]
+
+
+class RunsPane(Vertical):
+    BINDINGS = [
+        Binding("o", "open", "Open"),
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("f", "cycle_status", "Status"),
+        Binding("s", "cycle_sort", "Sort"),
+        Binding("S", "reverse_sort", "Reverse"),
+        Binding("space", "mark", "Mark"),
+        Binding("p", "compare", "Compare"),
+        Binding("c", "cancel", "Cancel run"),
+        Binding("d", "delete", "Delete"),
+    ]
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.sort_key = "id"
+        self.sort_reverse = True              # newest first
+        self.marked: set[int] = set()
+        self._order: list[int] = []
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="runs-bar"):
+            yield Input(placeholder="/ filter: recipe, dataset, model, seed, device, group...", id="runs-filter",
+                        compact=True)
+            yield Select([(s, s) for s in STATUS_FILTERS], value="all", allow_blank=False, id="runs-status",
+                         compact=True)
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="runs-summary", classes="pane-footer")
+
+    def on_mount(self) -> None:
+        self.rebuild()
+        self.set_interval(1.0, self._tick)
+
+    # -- data -----------------------------------------------------------------------------
+    @property
+    def data(self):
+        return self.app.data
+
+    def _cells(self, run: Run) -> list[Any]:
+        status = self.data.status(run)
+        now = self.data.clock()
+        mark = "● " if run.id in self.marked else ""
+        epoch = f"{run.n_epochs}/{run.max_epochs}"
+        style = self.app.status_style(status)
+        return [Text(f"{mark}{run.id}", justify="right"), Text(status, style=style), run.recipe,
+                Text(str(run.seed), justify="right"), Text(epoch, justify="right"),
+                Text(fmt(run.best_valid_auc), justify="right"), Text(fmt(run.best_test_auc), justify="right"),
+                Text(duration(elapsed_seconds(run, now)), justify="right"), run.dataset, run.model, run.device]
+
+    def _matches(self, run: Run) -> bool:
+        status = self.data.status(run)
+        wanted = self.query_one("#runs-status", Select).value
+        if wanted == "live" and status not in LIVE:
+            return False
+        if wanted not in ("all", "live", Select.NULL) and status != wanted:
+            return False
+        text = self.query_one("#runs-filter", Input).value.strip().lower()
+        if text:
+            hay = " ".join(str(x) for x in (run.id, run.recipe, run.dataset, run.model, f"seed {run.seed}",
+                                              run.seed, run.device, status, run.config_hash[:12])).lower()
+            return all(word in hay for word in text.split())
+        return True
+
+    def _sort_value(self, run: Run) -> Any:
+        k = self.sort_key
+        if k == "status":
+            return self.data.status(run)
+        if k == "epoch":
+            return (run.n_epochs, run.max_epochs)
+        if k == "valid":
+            return run.best_valid_auc if run.best_valid_auc is not None else -1.0
+        if k == "test":
+            return run.best_test_auc if run.best_test_auc is not None else -1.0
+        if k == "elapsed":
+            return elapsed_seconds(run, self.data.clock()) or 0.0
+        return getattr(run, k)
+
+    def visible(self) -> list[Run]:
+        runs = [r for r in self.data.runs.values() if self._matches(r)]
+        runs.sort(key=lambda r: r.id)
+        runs.sort(key=self._sort_value, reverse=self.sort_reverse)
+        return runs
+
+    def rebuild(self) -> None:
+        """Re-list the rows (filter, sort or membership changed), keeping the cursor's run."""
+        table = self.query_one("#runs-table", DataTable)
+        current = self.current_id()
+        runs = self.visible()
+        self._order = [r.id for r in runs]
+        table.clear(columns=True)
+        for key, label in COLUMNS:
+            arrow = (" ▼" if self.sort_reverse else " ▲") if key == self.sort_key else ""
+            table.add_column(label + arrow, key=key)
+        for r in runs:
+            table.add_row(*self._cells(r), key=str(r.id))
+        if current is not None and current in self._order:
+            table.move_cursor(row=self._order.index(current), animate=False)
+        self._summary()
+
+    def refresh_rows(self, ids: set[int]) -> None:
+        table = self.query_one("#runs-table", DataTable)
+        for i in ids:
+            run = self.data.runs.get(i)
+            if run is None or i not in self._order:
+                continue
+            for (key, _), value in zip(COLUMNS, self._cells(run)):
+                table.update_cell(str(i), key, value, update_width=True)
+
+    def runs_changed(self, change: Change) -> None:
+        self.marked -= change.removed
+        runs = self.visible()
+        order = [r.id for r in runs]
+        if order != self._order:
+            self.rebuild()
+        else:
+            self.refresh_rows(change.runs)
+            self._summary()
+
+    def _tick(self) -> None:
+        """Elapsed time of live runs and statuses that turn crashed with time."""
+        live = {r.id for r in self.data.runs.values() if r.status in LIVE}
+        if live:
+            self.refresh_rows(live)
+
+    def _summary(self) -> None:
+        runs = list(self.data.runs.values())
+        counts: dict[str, int] = {}
+        for r in runs:
+            s = self.data.status(r)
+            counts[s] = counts.get(s, 0) + 1
+        text = Text()
+        text.append(f"{len(self._order)} of {len(runs)} run(s)  ")
+        for s in STATUSES:
+            if counts.get(s):
+                text.append(f"{s} {counts[s]}  ", style=self.app.status_style(s))
+        if self.marked:
+            text.append(f"marked {len(self.marked)} (p compares them)", style="bold")
+        if self.data.error:
+            text.append(f"  database: {self.data.error}", style=self.app.status_style("failed"))
+        self.query_one("#runs-summary", Static).update(text)
+
+    # -- selection --------------------------------------------------------------------------
+    def current_id(self) -> int | None:
+        table = self.query_one("#runs-table", DataTable)
+        if not self._order or table.cursor_row < 0 or table.cursor_row >= len(self._order):
+            return None
+        return self._order[table.cursor_row]
+
+    def targets(self, keep: Callable[[Run], bool]) -> list[Run]:
+        """The marked runs (or the highlighted one) that satisfy ``keep``."""
+        ids = sorted(self.marked) if self.marked else ([self.current_id()] if self.current_id() is not None else [])
+        return [self.data.runs[i] for i in ids if i in self.data.runs and keep(self.data.runs[i])]
+
+    def select_run(self, run_id: int) -> None:
+        if run_id not in self._order:
+            self.query_one("#runs-filter", Input).value = ""
+            self.query_one("#runs-status", Select).value = "all"
+            self.rebuild()
+        if run_id in self._order:
+            self.query_one("#runs-table", DataTable).move_cursor(row=self._order.index(run_id), animate=False)
+
+    # -- actions ------------------------------------------------------------------------------
+    def action_open(self) -> None:
+        i = self.current_id()
+        if i is not None:
+            self.app.open_run(i)
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#runs-filter", Input).focus()
+
+    def action_cycle_status(self) -> None:
+        select = self.query_one("#runs-status", Select)
+        i = STATUS_FILTERS.index(select.value) if select.value in STATUS_FILTERS else 0
+        select.value = STATUS_FILTERS[(i + 1) % len(STATUS_FILTERS)]
+
+    def action_cycle_sort(self) -> None:
+        keys = [k for k, _ in COLUMNS]
+        self.sort_key = keys[(keys.index(self.sort_key) + 1) % len(keys)]
+        self.rebuild()
+
+    def action_reverse_sort(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self.rebuild()
+
+    def action_mark(self) -> None:
+        i = self.current_id()
+        if i is None:
+            return
+        self.marked ^= {i}
+        self.refresh_rows({i})
+        self._summary()
+        table = self.query_one("#runs-table", DataTable)
+        if table.cursor_row < len(self._order) - 1:
+            table.move_cursor(row=table.cursor_row + 1)
+
+    def action_compare(self) -> None:
+        if self.marked:
+            self.app.compare_runs(sorted(self.marked))
+            return
+        i = self.current_id()
+        if i is not None:
+            self.app.compare_group(self.data.runs[i].config_hash)
+
+    def action_cancel(self) -> None:
+        runs = self.targets(lambda r: self.data.status(r) in LIVE)
+        if not runs:
+            self.app.notify("no live run to cancel here (mark runs with space or highlight one)", severity="warning")
+            return
+        self.app.confirm_cancel([r.id for r in runs])
+
+    def action_delete(self) -> None:
+        runs = self.targets(lambda r: r.status in FINAL)
+        if not runs:
+            self.app.notify("only finished runs can be deleted; cancel a live run first", severity="warning")
+            return
+        self.app.confirm_delete([r.id for r in runs])
+
+    # -- events -----------------------------------------------------------------------------
+    @on(Input.Changed, "#runs-filter")
+    @on(Select.Changed, "#runs-status")
+    def _filter_changed(self) -> None:
+        self.rebuild()
+
+    @on(Input.Submitted, "#runs-filter")
+    def _filter_done(self) -> None:
+        self.query_one("#runs-table", DataTable).focus()
+
+    @on(DataTable.RowSelected, "#runs-table")
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        self.action_open()
+
+    @on(DataTable.HeaderSelected, "#runs-table")
+    def _header(self, event: DataTable.HeaderSelected) -> None:
+        key = event.column_key.value
+        if key == self.sort_key:
+            self.sort_reverse = not self.sort_reverse
+        else:
+            self.sort_key, self.sort_reverse = key, key in ("id", "valid", "test", "elapsed")
+        self.rebuild()
