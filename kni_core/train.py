@@ -10,11 +10,9 @@ table-sized autograd result.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -27,6 +25,7 @@ from .config import RunConfig
 from .data.prepare import PreparedData
 from .metrics import Metrics, evaluate_scores
 from .model import KNI
+from .results import EpochResult, FitSummary
 
 log = logging.getLogger(__name__)
 
@@ -34,38 +33,6 @@ log = logging.getLogger(__name__)
 # ~128k rows (64 MB, gathered into one reused buffer) measured fastest on bc; smaller steps
 # pay per-call overhead (sampling, sorting columns) more often.
 EVAL_ROWS_BUDGET = {"cpu": 1 << 17, "cuda": 1 << 22}
-
-
-@dataclass(frozen=True)
-class EpochResult:
-    """One epoch: the SQLite row, the TUI message, the ``--json`` line and the CSV row."""
-
-    seed: int
-    epoch: int                  # 1-based
-    train_loss: float
-    valid_auc: float
-    valid_logloss: float
-    valid_acc: float
-    test_auc: float
-    test_logloss: float
-    test_acc: float
-    train_seconds: float
-    eval_seconds: float
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def metric(self, split: str, name: str) -> float:
-        return getattr(self, f"{split}_{name}")
-
-
-@dataclass(frozen=True)
-class FitSummary:
-    seed: int
-    best_epoch: int
-    best: EpochResult
-    epochs_run: int
-    stopped_early: bool
 
 
 def resolve_device(name: str) -> torch.device:

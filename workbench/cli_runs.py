@@ -31,7 +31,7 @@ from .store import (CANCELLED, COMPLETED, CRASHED, FAILED, LIVE, QUEUED, RUNNING
                     StoreError, epoch_to_dict, run_to_dict, utcnow)
 
 if TYPE_CHECKING:                                  # torch stays unimported for the read-only commands
-    from kni_core.train import EpochResult
+    from kni_core.results import EpochResult
 
 DB_HELP = "Run database: a SQLite file path or a SQLAlchemy URL (env KNI_DB)."
 JSON_HELP = "Print machine-readable JSON on stdout."

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from kni_core.train import EpochResult, FitSummary
+from kni_core.results import EpochResult, FitSummary
 
 from .execute import RunStart
 

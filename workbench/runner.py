@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterator, Sequence
 
 from kni_core.config import RunConfig
-from kni_core.train import EpochResult, FitSummary
+from kni_core.results import EpochResult, FitSummary
 
 from .store import (CANCELLED, COMPLETED, CRASHED, FAILED, HEARTBEAT_SECONDS, LIVE, QUEUED, RUNNING,
                     Epoch, NewRun, Run, Store, StoreError, this_host)

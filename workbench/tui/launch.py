@@ -1,8 +1,8 @@
 """Start a recipe's seeds from the workbench without blocking it, and cancel runs.
 
 ``kni run`` executes its runs inside its own process with :class:`workbench.runner.Launcher`
-and waits for them. The workbench must return at once, its runs must survive it being
-closed or killed, and it must stay light (``workbench.runner`` imports torch). So
+and waits for them. The workbench must return at once and its runs must survive it being
+closed or killed. So
 :func:`start_recipe` starts a small *detached launcher process*
 (``python -m workbench.tui.launch``, in its own session) which
 
@@ -20,8 +20,8 @@ closed or killed, and it must stay light (``workbench.runner`` imports torch). S
 A SIGTERM to the launcher cancels its queue and its running children (``Launcher``'s own
 handling; before the queue starts, the rows are marked cancelled).
 
-:func:`cancel_run` does what ``runner.cancel`` does without importing torch into the
-workbench (see its docstring).
+:func:`cancel_run` delegates to ``runner.cancel``; the runner imports no torch, so the
+workbench process stays light.
 """
 
 from __future__ import annotations
@@ -118,24 +118,9 @@ def start_recipe(store: Store, path: str | Path, *, seeds: str | None = None, de
 
 
 def cancel_run(store: Store, run_id: int) -> str:
-    """Ask run ``run_id`` to stop, as ``workbench.runner.cancel`` does: SIGTERM to the
-    process of a running run on this host (it records ``cancelled`` itself, epochs kept); a
-    queued run is marked cancelled (its launcher then skips it). Written here because
-    importing ``workbench.runner`` loads torch, which the workbench process avoids."""
-    run = store.get(run_id)
-    if run.status not in LIVE:
-        return f"run {run_id} is {run.status}, nothing to cancel"
-    if run.status == RUNNING and run.host == this_host() and run.pid:
-        try:
-            os.kill(run.pid, signal.SIGTERM)
-            return f"sent SIGTERM to run {run_id} (pid {run.pid})"
-        except ProcessLookupError:
-            pass
-    if run.status == QUEUED and store.mark(run_id, CANCELLED, "cancelled before it started", only_if=(QUEUED,)):
-        return f"run {run_id} cancelled before it started"
-    if run.status == RUNNING and run.host != this_host():
-        raise StoreError(f"run {run_id} runs on {run.host} (pid {run.pid}); cancel it there")
-    return f"run {run_id} could not be signalled"
+    """Ask run ``run_id`` to stop (``workbench.runner.cancel``: SIGTERM, or mark a queued run)."""
+    from ..runner import cancel
+    return cancel(store, run_id)
 
 
 # --------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
 from ..recipe import Recipe, RecipeError, find_recipes, load_recipe
+from ..runner import dataset_label
 from .data import seeds_text
 
 
@@ -60,16 +61,6 @@ def scan(folder: Path) -> tuple[list[RecipeEntry], str | None]:
         except RecipeError as e:
             out.append(RecipeEntry(p, text, None, e))
     return out, None
-
-
-def dataset_label(cfg) -> str:
-    """The dataset as the runs table will name it (``runner.dataset_label``'s rule; that
-    module imports torch, which the workbench process avoids)."""
-    d = cfg.dataset
-    if d.name == "synthetic" and not d.path:
-        preset = (d.synthetic or {}).get("preset")
-        return f"synthetic-{preset}" if preset else "synthetic"
-    return d.name or Path(d.path or "?").name
 
 
 class RecipesPane(Vertical):
