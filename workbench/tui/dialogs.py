@@ -12,7 +12,9 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown, RadioButton, RadioSet, Select, Static
 
-from ..recipe import RecipeError, parse_seeds
+from kni_core.errors import ConfigError
+
+from ..recipe import parse_seeds
 
 
 class ConfirmDialog(ModalScreen[bool]):
@@ -90,8 +92,8 @@ class StartDialog(ModalScreen["StartRequest | None"]):
         error = self.query_one("#start-error", Static)
         try:
             parse_seeds(seeds)
-        except (RecipeError, Exception) as e:    # noqa: BLE001 - ConfigError and friends
-            error.update(Text(f"seeds: {e}"))
+        except ConfigError as e:
+            error.update(Text(str(e)))
             self.query_one("#seeds", Input).focus()
             return
         jobs_text = self.query_one("#jobs", Input).value.strip()
