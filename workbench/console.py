@@ -1,20 +1,20 @@
-"""Terminal reporters for ``kni run``: live Rich progress, JSON lines, the closing table."""
+"""Terminal output of ``kni run``: JSON lines and the closing per-seed table."""
 
 from __future__ import annotations
 
 import json
 import math
-import statistics
 import sys
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from kni_core.results import EpochResult, FitSummary
 
-from .execute import RunStart
+from .compare import mean_std as _mean_std
+
+if TYPE_CHECKING:
+    from .execute import RunStart
 
 
 def _json_number(x: float) -> float | None:
@@ -46,61 +46,12 @@ class JsonLines:
         pass
 
 
-class RichProgress:
-    """A progress bar over epochs and one line per finished epoch."""
-
-    def __init__(self, console: Console, max_epochs: int):
-        self.console = console
-        self.max_epochs = max_epochs
-        self.progress: Progress | None = None
-        self.task = None
-        self.seed = 0
-
-    def started(self, start: RunStart) -> None:
-        cfg = start.config
-        self.seed = cfg.seed
-        cache = "reused the preprocessed cache" if start.from_cache else "preprocessed and cached"
-        s = start.data_stats
-        self.console.print(f"[bold]seed {cfg.seed}[/] on {start.device}: {cache} "
-                           f"({s.get('entities', '?'):,} entities, {s.get('train', '?'):,} / "
-                           f"{s.get('valid', '?'):,} / {s.get('test', '?'):,} train / valid / test)")
-        self.progress = Progress(TextColumn("[bold blue]seed {task.fields[seed]}"), BarColumn(),
-                                 TextColumn("epoch {task.completed}/{task.total}"), TextColumn("{task.fields[last]}"),
-                                 TimeElapsedColumn(), console=self.console, transient=True)
-        self.task = self.progress.add_task("train", total=self.max_epochs, seed=cfg.seed, last="")
-        self.progress.start()
-
-    def epoch(self, r: EpochResult) -> None:
-        line = (f"epoch {r.epoch:3d}  loss {r.train_loss:.4f}  "
-                f"valid auc {r.valid_auc:.4f} ll {r.valid_logloss:.4f} acc {r.valid_acc:.4f}  "
-                f"test auc {r.test_auc:.4f} ll {r.test_logloss:.4f} acc {r.test_acc:.4f}  "
-                f"[dim]{r.train_seconds:.1f}s + {r.eval_seconds:.1f}s[/]")
-        assert self.progress is not None
-        self.progress.console.print(line)
-        self.progress.update(self.task, completed=r.epoch, last=f"valid auc {r.valid_auc:.4f}")
-
-    def _stop(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-
-    def finished(self, summary: FitSummary) -> None:
-        self._stop()
-        how = "early stop" if summary.stopped_early else "all epochs"
-        b = summary.best
-        self.console.print(f"[green]seed {summary.seed} done[/] ({how} after {summary.epochs_run}): best epoch "
-                           f"{summary.best_epoch}, test auc {b.test_auc:.4f} acc {b.test_acc:.4f}")
-
-    def failed(self, error: BaseException) -> None:
-        self._stop()
-
-
 def mean_std(values: list[float]) -> str:
+    """``mean ± sample std`` as text (the statistics are compare.mean_std's)."""
     if not values:
         return "-"
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
+    mean, std = _mean_std(values)
+    return f"{mean:.4f}" if len(values) == 1 else f"{mean:.4f} ± {std:.4f}"
 
 
 def summary_table(title: str, summaries: list[FitSummary], select_on: str) -> Table:

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..config import RunConfig
+from ..errors import DataError
 from .formats import read_folder
 from .prepare import PreparedData, prepare_cached, source_fingerprint
 from .raw import RawDataset
@@ -39,7 +40,6 @@ def prepare(cfg: RunConfig, use_cache: bool = True) -> PreparedData:
         fingerprint: object = asdict(spec_from_params(cfg.dataset.synthetic))
     else:
         if not folder.is_dir():
-            from ..errors import DataError
             raise DataError("no such folder (dataset.path)", folder)
         dataset_id = cfg.dataset.name if not cfg.dataset.path else folder.name
         fingerprint = {"folder": str(folder.resolve()), "format": cfg.dataset.format,
