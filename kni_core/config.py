@@ -32,6 +32,10 @@ class DatasetConfig:
                      choices=("auto", "ripplenet", "kni-pkl", "recbole", "ripplenet-raw"))
     split: list = _f([0.6, 0.2, 0.2], "train / valid / test fractions")
     split_seed: int = _f(555, "seed of the split and of the adjacency table (shared by all run seeds)", lo=0)
+    split_method: str = _f("ripplenet", "how rows are drawn: 'ripplenet' reproduces the original code's split "
+                           "exactly (numpy's legacy RandomState: validation drawn first, then test from the "
+                           "rest); 'permutation' is one shuffle with numpy's Generator",
+                           choices=("ripplenet", "permutation"))
     min_relation_triples: int = _f(100, "relations with fewer triples are dropped", lo=0)
     rating_threshold: float = _f(4.0, "explicit ratings >= this are positive (RecBole / raw inputs)")
     synthetic: dict = _f({}, "generator parameters when name is 'synthetic' (see kni data info synthetic)")

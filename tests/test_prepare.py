@@ -55,6 +55,34 @@ def test_relation_filter_and_reachability():
     assert np.flatnonzero(mask).tolist() == [0, 5, 7]
 
 
+@pytest.mark.parametrize("leaves", [128, 200, 256, 300])
+def test_reachability_counts_hubs_with_hundreds_of_frontier_neighbours(leaves):
+    # Every leaf is a seed and all of them link to one hub: the hub has `leaves` neighbours in
+    # the frontier. Counting them in int8 wrapped to <= 0 and lost the hub.
+    hub = leaves + 1
+    edges = np.array([[leaf, hub] for leaf in range(1, leaves + 1)] + [[hub, hub + 1]])
+    mask = reachable(hub + 3, edges, seeds=np.arange(1, leaves + 1), hops=2)
+    assert mask[hub] and mask[hub + 1] and not mask[hub + 2]
+
+
+def test_ripplenet_split_draws_validation_then_test_from_the_rest_as_legacy_numpy_does():
+    n = 1000
+    ratings = np.column_stack([np.arange(n) % 40, np.arange(n), np.ones(n, dtype=np.int64)])
+    train, valid, test = split_ratings(ratings, [0.6, 0.2, 0.2], seed=555, method="ripplenet")
+    # The original's procedure, stated independently: RandomState.choice without replacement
+    # from the list of all rows, then from the sorted remaining rows.
+    rs = np.random.RandomState(555)
+    expect_valid = rs.choice(list(range(n)), size=200, replace=False)
+    left = sorted(set(range(n)) - set(expect_valid.tolist()))
+    expect_test = rs.choice(left, size=200, replace=False)
+    expect_train = sorted(set(left) - set(expect_test.tolist()))
+    assert valid[:, 1].tolist() == expect_valid.tolist()
+    assert test[:, 1].tolist() == expect_test.tolist()
+    assert train[:, 1].tolist() == expect_train
+    other = split_ratings(ratings, [0.6, 0.2, 0.2], seed=555, method="permutation")
+    assert sorted(other[1][:, 1].tolist()) != sorted(valid[:, 1].tolist())
+
+
 def test_fixed_degree_table_rich_poor_isolated():
     rows, cols = [], []
     rich = list(range(10, 30))                   # node 1: 20 neighbours
