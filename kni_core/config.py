@@ -15,6 +15,17 @@ from typing import Any
 
 from .errors import ConfigError
 
+# Bounds that keep a run inside what a machine can hold. The paper's settings are far inside
+# them (max_degree <= 1024, hidden 128, hops of at most 32, temperature 1 to 100); beyond them a
+# run ends in an allocator error or, for the temperature, in float32 overflow (NaN scores).
+MAX_DEGREE = 16_384          # the adjacency table is n_entity x max_degree int32
+MAX_HIDDEN = 8_192           # the embedding table is n_entity x hidden float32
+MAX_HOP_SAMPLE = 4_096       # neighbours sampled per node per hop
+MIN_TEMPERATURE = 1e-4       # logits / temperature must stay finite in float32
+MAX_TEMPERATURE = 1e6
+MAX_N_EVAL = 1_000
+MAX_SEED = 2**63 - 1         # stored in a 64-bit column; torch and numpy take it
+
 
 def _f(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
        choices: tuple | None = None, lo_open: bool = False) -> Any:
@@ -31,7 +42,8 @@ class DatasetConfig:
     format: str = _f("auto", "file format of `path`",
                      choices=("auto", "ripplenet", "kni-pkl", "recbole", "ripplenet-raw"))
     split: list = _f([0.6, 0.2, 0.2], "train / valid / test fractions")
-    split_seed: int = _f(555, "seed of the split and of the adjacency table (shared by all run seeds)", lo=0)
+    split_seed: int = _f(555, "seed of the split and of the adjacency table (shared by all run seeds)", lo=0,
+                         hi=MAX_SEED)
     split_method: str = _f("ripplenet", "how rows are drawn: 'ripplenet' reproduces the original code's split "
                            "exactly (numpy's legacy RandomState: validation drawn first, then test from the "
                            "rest); 'permutation' is one shuffle with numpy's Generator",
@@ -46,10 +58,10 @@ class ModelConfig:
     attention: int = _f(1, "1 = ni:1 (softmax of the interaction logits), 2 = ni:2 (additive attention)", choices=(1, 2))
     kg: bool = _f(True, "use the knowledge graph (false = NI: user-item edges only)")
     hop_n_sample: list = _f([1, 4], "nodes sampled per hop, the first is the centre node and must be 1")
-    max_degree: int = _f(1024, "width of the fixed-degree adjacency table", lo=1)
-    hidden: int = _f(128, "embedding size", lo=1)
+    max_degree: int = _f(1024, "width of the fixed-degree adjacency table", lo=1, hi=MAX_DEGREE)
+    hidden: int = _f(128, "embedding size", lo=1, hi=MAX_HIDDEN)
     dropout: float = _f(0.5, "dropout rate", lo=0.0, hi=0.999)
-    temperature: float = _f(10.0, "softmax temperature of the attention", lo=0.0, lo_open=True)
+    temperature: float = _f(10.0, "softmax temperature of the attention", lo=MIN_TEMPERATURE, hi=MAX_TEMPERATURE)
     activation: str = _f("relu", "activation of the aggregation layers", choices=("relu", "tanh", "selu", "identity"))
 
 
@@ -67,7 +79,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    n_eval: int = _f(40, "sampled forward passes averaged per example", lo=1)
+    n_eval: int = _f(40, "sampled forward passes averaged per example", lo=1, hi=MAX_N_EVAL)
     batch_size: int = _f(1024, "examples per evaluation step (repeats are batched inside)", lo=1)
 
 
@@ -78,33 +90,63 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    seed: int = _f(1, "seed of initialisation, shuffling, sampling and dropout", lo=0)
+    seed: int = _f(1, "seed of initialisation, shuffling, sampling and dropout", lo=0, hi=MAX_SEED)
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
 
     def validate(self) -> "RunConfig":
+        """Check every field and the rules between fields; raise one ConfigError listing all problems."""
+        problems = self.problems()
+        if problems:
+            raise ConfigError.many(problems)
+        return self
+
+    def problems(self) -> list[ConfigError]:
+        """Every problem of this configuration, each a ``ConfigError("KEY: message")``."""
+        out: list[ConfigError] = []
+
+        def check(key: str, f: dataclasses.Field, value: Any) -> bool:
+            try:
+                check_value(key, f, value)
+            except ConfigError as e:
+                out.append(e)
+                return False
+            return True
+
+        ok: dict[str, bool] = {}
         for section in SECTIONS:
             obj = getattr(self, section)
             for f in dataclasses.fields(obj):
-                check_value(f"{section}.{f.name}", f, getattr(obj, f.name))
+                ok[f"{section}.{f.name}"] = check(f"{section}.{f.name}", f, getattr(obj, f.name))
         for name in ("seed", "device"):
-            check_value(name, _field(RunConfig, name), getattr(self, name))
+            ok[name] = check(name, _field(RunConfig, name), getattr(self, name))
         hops = self.model.hop_n_sample
-        if not hops or hops[0] != 1 or any((not isinstance(n, int)) or n < 1 for n in hops):
-            raise ConfigError(f"model.hop_n_sample: expected a list of positive integers starting with 1 "
-                              f"(the centre node), e.g. [1, 4]; got {hops}")
-        if len(hops) < 2:
-            raise ConfigError("model.hop_n_sample: at least one hop is needed, e.g. [1, 4]")
+        if ok["model.hop_n_sample"]:
+            if not hops or hops[0] != 1 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in hops):
+                out.append(ConfigError(f"model.hop_n_sample: expected a list of positive integers starting with 1 "
+                                       f"(the centre node), e.g. [1, 4]; got {hops}"))
+            elif len(hops) < 2:
+                out.append(ConfigError("model.hop_n_sample: at least one hop is needed, e.g. [1, 4]"))
+            elif max(hops) > MAX_HOP_SAMPLE:
+                out.append(ConfigError(f"model.hop_n_sample: expected at most {MAX_HOP_SAMPLE} neighbours per hop; "
+                                       f"got {hops}"))
         split = self.dataset.split
-        if len(split) != 3 or any(not isinstance(x, (int, float)) or x < 0 for x in split) \
-                or abs(sum(split) - 1.0) > 1e-6 or split[0] <= 0:
-            raise ConfigError(f"dataset.split: expected three non-negative fractions summing to 1 "
-                              f"with a positive train share, e.g. [0.6, 0.2, 0.2]; got {split}")
-        if self.dataset.name is None and self.dataset.path is None:
-            raise ConfigError("dataset: give `name` (a registry dataset) or `path` (a folder)")
-        if not (self.device in ("auto", "cpu", "cuda") or
-                (self.device.startswith("cuda:") and self.device[5:].isdigit())):
-            raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N; got {self.device!r}")
-        return self
+        if ok["dataset.split"] and (
+                len(split) != 3 or any(isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 for x in split)
+                or abs(sum(split) - 1.0) > 1e-6 or split[0] <= 0):
+            out.append(ConfigError(f"dataset.split: expected three non-negative fractions summing to 1 "
+                                   f"with a positive train share, e.g. [0.6, 0.2, 0.2]; got {split}"))
+        if self.dataset.name is None and self.dataset.path is None and ok["dataset.name"] and ok["dataset.path"]:
+            out.append(ConfigError("dataset: give `name` (a registry dataset) or `path` (a folder)"))
+        if ok["dataset.synthetic"] and self.dataset.name == "synthetic" and not self.dataset.path:
+            from .data.synthetic import spec_from_params        # imported only for synthetic data
+            try:
+                spec_from_params(self.dataset.synthetic)
+            except ConfigError as e:
+                out += e.errors
+        if ok["device"] and not (self.device in ("auto", "cpu", "cuda") or
+                                 (self.device.startswith("cuda:") and self.device[5:].isdigit())):
+            out.append(ConfigError(f"device: expected auto, cpu, cuda or cuda:N; got {self.device!r}"))
+        return out
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -22,4 +22,21 @@ class DataError(KniError):
 
 
 class ConfigError(KniError):
-    """An invalid configuration value (a recipe or an override)."""
+    """An invalid configuration value (a recipe or an override).
+
+    ``errors`` lists every problem found, each a ConfigError of its own (``[self]`` for a
+    single one); a ConfigError made by :meth:`many` prints them one per line.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.errors: list[ConfigError] = [self]
+
+    @classmethod
+    def many(cls, errors: "list[ConfigError]") -> "ConfigError":
+        """One error for several problems (the problem itself when there is only one)."""
+        if len(errors) == 1:
+            return errors[0]
+        combined = cls("\n".join(str(e) for e in errors))
+        combined.errors = list(errors)
+        return combined

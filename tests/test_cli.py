@@ -123,7 +123,28 @@ def test_data_prepare_copies_the_source_and_reuses_the_cache(env, tmp_path):
     first = kni("data", "prepare", "lastfm", "--source", str(folder), env_extra=extra)
     assert first.returncode == 0, first.stderr
     assert "preprocessed and cached" in first.stdout
+    # the paper's min_relation_triples (100) drops this 10-triple KG: said, not silent
+    assert "the knowledge graph is dropped" in " ".join(first.stdout.split())
     assert (tmp_path / "cache" / "data" / "lastfm" / "ratings_final.txt").is_file()
-    second = kni("data", "prepare", "lastfm", "--source", str(folder), env_extra=extra)
+    installed = tmp_path / "cache" / "data" / "lastfm"
+    second = kni("data", "prepare", "lastfm", "--set", f"dataset.path={installed}", env_extra=extra)
     assert second.returncode == 0, second.stderr
     assert "reused the cache" in second.stdout
+
+    # bad new data is refused before it touches the installed copy
+    installed_files = {p.name: p.read_bytes() for p in installed.iterdir()}
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "ratings_final.txt").write_text("0\t0\t1\n0\t1\t-1\n")
+    (bad / "kg_final.txt").write_text("0\t0\t2\n")
+    third = kni("data", "prepare", "lastfm", "--source", str(bad), env_extra=extra)
+    assert third.returncode == 2 and "label -1 is not 0 or 1" in third.stderr and "Traceback" not in third.stderr
+    assert {p.name: p.read_bytes() for p in installed.iterdir()} == installed_files
+
+
+def test_data_info_of_a_missing_dataset_says_it_once_and_fails(env, tmp_path):
+    result = kni("data", "info", "ab", env_extra={**env, "KNI_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 2
+    out = result.stdout + result.stderr
+    assert out.count("not found") == 1 and out.count("How to obtain it") == 1
+    assert "ab.pkl" in out and "statistic" not in out                   # no empty statistics table

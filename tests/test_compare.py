@@ -176,9 +176,11 @@ def test_paired_over_shared_seeds(store):
     assert r.mean_a == pytest.approx(0.72) and r.mean_b == pytest.approx(np.mean([0.60, 0.61, 0.65]))
     assert r.p_value == 2 / 8 and r.exact          # all three differences positive
     assert r.noise == pytest.approx(max(np.std([0.70, 0.72, 0.74], ddof=1), np.std([0.60, 0.61, 0.65], ddof=1)))
-    assert not r.within_noise and r.better == "A"
-    r2 = cmp.paired_test(a, b, "test_logloss")     # logloss = 1.5 - auc: lower is better, A still wins
-    assert r2.better == "A" and r2.diff == pytest.approx(-r.diff)
+    assert not r.within_noise
+    # p = 0.25 is the smallest p three seeds can give: no verdict, whatever the size of the difference
+    assert r.min_p == 2 / 8 and r.verdict == "too few seeds" and r.better is None
+    r2 = cmp.paired_test(a, b, "test_logloss")     # logloss = 1.5 - auc: lower is better
+    assert r2.diff == pytest.approx(-r.diff) and r2.p_value == r.p_value
     assert cmp.resolve_group(groups, a.key[:6]) is a
     with pytest.raises(cmp.CompareError, match="no group"):
         cmp.resolve_group(groups, "zzz")
@@ -204,8 +206,11 @@ def test_matrix(store):
     assert m.cells[("synthetic-tiny", "NI")].n == 1
     by_settings = cmp.matrix(cmp.points(store, store.runs(), "best"), "config", "test_auc")
     assert len(by_settings.cols) == 2                # the recipe name is not a setting; kg is
-    assert sorted(by_settings.col_labels.values()) == [f"KNI {by_settings.cols[0][:6]} [model.kg=true]",
-                                                       f"NI {by_settings.cols[1][:6]} [model.kg=false]"]
+    assert sorted(by_settings.col_labels.values()) == ["KNI [model.kg=true]", "NI [model.kg=false]"]
+    # a column has no id of its own: its cells are configuration groups, named by their group id
+    runs = {r.recipe: r for r in store.runs()}
+    col = next(c for c in by_settings.cols if by_settings.col_labels[c].startswith("KNI"))
+    assert by_settings.cell_ids("synthetic-tiny", col) == [cmp.group_id(runs["a"].config_hash)]
     with pytest.raises(cmp.CompareError):
         cmp.matrix(cmp.points(store, store.runs(), "best"), "dataset", "test_auc")
 
@@ -265,12 +270,14 @@ def test_compare_cli(store, tmp_path):
     assert [g["recipe"] for g in out["groups"]] == ["a", "b"]      # ranked by test auc
     assert out["groups"][0]["test_auc_mean"] == pytest.approx(0.72)
     assert out["groups"][0]["test_auc_std"] == pytest.approx(0.02)
-    assert out["paired"]["n"] == 3 and out["paired"]["p_value"] == 0.25 and out["paired"]["better"] == "A"
+    assert out["paired"]["n"] == 3 and out["paired"]["p_value"] == 0.25 and out["paired"]["better"] is None
+    assert out["paired"]["verdict"] == "too few seeds" and out["paired"]["min_p"] == 0.25
     assert {c["column"] for c in out["matrix"]["cells"]} == {"KNI", "NI"}
     res = runner.invoke(app, ["compare", "--db", db, "--recipe", "a"])
     assert res.exit_code == 0 and "0.7200±0.0200" in res.stdout
     res = runner.invoke(app, ["compare", "--db", db, "--all", "--paired", "a", "b"])
-    assert res.exit_code == 0 and "A better" in res.stdout and "0.25" in res.stdout
+    assert res.exit_code == 0 and "0.25" in res.stdout and "A better" not in res.stdout
+    assert "smallest reachable p is 2/2^3 = 0.25 >= 0.05; 6 or more shared seeds" in " ".join(res.stdout.split())
     for bad, msg in ((["--recipe", "nope"], "no completed/running runs"), (["--metric", "auc"], "--metric"),
                      (["--at", "zero"], "--at"), (["--group-by", "seed"], "--group-by"),
                      (["--paired", "a", "zzz"], "no group"), (["99"], "no run with id 99")):
@@ -297,3 +304,104 @@ def test_at_original_replays_test_selection_and_stopping(store):
     pts = {p.run.id: p for p in points(store, store.runs(), "original")}
     assert pts[full].point.epoch == 11 and not pts[full].truncated
     assert pts[short].point.epoch == 2 and pts[short].truncated
+
+
+# -- one run per seed: a re-run counts only once it has completed --------------------------------------
+
+def test_a_completed_seed_counts_until_its_rerun_completes(store, tmp_path):
+    ids = [add_run(store, s, [v]) for s, v in ((1, 0.82), (2, 0.81), (3, 0.83))]
+    rerun = add_run(store, 2, [0.40], status=RUNNING)         # seed 2 re-run, one poor epoch so far
+    g = cmp.group_points(cmp.points(store, store.runs(), "best"), "config")[0]
+    assert [m.run.id for m in g.members] == ids               # the completed seed 2 still counts
+    assert g.by_seed("test_auc") == {1: 0.82, 2: 0.81, 3: 0.83}
+    assert [p.run.id for p in g.pending] == [rerun] and g.superseded == []
+    assert g.seed_notes() == [f"seed 2: run {rerun} still training, completed run {ids[1]} counts"]
+    db = str(tmp_path / "runs.db")
+    res = CliRunner().invoke(app, ["compare", "--db", db, "--all"])
+    assert res.exit_code == 0, res.output
+    assert "0.8200±0.0100" in res.stdout
+    assert f"seed 2: run {rerun} still training, completed run {ids[1]} counts" in res.stdout
+    # CSV: per group from the counted runs, per run every run with `counts`
+    res = CliRunner().invoke(app, ["export", "--db", db, "--csv", "-", "--groups"])
+    row = next(csv.DictReader(io.StringIO(res.stdout)))
+    assert row["run_ids"] == " ".join(map(str, ids)) and float(row["test_auc_mean"]) == pytest.approx(0.82)
+    res = CliRunner().invoke(app, ["export", "--db", db, "--csv", "-"])
+    counts = {int(r["run_id"]): r["counts"] for r in csv.DictReader(io.StringIO(res.stdout))}
+    assert counts == {ids[0]: "true", ids[1]: "true", ids[2]: "true", rerun: "false"}
+    # the re-run completes: now it counts and the old seed-2 run is superseded
+    store.finish(rerun, COMPLETED, best=None, stopped_early=False)
+    g = cmp.group_points(cmp.points(store, store.runs(), "best"), "config")[0]
+    assert [m.run.id for m in g.members] == [ids[0], rerun, ids[2]]
+    assert [p.run.id for p in g.superseded] == [ids[1]] and g.pending == []
+    assert g.seed_notes() == [f"seed 2: run {ids[1]} superseded by the newer completed run {rerun}"]
+
+
+def test_a_failed_rerun_never_replaces_a_completed_seed(store):
+    done = add_run(store, 1, [0.80])
+    failed = add_run(store, 1, [0.30, 0.35], status="failed")
+    g = cmp.group_points(cmp.points(store, store.runs(), "best"), "config")[0]   # --status all
+    assert [m.run.id for m in g.members] == [done] and [p.run.id for p in g.pending] == [failed]
+    assert g.seed_notes() == [f"seed 1: run {failed} failed, completed run {done} counts"]
+    # without a completed run the newest run of the seed counts (live while it trains)
+    live_old = add_run(store, 2, [0.5], status=RUNNING)
+    live_new = add_run(store, 2, [0.6], status=RUNNING)
+    g = cmp.group_points(cmp.points(store, store.runs(), "best"), "config")[0]
+    assert g.by_seed("test_auc") == {1: 0.80, 2: 0.60}
+    assert [p.run.id for p in g.superseded] == [live_old] and live_new in [m.run.id for m in g.members]
+
+
+def test_the_counted_run_does_not_change_with_at(store):
+    # seed 1: an older completed run with 3 epochs, a newer completed one with 1; --at 3
+    add_run(store, 1, [0.6, 0.7, 0.8])
+    newer = add_run(store, 1, [0.9])
+    g = cmp.group_points(cmp.points(store, store.runs(), 3), "config")[0]
+    assert g.members == [] and [m.run.id for m in g.without_point] == [newer]
+
+
+# -- the paired verdict follows the p-value and the interval -------------------------------------------
+
+def paired(store, a_vals, b_vals):
+    for s, v in enumerate(a_vals, start=1):
+        add_run(store, s, [v], name="a")
+    for s, v in enumerate(b_vals, start=1):
+        add_run(store, s, [v], name="b", kg=False)
+    groups = cmp.group_points(cmp.points(store, store.runs(), "best"), "config")
+    return cmp.paired_test(cmp.resolve_group(groups, "a"), cmp.resolve_group(groups, "b"), "test_auc")
+
+
+def test_two_seeds_never_give_a_verdict(store):
+    r = paired(store, [0.80, 0.82], [0.70, 0.71])            # A ahead on both seeds, by far
+    assert r.p_value == 0.5 and r.min_p == 0.5
+    assert r.verdict == "too few seeds" and r.better is None
+    assert r.verdict_text() == ("no verdict possible: with 2 shared seeds the smallest reachable p is 2/2^2 = 0.5 "
+                                ">= 0.05; 6 or more shared seeds can show a difference")
+    assert cmp.seeds_needed() == 6 and cmp.min_pvalue(5) == 2 / 32 and cmp.min_pvalue(6) == 2 / 64
+
+
+def test_six_seeds_of_one_sign_are_significant(store):
+    r = paired(store, [0.80, 0.81, 0.82, 0.83, 0.84, 0.85], [0.70, 0.72, 0.71, 0.74, 0.73, 0.76])
+    assert r.p_value == 2 / 64 and r.ci[0] > 0
+    assert r.verdict == "significant" and r.better == "A"
+    assert r.verdict_text().startswith("A better: p = 0.03125 < 0.05 and the 95% CI [+0.")
+
+
+def test_no_significant_difference_at_005(store):
+    r = paired(store, [0.80, 0.70, 0.82, 0.71, 0.84, 0.69], [0.70, 0.80, 0.71, 0.82, 0.73, 0.70])
+    assert r.p_value >= 0.05 and r.better is None and r.verdict == "not significant"
+    assert r.verdict_text().startswith(f"no significant difference at 0.05 (p = {r.p_value:.4g}")
+
+
+def test_inconclusive_when_the_interval_holds_zero(store, monkeypatch):
+    # p < 0.05 with an interval that reaches 0 is rare (the percentile bootstrap is the narrower of
+    # the two); the verdict must still not call a winner then
+    monkeypatch.setattr(cmp, "bootstrap_ci", lambda d, **kw: (-0.001, 0.02))
+    r = paired(store, [0.80, 0.81, 0.82, 0.83, 0.84, 0.85], [0.70, 0.72, 0.71, 0.74, 0.73, 0.76])
+    assert r.p_value == 2 / 64 and r.verdict == "inconclusive" and r.better is None
+    assert r.verdict_text() == "inconclusive: p = 0.03125 < 0.05 but the 95% CI [-0.0010, +0.0200] includes 0"
+
+
+def test_a_group_is_never_paired_with_itself(store):
+    add_run(store, 1, [0.7], name="a")
+    g = cmp.group_points(cmp.points(store, store.runs(), "best"), "config")[0]
+    with pytest.raises(cmp.CompareError, match="same group"):
+        cmp.paired_test(g, g, "test_auc")

@@ -10,6 +10,7 @@ from kni_core.config import DatasetConfig, ModelConfig, RunConfig
 from kni_core.data import prepare
 from kni_core.data.prepare import build, fixed_degree_table, kg_edges, reachable, split_ratings
 from kni_core.data.raw import RawDataset
+from kni_core.errors import DataError
 from kni_core.data.synthetic import generate, spec_from_params
 
 
@@ -147,3 +148,106 @@ def test_cache_is_reused_and_keyed_by_settings(cache):
     other = prepare(RunConfig(dataset=cfg.dataset, model=ModelConfig(max_degree=4)).validate())
     assert not other.from_cache and other.adjacency.shape[1] == 4
     assert len(list((cache / "prepared").iterdir())) == 2
+
+
+# -- refusing data that cannot give metrics, saying when the KG vanishes ---------------------------
+
+def folder_config(folder, **dataset) -> RunConfig:
+    return RunConfig(dataset=DatasetConfig(path=str(folder), min_relation_triples=1, **dataset),
+                     model=ModelConfig(max_degree=4)).validate()
+
+
+def write_folder(folder, rows, kg=((0, 0, 50),)):
+    folder.mkdir(exist_ok=True)
+    (folder / "ratings_final.txt").write_text("".join(f"{u}\t{i}\t{y}\n" for u, i, y in rows))
+    (folder / "kg_final.txt").write_text("".join(f"{h}\t{r}\t{t}\n" for h, r, t in kg))
+    return folder
+
+
+def mixed_rows(n_users=20, n_items=30):
+    rng = np.random.default_rng(0)
+    pairs = {(int(u), int(i)) for u, i in zip(rng.integers(0, n_users, 400), rng.integers(0, n_items, 400))}
+    return [(u, i, (u + i) % 2) for u, i in sorted(pairs)]
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([(u, i, 0) for u, i, _ in mixed_rows()], "the train split is empty: no user has a positive rating"),
+    ([(u, i, 1) for u, i, _ in mixed_rows()], "the train split holds only positive labels"),
+    ([(0, 1, 1), (0, 2, 0), (0, 3, 1), (0, 4, 0)], "degenerate split"),                       # a single user, 4 rows
+    ([(0, 1, 1)] * 40 + [(1, 2, 0)] * 40, "degenerate split"),                               # duplicated rows
+])
+def test_degenerate_splits_are_refused(tmp_path, cache, rows, message):
+    """These used to "complete" with NaN metrics."""
+    folder = write_folder(tmp_path / "d", rows)
+    with pytest.raises(DataError, match=message) as info:
+        prepare(folder_config(folder))
+    assert "ratings_final.txt" in str(info.value) and "positive and" in str(info.value)
+    assert not (cache / "prepared").exists() or not any((cache / "prepared").iterdir())
+
+
+def test_an_unrequested_split_may_be_empty(tmp_path, cache):
+    folder = write_folder(tmp_path / "d", mixed_rows())
+    data = prepare(folder_config(folder, split=[0.8, 0.0, 0.2]))
+    assert len(data.valid) == 0 and len(data.test) > 0
+
+
+def test_a_vanishing_knowledge_graph_is_reported(tmp_path, cache, caplog):
+    kg = [(i, i % 3, 40 + i % 4) for i in range(12)]                    # 3 relations of 4 triples
+    folder = write_folder(tmp_path / "d", mixed_rows(), kg)
+    cfg = RunConfig(dataset=DatasetConfig(path=str(folder), min_relation_triples=5),
+                    model=ModelConfig(max_degree=4)).validate()
+    with caplog.at_level("WARNING"):
+        first = prepare(cfg)
+    assert first.stats["kg_edges"] == 0
+    assert "kg_final.txt: the knowledge graph is dropped: each of its 3 relation(s) has fewer than " \
+           "dataset.min_relation_triples = 5 triples (the largest has 4)" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        again = prepare(cfg)                                          # from the cache: said again
+    assert again.from_cache and "the knowledge graph is dropped" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        prepare(RunConfig(dataset=cfg.dataset, model=ModelConfig(max_degree=4, kg=False)).validate())
+    assert "dropped" not in caplog.text                               # NI asks for no KG
+
+
+def test_renumbering_sparse_ids_changes_no_prepared_array():
+    rng = np.random.default_rng(2)
+    dense = np.array([(u, i, (u * i) % 2) for u in range(25) for i in range(30) if rng.random() < 0.4])
+    kg = np.array([(i, i % 2, 30 + i % 6) for i in range(30)])
+    sparse_r, sparse_kg = dense.copy(), kg.copy()
+    sparse_r[:, 0] = dense[:, 0] * 10**9 + 3                         # same order, sparse users
+    sparse_kg[:, 2] = np.where(kg[:, 2] >= 30, kg[:, 2] * 10**11, kg[:, 2])
+    cfg = RunConfig(dataset=DatasetConfig(name="x", min_relation_triples=1), model=ModelConfig(max_degree=4)).validate()
+    a = build(RawDataset.from_arrays(dense, kg), cfg)
+    b = build(RawDataset.from_arrays(sparse_r, sparse_kg), cfg)
+    for name in ("train", "valid", "test", "adjacency"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.n_entity == b.n_entity
+
+
+# -- kni data prepare --source: validate everything, then swap -------------------------------------
+
+def test_install_checks_everything_before_replacing_the_copy(tmp_path, cache):
+    from kni_core.data.install import install
+    from kni_core.errors import DataError as Err
+    target = tmp_path / "data" / "mine"
+    cfg = folder_config(target)
+    good = write_folder(tmp_path / "good", mixed_rows())
+    np.save(good / "extra.npy", np.zeros(3))
+    first = install(good, cfg)
+    assert sorted(p.name for p in target.iterdir()) == ["extra.npy", "kg_final.txt", "ratings_final.txt"]
+    assert prepare(cfg).from_cache and np.array_equal(prepare(cfg).test, first.test)    # cached for the copy
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    # bad new data: a KG id far out (used to allocate 931 GiB after overwriting), labels of one kind
+    bad = write_folder(tmp_path / "bad", [(u, i, 1) for u, i, _ in mixed_rows()], [(0, 0, 10**12)])
+    with pytest.raises(Err, match="degenerate split"):
+        install(bad, cfg)
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert sorted(p.name for p in target.parent.iterdir()) == ["mine"]          # no staging left behind
+    # good new data replaces the whole folder (no stale extra.npy from the old copy)
+    other = write_folder(tmp_path / "other", mixed_rows(n_users=15))
+    install(other, cfg)
+    assert sorted(p.name for p in target.iterdir()) == ["kg_final.txt", "ratings_final.txt"]
+    assert (target / "ratings_final.txt").read_bytes() == (other / "ratings_final.txt").read_bytes()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["mine"]

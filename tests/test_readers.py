@@ -360,6 +360,9 @@ def final_folder(tmp_path: Path) -> Path:
     (["0\t0\t1", "0\t1\t2"], r"row 2: label 2 is not 0 or 1"),
     (["", "  "], r"ratings_final\.txt: the file is empty"),
     (["0\t0\t1", "-1\t1\t0"], r"row 2: negative user or item id"),
+    (["0\t0\t1", "0\t1\t-1"], r"ratings_final\.txt: row 2: label -1 is not 0 or 1"),    # was an IndexError
+    (["0\t0\t1", "0\t1\t18446744073709551616"], r"ratings_final\.txt:2: 18446744073709551616 does not fit a 64-bit"),
+    (["0\t0\t1", "-9223372036854775809\t1\t0"], r"ratings_final\.txt:2: -9223372036854775809 does not fit"),
 ])
 def test_ripplenet_final_errors(final_folder: Path, lines: list[str], pattern: str) -> None:
     write(final_folder, "ratings_final.txt", lines)
@@ -408,3 +411,53 @@ def test_download_verifies_checksums_and_keeps_nothing_bad(tmp_path, monkeypatch
         dl.download("bc", dest=tmp_path / "dest2")
     assert not (tmp_path / "dest2" / "kg_final.txt").exists()
     assert [p.name for p in (tmp_path / "dest2").iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_bad_kg_row_names_the_kg_file(final_folder: Path) -> None:
+    write(final_folder, "ratings_final.txt", ["0\t0\t1", "1\t1\t0"])
+    write(final_folder, "kg_final.txt", ["0\t0\t3", "1\t0\t-4"])
+    with pytest.raises(DataError) as info:
+        read_folder(final_folder, cfg_for(final_folder, format="ripplenet"))
+    assert str(info.value) == f"{final_folder / 'kg_final.txt'}: knowledge graph row 2: negative id [1, 0, -4]"
+
+
+def test_npy_ids_beyond_64_bits_are_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "ratings_final.npy", np.array([[0, 0, 1], [2**63, 1, 0]], dtype=np.uint64))
+    write(tmp_path, "kg_final.txt", ["0\t0\t3"])
+    with pytest.raises(DataError, match=r"ratings_final\.npy: array row 2: id 9223372036854775808 does not fit"):
+        read_folder(tmp_path, cfg_for(tmp_path))
+
+
+def test_sparse_ids_are_renumbered_in_order(tmp_path: Path, caplog) -> None:
+    """A user id of 10^9 or a KG id of 10^12 used to size tables by the id (GBs to TBs)."""
+    write(tmp_path, "ratings_final.txt", ["0\t0\t1", "1000000000\t1\t0", "7\t2\t1", "1000000000\t0\t1"])
+    write(tmp_path, "kg_final.txt", ["0\t5\t1000000000000", "2\t99999999999\t40", "1\t5\t40"])
+    with caplog.at_level("WARNING"):
+        raw = read_folder(tmp_path, cfg_for(tmp_path))
+    assert (raw.n_users, raw.n_items, raw.n_entities, raw.n_relations) == (3, 3, 5, 2)
+    assert raw.ratings.tolist() == [[0, 0, 1], [2, 1, 0], [1, 2, 1], [2, 0, 1]]    # order kept: 0 < 7 < 10^9
+    assert raw.kg.tolist() == [[0, 0, 4], [2, 1, 3], [1, 0, 3]]                    # items first, then 40 < 10^12
+    assert "user ids up to 1000000000 for 3 users: renumbered" in caplog.text
+    assert "relation ids up to 99999999999" in caplog.text
+    # dense ids are left as they are, gaps included
+    write(tmp_path, "ratings_final.txt", ["0\t0\t1", "5\t1\t0"])
+    write(tmp_path, "kg_final.txt", ["0\t0\t9"])
+    raw = read_folder(tmp_path, cfg_for(tmp_path))
+    assert (raw.n_users, raw.n_entities) == (6, 10)
+
+
+def test_repeated_pairs_are_reported(tmp_path: Path, caplog) -> None:
+    write(tmp_path, "ratings_final.txt", ["0\t0\t1", "0\t1\t0", "0\t0\t1", "0\t0\t0"])
+    write(tmp_path, "kg_final.txt", ["0\t0\t3"])
+    with caplog.at_level("WARNING"):
+        read_folder(tmp_path, cfg_for(tmp_path))
+    assert "2 rating row(s) repeat a (user, item) pair" in caplog.text
+
+
+def test_kni_pickle_ids_beyond_64_bits(tmp_path: Path) -> None:
+    data = {"train_data": np.array([[1, 10, 1], [2**64 - 1, 11, 0]], dtype=np.uint64),
+            "test_data": np.array([[1, 11, 0]], dtype=np.uint64)}
+    with open(tmp_path / "bc.pkl", "wb") as f:
+        pickle.dump(data, f)
+    with pytest.raises(DataError, match=r"dataset\['train_data'\] row 2: id 18446744073709551615 does not fit"):
+        read_folder(tmp_path, cfg_for(tmp_path))

@@ -145,9 +145,9 @@ def test_synthetic_mapping_and_split():
         dataset:
           name: synthetic
           split: [0.8, 0.1, 0.1]
-          synthetic: {n_users: 50, n_items: 40}
+          synthetic: {users: 50, items: 40}
         """))
-    assert recipe.base.dataset.synthetic == {"n_users": 50, "n_items": 40}
+    assert recipe.base.dataset.synthetic == {"users": 50, "items": 40}
     assert recipe.base.dataset.split == [0.8, 0.1, 0.1]
 
 
@@ -223,14 +223,18 @@ def test_int_where_bool_expected(tmp_path):
 
 @pytest.mark.parametrize("line, expected", [
     ("dropout: 1.5", "expected a value <= 0.999; got 1.5"),
-    ("temperature: 0", "expected a value > 0.0; got 0"),
+    ("temperature: 0", "expected a value >= 0.0001; got 0"),
+    ("temperature: 1e-300", "expected a value >= 0.0001; got 1e-300"),    # 0 in float32: NaN scores
     ("max_degree: 0", "expected a value >= 1; got 0"),
+    ("max_degree: 100000000000", "expected a value <= 16384; got 100000000000"),   # a 931 GiB table
+    ("hidden: 1000000000", "expected a value <= 8192; got 1000000000"),
+    ("hop_n_sample: [1, 100000]", "expected at most 4096 neighbours per hop; got [1, 100000]"),
     ("attention: 3", "expected one of 1, 2; got 3"),
     ("activation: gelu", "expected one of relu, tanh, selu, identity; got 'gelu'"),
     ("temperature: .nan", "expected a finite number, got nan"),
 ])
 def test_out_of_range(tmp_path, line, expected):
-    e = error_of(tmp_path, f"name: x\ndataset:\n  name: bc\nmodel:\n  hidden: 16\n  {line}\n")
+    e = error_of(tmp_path, f"name: x\ndataset:\n  name: bc\nmodel:\n  kg: true\n  {line}\n")
     assert e.line == 6
     assert e.key == "model." + line.split(":")[0]
     assert e.message == expected
@@ -499,3 +503,91 @@ def test_find_recipes(tmp_path):
     assert find_recipes(str(tmp_path))[0] == tmp_path / "C.YAML"
     with pytest.raises(RecipeError, match="not a folder"):
         find_recipes(tmp_path / "missing")
+
+
+# -- every mistake at once ------------------------------------------------------------------------
+
+
+def test_every_mistake_is_reported_with_its_line(tmp_path):
+    e = error_of(tmp_path, textwrap.dedent("""\
+        name: x
+        dataset:
+          name: bc
+          split: [0.5, 0.2, 0.2]
+        model:
+          temprature: 3
+          hidden: abc
+        train: {epochs: 0}
+        seed: 3
+        """), "two.yaml")
+    path = str(tmp_path / "two.yaml")
+    assert [(x.line, x.key) for x in e.errors] == [(4, "dataset.split"), (6, "model.temprature"),
+                                                   (7, "model.hidden"), (8, "train.epochs"), (9, "seed")]
+    assert str(e).splitlines() == [str(x) for x in e.errors]
+    assert str(e).splitlines()[1] == f"{path}:6: model.temprature: unknown key; did you mean 'temperature'?"
+    assert all(x.path == path and isinstance(x, RecipeError) for x in e.errors)
+    # the error itself carries the first mistake, as a single error does
+    assert (e.path, e.line, e.key) == (path, 4, "dataset.split") and "summing to 1" in e.message
+
+
+def test_one_mistake_is_not_reported_twice(tmp_path):
+    # a bad dataset.name leaves no name: "give `name` or `path`" would repeat the same mistake
+    e = error_of(tmp_path, "dataset:\n  name: 5\nmodel:\n  hop_n_sample: [1, true]\n")
+    assert [(x.line, x.key) for x in e.errors] == [(2, "dataset.name"), (4, "model.hop_n_sample")]
+    e = error_of(tmp_path, "dataset: 3\n")
+    assert [(x.line, x.key) for x in e.errors] == [(1, "dataset")]
+
+
+def test_duplicate_keys_and_bad_sections_do_not_hide_later_mistakes(tmp_path):
+    e = error_of(tmp_path, "dataset: {name: bc}\nmodel: {hidden: 8, hidden: 9}\ntrain: 3\neval: {n_eval: 0}\n")
+    assert [(x.line, x.key) for x in e.errors] == [(2, "model.hidden"), (3, "train"), (4, "eval.n_eval")]
+
+
+def test_override_mistakes_join_the_file_mistakes_and_a_good_override_fixes_one():
+    text = "dataset: {name: bc}\nmodel: {hidden: abc, dropout: 2}\n"
+    with pytest.raises(RecipeError) as info:
+        parse_recipe(text, "r.yaml", overrides=["model.kg=1"])
+    assert [(x.line, x.key, x.origin) for x in info.value.errors] == [
+        (2, "model.hidden", None), (2, "model.dropout", None), (None, "model.kg", "--set model.kg=1")]
+    recipe = parse_recipe(text, "r.yaml", overrides=["model.hidden=16", "model.dropout=0.1"])
+    assert recipe.base.model.hidden == 16 and recipe.base.model.dropout == 0.1
+
+
+@pytest.mark.parametrize("value, line, key, message", [
+    ("{users: -5}", 4, "users", "expected a value from 1 to 10,000,000; got -5"),
+    ("{users: many}", 4, "users", "expected an integer, got str ('many')"),
+    ("{users: 10.5}", 4, "users", "expected an integer, got float (10.5)"),
+    ("{topics: 0}", 4, "topics", "expected a value from 1 to 1,000,000; got 0"),
+    ("{preset: huge}", 4, "preset", "expected one of tiny, small, ml-20m; got 'huge'"),
+    ("{userz: 3}", 4, "userz", "unknown key; did you mean 'users'?"),
+    ("\n    preset: tiny\n    on_topic: 1.5", 6, "on_topic", "expected a value from 0 to 1; got 1.5"),
+    ("{users: 10000000, positives_per_user: 100000}", 4, None,
+     "users x positives_per_user = 1,000,000,000,000 is more than 100,000,000"),
+])
+def test_synthetic_parameters_are_checked_at_their_line(tmp_path, value, line, key, message):
+    e = error_of(tmp_path, f"name: s\ndataset:\n  name: synthetic\n  synthetic: {value}\n")
+    assert len(e.errors) == 1
+    assert e.line == line and e.key == "dataset.synthetic" + (f".{key}" if key else "")
+    assert e.message == message
+
+
+def test_several_synthetic_mistakes(tmp_path):
+    e = error_of(tmp_path, "dataset:\n  name: synthetic\n  synthetic:\n    users: -5\n    topics: 0\n")
+    assert [(x.line, x.key) for x in e.errors] == [(4, "dataset.synthetic.users"), (5, "dataset.synthetic.topics")]
+
+
+def test_library_validate_lists_every_problem():
+    cfg = RunConfig(dataset=DatasetConfig(name="synthetic", synthetic={"users": -5}),
+                    model=ModelConfig(hidden=0, temperature=1e-300))
+    with pytest.raises(ConfigError) as info:
+        cfg.validate()
+    assert [str(x).split(":")[0] for x in info.value.errors] == ["model.hidden", "model.temperature",
+                                                                 "dataset.synthetic.users"]
+    assert str(info.value).count("\n") == 2
+
+
+def test_seed_beyond_64_bits(tmp_path):
+    e = error_of(tmp_path, "dataset: {name: bc}\nseeds: [1, 99999999999999999999]\n")
+    assert (e.line, e.key) == (2, "seeds") and "up to 9223372036854775807" in e.message
+    with pytest.raises(ConfigError, match="above the largest seed"):
+        parse_seeds("1..99999999999999999999")

@@ -20,6 +20,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -479,3 +480,156 @@ def test_snapshot_compare(snap_compare, sleeper):
 def test_snapshot_compare_curves_80x24(snap_compare, sleeper):
     assert snap_compare(_snapshot_app(sleeper), press=["3", "a", "right_square_bracket", "right_square_bracket"],
                         terminal_size=(80, 24))
+
+
+# --------------------------------------------------------------------------------------------
+# trustworthy numbers: re-runs, the paired verdict, one group id, missing data, every mistake
+
+
+def notifications(app) -> list[str]:
+    return [n.message for n in app._notifications]
+
+
+def static_text(app, selector: str, width: int = 200) -> str:
+    """The text a Static shows (a Rich renderable rendered without wrapping), on one line."""
+    from rich.console import Console
+    console = Console(width=width, record=True, file=io.StringIO())
+    console.print(app.query_one(selector).content)
+    return " ".join(console.export_text().split())
+
+
+@sync
+async def test_a_rerun_still_training_does_not_replace_its_completed_seed(tmp_path, sleeper):
+    from workbench import compare as cmp
+    store = seed_db(Path("runs.db"))
+    with Session(store.writer) as s, s.begin():      # seed 2 of the KNI group re-run, one epoch so far
+        add_run(s, run_id=11, cfg=config(2), status=RUNNING, n_epochs=1, pid=sleeper.pid, host=this_host())
+    app = make_app(store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3", "a")
+        await pilot.pause(0.2)
+        pane = app.query_one("#compare-pane")
+        kni_group = next(g for g in pane.groups if g.distinct("model") == "KNI")
+        assert [m.run.id for m in kni_group.members] == [1, 2, 3]
+        completed = [max((metrics(seed, e, True) for e in range(1, 6)), key=lambda m: m["valid_auc"])["test_auc"]
+                     for seed in (1, 2, 3)]                      # each completed run at its best epoch
+        assert kni_group.stat("test_auc")[0] == pytest.approx(np.mean(completed))
+        notes = static_text(app, "#cmp-notes")
+        assert f"{kni_group.id} seed 2: run 11 still training, completed run 2 counts" in notes
+    store.close()
+
+
+@sync
+async def test_the_paired_view_never_pairs_a_group_with_itself_and_follows_the_test(tmp_path):
+    from textual.widgets import Select
+    store = seed_db(Path("runs.db"))
+    with Session(store.writer) as s, s.begin():      # the newest run is NI: the first visit picks NI
+        add_run(s, run_id=11, cfg=config(4, kg=False), status=COMPLETED, n_epochs=5, kg=False)
+    app = make_app(store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3")
+        await pilot.pause(0.2)
+        pane = app.query_one("#compare-pane")
+        assert [g.distinct("model") for g in pane.groups] == ["NI"]
+        await pilot.press("a")                        # every group: KNI first, NI second
+        await pilot.pause(0.2)
+        a, b = app.query_one("#cmp-a", Select), app.query_one("#cmp-b", Select)
+        assert a.value != b.value and {a.value, b.value} == {g.key for g in pane.groups}
+        await pilot.press("right_square_bracket", "right_square_bracket", "right_square_bracket")
+        await pilot.pause(0.2)
+        text = static_text(app, "#cmp-paired")
+        assert "same group" not in text
+        assert "no verdict possible: with 3 shared seeds the smallest reachable p is 2/2^3 = 0.25" in text
+        assert "better" not in text
+        b.value = a.value                             # picking A's group as B moves A away
+        await pilot.pause(0.2)
+        assert a.value != b.value and "same group" not in static_text(app, "#cmp-paired")
+    store.close()
+
+
+@sync
+async def test_one_group_id_in_every_view(tmp_path):
+    from textual.widgets import DataTable, SelectionList
+    from workbench import compare as cmp
+    from workbench.cli import app as kni
+    store = seed_db(Path("runs.db"))
+    runs = store.runs()
+    ids = {r.model: cmp.group_id(r.config_hash) for r in runs}
+    settings = {cmp._key(r, "settings")[:6] for r in runs}       # the old matrix header id
+    app = make_app(store)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("3", "a")
+        await pilot.pause(0.2)
+        options = [str(o.prompt) for o in app.query_one("#cmp-list", SelectionList)._options]
+        assert all(any(i in o for o in options) for i in ids.values()), options
+        table = app.query_one("#cmp-table", DataTable)
+        headers = [str(c.label) for c in table.columns.values()]
+        assert all(any(i in h for h in headers) for i in ids.values()), headers
+        await pilot.press("right_square_bracket")   # the matrix: columns by settings, cells by group id
+        await pilot.pause(0.2)
+        matrix = app.query_one("#cmp-matrix", DataTable)
+        headers = " ".join(str(c.label) for c in matrix.columns.values())
+        cells = " ".join(str(getattr(v, "plain", v)) for v in matrix.get_row("synthetic-tiny"))
+        assert all(i in cells for i in ids.values()), cells
+        assert not any(s in headers + cells for s in settings), (headers, cells)
+        notes = static_text(app, "#cmp-matrix-notes")
+        assert "group id" in notes
+    res = CliRunner().invoke(kni, ["compare", "--all", "--db", "runs.db"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and all(i in res.stdout for i in ids.values())
+    store.close()
+
+
+@sync
+async def test_a_recipe_whose_data_is_missing_is_marked_and_not_started(tmp_path, monkeypatch):
+    from kni_core.data import registry
+    from workbench.tui.dialogs import StartDialog
+    monkeypatch.setattr(registry, "data_roots", lambda: [tmp_path / "nowhere"])
+    recipes = write_recipes(Path("recipes"))
+    (recipes / "ab.yaml").write_text("name: ab\ndataset: {name: ab}\nmodel: {attention: 2}\nseeds: 1..5\n")
+    store = Store.open("runs.db")
+    app = make_app(store, recipes)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.query_one("#recipes-pane")
+        entry = next(e for e in pane.entries if e.name == "ab")
+        assert entry.recipe is not None and entry.data is None and "not found" in entry.data_error
+        quick = next(e for e in pane.entries if e.name == "quickstart")
+        assert quick.data == "generated" and quick.startable
+        row = app.query_one("#recipes-table").get_row(str(pane.entries.index(entry)))
+        assert str(row[0]) == "!"
+        assert pane.select_name("ab")
+        await pilot.pause(0.1)
+        info = static_text(app, "#recipe-info")
+        assert "dataset is missing" in info and "How to obtain it" in info and "ab.pkl" in info
+        app.query_one("#recipes-table").focus()
+        await pilot.press("s")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, StartDialog)
+        assert any("dataset is missing; nothing was started" in m for m in notifications(app))
+        assert store.runs() == []
+        # the data arrives: the same key starts it
+        folder = tmp_path / "nowhere" / "ab"
+        folder.mkdir(parents=True)
+        (folder / "ab.pkl").write_bytes(b"")
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, StartDialog), 5, "the start dialog")
+    store.close()
+
+
+@sync
+async def test_every_mistake_of_a_recipe_is_shown_at_its_line(tmp_path):
+    recipes = write_recipes(Path("recipes"))
+    (recipes / "broken.yaml").write_text(BROKEN + "train:\n  epochs: 0\n")
+    store = Store.open("runs.db")
+    app = make_app(store, recipes)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.query_one("#recipes-pane")
+        entry = pane.entries[0]
+        assert [(e.line, e.key) for e in entry.error.errors] == [(5, "model.temprature"), (7, "train.epochs")]
+        assert pane.select_name("broken")
+        await pilot.pause(0.2)
+        info = static_text(app, "#recipe-info")
+        assert "invalid (2 mistakes)" in info and "line 5: model.temprature" in info and "line 7: train.epochs" in info
+        svg = app.export_screenshot()
+        assert "^ line 5: model.temprature" in svg.replace("&#160;", " ") and \
+               "^ line 7: train.epochs" in svg.replace("&#160;", " ")
+    store.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -126,7 +125,10 @@ def data_list(json_out: bool = typer.Option(False, "--json", help="Print JSON.")
 @data_app.command("info")
 def data_info(name: str = typer.Argument(..., help="Registry name, e.g. bc."),
               json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """Measured statistics beside the published ones, the files expected and where to get them."""
+    """Measured statistics beside the published ones, the files expected and where to get them.
+
+    A dataset that is not here is reported once (where it was looked for, the files expected and
+    how to obtain them) with exit status 2."""
     from kni_core.data import load_raw
     from kni_core.data.registry import spec
     console = _consoles(json_out)
@@ -134,10 +136,7 @@ def data_info(name: str = typer.Argument(..., help="Registry name, e.g. bc."),
         s = spec(name)
         measured = load_raw(RunConfig(dataset=DatasetConfig(name=name))).summary()
     except KniError as error:
-        if json_out or "not found" not in str(error):
-            _fail(console, error)
-        measured = {}
-        console.print(f"[yellow]{escape(str(error))}[/]")
+        _fail(console, error)
     if json_out:
         print(json.dumps({"name": name, "title": s.title, "measured": measured, "published": s.published,
                           "published_source": s.published_source, "files": list(s.files), "obtain": s.obtain}))
@@ -152,7 +151,7 @@ def data_info(name: str = typer.Argument(..., help="Registry name, e.g. bc."),
         table.add_row(key, f"{m:,}" if m is not None else "-", f"{p:,}" if p is not None else "-", style=style)
     console.print(table)
     console.print(f"files: {', '.join(s.files) or '-'}\nobtain: {s.obtain}")
-    if measured and s.checksums:
+    if s.checksums:
         from kni_core.data.download import verify
         from kni_core.data.registry import locate
         checks = {f: state for f, state in verify(locate(name), s.checksums).items() if state != "absent"}
@@ -180,28 +179,43 @@ def data_download(name: str = typer.Argument(..., help="Registry name with publi
     console.print(f"{name}: files verified in {folder}")
 
 
+def _located(name: str) -> Optional[Path]:
+    from kni_core.data.registry import locate
+    try:
+        return locate(name)
+    except KniError:
+        return None
+
+
 @data_app.command("prepare")
 def data_prepare(name: str = typer.Argument(..., help="Registry name, e.g. bc."),
                  source: Optional[Path] = typer.Option(None, "--source",
                                                        help="Folder with the files; copied into the user cache."),
                  set_: List[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
-    """Preprocess a dataset with the paper's settings and cache it (a second call reuses the cache)."""
+    """Preprocess a dataset with the paper's settings and cache it (a second call reuses the cache).
+
+    With --source, the folder is read and preprocessed completely first; only then does it replace
+    the user's copy (in one swap), so bad data never overwrites a good copy."""
     from kni_core.data import prepare
-    from kni_core.data.formats import read_folder
+    from kni_core.data.install import install
     from kni_core.data.registry import user_data_root
     console = _consoles(False)
     try:
         if source is not None:
-            read_folder(source, DatasetConfig(name=name))        # fail before copying anything
             target = user_data_root() / name
-            target.mkdir(parents=True, exist_ok=True)
-            for f in source.iterdir():
-                if f.is_file():
-                    shutil.copy2(f, target / f.name)
-            console.print(f"copied {source} to {target}")
-            set_ = [f"dataset.path={target}", *set_]
-        rec = _paper_config(name, set_, None)
-        prepared = prepare(rec.base)
+            rec = _paper_config(name, [f"dataset.path={target}", *set_], None)
+            if rec.base.dataset.path != str(target):
+                raise KniError(f"--source installs into {target}; drop --set dataset.path")
+            prepared = install(source, rec.base)
+            console.print(f"checked {source} and installed it as {target}")
+            found = _located(name)
+            if found is not None and found.resolve() != target.resolve():
+                console.print(f"[yellow]note:[/] runs of {name} read {escape(str(found))}, which is found before "
+                              "the user data folder (KNI_DATA_DIR, then ../shared/data); move or rename it to use "
+                              "the installed copy", highlight=False)
+        else:
+            rec = _paper_config(name, set_, None)
+            prepared = prepare(rec.base)
     except KniError as error:
         _fail(console, error)
     state = "reused the cache" if prepared.from_cache else "preprocessed and cached"

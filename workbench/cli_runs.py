@@ -506,11 +506,11 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
         console.print(_groups_table(groups, metric, group_by, at_value, pts))
     notes = []
     for g in groups:
-        if g.superseded:
-            notes.append(f"{g.label}: {len(g.superseded)} older run(s) of a repeated seed ignored "
-                         f"(ids {', '.join(str(m.run.id) for m in g.superseded)})")
+        notes += [f"{g.label}: {line}" for line in g.seed_notes()]
         if g.without_point:
-            notes.append(f"{g.label}: {len(g.without_point)} run(s) without {_at_text(at_value, pts)} left out")
+            seeds = ", ".join(str(m.run.seed) for m in sorted(g.without_point, key=lambda m: m.run.seed))
+            notes.append(f"{g.label}: seed(s) {seeds} left out: their counted run has no {_at_text(at_value, pts)}"
+                         f" (run(s) {', '.join(str(m.run.id) for m in g.without_point)})")
     truncated = [p.run.id for p in pts if p.truncated]
     if truncated:
         notes.append(f"runs {', '.join(map(str, truncated))} stopped (on their own split) before the original "
@@ -531,7 +531,9 @@ def _rank_key(g: cmp.Group, metric: str) -> tuple:
 def _groups_table(groups: list[cmp.Group], metric: str, by: str, at: str | int, pts: list[cmp.RunPoint]) -> Table:
     split = "valid" if metric.startswith("valid") else "test"
     table = Table(title=f"compare by {by}: mean ± std over seeds at {_at_text(at, pts)} (ranked by {metric})",
-                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  caption="group: the group id, the first 8 characters of the config hash (as in kni runs and the "
+                          "workbench)" if by == "config" else None, caption_justify="left")
     cols = [("group", "left"), ("recipe", "left"), ("dataset", "left"), ("model", "left")]
     if by == "config" and any(g.differs for g in groups):
         cols.append(("differs", "left"))
@@ -553,7 +555,7 @@ def _groups_table(groups: list[cmp.Group], metric: str, by: str, at: str | int, 
             best_mean = mean if best_mean is None else (min(best_mean, mean) if cmp.lower_is_better(metric)
                                                         else max(best_mean, mean))
     for g in groups:
-        row = [g.key[:8] if by == "config" else g.key, g.distinct("recipe"), g.distinct("dataset"),
+        row = [g.id, g.distinct("recipe"), g.distinct("dataset"),
                g.distinct("model")]
         if by == "config" and any(x.differs for x in groups):
             row.append(g.differs)
@@ -586,10 +588,18 @@ def _matrix_table(mat: cmp.Matrix, at: str | int, pts: list[cmp.RunPoint]) -> Ta
                 continue
             mean, std = g.stat(mat.metric)
             mixed = "*" if len(g.distinct("config_hash").split(";")) > 1 else ""
-            cells.append(f"{_pm(mean, std)} ({g.n}){mixed}")
+            ids = f" {' '.join(mat.cell_ids(ds, c))}" if mat.by == "config" else ""
+            cells.append(f"{_pm(mean, std)} ({g.n}){mixed}{ids}")
         table.add_row(escape(ds), *cells)
+    captions = []
+    if mat.by == "config":
+        captions.append("columns: the settings without the dataset; each cell ends with its group id "
+                        "(as in kni compare)")
     if any(len(g.distinct("config_hash").split(";")) > 1 for g in mat.cells.values() if g.n):
-        table.caption = "* the cell mixes several configurations"
+        captions.append("* the cell mixes several configurations")
+    if captions:
+        table.caption = "; ".join(captions)
+        table.caption_justify = "left"
     return table
 
 
@@ -599,6 +609,7 @@ def _matrix_json(mat: cmp.Matrix) -> dict:
         mean, std = g.stat(mat.metric)
         cells.append({"dataset": ds, "column": c, "label": mat.col_labels.get(c, c), "n": g.n,
                       "mean": cmp._j(mean), "std": cmp._j(std), "configs": g.distinct("config_hash").split(";"),
+                      "groups": mat.cell_ids(ds, c),
                       "run_ids": [m.run.id for m in g.members]})
     return {"metric": mat.metric, "rows": mat.rows, "columns": mat.cols, "cells": cells}
 
@@ -616,13 +627,11 @@ def _paired_table(r: cmp.PairedResult, at: str | int, pts: list[cmp.RunPoint]) -
     table.add_row("bootstrap 95% CI", f"\\[{r.ci[0]:+.4f}, {r.ci[1]:+.4f}]  ({cmp.BOOTSTRAP_RESAMPLES:,} resamples, "
                                       f"seed {cmp.BOOTSTRAP_SEED})")
     kind = f"exact over {2 ** len(r.seeds):,} sign patterns" if r.exact else f"Monte Carlo, {cmp.MC_PATTERNS:,} patterns"
-    table.add_row("sign-flip p", f"{r.p_value:.4g}  ({kind}, two-sided)")
-    if r.within_noise:
-        verdict = (f"[yellow]within noise[/]: |difference| < seed std {_fmt(r.noise)}" if math.isfinite(r.noise)
-                   else "[yellow]within noise[/]: one shared seed, no estimate of the seed noise")
-    else:
-        verdict = f"[green]{r.better} better[/] (|difference| >= seed std {_fmt(r.noise)})"
-    table.add_row("verdict", verdict)
+    table.add_row("sign-flip p", f"{r.p_value:.4g}  ({kind}, two-sided; smallest reachable {r.min_p:.4g})")
+    table.add_row("seed noise", escape(r.noise_text()))
+    style = {"significant": "green", "too few seeds": "yellow", "inconclusive": "yellow"}.get(r.verdict, "")
+    text = escape(r.verdict_text())
+    table.add_row("verdict", f"[{style}]{text}[/]" if style else text)
     return table
 
 

@@ -6,8 +6,25 @@ The runs are chosen by id, by recipe name or all of them, optionally filtered by
 by default only ``completed`` and ``running`` runs count (a running run contributes its
 best epoch so far: live mean ± std), ``--status`` widens that. Runs are grouped by
 ``config`` (the config hash: everything but the seed and the device), ``dataset``,
-``model`` (``KNI``/``NI``) or ``recipe`` (name). When one configuration holds several runs of
-the same seed, the newest one (highest id) counts and the older ones are *superseded*.
+``model`` (``KNI``/``NI``) or ``recipe`` (name).
+
+A group is named by its *group id*: the first 8 characters of the config hash
+(:func:`group_id`), the same id in ``kni runs``, ``kni show``, ``kni compare``, ``kni export``
+and every view of the workbench; ``--paired`` and the workbench accept any prefix of it.
+
+One run per seed. Within a configuration each seed counts once, by this rule:
+
+- the newest *completed* run of the seed counts;
+- a seed without a completed run counts with its newest run (live, while it trains);
+- so a seed that is re-run keeps its completed run until the re-run completes: the re-run is
+  listed as *pending* ("seed 2: run 7 still training, completed run 4 counts"), and a re-run
+  that fails, is cancelled or crashes never replaces a completed run;
+- every other run of the seed is *superseded* (older than the run that counts).
+
+The counted run represents its seed whatever ``--at`` asks for; when it has no such epoch the
+seed is left out (and reported), never replaced by another run of the seed. ``kni export``
+follows the same rule: ``--groups`` rows are built from the counted runs only, and per-run rows
+list every selected run with ``counts`` saying whether its values enter its group.
 
 Each run contributes one epoch, chosen by ``--at``: ``best`` (the best epoch on the run's
 ``select_on`` split, as training selected it), ``last`` (the last stored epoch), ``N``
@@ -29,6 +46,12 @@ Statistics
   resamples of the seeds with a ``numpy`` Generator seeded with :data:`BOOTSTRAP_SEED`).
   A difference whose size is below the larger of the two groups' seed standard deviations
   (over the shared seeds) is marked *within noise*.
+- the paired *verdict* follows the test, at :data:`ALPHA` = 0.05: "A better" (or B) only when
+  p < 0.05 *and* the bootstrap interval excludes 0; "no significant difference at 0.05" when
+  p >= 0.05; "inconclusive" when p < 0.05 but the interval holds 0. With ``n`` shared seeds the
+  exact test cannot go below p = 2 / 2^n (all differences of one sign), so with 5 seeds or fewer
+  (2/32 = 0.0625) no difference can be significant: the verdict says so, with that smallest p and
+  the number of seeds that would be needed (6).
 
 CSV columns
 -----------
@@ -42,6 +65,10 @@ epoch chosen by ``--at``; empty cells are undefined values (no such epoch, NaN m
     config_hash       hash of the resolved config without seed and device (the group key)
     seed              run seed
     status            queued, running, completed, failed, cancelled or crashed
+    counts            true when the row's values enter its group's mean ± std: the run is the one
+                      counted for its seed in its configuration (see "One run per seed") and it
+                      has an epoch at --at; false for superseded runs, pending re-runs and runs
+                      without that epoch
     device            device the run used (cuda:0, cpu, ...)
     select_on         split that selects the best epoch (valid or test)
     at                the --at choice: best, last or an epoch number
@@ -61,12 +88,13 @@ epoch chosen by ``--at``; empty cells are undefined values (no such epoch, NaN m
 
 ``kni export --groups --csv PATH`` (one row per group)::
 
-    group             group key: config hash, dataset, model or recipe name
+    group             group key: config hash (its first 8 characters are the group id), dataset,
+                      model or recipe name
     group_by          config, dataset, model or recipe
     label             human label (recipe and the settings that differ between groups)
     recipe, dataset, model, config_hash
                       the group's values, ';'-joined when a group mixes several
-    n                 number of runs (seeds) that count
+    n                 number of runs (seeds) that count (one run per seed, see above)
     seeds             their seeds, space-separated
     at                the --at choice
     METRIC_mean, METRIC_std   for METRIC in train_loss, valid_auc, valid_logloss, valid_acc,
@@ -96,9 +124,10 @@ from kni_core import protocol
 from kni_core.config import stable_hash
 from kni_core.errors import KniError
 
-from .store import COMPLETED, RUNNING, STATUSES, Epoch, Run, Store, StoreError
+from .store import COMPLETED, LIVE, RUNNING, STATUSES, Epoch, Run, Store, StoreError
 
 __all__ = ["CompareError", "METRICS", "GROUP_BY", "RUN_COLUMNS", "GROUP_COLUMNS", "parse_at", "RunPoint",
+           "group_id", "GROUP_ID_LENGTH", "ALPHA", "min_pvalue", "seeds_needed",
            "Group", "PairedResult", "mean_std", "sign_flip_pvalue", "bootstrap_ci", "paired_test", "points",
            "group_points", "resolve_group", "matrix", "run_rows", "group_rows", "write_csv", "select_runs",
            "lower_is_better", "EXACT_MAX_SEEDS", "MC_PATTERNS", "BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED"]
@@ -111,14 +140,25 @@ EXACT_MAX_SEEDS = 20
 MC_PATTERNS = 200_000
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
+#: Significance level of the paired verdict.
+ALPHA = 0.05
 
-RUN_COLUMNS = ("run_id", "recipe", "dataset", "model", "config_hash", "seed", "status", "device", "select_on",
+RUN_COLUMNS = ("run_id", "recipe", "dataset", "model", "config_hash", "seed", "status", "counts", "device", "select_on",
                "at", "epoch", *METRICS, "train_seconds", "eval_seconds", "best_epoch", "epochs", "max_epochs",
                "stopped_early", "seconds_per_epoch", "started_at", "finished_at", "package_version",
                "git_commit")
 GROUP_COLUMNS = ("group", "group_by", "label", "recipe", "dataset", "model", "config_hash", "n", "seeds", "at",
                  *[f"{m}_{s}" for m in METRICS for s in ("mean", "std")], "epoch_mean", "epoch_std",
                  "train_seconds_per_epoch", "eval_seconds_per_epoch", "seconds_per_epoch", "run_ids")
+
+
+#: Characters of the config hash that name a group everywhere (kni runs, kni compare, the workbench).
+GROUP_ID_LENGTH = 8
+
+
+def group_id(config_hash: str) -> str:
+    """The short id of a configuration group: the first characters of its config hash."""
+    return config_hash[:GROUP_ID_LENGTH]
 
 
 class CompareError(KniError):
@@ -203,6 +243,24 @@ def sign_flip_pvalue(diffs: Sequence[float], *, exact_max: int = EXACT_MAX_SEEDS
         hits += int(np.count_nonzero(np.abs(signs @ d) / n >= observed - tol))
         remaining -= k
     return (hits + 1) / (n_random + 1), False
+
+
+def min_pvalue(n: int, *, exact_max: int = EXACT_MAX_SEEDS, n_random: int = MC_PATTERNS) -> float:
+    """The smallest p-value :func:`sign_flip_pvalue` can return for ``n`` paired differences.
+
+    Exact test: 2 / 2^n (only the observed pattern and its mirror are as extreme, when every
+    difference has the same sign). Monte Carlo: 1 / (n_random + 1)."""
+    if n < 1:
+        return 1.0
+    return 2.0 / (1 << n) if n <= exact_max else 1.0 / (n_random + 1)
+
+
+def seeds_needed(alpha: float = ALPHA) -> int:
+    """The fewest paired seeds whose exact test can reach p < ``alpha``."""
+    n = 1
+    while min_pvalue(n) >= alpha:
+        n += 1
+    return n
 
 
 def bootstrap_ci(diffs: Sequence[float], *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED,
@@ -319,15 +377,41 @@ def points(store: Store, runs: Sequence[Run], at: str | int) -> list[RunPoint]:
 class Group:
     key: str
     by: str
-    members: list[RunPoint] = field(default_factory=list)
-    without_point: list[RunPoint] = field(default_factory=list)    # no epoch at --at
+    members: list[RunPoint] = field(default_factory=list)          # the runs that count
+    without_point: list[RunPoint] = field(default_factory=list)    # counted for their seed, no epoch at --at
     superseded: list[RunPoint] = field(default_factory=list)       # older runs of a seed
+    pending: list[RunPoint] = field(default_factory=list)          # newer runs of a seed not (yet) counted
     label: str = ""
     differs: str = ""
 
     @property
     def n(self) -> int:
         return len(self.members)
+
+    @property
+    def id(self) -> str:
+        """The group id shown everywhere: a short config hash, or the dataset / model / recipe."""
+        return group_id(self.key) if self.by in ("config", "settings") else self.key
+
+    def counted_for(self, p: RunPoint) -> RunPoint | None:
+        """The run that counts for ``p``'s seed in ``p``'s configuration."""
+        return next((m for m in self.members + self.without_point
+                     if m.run.seed == p.run.seed and m.run.config_hash == p.run.config_hash), None)
+
+    def seed_notes(self) -> list[str]:
+        """One line per run of a repeated seed that does not count, and why (sorted by seed)."""
+        notes = []
+        for p in sorted(self.pending + self.superseded, key=lambda q: (q.run.seed, q.run.id)):
+            counted = self.counted_for(p)
+            if counted is None:
+                continue
+            c = counted.run
+            if any(p is q for q in self.pending):
+                doing = "still training" if p.run.status in LIVE else p.run.status
+                notes.append(f"seed {p.run.seed}: run {p.run.id} {doing}, {c.status} run {c.id} counts")
+            else:
+                notes.append(f"seed {p.run.seed}: run {p.run.id} superseded by the newer {c.status} run {c.id}")
+        return notes
 
     @property
     def seeds(self) -> list[int]:
@@ -374,27 +458,29 @@ def _key(run: Run, by: str) -> str:
     return {"config": run.config_hash, "dataset": run.dataset, "model": run.model, "recipe": run.recipe}[by]
 
 
+def counted_run(runs: Sequence[RunPoint]) -> RunPoint:
+    """Of the runs of one seed in one configuration, the one that counts: the newest completed
+    run, else the newest run (see "One run per seed" in the module docstring)."""
+    completed = [p for p in runs if p.run.status == COMPLETED]
+    return max(completed or runs, key=lambda p: p.run.id)
+
+
 def group_points(pts: Sequence[RunPoint], by: str = "config") -> list[Group]:
-    """Groups in order of first appearance; within a configuration the newest run of a seed counts."""
+    """Groups in order of first appearance; one run per seed and configuration counts."""
     groups: dict[str, Group] = {}
+    seeds: dict[str, dict[tuple[str, int], list[RunPoint]]] = {}
     for p in pts:
         key = _key(p.run, by)
-        g = groups.setdefault(key, Group(key, by))
-        if p.point is None:
-            g.without_point.append(p)
-        else:
-            g.members.append(p)
-    for g in groups.values():
-        newest: dict[tuple[str, int], RunPoint] = {}
-        for m in g.members:
-            k = (m.run.config_hash, m.run.seed)
-            if k in newest and newest[k].run.id > m.run.id:
-                g.superseded.append(m)
-                continue
-            if k in newest:
-                g.superseded.append(newest[k])
-            newest[k] = m
-        g.members = sorted(newest.values(), key=lambda m: (m.run.seed, m.run.id))
+        groups.setdefault(key, Group(key, by))
+        seeds.setdefault(key, {}).setdefault((p.run.config_hash, p.run.seed), []).append(p)
+    for key, g in groups.items():
+        for runs in seeds[key].values():
+            counted = counted_run(runs)
+            for p in runs:
+                if p is not counted:
+                    (g.pending if p.run.id > counted.run.id else g.superseded).append(p)
+            (g.members if counted.point is not None else g.without_point).append(counted)
+        g.members.sort(key=lambda m: (m.run.seed, m.run.id))
     out = list(groups.values())
     _label(out)
     return out
@@ -414,7 +500,7 @@ def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
 def _label(groups: list[Group]) -> None:
     """Labels; for configuration groups, also the settings that differ between them."""
     for g in groups:
-        g.label = g.key if g.by not in ("config", "settings") else f"{g.distinct('recipe')} {g.key[:8]}"
+        g.label = g.key if g.by not in ("config", "settings") else f"{g.distinct('recipe')} {g.id}"
     if not groups or groups[0].by not in ("config", "settings") or len(groups) < 2:
         return
     flats = []
@@ -443,9 +529,9 @@ def resolve_group(groups: Sequence[Group], ref: str) -> Group:
     if len(found) == 1:
         return found[0]
     if not found:
-        names = ", ".join(f"{g.key[:8]} ({g.distinct('recipe')})" for g in groups) or "none"
+        names = ", ".join(f"{g.id} ({g.distinct('recipe')})" for g in groups) or "none"
         raise CompareError(f"--paired: no group {ref!r} among the selected runs; groups: {names}")
-    names = ", ".join(f"{g.key[:8]} ({g.differs or g.distinct('recipe')})" for g in found)
+    names = ", ".join(f"{g.id} ({g.differs or g.distinct('recipe')})" for g in found)
     raise CompareError(f"--paired: {ref!r} names several configurations ({names}); give a config hash prefix")
 
 
@@ -466,22 +552,48 @@ class PairedResult:
     ci: tuple[float, float]
     noise: float                # max of the two groups' seed std over the shared seeds
     within_noise: bool
-    better: str | None          # "A", "B" or None (within noise)
+    better: str | None          # "A" or "B" when the difference is significant, else None
+    verdict: str = ""           # "significant", "not significant", "inconclusive" or "too few seeds"
+    min_p: float = 1.0          # the smallest p-value reachable with these many seeds
+    alpha: float = ALPHA
+
+    def verdict_text(self) -> str:
+        """The verdict in words, with the numbers it rests on (shared by kni compare and the workbench)."""
+        n = len(self.seeds)
+        ci = f"[{self.ci[0]:+.4f}, {self.ci[1]:+.4f}]"
+        if self.verdict == "too few seeds":
+            return (f"no verdict possible: with {n} shared seed{'s' if n != 1 else ''} the smallest reachable "
+                    f"p is 2/2^{n} = {self.min_p:.4g} >= {self.alpha:g}; {seeds_needed(self.alpha)} or more "
+                    f"shared seeds can show a difference")
+        if self.verdict == "significant":
+            return f"{self.better} better: p = {self.p_value:.4g} < {self.alpha:g} and the 95% CI {ci} excludes 0"
+        if self.verdict == "inconclusive":
+            return f"inconclusive: p = {self.p_value:.4g} < {self.alpha:g} but the 95% CI {ci} includes 0"
+        return f"no significant difference at {self.alpha:g} (p = {self.p_value:.4g}, 95% CI {ci})"
+
+    def noise_text(self) -> str:
+        if not math.isfinite(self.noise):
+            return "one shared seed: no estimate of the seed noise"
+        if self.within_noise:
+            return f"|difference| {abs(self.diff):.4f} < seed std {self.noise:.4f}: within the seed noise"
+        return f"|difference| {abs(self.diff):.4f} >= seed std {self.noise:.4f}"
 
     def to_dict(self) -> dict:
-        return {"a": self.a.key, "a_label": self.a.label, "b": self.b.key, "b_label": self.b.label,
-                "metric": self.metric, "n": len(self.seeds), "seeds": self.seeds, "a_values": self.a_values,
-                "b_values": self.b_values, "mean_a": _j(self.mean_a), "mean_b": _j(self.mean_b),
-                "diff": _j(self.diff), "diff_std": _j(self.diff_std), "p_value": _j(self.p_value),
-                "p_exact": self.exact, "ci95": [_j(self.ci[0]), _j(self.ci[1])], "noise": _j(self.noise),
-                "within_noise": self.within_noise, "better": self.better}
+        return {"a": self.a.key, "a_id": self.a.id, "a_label": self.a.label, "b": self.b.key, "b_id": self.b.id,
+                "b_label": self.b.label, "metric": self.metric, "n": len(self.seeds), "seeds": self.seeds,
+                "a_values": self.a_values, "b_values": self.b_values, "mean_a": _j(self.mean_a),
+                "mean_b": _j(self.mean_b), "diff": _j(self.diff), "diff_std": _j(self.diff_std),
+                "p_value": _j(self.p_value), "p_exact": self.exact, "min_p": _j(self.min_p), "alpha": self.alpha,
+                "ci95": [_j(self.ci[0]), _j(self.ci[1])], "noise": _j(self.noise),
+                "within_noise": self.within_noise, "verdict": self.verdict, "verdict_text": self.verdict_text(),
+                "better": self.better}
 
 
 def paired_test(a: Group, b: Group, metric: str, *, resamples: int = BOOTSTRAP_RESAMPLES,
                 seed: int = BOOTSTRAP_SEED) -> PairedResult:
     """Compare two groups over the seeds both have (see the module docstring)."""
-    if a is b:
-        raise CompareError("--paired: A and B are the same group")
+    if a is b or (a.by == b.by and a.key == b.key):
+        raise CompareError(f"--paired: A and B are the same group ({a.id}); choose two different groups")
     va, vb = a.by_seed(metric), b.by_seed(metric)
     seeds = sorted(set(va) & set(vb))
     if not seeds:
@@ -496,21 +608,37 @@ def paired_test(a: Group, b: Group, metric: str, *, resamples: int = BOOTSTRAP_R
     noise = max(std_a, std_b) if len(seeds) > 1 else math.nan
     diff = float(d.mean())
     within = not (abs(diff) >= noise)            # also True when the noise is unknown (n = 1)
+    min_p = min_pvalue(len(seeds))
     better = None
-    if not within:
+    if min_p >= ALPHA:
+        verdict = "too few seeds"
+    elif p >= ALPHA:
+        verdict = "not significant"
+    elif ci[0] <= 0.0 <= ci[1]:
+        verdict = "inconclusive"
+    else:
+        verdict = "significant"
         a_wins = diff < 0 if lower_is_better(metric) else diff > 0
         better = "A" if a_wins else "B"
     return PairedResult(a, b, metric, seeds, xa, xb, mean_a, mean_b, diff, mean_std(d)[1], p, exact, ci,
-                        noise, within, better)
+                        noise, within, better, verdict, min_p)
 
 
 @dataclass
 class Matrix:
     metric: str
     rows: list[str]             # datasets
-    cols: list[str]             # group keys
+    cols: list[str]             # column keys (model or recipe name; for config: a hash of the settings)
     cells: dict[tuple[str, str], Group]
     col_labels: dict[str, str]
+    by: str = "model"
+
+    def cell_ids(self, dataset: str, col: str) -> list[str]:
+        """The group ids of the configurations in a cell (one, unless the cell mixes several)."""
+        g = self.cells.get((dataset, col))
+        if g is None:
+            return []
+        return [group_id(h) for h in dict.fromkeys(m.run.config_hash for m in g.members + g.without_point)]
 
 
 def matrix(pts: Sequence[RunPoint], by: str, metric: str) -> Matrix:
@@ -518,7 +646,9 @@ def matrix(pts: Sequence[RunPoint], by: str, metric: str) -> Matrix:
 
     Columns by ``model`` (KNI / NI, the paper's Table 2), ``recipe``, or ``config``: the
     configuration *without its dataset section*, so that the same settings run on several
-    datasets share a column (labelled by model and the settings that differ between columns).
+    datasets share a column, labelled by model and the settings that differ between columns.
+    Such a column has no id of its own: each of its cells is one configuration group, named by
+    its group id (:meth:`Matrix.cell_ids`), as everywhere else.
     """
     if by == "dataset":
         raise CompareError("--matrix: rows are datasets already; group the columns by config, model or recipe")
@@ -532,12 +662,12 @@ def matrix(pts: Sequence[RunPoint], by: str, metric: str) -> Matrix:
     labels = {g.key: g.label for g in cols_groups}
     if key == "settings":
         for g in cols_groups:
-            labels[g.key] = f"{g.distinct('model')} {g.key[:6]}" + (f" [{g.differs}]" if g.differs else "")
+            labels[g.key] = f"{g.distinct('model')} " + (f"[{g.differs}]" if g.differs else g.distinct("recipe"))
     cells: dict[tuple[str, str], Group] = {}
     for ds in rows:
         for g in group_points([p for p in pts if p.run.dataset == ds], key):
             cells[(ds, g.key)] = g
-    return Matrix(metric, rows, cols, cells, labels)
+    return Matrix(metric, rows, cols, cells, labels, by)
 
 
 # --------------------------------------------------------------------------------------------
@@ -554,12 +684,14 @@ def _j(x: Any) -> Any:
 
 
 def run_rows(pts: Sequence[RunPoint], at: str | int) -> list[dict]:
+    counting = {id(m) for g in group_points(pts, "config") for m in g.members}
     rows = []
     for p in pts:
         r, e = p.run, p.point
         tr, ev = p.seconds_per_epoch()
         row = {"run_id": r.id, "recipe": r.recipe, "dataset": r.dataset, "model": r.model,
-               "config_hash": r.config_hash, "seed": r.seed, "status": r.status, "device": r.device,
+               "config_hash": r.config_hash, "seed": r.seed, "status": r.status, "counts": id(p) in counting,
+               "device": r.device,
                "select_on": r.select_on, "at": str(at), "epoch": e.epoch if e else None,
                **{m: (getattr(e, m) if e else None) for m in METRICS},
                "train_seconds": e.train_seconds if e else None, "eval_seconds": e.eval_seconds if e else None,

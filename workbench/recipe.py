@@ -5,6 +5,12 @@
 
     recipes/bc.yaml:12: model.temprature: unknown key; did you mean 'temperature'?
 
+All the mistakes of a recipe are reported at once, one such line each, in file order (then the
+command-line overrides): the error's ``errors`` lists them, its own attributes are the first's.
+Only an unreadable file (invalid YAML, not a mapping) stops at its first problem. A rule that
+spans fields (``dataset.split`` sums to 1...) is only checked when the fields it reads are valid,
+so one mistake is never reported twice.
+
 The file is read with PyYAML's node API (``yaml.compose``) rather than ``yaml.safe_load`` so that
 line numbers survive; values are then constructed with the safe constructor and checked against
 the schema in :mod:`kni_core.config` (``check_value`` for each field, ``RunConfig.validate`` for
@@ -27,7 +33,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from kni_core.config import SECTIONS, RunConfig, check_value, expected_type
+from kni_core.config import MAX_SEED, SECTIONS, RunConfig, check_value, expected_type
 from kni_core.errors import ConfigError
 
 __all__ = ["Recipe", "RecipeError", "find_recipes", "load_recipe", "parse_recipe", "parse_seeds",
@@ -56,7 +62,9 @@ class RecipeError(ConfigError):
     ``path`` is the recipe file (or ``None``), ``line`` the 1-based line (or ``None``), ``key`` the
     dotted key at fault (or ``None``), ``origin`` the command-line override that caused the error
     (or ``None``) and ``message`` the bare explanation. ``str(e)`` is ``PATH:LINE: KEY: message``,
-    or ``ORIGIN: message`` for an override.
+    or ``ORIGIN: message`` for an override. A recipe with several mistakes raises one
+    RecipeError whose ``errors`` holds one RecipeError per mistake (in file order) and whose
+    other attributes are those of the first; ``str(e)`` then has one line per mistake.
     """
 
     def __init__(self, message: str, path: str | Path | None = None, line: int | None = None,
@@ -78,6 +86,17 @@ class RecipeError(ConfigError):
                 parts.append(key)
         parts.append(message)
         super().__init__(": ".join(parts))
+
+    @classmethod
+    def many(cls, errors: list["RecipeError"]) -> "RecipeError":  # type: ignore[override]
+        """One error for several mistakes: the first's attributes, every mistake in ``errors``."""
+        if len(errors) == 1:
+            return errors[0]
+        first = errors[0]
+        combined = cls(first.message, path=first.path, line=first.line, key=first.key, origin=first.origin)
+        combined.args = ("\n".join(str(e) for e in errors),)
+        combined.errors = list(errors)
+        return combined
 
 
 @dataclass
@@ -136,6 +155,8 @@ def parse_seeds(spec: str) -> list[int]:
                 raise ConfigError(f"seeds: negative seed in {part!r}; seeds are non-negative integers")
             if hi < lo:
                 raise ConfigError(f"seeds: reversed range {part!r}; write it as '{hi}..{lo}'")
+            if hi > MAX_SEED:
+                raise ConfigError(f"seeds: seed {hi} is above the largest seed {MAX_SEED}")
             if hi - lo + 1 > MAX_SEEDS:
                 raise ConfigError(f"seeds: range {part!r} has {hi - lo + 1} seeds, more than {MAX_SEEDS}")
             values: Iterable[int] = range(lo, hi + 1)
@@ -143,6 +164,8 @@ def parse_seeds(spec: str) -> list[int]:
             value = int(part)
             if value < 0:
                 raise ConfigError(f"seeds: negative seed {value}; seeds are non-negative integers")
+            if value > MAX_SEED:
+                raise ConfigError(f"seeds: seed {value} is above the largest seed {MAX_SEED}")
             values = (value,)
         else:
             raise ConfigError(f"seeds: cannot read {part!r}; expected integers and inclusive ranges, "
@@ -257,19 +280,34 @@ def _yaml_error_text(e: yaml.YAMLError) -> tuple[int | None, str]:
 
 
 class _Builder:
-    """Collects the values of one recipe with where each came from (a line or an override)."""
+    """Collects the values of one recipe with where each came from (a line or an override),
+    and every mistake found on the way."""
 
     def __init__(self, path: str):
         self.path = path
         self.values: dict[str, Any] = {}
-        # key ("model.kg", "model", "seeds") -> (line, origin)
+        # key ("model.kg", "model", "seeds", "dataset.synthetic.users") -> (line, origin)
         self.where: dict[str, tuple[int | None, str | None]] = {}
+        self.errors: list[RecipeError] = []
         self.constructor = yaml.SafeLoader("")
 
     # -- errors ---------------------------------------------------------------------------
     def fail(self, key: str | None, message: str, line: int | None = None,
              origin: str | None = None) -> RecipeError:
         return RecipeError(message, path=self.path, line=line, key=key, origin=origin)
+
+    def record(self, error: RecipeError) -> None:
+        self.errors.append(error)
+
+    def clear(self, key: str) -> None:
+        """A later value (an override) replaces ``key``: its earlier mistakes no longer count."""
+        self.errors = [e for e in self.errors if not _covers(key, e.key)]
+
+    def has_error(self, key: str | None) -> bool:
+        """Whether ``key``, a key inside it or the section holding it already has a mistake."""
+        if key is None:
+            return bool(self.errors)
+        return any(e.key is not None and (_covers(key, e.key) or _covers(e.key, key)) for e in self.errors)
 
     # -- the file ---------------------------------------------------------------------------
     def read_text(self, text: str) -> None:
@@ -286,27 +324,38 @@ class _Builder:
                                   f"got {_node_kind(root)}", _line(root))
         for key, key_node, value_node in self.entries(root, None):
             line = _line(key_node)
-            if key not in TOP_KEYS:
-                raise self.fail(key, f"unknown key; {_suggest(key, TOP_KEYS)}", line)
-            if key in SECTIONS:
-                self.read_section(key, value_node, line)
-            else:
-                self.set_node(key, value_node, line=line)
+            try:
+                if key not in TOP_KEYS:
+                    raise self.fail(key, f"unknown key; {_suggest(key, TOP_KEYS)}", line)
+                if key in SECTIONS:
+                    self.read_section(key, value_node, line)
+                else:
+                    self.set_node(key, value_node, line=line)
+            except RecipeError as e:
+                self.record(e)
 
-    def entries(self, node: yaml.MappingNode, prefix: str | None):
-        """(key, key node, value node) of a mapping, rejecting duplicated and non-scalar keys."""
+    def entries(self, node: yaml.MappingNode, prefix: str | None, strict: bool = False):
+        """(key, key node, value node) of a mapping. Duplicated and non-scalar keys are mistakes:
+        recorded and skipped, or raised with ``strict``."""
         seen: dict[str, int | None] = {}
         for key_node, value_node in node.value:
+            error = None
             if not isinstance(key_node, yaml.ScalarNode):
                 where = prefix or "recipe"
-                raise self.fail(prefix, f"keys must be plain names, got {_node_kind(key_node)} "
-                                        f"as a key of {where}", _line(key_node))
-            key = str(key_node.value)
-            dotted = f"{prefix}.{key}" if prefix else key
-            if key in seen:
-                first = seen[key]
-                raise self.fail(dotted, "duplicate key" + (f" (first given on line {first})" if first else ""),
-                                _line(key_node))
+                error = self.fail(prefix, f"keys must be plain names, got {_node_kind(key_node)} "
+                                          f"as a key of {where}", _line(key_node))
+            else:
+                key = str(key_node.value)
+                dotted = f"{prefix}.{key}" if prefix else key
+                if key in seen:
+                    first = seen[key]
+                    error = self.fail(dotted, "duplicate key" + (f" (first given on line {first})" if first else ""),
+                                      _line(key_node))
+            if error is not None:
+                if strict:
+                    raise error
+                self.record(error)
+                continue
             seen[key] = _line(key_node)
             yield key, key_node, value_node
 
@@ -320,9 +369,12 @@ class _Builder:
                                      f"({', '.join(fields)}), got {_node_kind(node)}", line)
         for key, key_node, value_node in self.entries(node, section):
             dotted = f"{section}.{key}"
-            if key not in fields:
-                raise self.fail(dotted, f"unknown key; {_suggest(key, fields)}", _line(key_node))
-            self.set_node(dotted, value_node, line=_line(key_node))
+            try:
+                if key not in fields:
+                    raise self.fail(dotted, f"unknown key; {_suggest(key, fields)}", _line(key_node))
+                self.set_node(dotted, value_node, line=_line(key_node))
+            except RecipeError as e:
+                self.record(e)
 
     # -- one value ---------------------------------------------------------------------------
     def construct(self, key: str, node: yaml.Node | None, line: int | None, origin: str | None) -> Any:
@@ -336,11 +388,13 @@ class _Builder:
             raise self.fail(key, f"invalid value: {problem}", err_line or line, origin) from None
 
     def check_duplicates(self, key: str, node: yaml.Node, origin: str | None, visited: set[int]) -> None:
+        """Refuse duplicated keys inside a value; note where each nested key is written."""
         if id(node) in visited:
             return
         visited.add(id(node))
         if isinstance(node, yaml.MappingNode):
-            for sub, _key_node, value_node in self.entries_or_fail(node, key, origin):
+            for sub, key_node, value_node in self.entries_or_fail(node, key, origin):
+                self.where[f"{key}.{sub}"] = (_line(key_node) if origin is None else None, origin)
                 self.check_duplicates(f"{key}.{sub}", value_node, origin, visited)
         elif isinstance(node, yaml.SequenceNode):
             for item in node.value:
@@ -348,7 +402,7 @@ class _Builder:
 
     def entries_or_fail(self, node: yaml.MappingNode, key: str, origin: str | None):
         try:
-            yield from self.entries(node, key)
+            yield from self.entries(node, key, strict=True)
         except RecipeError as e:
             if origin is None:
                 raise
@@ -373,7 +427,13 @@ class _Builder:
         self.where[key] = (line, origin)
 
     def set_scalar(self, key: str, value: Any, origin: str) -> None:
-        self.check_top(key, value, None, origin)
+        try:
+            self.check_top(key, value, None, origin)
+        except RecipeError as e:
+            self.clear(key)
+            self.record(e)
+            return
+        self.clear(key)
         self.values[key] = value
         self.where[key] = (None, origin)
 
@@ -458,6 +518,9 @@ class _Builder:
             if item < 0:
                 raise self.fail("seeds", f"expected non-negative integers, got {item} at position {i + 1}",
                                 item_line, origin)
+            if item > MAX_SEED:
+                raise self.fail("seeds", f"expected seeds up to {MAX_SEED}, got {item} at position {i + 1}",
+                                item_line, origin)
             if item not in out:
                 out.append(item)
         if len(out) > MAX_SEEDS:
@@ -466,7 +529,18 @@ class _Builder:
 
     # -- the command line ------------------------------------------------------------------
     def apply_override(self, text: Any) -> None:
+        """Apply one ``--set``; its mistake is recorded, a valid value replaces the file's mistake."""
         origin = f"--set {text}"
+        try:
+            key = self.override(text, origin)
+        except RecipeError as e:
+            if e.key is not None:
+                self.clear(e.key)
+            self.record(e)
+            return
+        self.clear(key)
+
+    def override(self, text: Any, origin: str) -> str:
         expected = "expected SECTION.KEY=VALUE (e.g. model.kg=false)"
         if not isinstance(text, str) or "=" not in text:
             raise self.fail(None, expected, origin=origin)
@@ -478,7 +552,7 @@ class _Builder:
             if key not in _SCALAR_KEYS:
                 hint = difflib.get_close_matches(key, _SCALAR_KEYS, n=1)
                 extra = f"; did you mean '{hint[0]}'?" if hint else f", or one of {', '.join(_SCALAR_KEYS)}=VALUE"
-                raise self.fail(key, expected + extra, origin=origin)
+                raise self.fail(key or None, expected + extra, origin=origin)
         else:
             section, name = key.split(".", 1)
             if section not in SECTIONS:
@@ -493,6 +567,7 @@ class _Builder:
             _line_no, problem = _yaml_error_text(e)
             raise self.fail(key, f"invalid YAML value: {problem}", origin=origin) from None
         self.set_node(key, node, origin=origin)
+        return key
 
     def set_seeds_argument(self, seeds: str | list[int]) -> None:
         if isinstance(seeds, (list, tuple)):
@@ -501,16 +576,23 @@ class _Builder:
         else:
             origin = f"--seeds {seeds}"
             value = seeds
-        self.values["seeds"] = self.check_seeds(value, None, None, origin)
+        self.clear("seeds")
+        try:
+            self.values["seeds"] = self.check_seeds(value, None, None, origin)
+        except RecipeError as e:
+            self.record(e)
+            return
         self.where["seeds"] = (None, origin)
 
     # -- the result -------------------------------------------------------------------------
     def locate(self, key: str) -> tuple[int | None, str | None]:
-        """Where ``key`` (or, failing that, its section) was given."""
-        if key in self.where:
-            return self.where[key]
-        section = key.split(".", 1)[0]
-        return self.where.get(section, (None, None))
+        """Where ``key`` (or, failing that, the nearest key or section holding it) was given."""
+        parts = key.split(".")
+        for n in range(len(parts), 0, -1):
+            prefix = ".".join(parts[:n])
+            if prefix in self.where:
+                return self.where[prefix]
+        return None, None
 
     def default_name(self) -> str:
         if self.path and not self.path.startswith("<"):
@@ -528,22 +610,26 @@ class _Builder:
             prefix = section + "."
             kwargs = {k[len(prefix):]: v for k, v in self.values.items() if k.startswith(prefix)}
             sections[section] = klass(**kwargs)
-        base: RunConfig | None = None
-        for seed in seeds:
-            cfg = RunConfig(name=name, seed=seed, device=device, **copy.deepcopy(sections))
-            try:
-                cfg.validate()
-            except ConfigError as e:
-                message = str(e)
-                m = _ERROR_KEY.match(message)
-                key = m.group(1) if m else None
-                if m:
-                    message = m.group(2)
-                line, origin = self.locate(key) if key else (None, None)
-                raise self.fail(key, message, line, origin) from None
-            if base is None:
-                base = cfg
-        assert base is not None  # seeds is never empty
+        base = RunConfig(name=name, seed=seeds[0], device=device, **copy.deepcopy(sections))
+        for problem in base.problems():         # the checks that span fields, on the valid values
+            message = str(problem)
+            m = _ERROR_KEY.match(message)
+            key = m.group(1) if m else None
+            if m:
+                message = m.group(2)
+            if self.has_error(key):
+                continue                        # already reported at the field itself
+            line, origin = self.locate(key) if key else (None, None)
+            self.record(self.fail(key, message, line, origin))
+        if self.errors:
+            order = sorted(range(len(self.errors)), key=lambda i: (
+                self.errors[i].origin is not None, self.errors[i].line is None, self.errors[i].line or 0, i))
+            raise RecipeError.many([self.errors[i] for i in order])
         return Recipe(name=name, path=None if self.path.startswith("<") else self.path, text=text,
                       description=self.values.get("description"), seeds=list(seeds), device=device,
                       base=base)
+
+
+def _covers(outer: str, inner: str | None) -> bool:
+    """Whether dotted key ``inner`` is ``outer`` or lies inside it (``model`` covers ``model.kg``)."""
+    return inner is not None and (inner == outer or inner.startswith(outer + "."))

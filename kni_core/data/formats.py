@@ -47,7 +47,7 @@ def read_ripplenet(folder: Path, cfg: DatasetConfig) -> RawDataset:
     ratings = _read_table(ratings_path)
     kg = _read_table(kg_path)
     try:
-        return RawDataset.from_arrays(ratings, kg, source=str(ratings_path))
+        return RawDataset.from_arrays(ratings, kg, source=str(ratings_path), kg_source=str(kg_path))
     except DataError:
         raise
     except ValueError as exc:

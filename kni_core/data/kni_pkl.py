@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from ..config import DatasetConfig
 from ..errors import DataError
-from .raw import RawDataset
+from .raw import RawDataset, as_int64
 
 PICKLE_NAMES = ("bc.pkl", "ab.pkl", "ml-1m.pkl", "ml-20m.pkl")
 RATING_KEYS = ("train_data", "test_data")
@@ -85,7 +85,7 @@ def _rating_table(dataset: Mapping, key: str, path: Path) -> np.ndarray:
     if table.ndim != 2 or table.shape[1] != 3 or not np.issubdtype(table.dtype, np.integer):
         raise DataError(f"dataset['{key}'] must be an integer array of shape (N, 3) (user, item, label); "
                         f"got {table.dtype} {table.shape}", path)
-    return table.astype(np.int64)
+    return as_int64(table, path, f"dataset['{key}']")
 
 
 def _check_disjoint(users: np.ndarray, items: np.ndarray, path: Path) -> None:
@@ -103,7 +103,7 @@ def _kg_triples(dataset: Mapping, path: Path) -> np.ndarray:
         if triples.ndim != 2 or triples.shape[1] != 3 or not np.issubdtype(triples.dtype, np.integer):
             raise DataError(f"dataset['kg_triples'] must be an integer array of shape (M, 3); "
                             f"got {triples.dtype} {triples.shape}", path)
-        return triples.astype(np.int64)
+        return as_int64(triples, path, "dataset['kg_triples']")
     if adj is None:
         return np.zeros((0, 3), np.int64)
     if isinstance(adj, np.ndarray) and adj.ndim == 3:

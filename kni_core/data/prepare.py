@@ -21,11 +21,15 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
+
+if TYPE_CHECKING:                    # scipy is imported where a graph is built: validating a
+    import scipy.sparse as sp        # recipe (which imports this package) stays light
 
 from ..config import RunConfig, stable_hash
+from ..errors import DataError
 from .raw import RawDataset
 
 log = logging.getLogger(__name__)
@@ -99,6 +103,29 @@ def split_ratings(ratings: np.ndarray, fractions: list[float], seed: int,
     return keep(train), keep(ratings[valid_idx]), keep(ratings[test_idx])
 
 
+def check_splits(parts: dict[str, np.ndarray], fractions: list[float], raw: RawDataset) -> None:
+    """Refuse a split that cannot give metrics: a split asked for (share > 0) that is empty or
+    holds one label only (AUC undefined), or a training split of one label."""
+    r = raw.ratings
+    pos = int(r[:, 2].sum())
+    data = (f"the data has {len(r):,} rating(s) of {len(np.unique(r[:, 0])):,} user(s), {pos:,} positive and "
+            f"{len(r) - pos:,} negative")
+    for (name, part), share in zip(parts.items(), fractions):
+        if share <= 0:
+            continue
+        if len(part) == 0:
+            why = ("no user has a positive rating in the training split (users without one are dropped)"
+                   if name == "train" else "no rating is left in it")
+            raise DataError(f"degenerate split: the {name} split is empty: {why}; {data}. Each split needs "
+                            "ratings of both labels from several users.", raw.source)
+        labels = np.unique(part[:, 2])
+        if len(labels) < 2:
+            only = "positive" if labels[0] == 1 else "negative"
+            raise DataError(f"degenerate split: the {name} split holds only {only} labels ({len(part):,} rows), so "
+                            f"{'the model cannot learn to tell them apart' if name == 'train' else 'its AUC is undefined'}"
+                            f"; {data}. Each split needs ratings of both labels from several users.", raw.source)
+
+
 def kg_edges(kg: np.ndarray, min_triples: int) -> np.ndarray:
     """Undirected (head, tail) pairs of the relations with at least ``min_triples`` triples."""
     if len(kg) == 0:
@@ -110,6 +137,7 @@ def kg_edges(kg: np.ndarray, min_triples: int) -> np.ndarray:
 
 def reachable(n_nodes: int, edges: np.ndarray, seeds: np.ndarray, hops: int) -> np.ndarray:
     """Boolean mask of nodes within ``hops`` undirected steps of ``seeds``."""
+    import scipy.sparse as sp
     mask = np.zeros(n_nodes, dtype=bool)
     mask[seeds] = True
     if len(edges) == 0:
@@ -131,6 +159,7 @@ def reachable(n_nodes: int, edges: np.ndarray, seeds: np.ndarray, hops: int) -> 
 
 def neighbour_lists(n_nodes: int, edges: np.ndarray) -> sp.csr_matrix:
     """Symmetric, de-duplicated adjacency in CSR form (row i lists i's neighbours)."""
+    import scipy.sparse as sp
     both = np.vstack([edges, edges[:, ::-1]])
     # int32: summing duplicates in int8 could wrap to 0 and scipy drops zero entries.
     adj = sp.coo_matrix((np.ones(len(both), dtype=np.int32), (both[:, 0], both[:, 1])),
@@ -165,6 +194,7 @@ def build(raw: RawDataset, cfg: RunConfig) -> PreparedData:
     s = preprocessing_settings(cfg)
     t0 = time.perf_counter()
     train, valid, test = split_ratings(raw.ratings, s["split"], s["split_seed"], s["split_method"])
+    check_splits({"train": train, "valid": valid, "test": test}, s["split"], raw)
     # One entity space: 0 padding, users 1..U, then items/KG entities shifted by U + 1.
     shift = raw.n_users + 1
     n_nodes = shift + raw.n_entities
@@ -175,6 +205,12 @@ def build(raw: RawDataset, cfg: RunConfig) -> PreparedData:
     train, valid, test = (to_entities(p) for p in (train, valid, test))
     seeds = np.unique(np.concatenate([p[:, :2].ravel() for p in (train, valid, test)]))
     kg = kg_edges(raw.kg, s["min_relation_triples"]) + shift if s["kg"] else np.zeros((0, 2), np.int64)
+    warnings = []
+    if s["kg"] and len(raw.kg) and not len(kg):
+        largest = int(np.bincount(raw.kg[:, 1]).max())
+        warnings.append(f"the knowledge graph is dropped: each of its {raw.n_relations} relation(s) has fewer than "
+                        f"dataset.min_relation_triples = {s['min_relation_triples']} triples (the largest has "
+                        f"{largest}), so this KNI run has no KG (as NI); lower min_relation_triples to keep it")
     keep = reachable(n_nodes, kg, seeds, s["reach_hops"])
     keep[0] = True
     kg = kg[keep[kg[:, 0]] & keep[kg[:, 1]]]
@@ -195,6 +231,10 @@ def build(raw: RawDataset, cfg: RunConfig) -> PreparedData:
         "test": int(len(test)), "mean_degree": float(degree[1:].mean()) if n_entity > 1 else 0.0,
         "isolated": int((degree[1:] == 0).sum()), "seconds": round(time.perf_counter() - t0, 2),
     }
+    if warnings:
+        stats["warnings"] = warnings
+    for w in warnings:
+        log.warning("%s: %s", raw.kg_source or raw.source, w)
     return PreparedData(train, valid, test, table, n_entity, stats)
 
 
@@ -247,6 +287,8 @@ def prepare_cached(raw_loader, cfg: RunConfig, dataset_id: str, fingerprint: obj
         hit = load(directory)
         if hit is not None:
             log.info("reused the preprocessed cache %s", directory)
+            for w in hit.stats.get("warnings", []):
+                log.warning("%s: %s", dataset_id, w)
             return hit
     raw = raw_loader()
     prepared = build(raw, cfg)

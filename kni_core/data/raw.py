@@ -1,13 +1,27 @@
-"""The common in-memory form every reader produces, and checks on it."""
+"""The common in-memory form every reader produces, and checks on it.
+
+Ids are labels, not sizes: every table downstream is as long as the largest id, so ids far
+beyond the number of distinct ids (a user id of 10^9 in a file of a thousand rows, a KG entity
+id of 10^12) are renumbered in order (users, entities and relations each), which changes no
+result (the ids that vanish belonged to nothing, and preprocessing keeps only the entities a
+user or an item reaches). Ids that do not fit 64 bits are refused with their line.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
+
+log = logging.getLogger(__name__)
+
+INT64_MAX = int(np.iinfo(np.int64).max)
+#: An id space up to this much larger than the ids in use is kept as it is (dense enough).
+SPARSE_SLACK = 1 << 20
 
 
 @dataclass
@@ -28,43 +42,114 @@ class RawDataset:
     n_relations: int
     source: str = ""
 
+    kg_source: str = ""
+
     @classmethod
     def from_arrays(cls, ratings: np.ndarray, kg: np.ndarray, source: str = "",
-                    n_items: int | None = None) -> "RawDataset":
-        """Build and check a dataset, inferring the sizes from the ids present."""
+                    n_items: int | None = None, kg_source: str | None = None) -> "RawDataset":
+        """Build and check a dataset, inferring the sizes from the ids present.
+
+        ``source`` names the ratings (file) and ``kg_source`` the knowledge graph (default:
+        ``source``), so that an error names the file at fault."""
         ratings = np.asarray(ratings, dtype=np.int64).reshape(-1, 3)
         kg = np.asarray(kg, dtype=np.int64).reshape(-1, 3)
+        kg_source = source if kg_source is None else kg_source
         if len(ratings) == 0:
             raise DataError("no ratings: the ratings file is empty", source)
+        _check_values(ratings, kg, source, kg_source)
+        ratings, kg, n_items = _compact(ratings, kg, n_items, source, kg_source)
         n_users = int(ratings[:, 0].max()) + 1
         n_items = int(ratings[:, 1].max()) + 1 if n_items is None else n_items
         n_entities = max(n_items, int(kg[:, [0, 2]].max()) + 1 if len(kg) else 0)
         n_relations = int(kg[:, 1].max()) + 1 if len(kg) else 0
-        raw = cls(ratings, kg, n_users, n_items, n_entities, n_relations, source)
+        raw = cls(ratings, kg, n_users, n_items, n_entities, n_relations, source, kg_source)
         raw.check()
+        pairs = ratings[:, 0] * raw.n_items + ratings[:, 1]       # ids are compact: no overflow
+        duplicates = len(pairs) - len(np.unique(pairs))
+        if duplicates:
+            log.warning("%s: %d rating row(s) repeat a (user, item) pair already rated; a pair can then land in "
+                        "both the training and the test split", source, duplicates)
         return raw
 
     def check(self) -> None:
-        r, k = self.ratings, self.kg
-        if r.min() < 0:
-            bad = int(np.argwhere(r[:, :2] < 0)[0, 0])
-            raise DataError(f"row {bad + 1}: negative user or item id {r[bad, :2].tolist()}", self.source)
-        labels = np.unique(r[:, 2])
-        if not set(labels.tolist()) <= {0, 1}:
-            bad = int(np.argwhere((r[:, 2] != 0) & (r[:, 2] != 1))[0, 0])
-            raise DataError(f"row {bad + 1}: label {r[bad, 2]} is not 0 or 1 "
-                            "(RippleNet format expects implicit feedback labels)", self.source)
+        _check_values(self.ratings, self.kg, self.source, self.kg_source or self.source)
+        r = self.ratings
         if r[:, 1].max() >= self.n_items:
             raise DataError(f"item id {r[:, 1].max()} out of range (expected < {self.n_items})", self.source)
-        if len(k) and k.min() < 0:
-            bad = int(np.argwhere(k < 0)[0, 0])
-            raise DataError(f"knowledge graph row {bad + 1}: negative id {k[bad].tolist()}", self.source)
 
     def summary(self) -> dict:
         pos = int(self.ratings[:, 2].sum())
         return {"users": self.n_users, "items": self.n_items, "interactions": len(self.ratings),
                 "positives": pos, "entities": self.n_entities, "relations": self.n_relations,
                 "triples": len(self.kg)}
+
+
+def _check_values(ratings: np.ndarray, kg: np.ndarray, source: str, kg_source: str) -> None:
+    """Negative ids and labels other than 0/1, each reported with its row and file."""
+    ids = ratings[:, :2]
+    if ids.size and ids.min() < 0:
+        bad = int(np.argwhere(ids < 0)[0, 0])
+        raise DataError(f"row {bad + 1}: negative user or item id {ratings[bad, :2].tolist()}", source)
+    labels = ratings[:, 2]
+    wrong = (labels != 0) & (labels != 1)
+    if wrong.any():
+        bad = int(np.argmax(wrong))
+        raise DataError(f"row {bad + 1}: label {labels[bad]} is not 0 or 1 "
+                        "(RippleNet format expects implicit feedback labels)", source)
+    if len(kg) and kg.min() < 0:
+        bad = int(np.argwhere(kg < 0)[0, 0])
+        raise DataError(f"knowledge graph row {bad + 1}: negative id {kg[bad].tolist()}", kg_source)
+
+
+def _dense(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(distinct ids, new id of each)`` when ``ids`` are sparse enough to renumber, else None."""
+    if ids.size == 0:
+        return None
+    largest = int(ids.max())
+    if largest < SPARSE_SLACK:
+        return None
+    distinct, inverse = np.unique(ids, return_inverse=True)
+    if largest + 1 <= 2 * len(distinct) + SPARSE_SLACK:
+        return None
+    return distinct, inverse.reshape(ids.shape)
+
+
+def _compact(ratings: np.ndarray, kg: np.ndarray, n_items: int | None, source: str,
+             kg_source: str) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Renumber sparse users, entities (items and KG entities together, items first, in order)
+    and relations; ``n_items`` follows the items' new ids."""
+    ratings, kg = ratings.copy(), kg.copy()
+    users = _dense(ratings[:, 0])
+    if users is not None:
+        log.warning("%s: user ids up to %d for %d users: renumbered in order", source,
+                    int(users[0][-1]), len(users[0]))
+        ratings[:, 0] = users[1]
+    ends = np.concatenate([ratings[:, 1], kg[:, 0], kg[:, 2]])
+    entities = _dense(ends)
+    if entities is not None:
+        distinct, new = entities
+        log.warning("%s: item / entity ids up to %d for %d entities: renumbered in order",
+                    kg_source if int(ratings[:, 1].max()) < int(distinct[-1]) else source,
+                    int(distinct[-1]), len(distinct))
+        limit = int(ratings[:, 1].max()) + 1 if n_items is None else n_items
+        n = len(ratings)
+        ratings[:, 1], kg[:, 0], kg[:, 2] = new[:n], new[n:n + len(kg)], new[n + len(kg):]
+        n_items = int(np.searchsorted(distinct, limit))      # items keep the lowest ids
+    relations = _dense(kg[:, 1])
+    if relations is not None:
+        log.warning("%s: relation ids up to %d for %d relations: renumbered in order", kg_source,
+                    int(relations[0][-1]), len(relations[0]))
+        kg[:, 1] = relations[1]
+    return ratings, kg, n_items
+
+
+def as_int64(table: np.ndarray, path: str | Path, what: str = "array") -> np.ndarray:
+    """An integer table as int64; values beyond 64 bits (unsigned arrays) are refused."""
+    if table.dtype == np.uint64 and table.size and int(table.max()) > INT64_MAX:
+        row = int(np.argwhere(table > INT64_MAX)[0, 0])
+        raise DataError(f"{what} row {row + 1}: id {int(table[row].max())} does not fit a 64-bit integer "
+                        f"(largest {INT64_MAX})", path)
+    return table.astype(np.int64)
 
 
 def read_int_table(path: Path, ncols: int, *, skip_header: bool = False,
@@ -93,7 +178,7 @@ def read_int_table(path: Path, ncols: int, *, skip_header: bool = False,
             table = values.reshape(-1, ncols)
             if len(table) == sum(1 for ln in lines[first:] if ln.strip()):
                 return table
-    except ValueError:
+    except (ValueError, OverflowError):       # OverflowError: a value beyond 64 bits
         pass
     for number, line in enumerate(lines[first:], start=first + 1):
         if not line.strip():
@@ -103,9 +188,12 @@ def read_int_table(path: Path, ncols: int, *, skip_header: bool = False,
             raise DataError(f"expected {ncols} fields, found {len(fields)}: {line.strip()[:80]!r}", path, number)
         for value in fields:
             try:
-                int(value)
+                number_value = int(value)
             except ValueError:
                 raise DataError(f"{value!r} is not an integer: {line.strip()[:80]!r}", path, number) from None
+            if not -INT64_MAX - 1 <= number_value <= INT64_MAX:
+                raise DataError(f"{value} does not fit a 64-bit integer (largest {INT64_MAX}): "
+                                f"{line.strip()[:80]!r}", path, number)
     raise DataError("could not parse the file as a table of integers", path)
 
 
@@ -118,4 +206,4 @@ def read_npy_table(path: Path, ncols: int) -> np.ndarray:
         raise DataError(f"expected an integer array of shape (N, {ncols}), got {table.dtype} {table.shape}", path)
     if len(table) == 0:
         raise DataError("the array is empty", path)
-    return table.astype(np.int64)
+    return as_int64(table, path)

@@ -3,7 +3,8 @@ matrix, overlaid mean curves with a ±std band, the paired test, CSV export.
 
 All statistics come from :mod:`workbench.compare` (the code behind ``kni compare`` and
 ``kni export``), fed from the workbench's cache instead of a fresh query, so the screen
-follows seeds that are still training.
+follows seeds that are still training. Groups are named by their group id (the first 8
+characters of the config hash) in every view, as in ``kni runs`` and ``kni compare``.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class ComparePane(Horizontal):
             seeds = sorted({r.seed for r in counted})
             live = any(self.data.status(r) == RUNNING for r in runs)
             first = runs[0]
-            label = (f"{'● ' if live else ''}{first.recipe} {key[:6]} n={len(seeds)} {first.model} "
+            label = (f"{'● ' if live else ''}{first.recipe} {cmp.group_id(key)} n={len(seeds)} {first.model} "
                      f"{first.dataset}")
             out.append((key, label))
         return out
@@ -235,8 +236,7 @@ class ComparePane(Horizontal):
         metrics = [metric] + [m for m in METRIC_LABELS if m != metric]
         table.add_column("", key="what")
         for g in self.groups:
-            name = f"{g.distinct('recipe')} {g.key[:8]}" if g.by == "config" else g.key
-            table.add_column(Text(name, justify="right"), key=g.key)
+            table.add_column(Text(g.label, justify="right"), key=g.key)
         if not self.groups:
             self._table_notes()
             return
@@ -268,14 +268,23 @@ class ComparePane(Horizontal):
     def _table_notes(self) -> None:
         notes = Text()
         notes.append(f"mean±std (sample std over seeds) at {self._at_text()}", style="dim")
+        if self.by == "config":
+            notes.append("; groups by id (config hash, as kni compare)", style="dim")
         missing = sum(len(g.without_point) for g in self.groups)
-        superseded = sum(len(g.superseded) for g in self.groups)
         if missing:
             notes.append(f"; {missing} run(s) without that epoch left out", style="dim")
-        if superseded:
-            notes.append(f"; {superseded} older run(s) of a repeated seed superseded", style="dim")
         if any(m.run.status == RUNNING for g in self.groups for m in g.members):
             notes.append("; runs still training count with their best epoch so far", style="dim")
+        seed_notes = [f"{g.id} {line}" if len(self.groups) > 1 else line
+                      for g in self.groups for line in g.seed_notes()]
+        pending = [n for n in seed_notes if "superseded" not in n]
+        superseded = len(seed_notes) - len(pending)
+        for line in pending[:2]:
+            notes.append(f"\n{line}")
+        if len(pending) > 2:
+            notes.append(f"\n+{len(pending) - 2} more re-run(s) not counted yet", style="dim")
+        if superseded:
+            notes.append(f"; {superseded} older run(s) of a repeated seed superseded", style="dim")
         if not self.points:
             notes = Text("pick configuration groups on the left (space), or mark runs in Runs and press p",
                          style="dim")
@@ -297,6 +306,7 @@ class ComparePane(Horizontal):
         table.add_column("dataset", key="dataset")
         for c in mat.cols:
             table.add_column(mat.col_labels[c][:40], key=c)
+        by_config = mat.by == "config"
         mixed = False
         for ds in mat.rows:
             cells: list[Any] = [ds]
@@ -308,10 +318,11 @@ class ComparePane(Horizontal):
                 mean, std = g.stat(mat.metric)
                 star = "*" if len(g.distinct("config_hash").split(";")) > 1 else ""
                 mixed = mixed or bool(star)
-                cells.append(Text(f"{pm(mean, std, sep='±')} ({g.n}){star}", justify="right"))
+                ids = f" {' '.join(mat.cell_ids(ds, c))}" if by_config else ""
+                cells.append(Text(f"{pm(mean, std, sep='±')} ({g.n}){star}{ids}", justify="right"))
             table.add_row(*cells, key=ds)
         text = f"{METRIC_LABELS[self.metric]}: mean ± std (n seeds) at {self._at_text()}; columns by " \
-               f"{'configuration without the dataset' if by == 'config' else by}"
+               f"{'the settings without the dataset, each cell ending with its group id' if by == 'config' else by}"
         if mixed:
             text += "; * the cell mixes several configurations"
         notes.update(Text(text, style="dim"))
@@ -321,26 +332,32 @@ class ComparePane(Horizontal):
         curves = []
         for g in self.groups:
             runs_epochs = [m.epochs for m in g.members + g.without_point]
-            curves.append(mean_curve(g.label if g.by != "config" else f"{g.distinct('recipe')} {g.key[:6]}",
-                                     runs_epochs, self.metric))
+            curves.append(mean_curve(g.label, runs_epochs, self.metric))
         w, h = plot.size.width or 80, plot.size.height or 20
         draw_curves(plot.plt, curves, METRIC_LABELS[self.metric], w, h)
         plot.refresh()
 
-    def _paired_choices(self) -> None:
+    def _paired_choices(self, changed: str | None = None) -> None:
+        """Offer the groups as A and B; A and B are always two different groups (when two exist).
+
+        A keeps its choice when it can, B then takes its own or the first other group; after the
+        user picks in one (``changed``), the other one moves if it now names the same group."""
         options = [(f"{g.label}"[:40], g.key) for g in self.groups]
         keys = [k for _, k in options]
-        for sel_id, default in (("#cmp-a", 0), ("#cmp-b", 1)):
-            select = self.query_one(sel_id, Select)
-            current = select.value
-            if self._pair_options.get(sel_id) != options:
-                self._pair_options[sel_id] = options
+        selects = {sid: self.query_one(sid, Select) for sid in ("#cmp-a", "#cmp-b")}
+        current = {sid: sel.value if sel.value in keys else None for sid, sel in selects.items()}
+        first, second = ("#cmp-b", "#cmp-a") if changed == "#cmp-b" else ("#cmp-a", "#cmp-b")
+        wanted = {first: current[first] if current[first] is not None else (keys[0] if keys else None)}
+        others = [k for k in keys if k != wanted[first]]
+        wanted[second] = current[second] if current[second] in others else (others[0] if others else None)
+        for sid, select in selects.items():
+            if self._pair_options.get(sid) != options:
+                self._pair_options[sid] = options
                 with select.prevent(Select.Changed):
                     select.set_options(options)
-                    if current in keys:
-                        select.value = current
-                    elif len(keys) > default:
-                        select.value = keys[default]
+            if wanted[sid] is not None and select.value != wanted[sid]:
+                with select.prevent(Select.Changed):
+                    select.value = wanted[sid]
 
     def _paired(self) -> None:
         view = self.query_one("#cmp-paired", Static)
@@ -373,15 +390,12 @@ class ComparePane(Horizontal):
         table.add_row("difference", f"{r.diff:+.4f} (std of the differences {fmt(r.diff_std)})")
         table.add_row("bootstrap 95% CI", f"[{r.ci[0]:+.4f}, {r.ci[1]:+.4f}] ({cmp.BOOTSTRAP_RESAMPLES:,} resamples)")
         kind = f"exact, {2 ** len(r.seeds):,} sign patterns" if r.exact else f"Monte Carlo, {cmp.MC_PATTERNS:,}"
-        table.add_row("sign-flip p", f"{r.p_value:.4g} ({kind}, two-sided)")
-        if r.within_noise:
-            verdict = Text("within noise", style=self.app.status_style("cancelled"))
-            verdict.append(f": |difference| < seed std {fmt(r.noise)}" if math.isfinite(r.noise)
-                           else ": one shared seed, no estimate of the seed noise", style="")
-        else:
-            verdict = Text(f"{r.better} better", style=self.app.status_style(COMPLETED))
-            verdict.append(f" (|difference| >= seed std {fmt(r.noise)})", style="")
-        table.add_row("verdict", verdict)
+        table.add_row("sign-flip p", f"{r.p_value:.4g} ({kind}, two-sided; smallest reachable {r.min_p:.4g})")
+        table.add_row("seed noise", r.noise_text())
+        style = {"significant": self.app.status_style(COMPLETED),
+                 "too few seeds": self.app.status_style("cancelled"),
+                 "inconclusive": self.app.status_style("cancelled")}.get(r.verdict, "")
+        table.add_row("verdict", Text(r.verdict_text(), style=style))
         return table
 
     # -- live -----------------------------------------------------------------------------
@@ -480,7 +494,8 @@ class ComparePane(Horizontal):
 
     @on(Select.Changed, "#cmp-a")
     @on(Select.Changed, "#cmp-b")
-    def _pair_changed(self) -> None:
+    def _pair_changed(self, event: Select.Changed) -> None:
+        self._paired_choices(changed=f"#{event.select.id}")
         self._rendered.discard("cmp-paired-tab")
         self.render_view()
 

@@ -225,7 +225,9 @@ Runs are separate processes that write to the run database; this window only rea
 | `enter` / `s` | start the highlighted recipe: seeds (`1..5`), device, parallel jobs |
 | `r` | rescan the recipes folder |
 
-The YAML is shown with the line of a validation error highlighted.
+`✓` a valid recipe whose data is here, `!` valid but its dataset is missing (the panel says
+where it was looked for and how to get it; it does not start until the data is there, `r`
+rescans), `✗` invalid: the YAML is shown with every mistake's line highlighted.
 
 ## Runs
 | key | action |
@@ -252,9 +254,14 @@ The YAML is shown with the line of a validation error highlighted.
 | `x` | back from picked runs to groups |
 | `e` | export the shown comparison to CSV (the same file as `kni export`) |
 
-Mean ± std use the sample standard deviation over seeds; a run still training counts with
-its best epoch so far. The paired test compares two groups over the seeds both have
-(sign-flip permutation p-value and a bootstrap 95% interval, as `kni compare --paired`).
+A group is named by its id, the first 8 characters of its config hash (everything but the
+seed and the device), as in `kni runs` and `kni compare`. Mean ± std use the sample standard
+deviation over seeds; one run counts per seed: the newest completed one (a re-run still
+training does not replace it until it completes), or, before any completes, the newest run
+with its best epoch so far. The paired test compares two different groups over the seeds both
+have (sign-flip permutation p-value and a bootstrap 95% interval, as `kni compare --paired`);
+it names a better group only when p < 0.05 and the interval excludes 0, and says when too few
+seeds (5 or fewer) cannot reach p < 0.05.
 """
 
 

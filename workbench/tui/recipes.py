@@ -1,4 +1,6 @@
-"""The Recipes pane: the recipes found, their YAML, validation errors at their line."""
+"""The Recipes pane: the recipes found, their YAML, validation errors at their lines, and
+whether each recipe's dataset is here (a recipe whose data is missing is not started, as
+``kni run`` refuses it before queueing anything)."""
 
 from __future__ import annotations
 
@@ -14,8 +16,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
+from kni_core.errors import KniError
+
 from ..recipe import Recipe, RecipeError, find_recipes, load_recipe
 from ..runner import dataset_label
+from ..compare import group_id
 from .data import seeds_text
 
 
@@ -25,6 +30,22 @@ class RecipeEntry:
     text: str
     recipe: Recipe | None
     error: RecipeError | None
+    data: str | None = None          # where the data comes from ("generated" or a folder)
+    data_error: str | None = None    # why it is missing and how to obtain it
+
+    def check_data(self) -> None:
+        """Look for the dataset again (cheap: no file is read)."""
+        if self.recipe is None:
+            return
+        from kni_core.data import check_available
+        try:
+            self.data, self.data_error = check_available(self.recipe.base), None
+        except KniError as e:
+            self.data, self.data_error = None, str(e)
+
+    @property
+    def startable(self) -> bool:
+        return self.recipe is not None and self.data_error is None
 
     @property
     def name(self) -> str:
@@ -57,9 +78,11 @@ def scan(folder: Path) -> tuple[list[RecipeEntry], str | None]:
             out.append(RecipeEntry(p, "", None, RecipeError(f"cannot read: {e}", path=p)))
             continue
         try:
-            out.append(RecipeEntry(p, text, load_recipe(p), None))
+            entry = RecipeEntry(p, text, load_recipe(p), None)
         except RecipeError as e:
-            out.append(RecipeEntry(p, text, None, e))
+            entry = RecipeEntry(p, text, None, e)
+        entry.check_data()
+        out.append(entry)
     return out, None
 
 
@@ -98,6 +121,15 @@ class RecipesPane(Vertical):
         if entry is None:
             self.app.notify("no recipe to start", severity="warning")
             return
+        if entry.recipe is not None:
+            entry.check_data()                  # the data may have arrived (or gone) since the scan
+            self._row(self.entries.index(entry), entry)
+            self.show(entry)
+            if entry.data_error is not None:
+                self.app.notify(f"{entry.name}: its dataset is missing; nothing was started.\n"
+                                f"{_first_line(entry.data_error)} (the panel on the right says how to get it)",
+                                title="not started", severity="error", timeout=10)
+                return
         self.app.start_recipe_dialog(entry)
 
     # -- contents -----------------------------------------------------------------------
@@ -110,15 +142,29 @@ class RecipesPane(Vertical):
                           (f"  {error}" if error else "", "red")))
         table.clear()
         for i, e in enumerate(self.entries):
-            ok = Text("✓", style=self.app.status_style("completed")) if e.recipe else \
-                Text("✗", style=self.app.status_style("failed"))
-            seeds = seeds_text(e.recipe.seeds) if e.recipe else "?"
-            table.add_row(ok, e.name, e.dataset, e.model, seeds, key=str(i))
+            table.add_row(*self._cells(e), key=str(i))
         if keep is not None:
             for i, e in enumerate(self.entries):
                 if e.path == keep:
                     table.move_cursor(row=i)
         self.show(self.current())
+
+    def _cells(self, e: RecipeEntry) -> tuple:
+        """✓ valid with its data here, ! valid but its data missing, ✗ invalid."""
+        if e.recipe is None:
+            ok = Text("✗", style=self.app.status_style("failed"))
+        elif e.data_error is not None:
+            ok = Text("!", style=self.app.status_style("cancelled"))
+        else:
+            ok = Text("✓", style=self.app.status_style("completed"))
+        dataset = Text(e.dataset, style=self.app.status_style("cancelled") if e.data_error else "")
+        seeds = seeds_text(e.recipe.seeds) if e.recipe else "?"
+        return ok, e.name, dataset, e.model, seeds
+
+    def _row(self, i: int, e: RecipeEntry) -> None:
+        table = self.query_one("#recipes-table", DataTable)
+        for column, value in zip(table.columns, self._cells(e)):
+            table.update_cell(str(i), column, value)
 
     def current(self) -> RecipeEntry | None:
         if not self.entries:
@@ -146,32 +192,39 @@ class RecipesPane(Vertical):
             return
         head = Text()
         head.append(str(entry.path), style="bold")
+        errors = entry.error.errors if entry.error is not None else []
         if entry.recipe is not None:
             r = entry.recipe
             head.append(f"\n{r.description}" if r.description else "")
             head.append(f"\n{entry.dataset}, {entry.model}, {r.base.train.epochs} epochs, seeds {seeds_text(r.seeds)}, "
-                        f"device {r.device}, group {r.base.config_hash()[:8]}", style="dim")
-            head.append("\nvalid", style=self.app.status_style("completed"))
-            head.append(": s or enter starts it", style="dim")
+                        f"device {r.device}, group {group_id(r.base.config_hash())}", style="dim")
+            if entry.data_error is None:
+                head.append("\nvalid", style=self.app.status_style("completed"))
+                head.append(f", data {entry.data}; s or enter starts it", style="dim")
+            else:
+                head.append("\nvalid, but its dataset is missing", style=self.app.status_style("cancelled"))
+                head.append(": it cannot start until the data is here (r rescans)\n", style="dim")
+                head.append(entry.data_error)
         else:
-            e = entry.error
-            where = f"line {e.line}: " if e is not None and e.line else ""
-            key = f"{e.key}: " if e is not None and e.key else ""
-            head.append("\ninvalid: ", style=self.app.status_style("failed"))
-            head.append(f"{where}{key}{e.message if e is not None else ''}")
+            head.append(f"\ninvalid ({len(errors)} mistakes):" if len(errors) > 1 else "\ninvalid:",
+                        style=self.app.status_style("failed"))
+            for e in errors:
+                where = f"line {e.line}: " if e.line else e.origin + ": " if e.origin else ""
+                key = f"{e.key}: " if e.key else ""
+                head.append(f"\n{where}{key}{e.message}" if len(errors) > 1 else f" {where}{key}{e.message}")
         info.update(head)
-        line = entry.error.line if entry.error is not None else None
+        lines = sorted({e.line for e in errors if e.line})
         syntax = Syntax(entry.text or "", "yaml", line_numbers=True, word_wrap=False,
                         theme="ansi_light" if not self.app.current_theme.dark else "ansi_dark",
-                        highlight_lines={line} if line else None, background_color="default")
-        if line:
-            marker = Text(f"  ^ line {line}: {entry.error.message}", style=self.app.status_style("failed"))
+                        highlight_lines=set(lines) or None, background_color="default")
+        if lines:
+            marker = Text("\n".join(f"  ^ line {e.line}: {e.key + ': ' if e.key else ''}{e.message}"
+                                    for e in errors if e.line), style=self.app.status_style("failed"))
             yaml_view.update(RichGroup(syntax, marker))
+            scroll = self.query_one("#recipe-yaml-scroll", VerticalScroll)
+            self.call_after_refresh(scroll.scroll_to, y=max(0, lines[0] - 4), animate=False)
         else:
             yaml_view.update(syntax)
-        if line:
-            scroll = self.query_one("#recipe-yaml-scroll", VerticalScroll)
-            self.call_after_refresh(scroll.scroll_to, y=max(0, line - 4), animate=False)
 
     @on(DataTable.RowHighlighted, "#recipes-table")
     def _highlighted(self, event: DataTable.RowHighlighted) -> None:
@@ -180,3 +233,7 @@ class RecipesPane(Vertical):
     @on(DataTable.RowSelected, "#recipes-table")
     def _selected(self, event: DataTable.RowSelected) -> None:
         self.action_start()
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""

@@ -1,0 +1,86 @@
+"""``kni data prepare NAME --source DIR``: take a folder of data into the user's data folder.
+
+The new files are checked *completely* first (read, every id and label checked, preprocessed
+with the recipe's settings) while the user's current copy stays untouched; only then are they
+copied beside it and swapped in with two renames, so the copy under the data folder is always
+either the old one or the new one, never a mix (a crash between the two renames leaves the
+old copy complete in ``.NAME-old-*`` beside it). The check never trusts the preprocessing cache
+(its key knows files by name, size and time, which new data can share with old data); its
+result is then cached for the new copy, so the next run starts from the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..config import RunConfig, stable_hash
+from ..errors import DataError
+from . import folder_fingerprint
+from .formats import read_folder
+from .prepare import PreparedData, build, prepared_dir, preprocessing_settings, save, source_fingerprint
+
+log = logging.getLogger(__name__)
+
+
+def install(source: Path, cfg: RunConfig) -> PreparedData:
+    """Check ``source`` fully, then make it the folder ``cfg.dataset.path`` (replacing what is
+    there atomically) and return its preprocessed data. Raises DataError, the target unchanged."""
+    source = Path(source).expanduser()
+    target = Path(cfg.dataset.path or "").expanduser()
+    if not cfg.dataset.path:
+        raise DataError("no target folder (dataset.path) to install the data into")
+    if not source.is_dir():
+        raise DataError("no such folder (--source)", source)
+    files = [f for f in source.iterdir() if f.is_file()]
+    if not files:
+        raise DataError("no files in the folder (--source)", source)
+    if target.exists() and source.resolve() == target.resolve():
+        raise DataError("--source is the installed copy itself; give the folder the data comes from", source)
+    # 1. validate: read and preprocess the source as the installed copy will be (errors name its files)
+    fingerprint = folder_fingerprint(target, cfg, files=source_fingerprint(source))
+    prepared = build(read_folder(source, cfg.dataset), cfg)
+    # 2. copy beside the target, 3. swap it in
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-new-"))
+    try:
+        for f in files:
+            shutil.copy2(f, staging / f.name)
+        if source_fingerprint(staging) != fingerprint["files"]:
+            raise DataError(f"the copy in {staging} differs from {source} (were the files changing?); "
+                            "nothing was replaced")
+        _swap(staging, target)
+    except OSError as e:
+        raise DataError(f"cannot copy {source} into {target.parent} ({e.strerror or e}); "
+                        f"{target} is unchanged") from None
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    log.info("installed %s as %s", source, target)
+    # 4. cache the checked result under the key prepare() computes for the installed copy
+    prepared.key = stable_hash({"settings": preprocessing_settings(cfg), "source": fingerprint})
+    try:
+        save(prepared, prepared_dir(target.name, prepared.key))
+    except OSError as e:
+        log.warning("the data is installed but its preprocessed cache could not be written (%s); the first run "
+                    "will preprocess it", e.strerror or e)
+    return prepared
+
+
+def _swap(staging: Path, target: Path) -> None:
+    """Put ``staging`` in place of ``target`` by renames (same file system), the old copy last."""
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    backup = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-old-"))
+    backup.rmdir()
+    os.rename(target, backup)
+    try:
+        os.rename(staging, target)
+    except OSError:
+        os.rename(backup, target)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
