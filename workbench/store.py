@@ -209,6 +209,7 @@ def retry_write(write: Callable[[], T], *, patience: float | None = None, stop: 
     patience = write_patience() if patience is None else patience
     start = time.monotonic()
     delay = 0.25
+    retried = False
     while True:
         try:
             return write()
@@ -217,12 +218,13 @@ def retry_write(write: Callable[[], T], *, patience: float | None = None, stop: 
             if not e.transient or (stop is not None and stop()):
                 raise
             if waited + delay > patience:
-                if not waited:
+                if not retried:                   # no patience at all: the error as it is
                     raise
                 raise StoreError(f"{e} (still failing after {waited:.0f} s of retries; "
                                  f"KNI_DB_PATIENCE sets how long)", transient=True) from None
             if on_wait is not None:
                 on_wait(e)
+            retried = True
             until = time.monotonic() + delay
             while (left := until - time.monotonic()) > 0:
                 if stop is not None and stop():
