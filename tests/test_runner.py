@@ -4,19 +4,30 @@ launcher that is interrupted or loses a child."""
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import signal
+import sqlite3
+import subprocess
+import sys
 import threading
 
 import pytest
+import torch
+from sqlalchemy import event
 from typer.testing import CliRunner
 
+from kni_core.config import RunConfig
 from kni_core.data import prepare
+from kni_core.train import Trainer
+from workbench import runner as runner_module
 from workbench.cli import app
+from workbench.execute import execute
 from workbench.recipe import parse_recipe
-from workbench.runner import EXIT_CANCELLED, Launcher, assign_gpus, new_run, spawn
-from workbench.store import CANCELLED, COMPLETED, CRASHED, FAILED, RUNNING, Store, wait_for
+from workbench.runner import EXIT_CANCELLED, EXIT_REMOVED, Launcher, StoreListener, assign_gpus, new_run, spawn
+from workbench.store import CANCELLED, COMPLETED, CRASHED, FAILED, RUNNING, Store, StoreError, wait_for
 
 TINY = """\
 name: {name}
@@ -93,8 +104,10 @@ def test_signals_and_exceptions_in_run_processes(tmp_path):
     listed = {r["id"]: r for r in json.loads(res.stdout)}
     assert listed[killed]["status"] == CRASHED and listed[killed]["epochs"] == n_killed
     assert listed[interrupted]["status"] == CANCELLED and listed[failing]["status"] == FAILED
-    assert store.get(killed).status == CRASHED                 # written back, epochs all there
-    assert len(store.epochs(killed)) == n_killed
+    assert store.get(killed).status == RUNNING                 # kni runs only reads ...
+    assert store.refresh_crashed(stale=0) == [killed]          # ... a writer records it
+    assert store.get(killed).status == CRASHED and "gone" in store.get(killed).error
+    assert len(store.epochs(killed)) == n_killed               # epochs all there
     res = CliRunner().invoke(app, ["show", str(failing), "--db", db])
     assert res.exit_code == 0 and "DataError" in res.stdout
     store.close()
@@ -183,3 +196,182 @@ def test_gpu_assignment():
     assert picks == ["0", "1", "2", "0", "1"]
     busy["0"] -= 1
     assert assign_gpus(["0", "1", "2"], busy) in ("0", "2")
+
+
+# --------------------------------------------------------------------------------------------
+# database and checkpoint faults (issue 7)
+
+
+def disk_full(store: Store, when=lambda statement: True) -> None:
+    """Make ``store``'s writes fail as SQLite does when the disk is full (for statements
+    ``when`` accepts)."""
+    @event.listens_for(store.writer, "before_cursor_execute")
+    def _full(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE")) and when(statement):
+            raise sqlite3.OperationalError("database or disk is full")
+
+
+def dies_at_once(url, run_id, **kwargs):
+    """A run process that exits without recording anything."""
+    return subprocess.Popen([sys.executable, "-c", "raise SystemExit(1)"])
+
+
+def run_in_thread(launcher: Launcher, ids: list[int]) -> dict:
+    statuses: dict = {}
+    worker = threading.Thread(target=lambda: statuses.update(launcher.run(ids)), daemon=True)
+    worker.start()
+    worker.join(TIMEOUT)
+    assert not worker.is_alive(), "the launcher hangs"
+    return statuses
+
+
+def test_launcher_with_a_full_disk_ends_quietly(tmp_path, monkeypatch, caplog):
+    """The child exits, the launcher cannot record that: a bounded, quiet retry, then the
+    run is reported (not 2,216 identical warnings and a hang)."""
+    store = Store.open(tmp_path / "runs.db")
+    run_id = queue(store, 1, epochs=2)
+    monkeypatch.setattr(runner_module, "spawn", dies_at_once)
+    disk_full(store)
+    problems = []
+    launcher = Launcher(store, poll=0.05, patience=1.0, on_problem=lambda i, m: problems.append((i, m)))
+    with caplog.at_level(logging.WARNING):
+        statuses = run_in_thread(launcher, [run_id])
+    assert statuses == {run_id: FAILED}
+    assert [i for i, _ in problems] == [run_id] and "disk is full" in problems[0][1]
+    assert "could not be recorded" in problems[0][1] and launcher.problems == dict(problems)
+    assert len([r for r in caplog.records if "disk is full" in r.getMessage()]) <= 1
+    store.close()
+
+
+def test_launcher_obeys_a_stop_while_the_disk_is_full(tmp_path, monkeypatch):
+    store = Store.open(tmp_path / "runs.db")
+    ids = [queue(store, s, epochs=2) for s in (1, 2)]
+    monkeypatch.setattr(runner_module, "spawn", dies_at_once)
+    failed_once = threading.Event()
+
+    def refuse(statement):
+        if "status" in statement:            # the end of the first run
+            failed_once.set()
+        return True
+
+    disk_full(store, refuse)
+    launcher = Launcher(store, poll=0.05, patience=600.0)        # it would wait 10 minutes ...
+    threading.Thread(target=lambda: failed_once.wait(TIMEOUT) and launcher.request_stop(), daemon=True).start()
+    statuses = run_in_thread(launcher, ids)                      # ... but a Ctrl-C ends it now
+    assert statuses == {ids[0]: CANCELLED, ids[1]: CANCELLED}
+    assert set(launcher.problems) == set(ids)
+    assert store.get(ids[1]).status == "queued" and store.get(ids[1]).started_at is None
+    store.close()
+
+
+def test_a_full_disk_fails_the_run_clearly_and_keeps_its_epochs(tmp_path, monkeypatch):
+    monkeypatch.setenv("KNI_DB_PATIENCE", "1")
+    store = Store.open(tmp_path / "runs.db")
+    run_id = queue(store, 1, epochs=3)
+    store.claim(run_id, os.getpid(), "test-host")
+    disk_full(store, lambda sql: "INSERT INTO epochs" in sql and len(store.epochs(run_id)) >= 1)
+    listener = StoreListener(store, run_id, "valid")
+    cfg = RunConfig.from_dict(json.loads(store.get(run_id).config_json))
+    with pytest.raises(StoreError, match="disk is full"):
+        execute(cfg, [listener])
+    run = store.get(run_id)
+    assert run.status == FAILED and "disk is full" in run.error and "still failing after" in run.error
+    assert [e.epoch for e in store.epochs(run_id)] == [1]
+    store.close()
+
+
+def test_a_write_lock_costs_time_not_epochs(tmp_path, monkeypatch):
+    """Another program holds the write lock longer than the busy timeout: the run process
+    retries the epoch it just computed and completes with every epoch."""
+    db = tmp_path / "runs.db"
+    store = Store.open(db)
+    run_id = queue(store, 1, epochs=5)
+    monkeypatch.setenv("KNI_DB_TIMEOUT", "0.5")
+    log_path = tmp_path / "child.log"
+    with open(log_path, "wb") as log_file:
+        proc = spawn(store.url, run_id, log_file=log_file)
+        assert wait_for(has_epochs(store, run_id), TIMEOUT)
+        lock = sqlite3.connect(db, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            assert wait_for(lambda: "could not store epoch" in log_path.read_text() or proc.poll() is not None, TIMEOUT)
+            assert proc.poll() is None, log_path.read_text()
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        assert proc.wait(TIMEOUT) == 0, log_path.read_text()
+    run = store.get(run_id)
+    assert run.status == COMPLETED and [e.epoch for e in store.epochs(run_id)] == [1, 2, 3, 4, 5]
+    store.close()
+
+
+def test_removing_a_live_runs_row_stops_it_and_fails_kni_run(tmp_path):
+    recipe = tmp_path / "long.yaml"
+    recipe.write_text(TINY.format(name="long", epochs=200))
+    db = tmp_path / "runs.db"
+
+    def remove_when_training():
+        con = None
+        try:
+            assert wait_for(lambda: db.exists() and sqlite3.connect(db).execute(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'epochs'").fetchone()[0] == 1, TIMEOUT)
+            con = sqlite3.connect(db, timeout=30)
+            assert wait_for(lambda: con.execute("SELECT count(*) FROM epochs").fetchone()[0] > 0, TIMEOUT)
+            con.execute("DELETE FROM epochs")
+            con.execute("DELETE FROM runs")                   # by hand, as kni rm refuses a live run
+            con.commit()
+        finally:
+            if con is not None:
+                con.close()
+
+    remover = threading.Thread(target=remove_when_training, daemon=True)
+    remover.start()
+    res = CliRunner().invoke(app, ["run", str(recipe), "--db", str(db)])
+    remover.join(TIMEOUT)
+    out = res.stdout + res.stderr
+    assert res.exit_code == 1, out
+    assert "removed" in out and f"exit status {EXIT_REMOVED}" in out
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    rec = parse_recipe(TINY.format(name="ck", epochs=1))
+    cfg = rec.config_for(1)
+    trainer = Trainer(cfg, prepare(cfg))
+    path = tmp_path / "ck" / "best.pt"
+    trainer.save(path)
+    good = path.read_bytes()
+    assert torch.load(path, weights_only=False)["config"]["seed"] == 1
+
+    def full_disk_save(obj, f, *args, **kwargs):
+        if isinstance(f, (str, os.PathLike)):
+            f = open(f, "wb")
+        f.write(b"\x80\x02partial")
+        f.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk_save)
+    with pytest.raises(OSError, match="No space left"):
+        trainer.save(path)
+    assert path.read_bytes() == good and os.listdir(path.parent) == ["best.pt"]
+
+
+def test_a_checkpoint_that_cannot_be_saved_keeps_the_epoch(tmp_path, monkeypatch):
+    """The epoch is stored before its checkpoint is written; the failure is clear."""
+    seen: list[int] = []
+    ended: list[BaseException] = []
+
+    class Collect:
+        def started(self, start): pass
+        def epoch(self, result): seen.append(result.epoch)
+        def finished(self, summary): pass
+        def failed(self, error): ended.append(error)
+
+    def no_space(self, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Trainer, "save", no_space)
+    cfg = parse_recipe(TINY.format(name="ck", epochs=3)).config_for(1)
+    from workbench.execute import CheckpointError
+    with pytest.raises(CheckpointError, match="No space left on device"):
+        execute(cfg, [Collect()], checkpoint=str(tmp_path / "best.pt"))
+    assert seen == [1] and isinstance(ended[0], CheckpointError) and "stored epochs are kept" in str(ended[0])

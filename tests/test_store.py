@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -131,9 +134,10 @@ def test_migration_from_first_version(tmp_path):
     engine.dispose()
     assert "git_commit" not in cols_v1
     with Store.open(path) as store:
-        assert store.schema_version() == st.SCHEMA_VERSION == 2
+        assert store.schema_version() == st.SCHEMA_VERSION == 3
         run = store.get(1)
-        assert (run.recipe, run.seed, run.best_test_auc, run.n_epochs, run.git_commit) == ("old", 3, 0.75, 2, None)
+        assert (run.recipe, run.seed, run.best_test_auc, run.n_epochs, run.git_commit, run.pid_start) == \
+               ("old", 3, 0.75, 2, None, None)
         assert run.created_at.year == 2024 and run.created_at.tzinfo is not None
         queued(store)                               # the new columns are usable
     # the upgraded layout is the ORM's layout
@@ -253,3 +257,275 @@ def test_url_resolution(tmp_path, monkeypatch):
     assert st.resolve_url(None).endswith("env.db")
     with pytest.raises(StoreError):
         Store.open("nosuchdialect://x/y")
+
+
+# --------------------------------------------------------------------------------------------
+# faults (issue 7): reused pids, damaged values, huge ids, read-only commands
+
+
+def sqlite_time(dt) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def set_row(db, run_id: int, **values) -> None:
+    """Change a run row behind the store's back (as another program or a bit flip would);
+    columns this schema lacks are skipped."""
+    con = sqlite3.connect(db)
+    cols = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+    sets = {k: v for k, v in values.items() if k in cols}
+    if sets:
+        con.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in sets)} WHERE id = ?",
+                    (*sets.values(), run_id))
+    con.commit()
+    con.close()
+
+
+def sleeper() -> subprocess.Popen:
+    """A live process unrelated to any run (stands for whatever got a run's pid after a reboot)."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+
+
+def test_a_reused_pid_does_not_keep_a_run_alive(db):
+    other = sleeper()
+    try:
+        with Store.open(db) as store:
+            legacy, rebooted, ours, frozen = (queued(store, s) for s in (1, 2, 3, 4))
+            for i in (legacy, rebooted, ours, frozen):
+                store.claim(i, other.pid, st.this_host())
+        now = utcnow()
+        months, recent = sqlite_time(now - timedelta(days=330)), sqlite_time(now - timedelta(seconds=40))
+        set_row(db, legacy, heartbeat_at=months, pid_start=None)    # a row from before pid_start: 11 months silent
+        set_row(db, rebooted, heartbeat_at=recent, pid_start="another-boot:4242")   # the pid is someone else's now
+        set_row(db, ours, heartbeat_at=recent)                       # stale, but its own process still lives
+        set_row(db, frozen, heartbeat_at=months)                     # its own process, silent for 11 months
+        with Store.open(db) as store:
+            seen = {r.id: Store.effective_status(r) for r in store.runs()}
+            assert seen == {legacy: CRASHED, rebooted: CRASHED, ours: RUNNING, frozen: CRASHED}
+            assert sorted(store.refresh_crashed()) == sorted([legacy, rebooted, frozen])
+            assert "another process" in store.get(rebooted).error
+            assert "no heartbeat for" in store.get(legacy).error
+            assert store.get(ours).status == RUNNING
+            assert store.get(ours).pid_start == st.process_start(other.pid) is not None
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_cancel_never_signals_a_process_that_is_not_the_runs(db):
+    stranger, own = sleeper(), sleeper()
+    try:
+        with Store.open(db) as store:
+            legacy, rebooted, remote, real = (queued(store, s) for s in (1, 2, 3, 4))
+            for i in (legacy, rebooted):
+                store.claim(i, stranger.pid, st.this_host())
+            store.claim(remote, stranger.pid, "another-host")
+            store.claim(real, own.pid, st.this_host())
+        months = sqlite_time(utcnow() - timedelta(days=330))
+        set_row(db, legacy, heartbeat_at=months, pid_start=None)
+        set_row(db, rebooted, pid_start="another-boot:4242")        # heartbeat fresh: only the identity tells
+        set_row(db, remote, heartbeat_at=months)
+        res = CliRunner().invoke(app, ["cancel", str(legacy), str(rebooted), str(remote), str(real), "--db", db])
+        assert res.exit_code == 0, res.output
+        assert stranger.poll() is None                              # never signalled
+        assert own.wait(30) == -15                                  # the run's own process was (SIGTERM)
+        assert res.stderr.count("nothing signalled") == 3 and "sent SIGTERM to run" in res.stderr
+        with Store.open(db) as store:
+            assert [store.get(i).status for i in (legacy, rebooted, remote, real)] == [CRASHED] * 3 + [RUNNING]
+            fresh_remote = queued(store, 5)
+            store.claim(fresh_remote, 4242, "another-host")
+        res = CliRunner().invoke(app, ["cancel", str(fresh_remote), "--db", db])
+        assert res.exit_code == 2 and "cancel it there" in res.stderr
+    finally:
+        for p in (stranger, own):
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.parametrize("command", [["show"], ["rm", "--yes"], ["cancel"], ["compare"], ["export", "--csv", "-"]])
+def test_run_ids_beyond_64_bits(db, command):
+    with Store.open(db) as store:
+        queued(store)
+    for big in (2 ** 63, 2 ** 64 + 5):
+        res = CliRunner().invoke(app, [command[0], str(big), *command[1:], "--db", db])
+        assert res.exit_code == 2, res.output
+        assert f"no run with id {big}" in res.stderr and "Traceback" not in res.output
+        assert not isinstance(res.exception, OverflowError)
+    with Store.open(db) as store:
+        assert store.missing([2 ** 63, 1]) == [2 ** 63] and store.epochs(2 ** 70) == []
+        assert len(store.runs()) == 1
+
+
+def test_damaged_values_are_shown_and_never_used(db):
+    with Store.open(db) as store:
+        a, b = queued(store, 1), queued(store, 2)
+        for i in (a, b):
+            store.claim(i, dead_pid(), "h")
+            store.add_epoch(i, result(1, 0.7), result(1, 0.7))
+            store.finish(i, COMPLETED, best=result(1, 0.7))
+    set_row(db, a, created_at="garbage", started_at=12)              # unreadable dates
+    set_row(db, b, best_test_auc=-5.65)                                # a bit flip
+    con = sqlite3.connect(db)
+    con.execute("UPDATE epochs SET test_auc = -5.65, train_seconds = -1 WHERE run_id = ?", (b,))
+    con.commit()
+    con.close()
+    before = sha(db)
+    runner = CliRunner()
+    res = runner.invoke(app, ["runs", "--json", "--db", db])
+    assert res.exit_code == 0, res.output
+    listed = {r["id"]: r for r in json.loads(res.stdout)}
+    assert listed[a]["created_at"] is None and listed[a]["started_at"] is None
+    assert [d.split(":")[0] for d in listed[a]["damaged"]] == ["created_at", "started_at"]
+    assert listed[b]["test_auc"] is None and listed[b]["damaged"] == ["best_test_auc: -5.65 is outside [0, 1]"]
+    res = runner.invoke(app, ["runs", "--db", db])
+    assert res.exit_code == 0 and res.stdout.count("completed damaged") == 2 and "-5.65" in res.stderr
+    res = runner.invoke(app, ["compare", "--json", "--db", db])
+    assert res.exit_code == 0, res.output
+    group = json.loads(res.stdout)["groups"][0]
+    assert group["n"] == 2 and group["test_auc_mean"] == pytest.approx(0.69)   # the good run's value only
+    res = runner.invoke(app, ["show", str(b), "--no-plot", "--db", db])
+    assert res.exit_code == 0 and "epoch 1 test_auc: -5.65 is outside [0, 1]" in res.stdout
+    assert "epoch 1 train_seconds: -1" in res.stdout
+    res = runner.invoke(app, ["show", str(a), "--no-plot", "--db", db])
+    assert res.exit_code == 0 and "created ? (damaged)" in res.stdout
+    assert sha(db) == before
+    from workbench.tui.data import RunData                     # the TUI's reader keeps going too
+    with Store.open(db) as store:
+        data = RunData(store)
+        data.poll_now(force_full=True)
+        assert data.error is None and sorted(data.runs) == [a, b]
+        assert data.runs[a].damage and data.runs[a].created_at is None
+        data.watch([b])
+        assert data.epochs[b][0].test_auc is None and data.epochs[b][0].damage
+
+
+def test_read_only_commands_never_write(tmp_path):
+    runner = CliRunner()
+    reading = [["runs"], ["show", "1"], ["compare"], ["export", "--csv", "-"]]
+    foreign = tmp_path / "foreign.db"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE things (x)")
+    con.commit()
+    con.close()
+    before = sha(foreign)
+    for args in reading + [["rm", "1", "--yes"], ["cancel", "1"]]:
+        res = runner.invoke(app, [*args, "--db", str(foreign)])
+        assert res.exit_code == 2 and f"{foreign}: a database, but not a kni run database" in res.stderr, args
+    assert sha(foreign) == before
+    con = sqlite3.connect(foreign)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    con.close()
+
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    res = runner.invoke(app, ["runs", "--db", str(empty)])
+    assert res.exit_code == 0 and "no runs yet" in res.stderr
+    for args in reading[1:]:
+        res = runner.invoke(app, [*args, "--db", str(empty)])
+        assert res.exit_code == 2 and "no run database here" in res.stderr, args
+    assert empty.stat().st_size == 0 and sorted(os.listdir(tmp_path)) == ["empty.db", "foreign.db"]
+
+    old = tmp_path / "old.db"                 # an older layout is read as it is, not migrated
+    engine = create_engine(f"sqlite:///{old}")
+    with engine.begin() as conn:
+        for _, _, step in st.MIGRATIONS[:2]:
+            step(conn)
+        conn.execute(text("INSERT INTO meta VALUES ('schema_version', '2')"))
+        conn.execute(text(
+            "INSERT INTO runs (recipe, recipe_text, config_json, config_hash, dataset, model, seed, device, "
+            "status, created_at, max_epochs, select_on, stopped_early, best_epoch, best_test_auc, git_commit) "
+            "VALUES ('old', 'name: old', '{}', 'abc', 'bc', 'KNI', 3, 'cpu', 'completed', '2024-01-01 00:00:00', "
+            "5, 'valid', 0, 2, 0.75, 'c0ffee')"))
+        conn.execute(text("INSERT INTO epochs (run_id, epoch, test_auc) VALUES (1, 1, 0.7), (1, 2, 0.75)"))
+    engine.dispose()
+    before = sha(old)
+    res = runner.invoke(app, ["runs", "--json", "--db", str(old)])
+    assert res.exit_code == 0, res.output
+    assert [(r["recipe"], r["epochs"], r["test_auc"], r["git_commit"]) for r in json.loads(res.stdout)] == \
+           [("old", 2, 0.75, "c0ffee")]
+    res = runner.invoke(app, ["show", "1", "--json", "--db", str(old)])
+    assert res.exit_code == 0 and len(json.loads(res.stdout)["epochs"]) == 2
+    assert sha(old) == before
+    with Store.open(old, readonly=True) as store:
+        assert store.schema_version() == 2
+        with pytest.raises(StoreError, match="read-only"):
+            store.delete([1])
+    with Store.open(old) as store:             # a writer upgrades it
+        assert store.schema_version() == st.SCHEMA_VERSION
+
+
+@contextmanager
+def read_only_folder(folder):
+    """``folder`` made unwritable: by permissions for a normal user; root ignores those, so
+    with the immutable attribute (chattr +i) there."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        undo = lambda: folder.chmod(0o755)                         # noqa: E731
+    elif shutil.which("chattr") and subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode == 0:
+        undo = lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)   # noqa: E731
+    else:
+        message = "running as root on a file system without chattr +i: cannot make a folder read-only"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        with pytest.raises(OSError):
+            (folder / "probe").touch()
+        yield
+    finally:
+        undo()
+
+
+def test_read_only_commands_work_in_a_read_only_folder(tmp_path):
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    db = str(folder / "runs.db")
+    with Store.open(db) as store:
+        run_id = queued(store)
+        store.claim(run_id, dead_pid(), "h")
+        store.add_epoch(run_id, result(1, 0.7), result(1, 0.7))
+        store.finish(run_id, COMPLETED, best=result(1, 0.7))
+    assert os.listdir(folder) == ["runs.db"]
+    runner = CliRunner()
+    with read_only_folder(folder):
+        res = runner.invoke(app, ["runs", "--db", db])
+        assert res.exit_code == 0 and "read-only snapshot" in res.stdout, res.output
+        for args in (["runs", "--json"], ["show", str(run_id), "--json"], ["compare", "--json"],
+                     ["export", "--csv", "-"]):
+            res = runner.invoke(app, [*args, "--db", db])
+            assert res.exit_code == 0, (args, res.output)
+        assert json.loads(runner.invoke(app, ["show", str(run_id), "--json", "--db", db]).stdout)["epochs"][0][
+                   "test_auc"] == pytest.approx(0.69)
+        res = runner.invoke(app, ["rm", str(run_id), "--yes", "--db", db])
+        assert res.exit_code == 2 and "cannot open the database for writing" in res.stderr
+    assert os.listdir(folder) == ["runs.db"]
+
+
+def test_transient_errors_are_retried_with_bounds(db):
+    with Store.open(db) as store:
+        run_id = queued(store)
+        full = st._explain(sqlite3.OperationalError("database or disk is full"), store.where)
+        assert full.transient and "disk is full" in str(full)
+        assert st._explain(sqlite3.OperationalError("database is locked"), store.where).transient
+        assert not st._explain(sqlite3.OperationalError("no such table: x"), store.where).transient
+        calls = []
+
+        def flaky():
+            calls.append(1)
+            if len(calls) < 3:
+                raise full
+            return store.get(run_id).id
+
+        waits = []
+        assert st.retry_write(flaky, patience=30, on_wait=waits.append) == run_id
+        assert len(calls) == 3 and waits == [full, full]
+        with pytest.raises(StoreError, match="still failing after"):
+            st.retry_write(lambda: (_ for _ in ()).throw(full), patience=0.6)
+        calls.clear()
+        with pytest.raises(StoreError) as info:          # not transient: no retry
+            st.retry_write(lambda: calls.append(1) or store.get(2 ** 63), patience=30)
+        assert len(calls) == 1 and "no run with id" in str(info.value)
+        stop = []
+        with pytest.raises(StoreError, match="disk is full"):   # a stop request ends the waiting
+            st.retry_write(lambda: (_ for _ in ()).throw(full), patience=600, on_wait=stop.append,
+                           stop=lambda: bool(stop))

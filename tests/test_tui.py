@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from kni_core.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
-from workbench.store import CANCELLED, COMPLETED, CRASHED, FAILED, RUNNING, Epoch, Run, Store, this_host
+from workbench.store import (CANCELLED, COMPLETED, CRASHED, FAILED, RUNNING, Epoch, Run, Store, process_start,
+                             this_host)
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.data import RunData, seeds_text
 
@@ -121,6 +122,7 @@ def add_run(session: Session, *, run_id: int, cfg: RunConfig, status: str, n_epo
               config_json=json.dumps(cfg.to_dict(), sort_keys=True), config_hash=cfg.config_hash(),
               dataset="synthetic-" + cfg.dataset.synthetic["preset"], model="KNI" if kg else "NI", seed=cfg.seed,
               device="cpu", status=status, pid=pid, host=host, created_at=created, started_at=started,
+              pid_start=process_start(pid) if host == this_host() else None,   # as a run process records it
               finished_at=None if live else end, heartbeat_at=NOW - timedelta(seconds=2) if live else end,
               max_epochs=cfg.train.epochs, select_on="valid", stopped_early=False,
               best_epoch=best.epoch if best else None, error=error, traceback=traceback,

@@ -4,6 +4,8 @@
 Every command takes ``--db`` (a SQLAlchemy URL or a SQLite file path; env ``KNI_DB``; default
 ``runs.db`` in the working directory) and ``--json`` for machine-readable output on stdout.
 Errors print one line on stderr and exit with status 2 without touching the stored runs.
+``runs``, ``show``, ``compare`` and ``export`` open the database read-only (they never write,
+and work in a read-only folder); ``run``, ``rm`` and ``cancel`` write.
 """
 
 from __future__ import annotations
@@ -58,9 +60,10 @@ def _fail(error: BaseException | str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _open(db: str, create: bool = False) -> Store:
+def _open(db: str, write: bool = False) -> Store:
+    """The store, read-only unless ``write``; an error exits with status 2."""
     try:
-        return Store.open(db, create=create)
+        return Store.open(db, create=False, readonly=not write)
     except KniError as e:
         _fail(e)
         raise  # unreachable
@@ -149,6 +152,11 @@ class _LiveReport:
         if run.id in self.tasks:
             self.progress.update(self.tasks[run.id], completed=r.epoch, last=f"valid auc {r.valid_auc:.4f}")
 
+    def on_problem(self, run_id: int, message: str) -> None:
+        if run_id in self.tasks:
+            self.progress.remove_task(self.tasks.pop(run_id))
+        self.progress.console.print(f"[bold red]run {run_id}:[/] {escape(message)}", highlight=False)
+
     def on_end(self, run: Run, epochs: list[Epoch]) -> None:
         if run.id in self.tasks:
             self.progress.remove_task(self.tasks.pop(run.id))
@@ -177,6 +185,9 @@ class _JsonReport:
         summary = fit_summary(run, epochs)
         if run.status == COMPLETED and summary is not None:
             self.lines.finished(summary)
+
+    def on_problem(self, run_id: int, message: str) -> None:      # stdout stays JSON
+        _err_console().print(f"run {run_id}: {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Optional[str], json_out: bool,
@@ -210,28 +221,46 @@ def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Opti
         console.print("[yellow]interrupted before the runs started[/]")
         statuses, launcher = {}, None
     except KniError as error:
+        _cancel_queued(store, ids)
         _fail(error)
-    finally:
-        for i in ids:                         # never leave a queued row behind
-            store.mark(i, CANCELLED, "cancelled before it started", only_if=(QUEUED,))
-    runs = store.runs(ids=ids)
-    epochs = store.epochs_of(ids)
+    _cancel_queued(store, ids)
+    problems = launcher.problems if launcher is not None else {}
+    try:
+        runs = store.runs(ids=ids)
+        epochs = store.epochs_of(ids)
+    except KniError as error:
+        _fail(error)
     summaries = [s for s in (fit_summary(r, epochs[r.id]) for r in runs if r.status == COMPLETED) if s]
     if summaries:
         console.print(summary_table(f"{rec.name}: test metrics at the best {rec.base.train.select_on} epoch",
                                     summaries, rec.base.train.select_on))
-    others = [r for r in runs if r.status != COMPLETED]
+    others = [r for r in runs if r.status != COMPLETED and r.id not in problems]
     for r in others:
         console.print(f"[{STATUS_STYLE.get(r.status, '')}]run {r.id} seed {r.seed}: {r.status}[/]"
                       + (f" ({escape(r.error.splitlines()[0])})" if r.error else ""), highlight=False)
+    for i, message in problems.items():       # ends the database could not hold, removed rows
+        seed = next((c.seed for j, c in zip(ids, configs) if j == i), "?")
+        _err_console().print(f"[bold red]run {i} seed {seed}:[/] {escape(message.splitlines()[0])}",
+                             highlight=False, soft_wrap=True)
     if not json_out:
         console.print(f"[dim]kni runs --recipe {rec.name} | kni compare --recipe {rec.name} | kni show {ids[0]}[/]",
                       highlight=False)
     store.close()
     if launcher is None or launcher.stop_requested or any(s == CANCELLED for s in statuses.values()):
         raise typer.Exit(130)
-    if others:
+    if others or problems:
         raise typer.Exit(1)
+
+
+def _cancel_queued(store: Store, ids: list[int]) -> None:
+    """Never leave a queued row behind (best effort: the database may be what failed)."""
+    for i in ids:
+        try:
+            store.mark(i, CANCELLED, "cancelled before it started", only_if=(QUEUED,))
+        except KniError as e:
+            _err_console().print(f"[yellow]run {i}: could not be marked cancelled ({escape(str(e))})[/]",
+                                 highlight=False, soft_wrap=True)
+            return
 
 
 def _launch(store: Store, rec: Any, configs: list, ids: list[int], prepared: Any, json_out: bool,
@@ -256,7 +285,8 @@ def _launch(store: Store, rec: Any, configs: list, ids: list[int], prepared: Any
                        for i, c in zip(ids, configs)}
     report: Any = _JsonReport() if json_out else _LiveReport(console)
     launcher = Launcher(store, jobs=jobs, gpus=gpus, checkpoints=checkpoints, on_epoch=report.on_epoch,
-                        on_start=getattr(report, "on_start", None), on_end=report.on_end)
+                        on_start=getattr(report, "on_start", None), on_end=report.on_end,
+                        on_problem=report.on_problem)
     if not json_out:
         report.start()
     try:
@@ -277,10 +307,12 @@ def runs_command(status: Optional[List[str]] = typer.Option(None, "--status", he
                  recipe: Optional[str] = typer.Option(None, "--recipe", help="Only runs of this recipe (name)."),
                  json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
                  db: str = db_option()) -> None:
-    """List runs with their live status and progress (runs whose process vanished show as crashed)."""
+    """List runs with their live status and progress (runs whose process vanished show as crashed).
+
+    Reads only: the database is opened read-only and never changed."""
     statuses = _check_statuses(status)
     try:
-        store = Store.open(db, create=False)
+        store = Store.open(db, readonly=True)
     except StoreError as e:
         if "no run database here" in str(e):
             if json_out:
@@ -290,14 +322,14 @@ def runs_command(status: Optional[List[str]] = typer.Option(None, "--status", he
             return
         _fail(e)
     try:
-        store.refresh_crashed()
         runs = store.runs(status=statuses or None, dataset=dataset, recipe=recipe)
     except KniError as e:
         _fail(e)
     if json_out:
         print(json.dumps([run_to_dict(r, Store.effective_status(r)) for r in runs], indent=2))
         return
-    table = Table(title=f"runs in {store.where}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    title = f"runs in {store.where}" + (" (read-only snapshot: the folder is not writable)" if store.snapshot else "")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for col, just in (("id", "right"), ("recipe", "left"), ("dataset", "left"), ("model", "left"),
                       ("seed", "right"), ("status", "left"), ("epochs", "right"), ("best", "right"),
                       ("test auc", "right"), ("group", "left"), ("time", "right")):
@@ -307,11 +339,19 @@ def runs_command(status: Optional[List[str]] = typer.Option(None, "--status", he
         status_cell = _status_text(st)
         if st in LIVE:
             status_cell.append(f" ♥{_ago(r.heartbeat_at).replace(' ago', '')}", style="dim")
+        if r.damage:
+            status_cell.append(" damaged", style="bold red")
         table.add_row(str(r.id), r.recipe, r.dataset, r.model, str(r.seed), status_cell,
                       f"{r.n_epochs}/{r.max_epochs}", str(r.best_epoch or "-"), _fmt(r.best_test_auc),
                       r.config_hash[:8], _duration(r))
     if runs:
         _out().print(table)
+        damaged = [r for r in runs if r.damage]
+        if damaged:
+            _err_console().print(f"[red]{len(damaged)} run(s) with damaged values, shown as '-': "
+                                 + "; ".join(f"run {r.id}: {', '.join(r.damage)}" for r in damaged[:5])
+                                 + (" ..." if len(damaged) > 5 else "") + "[/] (kni show RUN says more)",
+                                 highlight=False, soft_wrap=True)
     else:
         _out().print("no runs match" + (" (filters: " + ", ".join(
             f"{k} {v}" for k, v in (("--status", ",".join(statuses)), ("--dataset", dataset), ("--recipe", recipe))
@@ -364,14 +404,15 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
     """One run: its status, configuration, per-epoch table and a plot of AUC and logloss."""
     store = _open(db)
     try:
-        store.refresh_crashed()
         run = store.get(run_id)
         epochs = store.epochs(run_id)
     except KniError as e:
         _fail(e)
     status = Store.effective_status(run)
+    damage = list(run.damage) + [d for e in epochs for d in e.damage]
     if json_out:
-        print(json.dumps({"run": run_to_dict(run, status), "config": run.config, "recipe_text": run.recipe_text,
+        print(json.dumps({"run": {**run_to_dict(run, status), "damaged": damage}, "config": run.config,
+                          "recipe_text": run.recipe_text,
                           "data_stats": json.loads(run.data_stats) if run.data_stats else None,
                           "traceback": run.traceback, "epochs": [epoch_to_dict(e) for e in epochs]}, indent=2))
         return
@@ -388,7 +429,8 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
                                                f"; valid auc {_fmt(run.best_valid_auc)}")
     head.add_row("group", f"{run.config_hash}  (kni compare --recipe {run.recipe})")
     head.add_row("process", f"pid {run.pid} on {run.host}, device {run.device}")
-    head.add_row("times", f"created {run.created_at:%Y-%m-%d %H:%M:%S} UTC, ran {_duration(run)}"
+    created = f"{run.created_at:%Y-%m-%d %H:%M:%S} UTC" if run.created_at is not None else "? (damaged)"
+    head.add_row("times", f"created {created}, ran {_duration(run)}"
                           + (f", heartbeat {_ago(run.heartbeat_at)}" if status in LIVE else ""))
     if run.package_version or run.git_commit:
         head.add_row("code", f"kni-workbench {run.package_version or '?'}, commit {run.git_commit or '?'}")
@@ -396,6 +438,9 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
         head.add_row("recipe file", run.recipe_path)
     if run.error:
         head.add_row("error", Text(run.error, style="red"))
+    if damage:
+        head.add_row("damaged", Text("unreadable or out-of-range values, shown as '-' and left out of every "
+                                     "mean: " + "; ".join(damage), style="bold red"))
     console.print(head)
     cfg = Table(title="configuration", title_justify="left", show_header=False)
     cfg.add_column("key", style="cyan")
@@ -687,7 +732,7 @@ def rm_command(run_ids: List[int] = typer.Argument(..., help="Run ids to remove.
                json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
                db: str = db_option()) -> None:
     """Remove runs and their epochs (asks first unless --yes). Live runs must be cancelled first."""
-    store = _open(db)
+    store = _open(db, write=True)
     try:
         store.refresh_crashed()
         missing = store.missing(run_ids)
@@ -723,9 +768,10 @@ def rm_command(run_ids: List[int] = typer.Argument(..., help="Run ids to remove.
 def cancel_command(run_ids: List[int] = typer.Argument(..., help="Run ids to cancel."),
                    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
                    db: str = db_option()) -> None:
-    """Cancel live runs: SIGTERM to their process (they end as cancelled, epochs kept)."""
+    """Cancel live runs: SIGTERM to their process (they end as cancelled, epochs kept). A run
+    whose process is gone (or whose pid now belongs to another process) is marked crashed."""
     from .runner import cancel
-    store = _open(db)
+    store = _open(db, write=True)
     done = {}
     try:
         missing = store.missing(run_ids)

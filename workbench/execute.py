@@ -3,19 +3,30 @@
 Listeners receive the same typed records the store, the console and ``--json`` consume:
 ``started`` once, ``epoch`` per :class:`~kni_core.train.EpochResult`, then ``finished``
 with the :class:`~kni_core.train.FitSummary` or ``failed`` with the exception.
+
+The best model is checkpointed here, *after* the listeners have stored the epoch, so a
+checkpoint that cannot be written (a full disk) fails the run with every finished epoch kept;
+:meth:`~kni_core.train.Trainer.save` replaces the file atomically, so the previous checkpoint
+survives such a failure whole.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from kni_core.config import RunConfig
 from kni_core.data import PreparedData, prepare
+from kni_core.errors import KniError
 from kni_core.train import EpochResult, FitSummary, Trainer, resolve_device
 
 log = logging.getLogger(__name__)
+
+
+class CheckpointError(KniError):
+    """The best model could not be saved (the epochs are stored nevertheless)."""
 
 
 @dataclass(frozen=True)
@@ -35,22 +46,40 @@ class RunListener(Protocol):
 
 def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData | None = None,
             checkpoint: str | None = None) -> FitSummary:
-    """Prepare (or reuse) the data, train, and report every step to ``listeners``."""
+    """Prepare (or reuse) the data, train, and report every step to ``listeners``; save the
+    best model (Trainer.fit's rule: strictly better AUC on ``select_on``) to ``checkpoint``."""
     try:
         data = data or prepare(config)
         device = resolve_device(config.device)
-        trainer = Trainer(config, data, device=device, checkpoint=checkpoint)
+        trainer = Trainer(config, data, device=device)
         start = RunStart(config, str(device), data.stats, data.from_cache)
         for listener in listeners:
             listener.started(start)
+        select_on = config.train.select_on
+        best: EpochResult | None = None
         for result in trainer.fit():
             for listener in listeners:
                 listener.epoch(result)
+            if checkpoint and (best is None or result.metric(select_on, "auc") > best.metric(select_on, "auc")):
+                best = result
+                _save(trainer, Path(checkpoint), result.epoch)
     except BaseException as error:        # KeyboardInterrupt too: listeners record the end
         for listener in listeners:
-            listener.failed(error)
+            try:
+                listener.failed(error)
+            except Exception as e2:       # noqa: BLE001 - the original error matters more
+                log.error("could not record the failure: %s", e2)
         raise
     assert trainer.summary is not None
     for listener in listeners:
         listener.finished(trainer.summary)
     return trainer.summary
+
+
+def _save(trainer: Trainer, path: Path, epoch: int) -> None:
+    try:
+        trainer.save(path)
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {path}: cannot save the model of epoch {epoch} "
+                              f"({e.strerror or e}); the stored epochs are kept and the previous "
+                              f"checkpoint, if any, is unchanged") from e

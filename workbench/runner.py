@@ -14,8 +14,16 @@ the end of a process that died without writing one; everything else the child wr
 - the end -> ``completed`` with the best epoch.
 
 A process that vanishes (kill -9, power cut) writes nothing; its launcher, if alive, marks
-it ``crashed`` when it sees the exit, and any reader does so once the heartbeat is stale
-and the pid is gone (:meth:`workbench.store.Store.refresh_crashed`).
+it ``crashed`` when it sees the exit, and any writer does so once the heartbeat is stale
+and the process is gone (:meth:`workbench.store.Store.refresh_crashed`; read-only readers
+show it crashed without writing).
+
+Database faults: every write of a run process is retried with backoff while the database is
+locked or full (:func:`workbench.store.retry_write`, bounded by ``KNI_DB_PATIENCE``), so a
+stall costs time, not finished epochs; past the bound the run fails with a clear message
+(recorded if the database lets it). A run whose row is removed while it trains stops and
+exits with :data:`EXIT_REMOVED`. The launcher never waits on the database for long: it
+reports a run end it cannot record (``Launcher.problems``) and always obeys Ctrl-C.
 
 Lifecycle: ``queued -> running -> completed | failed | cancelled | crashed``; a queued run
 whose launcher is interrupted ends ``cancelled``, one whose launcher vanished ``crashed``.
@@ -43,8 +51,9 @@ from typing import IO, Callable, Iterator, Sequence
 from kni_core.config import RunConfig
 from kni_core.results import EpochResult, FitSummary
 
-from .store import (CANCELLED, COMPLETED, CRASHED, FAILED, HEARTBEAT_SECONDS, LIVE, QUEUED, RUNNING,
-                    Epoch, NewRun, Run, Store, StoreError, this_host)
+from .store import (CANCELLED, COMPLETED, CRASHED, FAILED, HEARTBEAT_SECONDS, LIVE, QUEUED,
+                    Epoch, NewRun, Run, RunGone, Store, StoreError, crash_reason, is_abandoned, owner_alive,
+                    process_start, retry_write, this_host, utcnow, write_patience)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +62,10 @@ __all__ = ["Cancelled", "StoreListener", "Launcher", "new_run", "spawn", "cancel
 
 #: Exit status of a run process that was cancelled by a signal.
 EXIT_CANCELLED = 130
+#: Exit status of a run process whose row was removed from the database while it ran.
+EXIT_REMOVED = 4
+#: Seconds a run process keeps trying to record its end after a cancel or a database failure.
+END_PATIENCE = 10.0
 
 
 class Cancelled(BaseException):
@@ -141,14 +154,20 @@ class SignalGuard:
         self.depth = 0
         self.pending: int | None = None
         self.fired = False
+        self.reason: str | None = None
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handler)
 
+    def interrupt(self, reason: str) -> None:
+        """Stop the main thread as a signal would, with ``reason`` (from any thread)."""
+        self.reason = reason
+        os.kill(os.getpid(), signal.SIGTERM)
+
     def _raise(self, signum: int) -> None:
         self.fired = True
-        raise Cancelled(signal.Signals(signum).name)
+        raise Cancelled(self.reason or signal.Signals(signum).name)
 
     def _handler(self, signum: int, frame: object) -> None:
         if self.fired:
@@ -181,51 +200,92 @@ class StoreListener:
         self.best: EpochResult | None = None
         self.ended = False
 
+    def _write(self, what: str, write: Callable[[], object], patience: float | None = None) -> object:
+        """One commit, retried while the database is locked or full. A signal waits for a
+        commit in progress but not for the pauses between attempts."""
+        warned = []
+
+        def attempt() -> object:
+            with self.guard.section():
+                return write()
+
+        def waiting(error: StoreError) -> None:
+            if not warned:                    # once per write: the log stays readable
+                warned.append(error)
+                log.warning("run %d: could not store %s yet (%s); retrying for up to %.0f s", self.run_id, what,
+                            error, write_patience() if patience is None else patience)
+
+        result = retry_write(attempt, patience=patience, on_wait=waiting)
+        if warned:
+            log.warning("run %d: %s stored after retrying", self.run_id, what)
+        return result
+
     def started(self, start) -> None:       # RunStart
         device = start.device
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         if device.startswith("cuda") and visible:
             device = f"{device} (CUDA_VISIBLE_DEVICES={visible})"
-        with self.guard.section():
-            self.store.record_start(self.run_id, device, start.data_stats)
+        self._write("the start", lambda: self.store.record_start(self.run_id, device, start.data_stats))
 
     def epoch(self, result: EpochResult) -> None:
         # the same rule as Trainer.fit: strictly better on the selection split
         if self.best is None or result.metric(self.select_on, "auc") > self.best.metric(self.select_on, "auc"):
             self.best = result
-        with self.guard.section():
-            self.store.add_epoch(self.run_id, result, self.best)
+        best = self.best
+        self._write(f"epoch {result.epoch}", lambda: self.store.add_epoch(self.run_id, result, best))
 
     def finished(self, summary: FitSummary) -> None:
-        with self.guard.section():
-            self.store.finish(self.run_id, COMPLETED, best=summary.best, stopped_early=summary.stopped_early)
-            self.ended = True
+        self._write("the end", lambda: self.store.finish(self.run_id, COMPLETED, best=summary.best,
+                                                         stopped_early=summary.stopped_early))
+        self.ended = True
         self.guard.fired = True               # a signal from now on changes nothing: ignore it
 
     def failed(self, error: BaseException) -> None:
         self.guard.fired = True              # no further Cancelled while recording the end
+        self.ended = True
+        if isinstance(error, RunGone):       # nothing left to record into
+            return
         if isinstance(error, (Cancelled, KeyboardInterrupt)):
             how = error.args[0] if isinstance(error, Cancelled) and error.args else "SIGINT"
-            self.store.finish(self.run_id, CANCELLED, error=f"cancelled by {how}")
+            self._write("the cancellation", lambda: self.store.finish(self.run_id, CANCELLED,
+                                                                      error=f"cancelled by {how}"),
+                        patience=END_PATIENCE)
         else:
             text = "".join(tb.format_exception(type(error), error, error.__traceback__))
             message = f"{type(error).__name__}: {error}"
-            self.store.finish(self.run_id, FAILED, error=message, traceback=text)
-        self.ended = True
+            # the database just failed for a while: do not wait as long again
+            patience = END_PATIENCE if isinstance(error, StoreError) else None
+            self._write("the failure", lambda: self.store.finish(self.run_id, FAILED, error=message,
+                                                                 traceback=text), patience=patience)
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, store: Store, run_id: int, every: float = HEARTBEAT_SECONDS):
+    """Refreshes the heartbeat every ``every`` seconds; calls ``on_gone`` once if the run's
+    row disappears. Failures are logged once per outage (the next beat retries)."""
+
+    def __init__(self, store: Store, run_id: int, every: float = HEARTBEAT_SECONDS,
+                 on_gone: Callable[[], None] | None = None):
         super().__init__(name=f"heartbeat-{run_id}", daemon=True)
-        self.store, self.run_id, self.every = store, run_id, every
+        self.store, self.run_id, self.every, self.on_gone = store, run_id, every, on_gone
         self.halt = threading.Event()
 
     def run(self) -> None:
+        failing = False
         while not self.halt.wait(self.every):
             try:
-                self.store.heartbeat(self.run_id)
-            except StoreError as e:          # locked for a while: try again next beat
-                log.warning("heartbeat of run %d: %s", self.run_id, e)
+                beat = self.store.heartbeat(self.run_id)
+                if not beat and self.store.missing([self.run_id]) and not self.halt.is_set():
+                    if self.on_gone is not None:
+                        self.on_gone()
+                    return
+            except StoreError as e:          # locked or full for a while: try again next beat
+                if not failing:
+                    log.warning("heartbeat of run %d failing (%s); retrying every %g s", self.run_id, e, self.every)
+                failing = True
+                continue
+            if failing:
+                log.warning("heartbeat of run %d recorded again", self.run_id)
+                failing = False
 
     def stop(self) -> None:
         self.halt.set()
@@ -251,31 +311,43 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         return 2
     listener = StoreListener(store, args.run_id, "valid", guard)
     heartbeat: Heartbeat | None = None
+
+    def removed() -> bool:
+        try:
+            return bool(store.missing([args.run_id]))
+        except StoreError:
+            return False
+
     try:
-        with guard.section():
-            if not store.claim(args.run_id, os.getpid(), this_host()):
-                print(f"run {args.run_id}: not queued (already started, ended or removed)", file=sys.stderr)
-                return 3
-            run = store.get(args.run_id)
-        heartbeat = Heartbeat(store, args.run_id)
+        claimed = listener._write("the claim", lambda: store.claim(args.run_id, os.getpid(), this_host()))
+        if not claimed:
+            print(f"run {args.run_id}: not queued (already started, ended or removed)", file=sys.stderr)
+            return 3
+        run = store.get(args.run_id)
+        heartbeat = Heartbeat(store, args.run_id, on_gone=lambda: guard.interrupt("removal of its row"))
         heartbeat.start()
         from .execute import execute         # imports torch: after the claim
         cfg = RunConfig.from_dict(json.loads(run.config_json)).validate()
         listener.select_on = cfg.train.select_on
         execute(cfg, [listener], checkpoint=args.checkpoint)
         return 0
-    except Cancelled:
-        if not listener.ended:
-            listener.failed(Cancelled("signal"))
-        return EXIT_CANCELLED
     except BaseException as error:            # noqa: BLE001 - recorded, then reported
         if not listener.ended:                # an error before execute's listeners took over
             try:
                 listener.failed(error)
             except BaseException as e2:      # noqa: BLE001
-                print(f"run {args.run_id}: could not record the failure: {e2}", file=sys.stderr)
+                print(f"run {args.run_id}: could not record the end: {e2}", file=sys.stderr)
+        if isinstance(error, RunGone) or (isinstance(error, (Cancelled, StoreError)) and removed()):
+            print(f"run {args.run_id}: its row was removed from {store.where} while it ran; stopped",
+                  file=sys.stderr)
+            return EXIT_REMOVED
+        if isinstance(error, (Cancelled, KeyboardInterrupt)):
+            return EXIT_CANCELLED
+        if isinstance(error, StoreError):     # one clear line, no traceback
+            print(f"run {args.run_id}: failed: {error}", file=sys.stderr)
+            return 1
         tb.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
-        return EXIT_CANCELLED if isinstance(error, KeyboardInterrupt) else 1
+        return 1
     finally:
         if heartbeat is not None:
             heartbeat.stop()
@@ -324,23 +396,64 @@ def spawn(db_url: str, run_id: int, *, gpu: str | None = None, checkpoint: str |
                             start_new_session=detach)
 
 
+def signal_process(pid: int, start: str | None, sig: int) -> bool:
+    """Send ``sig`` to ``pid`` only if it is still the process that started at ``start`` (None:
+    not recorded, the pid is all there is). False if it is gone or another process now. On
+    Linux through a pidfd, so the pid cannot change hands between the check and the signal."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except (AttributeError, OSError):         # no pidfds here: check, then kill
+        if start is not None and process_start(pid) not in (None, start):
+            return False
+        try:
+            os.kill(pid, sig)
+            return True
+        except ProcessLookupError:
+            return False
+    try:
+        if start is not None and process_start(pid) not in (None, start):
+            return False
+        signal.pidfd_send_signal(fd, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def cancel(store: Store, run_id: int) -> str:
     """Ask run ``run_id`` to stop: SIGTERM to its process (it records ``cancelled``); a queued
-    run not started yet is marked cancelled. Returns what was done."""
+    run not started yet is marked cancelled. A running row whose process is gone, or whose pid
+    now belongs to another process (a reboot), or that has shown no sign of life for
+    :func:`~workbench.store.abandoned_seconds` without a recorded process start, is marked
+    crashed and nothing is signalled. Returns what was done."""
     run = store.get(run_id)
+    if run.status == QUEUED:
+        if store.mark(run_id, CANCELLED, "cancelled before it started", only_if=(QUEUED,)):
+            return f"run {run_id} cancelled before it started"
+        run = store.get(run_id)               # it started meanwhile
     if run.status not in LIVE:
         return f"run {run_id} is {run.status}, nothing to cancel"
-    if run.status == RUNNING and run.host == this_host() and run.pid:
-        try:
-            os.kill(run.pid, signal.SIGTERM)
-            return f"sent SIGTERM to run {run_id} (pid {run.pid})"
-        except ProcessLookupError:
-            pass
-    if run.status == QUEUED and store.mark(run_id, CANCELLED, "cancelled before it started", only_if=(QUEUED,)):
-        return f"run {run_id} cancelled before it started"
-    if run.status == RUNNING and run.host != this_host():
+    now = utcnow()
+    alive = owner_alive(run)
+    if alive is None:                          # another host
+        if is_abandoned(run, now):
+            return _mark_crashed(store, run, now)
         raise StoreError(f"run {run_id} runs on {run.host} (pid {run.pid}); cancel it there")
-    return f"run {run_id} could not be signalled"
+    if alive and run.pid_start is None and is_abandoned(run, now):
+        alive = False                          # an unverifiable pid, silent for long: never signal it
+    if alive and run.pid and signal_process(run.pid, run.pid_start, signal.SIGTERM):
+        return f"sent SIGTERM to run {run_id} (pid {run.pid})"
+    return _mark_crashed(store, run, now)
+
+
+def _mark_crashed(store: Store, run: Run, now) -> str:
+    reason = crash_reason(run, now)
+    if store.mark_crashed(run, reason, now):
+        return f"run {run.id} had crashed ({reason}); marked crashed, nothing signalled"
+    return f"run {run.id} changed meanwhile ({store.get(run.id).status}); nothing signalled"
 
 
 @dataclass
@@ -361,6 +474,11 @@ class Launcher:
     epochs)`` once per run after its end is stored (both in the launcher's thread). Call
     :meth:`run`; a SIGINT / SIGTERM to the launcher (or :meth:`request_stop`) forwards SIGTERM
     to the children and waits for them to record ``cancelled``.
+
+    The database may fail under the launcher (locked, full): it then warns once, keeps polling
+    its children, retries recording an end for at most ``patience`` seconds (not at all once a
+    stop was requested) and otherwise reports the run in :attr:`problems` (and through
+    ``on_problem(run_id, message)``), as it does a run whose row was removed.
     """
 
     store: Store
@@ -370,9 +488,13 @@ class Launcher:
     on_epoch: Callable[[Run, EpochResult], None] | None = None
     on_start: Callable[[Run], None] | None = None
     on_end: Callable[[Run, list[Epoch]], None] | None = None
+    on_problem: Callable[[int, str], None] | None = None
     poll: float = 0.3
     grace: float = 60.0                       # seconds a cancelled child gets to record its end
+    patience: float = 30.0                    # seconds to retry recording an end the child did not
     stop_requested: int = 0
+    problems: dict[int, str] = field(default_factory=dict)
+    _store_error: str | None = None
 
     def request_stop(self) -> None:
         self.stop_requested += 1
@@ -381,7 +503,8 @@ class Launcher:
         self.request_stop()
 
     def run(self, run_ids: Sequence[int]) -> dict[int, str]:
-        """Execute the queued runs; returns their final statuses."""
+        """Execute the queued runs; returns their final statuses (``removed`` for a run whose
+        row vanished; the status the launcher concluded for an end it could not record)."""
         old = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -393,6 +516,17 @@ class Launcher:
                 signal.signal(sig, handler)
 
     # -- internals ----------------------------------------------------------------------
+    def _quiet(self, error: StoreError) -> None:
+        """Warn about a database error once, not at every poll."""
+        if str(error) != self._store_error:
+            log.warning("%s (the launcher keeps going; this is not repeated)", error)
+            self._store_error = str(error)
+
+    def _problem(self, run_id: int, message: str) -> None:
+        self.problems[run_id] = message
+        if self.on_problem is not None:
+            self.on_problem(run_id, message)
+
     def _start(self, job: _Job, busy: dict[str, int]) -> None:
         job.gpu = assign_gpus(self.gpus, busy)
         if job.gpu is not None:
@@ -421,16 +555,30 @@ class Launcher:
         return data[-limit:].strip()
 
     def _finish(self, job: _Job) -> str:
-        """The child has exited: make sure its end is stored, report it."""
+        """The child has exited: make sure its end is stored, report it. Never raises
+        :class:`StoreError`: what cannot be recorded is reported as a problem."""
         rc = job.proc.returncode if job.proc is not None else None
-        if not self.store.runs(ids=[job.run_id]):          # removed meanwhile (e.g. by hand)
+        how = f"killed by signal {-rc}" if rc is not None and rc < 0 else f"exit status {rc}"
+        try:
+            return retry_write(lambda: self._record_end(job, how), patience=self.patience,
+                               stop=lambda: bool(self.stop_requested))
+        except StoreError as e:
+            status = CANCELLED if self.stop_requested else FAILED
+            self._problem(job.run_id, f"its process ended ({how}) but its end could not be recorded: {e}; the "
+                                      f"database still says it is live (readers will show it crashed)")
+            return status
+        finally:
             if job.log is not None:
                 job.log.close()
+
+    def _record_end(self, job: _Job, how: str) -> str:
+        if self.store.missing([job.run_id]):              # removed meanwhile (e.g. by hand)
+            self._problem(job.run_id, f"its row was removed from {self.store.where} while it ran; its process "
+                                      f"stopped ({how}); nothing of it is kept")
             return "removed"
         self._report(job)
         run = self.store.get(job.run_id)
         if run.status in LIVE:
-            how = f"killed by signal {-rc}" if rc is not None and rc < 0 else f"exit status {rc}"
             if self.stop_requested:
                 self.store.mark(job.run_id, CANCELLED, f"cancelled; the process ended ({how}) before "
                                                        f"recording its end")
@@ -442,10 +590,20 @@ class Launcher:
                 self.store.mark(job.run_id, CRASHED, reason)
             self._report(job)
             run = self.store.get(job.run_id)
-        if job.log is not None:
-            job.log.close()
         if self.on_end is not None:
             self.on_end(run, self.store.epochs(job.run_id))
+        return run.status
+
+    def _cancel_queued(self, job: _Job) -> str:
+        """A run that never started, at a stop request: best effort, no waiting."""
+        try:
+            self.store.mark(job.run_id, CANCELLED, "cancelled before it started", only_if=(QUEUED,))
+            run = self.store.get(job.run_id)
+        except StoreError as e:
+            self._problem(job.run_id, f"cancelled before it started, but that could not be recorded: {e}")
+            return CANCELLED
+        if self.on_end is not None:
+            self.on_end(run, [])
         return run.status
 
     def _loop(self, run_ids: list[int]) -> dict[int, str]:
@@ -461,11 +619,7 @@ class Launcher:
                 if not forwarded:             # first request: cancel the queue, SIGTERM the children
                     while pending:
                         job = pending.popleft()
-                        self.store.mark(job.run_id, CANCELLED, "cancelled before it started", only_if=(QUEUED,))
-                        run = self.store.get(job.run_id)
-                        statuses[job.run_id] = run.status
-                        if self.on_end is not None:
-                            self.on_end(run, [])
+                        statuses[job.run_id] = self._cancel_queued(job)
                     for job in active:
                         _kill(job.proc, signal.SIGTERM)
                     deadline = time.monotonic() + self.grace
@@ -481,26 +635,36 @@ class Launcher:
                 job = pending.popleft()
                 self._start(job, busy)
                 active.append(job)
-                job.run = self.store.get(job.run_id)
+                try:
+                    job.run = self.store.get(job.run_id)
+                except StoreError as e:       # removed or unreadable: its end says more
+                    self._quiet(e)
+                    continue
                 if self.on_start is not None:
                     self.on_start(job.run)
             time.sleep(self.poll)
-            try:
-                for job in list(active):
-                    assert job.proc is not None
-                    if job.proc.poll() is not None:
-                        statuses[job.run_id] = self._finish(job)
-                        active.remove(job)
-                        if job.gpu is not None:
-                            busy[job.gpu] -= 1
-                    else:
-                        self._report(job)
-                if time.monotonic() - last_touch > HEARTBEAT_SECONDS:
-                    # queued rows are owned by this process: keep them from looking abandoned
-                    self.store.touch([j.run_id for j in list(pending) + active], statuses=(QUEUED,))
-                    last_touch = time.monotonic()
-            except StoreError as e:           # e.g. locked for longer than the busy timeout: poll again
-                log.warning("%s", e)
+            for job in list(active):
+                assert job.proc is not None
+                if job.proc.poll() is not None:
+                    active.remove(job)
+                    if job.gpu is not None:
+                        busy[job.gpu] -= 1
+                    statuses[job.run_id] = self._finish(job)
+                    continue
+                try:
+                    self._report(job)
+                except StoreError as e:       # e.g. locked for longer than the busy timeout
+                    self._quiet(e)
+            if time.monotonic() - last_touch > HEARTBEAT_SECONDS:
+                # queued rows are owned by this process: keep them from looking abandoned
+                last_touch = time.monotonic()
+                try:                          # read first: no write lock taken when none is queued
+                    ids = [j.run_id for j in list(pending) + active]
+                    queued = [r.id for r in self.store.runs(ids=ids, status=QUEUED)] if ids else []
+                    if queued:
+                        self.store.touch(queued, statuses=(QUEUED,))
+                except StoreError as e:
+                    self._quiet(e)
         return statuses
 
 

@@ -2,9 +2,10 @@
 processes and readers.
 
 The database is the single source of truth (DESIGN.md). A run process writes its own rows,
-one commit per epoch, plus a heartbeat; ``kni runs``, ``kni compare``, the TUI only read
-(the one exception is :meth:`Store.refresh_crashed`, which marks runs whose process is gone,
-see below).
+one commit per epoch, plus a heartbeat; ``kni runs``, ``kni show``, ``kni compare`` and
+``kni export`` only read: they open the store with ``readonly=True`` (below). Writers (the
+launcher, the run processes, ``kni cancel``/``kni rm``, the TUI) also record crashes they
+find (:meth:`Store.refresh_crashed`).
 
 Tables
 ------
@@ -13,7 +14,8 @@ Tables
             ``recipe_text`` (the YAML exactly as run), ``config_json`` (the resolved
             :class:`~kni_core.config.RunConfig`), ``config_hash`` (everything but seed and
             device: the group key), ``dataset``, ``model`` (``KNI`` or ``NI``), ``seed``,
-            ``device``, ``status``, ``pid``, ``host``, ``created_at`` / ``started_at`` /
+            ``device``, ``status``, ``pid``, ``pid_start`` (what identifies that process
+            besides its number, see below), ``host``, ``created_at`` / ``started_at`` /
             ``finished_at`` / ``heartbeat_at`` (UTC), ``max_epochs``, ``select_on``,
             ``stopped_early``, ``best_epoch`` and the valid/test AUC, logloss and accuracy at
             that epoch (``best_*``), ``error`` and ``traceback``, ``data_stats`` (JSON),
@@ -32,20 +34,54 @@ Crash detection
 ---------------
 A live row (``queued`` or ``running``) names the process that owns it (``pid`` on ``host``:
 the launcher while queued, the run process once running) and carries a heartbeat refreshed
-every :data:`HEARTBEAT_SECONDS`. A reader treats a live row as crashed when its heartbeat is
-older than :func:`stale_seconds` (30 s, env ``KNI_STALE_SECONDS``) **and** its process is not
-alive (checked with ``os.kill(pid, 0)`` and ``/proc`` for zombies when ``host`` is this host;
-assumed dead on another host). :meth:`Store.refresh_crashed` writes that conclusion with a
-compare-and-set update (``WHERE status IN live AND heartbeat_at = what was read``), so it is
-idempotent and can never overwrite an end the run wrote meanwhile. A launcher that sees its
-child exit without an end marks the row at once.
+every :data:`HEARTBEAT_SECONDS`. A pid alone proves nothing after a reboot (pids are reused),
+so the owner's start time is recorded with it: ``pid_start`` is ``BOOT_ID:TICKS``, the
+kernel's boot id and field 22 of ``/proc/PID/stat`` (start time in clock ticks since boot),
+NULL where ``/proc`` is missing. The owner counts as alive only when that pid exists on this
+host, is not a zombie and, where ``pid_start`` was recorded, started at that time
+(:func:`process_matches`).
+
+A reader treats a live row as crashed when its heartbeat is older than :func:`stale_seconds`
+(30 s, env ``KNI_STALE_SECONDS``) **and** its owner is not alive (a row of another host:
+assumed dead), or, whatever the pid says, when its heartbeat is older than
+:func:`abandoned_seconds` (10 x the stale threshold, at least 60 s: a process that has not
+written for that long is frozen or not ours; a run that was only stalled revives on its next
+heartbeat). :meth:`Store.refresh_crashed` writes that conclusion with a compare-and-set update
+(``WHERE status IN live AND heartbeat_at = what was read``), so it is idempotent and can
+never overwrite an end the run wrote meanwhile. A launcher that sees its child exit without
+an end marks the row at once. A read-only store cannot write the conclusion; its
+:meth:`Store.runs` reports such rows as crashed instead (status and reason, not stored).
+
+Read-only opening
+-----------------
+``Store.open(db, readonly=True)`` never writes: no file is created, the journal mode is not
+changed, an older layout is not migrated (SQLite: it is read as it is, the columns added
+since read as NULL through temporary views; other databases: the user is told to run a
+writing command), and no crash is recorded. SQLite files are opened with ``mode=ro``; when
+that fails because the WAL index (``-shm``) cannot be created (a read-only folder), with
+``immutable=1``: the last checkpointed state, :attr:`Store.snapshot` says so.
+
+Damaged values
+--------------
+A value that cannot be read (a date that does not parse) or is out of range (AUC or accuracy
+outside [0, 1], a negative or non-finite logloss, loss or duration) is read as None and
+described in the object's ``damage`` list (``kni runs``/``kni show``/the TUI say so): one
+bad row never stops a listing, and a bit flip never enters a mean.
+
+Write failures
+--------------
+Database errors surface as :class:`StoreError`; ``transient`` is set for a lock held
+longer than the busy timeout and for a full disk, where the same write may succeed later.
+:func:`retry_write` retries those with backoff for :func:`write_patience` seconds (env
+``KNI_DB_PATIENCE``, default 60) and can be interrupted; run processes use it for every row
+they write, so a stalled database costs time, not finished epochs.
 
 Schema versions
 ---------------
 The layout is versioned by the integer ``meta.schema_version`` and upgraded on open by the
-hand-written :data:`MIGRATIONS` list (a fresh database runs the same list from version 1, so
+hand-written :data:`MIGRATIONS` list when a writer opens it (a fresh database runs the same list from version 1, so
 fresh and upgraded databases are identical by construction). Why not Alembic: the database
-is a per-user file that must upgrade itself silently when any ``kni`` command opens it;
+is a per-user file that must upgrade itself silently when a writing ``kni`` command opens it;
 there are three small tables and only additive changes so far; Alembic would add a dependency,
 a migrations folder and an ``env.py`` to ship inside the package, and its autogenerate needs
 a developer in the loop anyway. Each step is a Python function over a Core connection,
@@ -57,16 +93,19 @@ A database written by a newer release is refused with a clear message and left u
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import socket
 import sqlite3
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
-
-from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from urllib.parse import quote
 
 from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKey, Integer, MetaData,
                         String, Table, Text, create_engine, delete, event, func, inspect, select,
@@ -74,15 +113,20 @@ from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKey, Integer, M
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
 from kni_core.errors import KniError
 
-__all__ = ["Store", "StoreError", "Run", "Epoch", "SCHEMA_VERSION", "MIGRATIONS", "STATUSES", "LIVE",
-           "FINAL", "QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED",
-           "HEARTBEAT_SECONDS", "stale_seconds", "pid_alive", "resolve_url", "run_to_dict",
-           "epoch_to_dict", "METRIC_FIELDS", "DEFAULT_DB", "this_host", "utcnow"]
+__all__ = ["Store", "StoreError", "RunGone", "Run", "Epoch", "SCHEMA_VERSION", "MIGRATIONS", "STATUSES",
+           "LIVE", "FINAL", "QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED",
+           "HEARTBEAT_SECONDS", "stale_seconds", "abandoned_seconds", "write_patience", "retry_write",
+           "pid_alive", "process_start", "process_matches", "resolve_url", "run_to_dict", "epoch_to_dict",
+           "METRIC_FIELDS", "DEFAULT_DB", "MAX_ID", "this_host", "utcnow"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED, CRASHED = (
     "queued", "running", "completed", "failed", "cancelled", "crashed")
@@ -94,9 +138,17 @@ FINAL = (COMPLETED, FAILED, CANCELLED, CRASHED)
 HEARTBEAT_SECONDS = 5.0
 #: Default age after which a heartbeat counts as stale (see :func:`stale_seconds`).
 STALE_SECONDS = 30.0
+#: A heartbeat older than this many stale thresholds means crashed, whatever the pid says.
+ABANDONED_FACTOR = 10
+#: ... and never less than this many seconds (12 missed heartbeats).
+ABANDONED_MIN_SECONDS = 12 * HEARTBEAT_SECONDS
 #: Default busy timeout in seconds (env ``KNI_DB_TIMEOUT``).
 BUSY_TIMEOUT = 15.0
+#: Default seconds a writer keeps retrying a locked or full database (env ``KNI_DB_PATIENCE``).
+WRITE_PATIENCE = 60.0
 DEFAULT_DB = "runs.db"
+#: The largest id SQLite (and a PostgreSQL BIGINT) can hold; larger ids name no run.
+MAX_ID = 2 ** 63 - 1
 
 #: The per-epoch metrics, in the order of the ``epochs`` table and of :class:`EpochResult`.
 METRIC_FIELDS = ("train_loss", "valid_auc", "valid_logloss", "valid_acc", "test_auc", "test_logloss",
@@ -105,7 +157,17 @@ _BEST_FIELDS = ("valid_auc", "valid_logloss", "valid_acc", "test_auc", "test_log
 
 
 class StoreError(KniError):
-    """The run database cannot be used (missing, not SQLite, newer schema, locked...)."""
+    """The run database cannot be used (missing, not SQLite, newer schema, locked...).
+
+    ``transient``: the same operation may succeed later (locked, disk full)."""
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
+
+
+class RunGone(StoreError):
+    """The run's row is no longer in the database (removed while its process ran)."""
 
 
 def utcnow() -> datetime:
@@ -124,6 +186,53 @@ def stale_seconds() -> float:
         return STALE_SECONDS
 
 
+def abandoned_seconds(stale: float | None = None) -> float:
+    """Heartbeat age after which a live run counts as crashed even if its pid seems alive."""
+    stale = stale_seconds() if stale is None else stale
+    return max(ABANDONED_FACTOR * stale, ABANDONED_MIN_SECONDS)
+
+
+def write_patience() -> float:
+    """Seconds a run process keeps retrying a transient write failure before giving up."""
+    try:
+        return max(0.0, float(os.environ.get("KNI_DB_PATIENCE", WRITE_PATIENCE)))
+    except ValueError:
+        return WRITE_PATIENCE
+
+
+def retry_write(write: Callable[[], T], *, patience: float | None = None, stop: Callable[[], bool] | None = None,
+                on_wait: Callable[[StoreError], None] | None = None) -> T:
+    """``write()``, retried with backoff (0.25 s doubling to 8 s) while it fails with a
+    transient :class:`StoreError`, for up to ``patience`` seconds (default
+    :func:`write_patience`). ``stop()`` returning true ends the waiting at once (the last
+    error is raised); ``on_wait(error)`` hears of every failure that will be retried."""
+    patience = write_patience() if patience is None else patience
+    start = time.monotonic()
+    delay = 0.25
+    retried = False
+    while True:
+        try:
+            return write()
+        except StoreError as e:
+            waited = time.monotonic() - start
+            if not e.transient or (stop is not None and stop()):
+                raise
+            if waited + delay > patience:
+                if not retried:                   # no patience at all: the error as it is
+                    raise
+                raise StoreError(f"{e} (still failing after {waited:.0f} s of retries; "
+                                 f"KNI_DB_PATIENCE sets how long)", transient=True) from None
+            if on_wait is not None:
+                on_wait(e)
+            retried = True
+            until = time.monotonic() + delay
+            while (left := until - time.monotonic()) > 0:
+                if stop is not None and stop():
+                    raise
+                time.sleep(min(0.1, left))
+            delay = min(2 * delay, 8.0)
+
+
 def pid_alive(pid: int | None) -> bool:
     """Whether process ``pid`` exists on this host and is not a zombie."""
     if not pid or pid <= 0:
@@ -136,32 +245,102 @@ def pid_alive(pid: int | None) -> bool:
         return True                      # exists, owned by someone else
     except OSError:
         return False
-    try:                                 # a killed but unreaped child is a zombie: dead
+    fields = _proc_stat(pid)             # a killed but unreaped child is a zombie: dead
+    return fields is None or fields[0] != "Z"
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` from field 3 (state) on; None without /proc."""
+    try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2:].split()[0] != "Z"
-    except (OSError, ValueError, IndexError):
-        return True
+        return stat[stat.rindex(")") + 2:].split()
+    except (OSError, ValueError):
+        return None
+
+
+@lru_cache(maxsize=1)
+def _boot_id() -> str:
+    """What tells this boot from the others (the kernel's random boot id; else the boot time)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        pass
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return "btime-" + line.split()[1]
+    except OSError:
+        pass
+    return "unknown-boot"
+
+
+def process_start(pid: int | None) -> str | None:
+    """``BOOT_ID:TICKS`` of live process ``pid`` (``TICKS``: /proc/PID/stat field 22, its start
+    in clock ticks since boot); None where unknown (no /proc, no such process, a zombie).
+    With the pid it names one process across reboots and pid reuse."""
+    if not pid or pid <= 0:
+        return None
+    fields = _proc_stat(pid)
+    if fields is None or len(fields) < 20 or fields[0] == "Z":
+        return None
+    return f"{_boot_id()}:{fields[19]}"
+
+
+def process_matches(pid: int | None, start: str | None) -> bool:
+    """Whether ``pid`` on this host is alive and, when ``start`` is known, the process that
+    started then (not another one that got the pid after a reboot)."""
+    if not pid_alive(pid):
+        return False
+    if start is None:
+        return True                      # recorded where /proc was missing: the pid is all we have
+    now = process_start(pid)
+    return now is None or now == start   # None: /proc hides it (hidepid); trust the pid
 
 
 # --------------------------------------------------------------------------------------------
 # the ORM model (the current layout; MIGRATIONS build the same tables)
 
 
+class Unreadable(str):
+    """A stored value that cannot be read as its column's type (the raw value, as text).
+
+    Only ever seen by the load hook below, which turns it into None plus a ``damage`` note."""
+
+
 class UTCDateTime(TypeDecorator):
-    """Timezone-aware UTC datetimes, stored naive (SQLite has no time zones)."""
+    """Timezone-aware UTC datetimes, stored naive (SQLite has no time zones).
+
+    SQLite keeps them as text (``YYYY-MM-DD HH:MM:SS.ffffff``, the format SQLAlchemy's
+    DateTime writes); they are read as text and parsed here, so one unparseable value makes
+    its row damaged instead of failing the whole query."""
 
     impl = DateTime
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        return dialect.type_descriptor(String() if dialect.name == "sqlite" else DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | str | None:
         if value is None:
             return None
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc).replace(tzinfo=None)
+        value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value.isoformat(sep=" ", timespec="microseconds") if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=timezone.utc)
+    def process_result_value(self, value: Any, dialect: Any) -> datetime | Unreadable | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = datetime.fromisoformat(value.strip())
+            except ValueError:
+                return Unreadable(value)
+        if not isinstance(value, datetime):
+            return Unreadable(repr(value))
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
 
 
 class Base(DeclarativeBase):
@@ -190,7 +369,7 @@ class Run(Base):
     status: Mapped[str] = mapped_column(String(20), index=True)
     pid: Mapped[int | None] = mapped_column(Integer)
     host: Mapped[str | None] = mapped_column(String(255))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)   # None only when damaged
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -210,9 +389,13 @@ class Run(Base):
     package_version: Mapped[str | None] = mapped_column(String(64))
     git_commit: Mapped[str | None] = mapped_column(String(64))
     data_stats: Mapped[str | None] = mapped_column(Text)
+    # schema version 3
+    pid_start: Mapped[str | None] = mapped_column(String(80))
 
     #: Number of stored epoch rows; filled by the Store's queries (not a column).
     n_epochs = 0
+    #: What could not be read or was out of range, one note per value (not a column).
+    damage: Sequence[str] = ()
 
     @property
     def config(self) -> dict:
@@ -238,8 +421,55 @@ class Epoch(Base):
     eval_seconds: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    #: What could not be read or was out of range (not a column).
+    damage: Sequence[str] = ()
+
     def __repr__(self) -> str:
         return f"Epoch(run_id={self.run_id}, epoch={self.epoch}, valid_auc={self.valid_auc})"
+
+
+# --------------------------------------------------------------------------------------------
+# damaged values: checked once, when a row becomes an object
+
+_DATES = ("created_at", "started_at", "finished_at", "heartbeat_at")
+
+
+def metric_range(name: str) -> tuple[float, float]:
+    """The valid range of a metric column (``test_auc``, ``best_valid_logloss``, ...)."""
+    kind = name.rsplit("_", 1)[-1]
+    return (0.0, 1.0) if kind in ("auc", "acc") else (0.0, math.inf)
+
+
+def _check_values(obj: Any, metrics: Sequence[str], prefix: str) -> None:
+    notes: list[str] = []
+    for name in _DATES:
+        value = getattr(obj, name, None)
+        if isinstance(value, Unreadable):
+            notes.append(f"{prefix}{name}: unreadable date {str(value)[:40]!r}")
+            set_committed_value(obj, name, None)
+    for name in metrics:
+        value = getattr(obj, name)
+        if value is None:
+            continue
+        lo, hi = metric_range(name)
+        if not isinstance(value, (int, float)) or not (lo <= value <= hi):
+            shown = f"{value:.6g}" if isinstance(value, (int, float)) else repr(value)[:40]
+            notes.append(f"{prefix}{name}: {shown} is outside [{lo:g}, {hi:g}]")
+            set_committed_value(obj, name, None)
+    if notes:
+        obj.damage = notes
+
+
+@event.listens_for(Run, "load")
+@event.listens_for(Run, "refresh")
+def _check_run(run: Run, *args: Any) -> None:
+    _check_values(run, [f"best_{f}" for f in _BEST_FIELDS], "")
+
+
+@event.listens_for(Epoch, "load")
+@event.listens_for(Epoch, "refresh")
+def _check_epoch(epoch: Epoch, *args: Any) -> None:
+    _check_values(epoch, METRIC_FIELDS, f"epoch {epoch.epoch} ")
 
 
 # --------------------------------------------------------------------------------------------
@@ -296,10 +526,16 @@ def _migrate_2(conn: Connection) -> None:
     _add_column(conn, "runs", Column("data_stats", Text))
 
 
+def _migrate_3(conn: Connection) -> None:
+    """The start of the process that owns a row, beside its pid (pids are reused)."""
+    _add_column(conn, "runs", Column("pid_start", String(80)))
+
+
 #: (version reached, what it does, the step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "first layout: meta, runs, epochs", _migrate_1),
     (2, "runs.package_version, runs.git_commit, runs.data_stats", _migrate_2),
+    (3, "runs.pid_start", _migrate_3),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -334,7 +570,12 @@ def _explain(error: BaseException, where: str) -> StoreError:
     low = msg.lower()
     if "locked" in low or "busy" in low:
         return StoreError(f"{where}: the database is locked by another process (waited "
-                          f"{_busy_timeout():g} s; raise it with KNI_DB_TIMEOUT); nothing was changed")
+                          f"{_busy_timeout():g} s; raise it with KNI_DB_TIMEOUT); nothing was changed",
+                          transient=True)
+    if "disk is full" in low or "no space left" in low or "disk full" in low:
+        return StoreError(f"{where}: the disk is full ({msg}); nothing was changed", transient=True)
+    if "attempt to write a readonly database" in low:
+        return StoreError(f"{where}: opened read-only; nothing was changed")
     if "not a database" in low or "file is encrypted" in low:
         return StoreError(f"{where}: not a SQLite database (give --db a runs.db file or a SQLAlchemy URL)")
     if "unable to open" in low or "readonly" in low or "read-only" in low or "permission" in low:
@@ -352,9 +593,11 @@ def _busy_timeout() -> float:
 
 
 def _make_engine(url: str, *, immediate: bool, timeout: float) -> Engine:
-    """An engine; on SQLite every connection runs in WAL mode with a busy timeout and foreign
-    keys on, and transactions are begun explicitly (``BEGIN IMMEDIATE`` on the writer engine,
-    so a writer waits for the lock up front instead of failing on a read-to-write upgrade)."""
+    """An engine; on SQLite every connection has a busy timeout and foreign keys on, and
+    transactions are begun explicitly (``BEGIN IMMEDIATE`` on the writer engine, so a writer
+    waits for the lock up front instead of failing on a read-to-write upgrade). Nothing here
+    writes to the file: WAL mode is switched on by :meth:`Store._check_and_upgrade`, once the
+    file is known to be a run database."""
     u = make_url(url)
     sqlite = u.get_backend_name() == "sqlite"
     kwargs: dict[str, Any] = {}
@@ -365,24 +608,71 @@ def _make_engine(url: str, *, immediate: bool, timeout: float) -> Engine:
             kwargs["poolclass"] = StaticPool
     engine = create_engine(url, **kwargs)
     if sqlite:
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_conn: Any, record: Any) -> None:
-            dbapi_conn.isolation_level = None       # we emit BEGIN ourselves (below)
-            cur = dbapi_conn.cursor()
-            try:
-                cur.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-                mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
-                if str(mode).lower() != "wal" and _sqlite_path(url) is not None:
-                    cur.execute("PRAGMA journal_mode = WAL")
-                cur.execute("PRAGMA foreign_keys = ON")
-                cur.execute("PRAGMA synchronous = NORMAL")
-            finally:
-                cur.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        _sqlite_session_setup(engine, timeout, immediate)
     return engine
+
+
+def _sqlite_session_setup(engine: Engine, timeout: float, immediate: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
+        dbapi_conn.isolation_level = None       # we emit BEGIN ourselves (below)
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            cur.execute("PRAGMA foreign_keys = ON")
+            cur.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _readonly_sqlite_engine(path: Path, timeout: float, store_flags: dict) -> Engine:
+    """A SQLite engine that cannot write: ``mode=ro``; when that cannot open the file because
+    its WAL index cannot be created (read-only folder), ``immutable=1`` (the last checkpoint)."""
+    uri = "file:" + quote(str(path))
+
+    def connect() -> sqlite3.Connection:
+        conn = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=timeout, check_same_thread=False)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError as e:
+            conn.close()
+            if "unable to open" not in str(e).lower():
+                raise
+        store_flags["snapshot"] = True
+        return sqlite3.connect(uri + "?immutable=1", uri=True, timeout=timeout, check_same_thread=False)
+
+    engine = create_engine("sqlite://", creator=connect)
+    _sqlite_session_setup(engine, timeout, immediate=False)
+    return engine
+
+
+def _shadow_old_layout(engine: Engine) -> None:
+    """Read an older layout as the current one without migrating it: on every connection,
+    temporary views named like the tables (they take precedence over ``main``) add each
+    column introduced since as NULL. Nothing is written to the database file."""
+    with engine.connect() as conn:
+        have = {t: {c["name"] for c in inspect(conn).get_columns(t)} for t in ("runs", "epochs")}
+        conn.rollback()
+    views = []
+    for table in (Run.__table__, Epoch.__table__):
+        cols = [c.name for c in table.columns]
+        if set(cols) <= have[table.name]:
+            continue
+        select_list = ", ".join(f'main.{table.name}."{c}"' if c in have[table.name] else f'NULL AS "{c}"'
+                                for c in cols)
+        views.append(f"CREATE TEMP VIEW {table.name} AS SELECT {select_list} FROM main.{table.name}")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
+        for sql in views:
+            dbapi_conn.execute(sql)
+
+    engine.dispose()                            # pooled connections predate the views
 
 
 # --------------------------------------------------------------------------------------------
@@ -416,17 +706,20 @@ class Store:
     Database errors surface as :class:`StoreError` with a readable message.
     """
 
-    def __init__(self, url: str, reader: Engine, writer: Engine):
+    def __init__(self, url: str, reader: Engine, writer: Engine | None):
         self.url = url
         self.reader = reader
         self.writer = writer
+        self._flags: dict[str, bool] = {}
 
     # -- opening ------------------------------------------------------------------------
     @classmethod
     def open(cls, db: str | os.PathLike | None = None, *, create: bool = True,
-             timeout: float | None = None) -> "Store":
+             timeout: float | None = None, readonly: bool = False) -> "Store":
         """Open ``db`` (URL or path; default env ``KNI_DB`` or ``runs.db``), creating it when
-        ``create`` and upgrading an older layout. Raises :class:`StoreError`."""
+        ``create`` and upgrading an older layout. ``readonly``: never write (see the module
+        docstring); implies ``create=False``. Raises :class:`StoreError`."""
+        create = create and not readonly
         url = resolve_url(db)
         where = _display(url)
         try:
@@ -447,15 +740,28 @@ class Store:
             elif path.stat().st_size and not _has_sqlite_header(path):
                 raise StoreError(f"{where}: not a SQLite database (give --db a runs.db file or a "
                                  f"SQLAlchemy URL)")
+            elif not path.stat().st_size and not create:
+                raise StoreError(f"{where}: no run database here (an empty file; kni run RECIPE --db {path} "
+                                 f"creates one in it)")
         t = _busy_timeout() if timeout is None else timeout
+        flags: dict[str, bool] = {}
         try:
-            reader = _make_engine(url, immediate=False, timeout=t)
+            if readonly and path is not None:
+                reader = _readonly_sqlite_engine(path, t, flags)
+            else:
+                reader = _make_engine(url, immediate=False, timeout=t)
             # in-memory SQLite (tests, previews) lives in one connection: one engine for both
-            writer = _make_engine(url, immediate=True, timeout=t) if path is not None or \
-                make_url(url).get_backend_name() != "sqlite" else reader
+            writer: Engine | None
+            if readonly:
+                writer = None
+            elif path is not None or make_url(url).get_backend_name() != "sqlite":
+                writer = _make_engine(url, immediate=True, timeout=t)
+            else:
+                writer = reader
         except (ArgumentError, NoSuchModuleError, ImportError) as e:
             raise StoreError(f"--db {db}: cannot use this database URL ({e})") from None
         store = cls(url, reader, writer)
+        store._flags = flags
         try:
             store._check_and_upgrade(create)
         except StoreError:
@@ -471,7 +777,8 @@ class Store:
 
     def close(self) -> None:
         self.reader.dispose()
-        self.writer.dispose()
+        if self.writer is not None:
+            self.writer.dispose()
 
     def __enter__(self) -> "Store":
         return self
@@ -484,35 +791,67 @@ class Store:
         return _display(self.url)
 
     @property
+    def readonly(self) -> bool:
+        """Opened with ``readonly=True``: every write raises :class:`StoreError`."""
+        return self.writer is None
+
+    @property
+    def snapshot(self) -> bool:
+        """Read-only SQLite read with ``immutable=1`` (its folder is not writable): changes not
+        yet checkpointed from the WAL file, if any, are not seen."""
+        return bool(self._flags.get("snapshot"))
+
+    @property
     def in_memory(self) -> bool:
         """An in-memory SQLite database (usable in one process only)."""
         return make_url(self.url).get_backend_name() == "sqlite" and _sqlite_path(self.url) is None
 
     def schema_version(self) -> int:
         with self.reader.connect() as conn:
-            return _read_version(conn)
+            return _read_version(conn, self.where)
 
     def _check_and_upgrade(self, create: bool) -> None:
         with self.reader.connect() as conn:
-            version = _read_version(conn)
+            version = _read_version(conn, self.where)
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.where}: written by a newer kni-workbench (schema version {version}; "
                              f"this one reads up to {SCHEMA_VERSION}); upgrade kni-workbench to open it")
-        if version == SCHEMA_VERSION:
-            return
         if version == 0 and not create:
             raise StoreError(f"{self.where}: no run database here (kni run RECIPE creates one)")
-        with self.writer.begin() as conn:          # one transaction: the steps and the version
-            version = _read_version(conn)          # re-read under the write lock
-            if version > SCHEMA_VERSION:
-                raise StoreError(f"{self.where}: written by a newer kni-workbench (schema version "
-                                 f"{version}; this one reads up to {SCHEMA_VERSION})")
-            for target, _what, step in MIGRATIONS:
-                if target > version:
-                    step(conn)
-            conn.execute(text("DELETE FROM meta WHERE key = 'schema_version'"))
-            conn.execute(text("INSERT INTO meta (key, value) VALUES ('schema_version', :v)"),
-                         {"v": str(SCHEMA_VERSION)})
+        if self.writer is None:
+            if version < SCHEMA_VERSION:
+                if self.reader.dialect.name != "sqlite":
+                    raise StoreError(f"{self.where}: written by an older kni-workbench (schema version "
+                                     f"{version}, this one uses {SCHEMA_VERSION}); a writing command "
+                                     f"(kni run, kni cancel, kni rm, kni-workbench) upgrades it")
+                _shadow_old_layout(self.reader)
+            return
+        if version < SCHEMA_VERSION:
+            with self.writer.begin() as conn:          # one transaction: the steps and the version
+                version = _read_version(conn, self.where)          # re-read under the write lock
+                if version > SCHEMA_VERSION:
+                    raise StoreError(f"{self.where}: written by a newer kni-workbench (schema version "
+                                     f"{version}; this one reads up to {SCHEMA_VERSION})")
+                for target, _what, step in MIGRATIONS:
+                    if target > version:
+                        step(conn)
+                conn.execute(text("DELETE FROM meta WHERE key = 'schema_version'"))
+                conn.execute(text("INSERT INTO meta (key, value) VALUES ('schema_version', :v)"),
+                             {"v": str(SCHEMA_VERSION)})
+        self._use_wal()
+
+    def _use_wal(self) -> None:
+        """Switch a SQLite file to WAL (readers never block the writer); persistent, so done
+        once, by a writer, after the file proved to be a run database."""
+        if _sqlite_path(self.url) is None or self.writer is None:
+            return
+        raw = self.writer.raw_connection()
+        try:
+            conn = raw.driver_connection
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+        finally:
+            raw.close()
 
     # -- sessions -----------------------------------------------------------------------
     @contextmanager
@@ -525,6 +864,8 @@ class Store:
 
     @contextmanager
     def _write(self) -> Iterator[Session]:
+        if self.writer is None:
+            raise StoreError(f"{self.where}: opened read-only; nothing was changed")
         try:
             with Session(self.writer, expire_on_commit=False) as session, session.begin():
                 yield session
@@ -533,13 +874,16 @@ class Store:
 
     # -- the launcher -------------------------------------------------------------------
     def create_run(self, new: NewRun, *, pid: int | None = None, host: str | None = None) -> int:
-        """Insert a ``queued`` run owned by the launcher process ``pid`` on ``host``."""
+        """Insert a ``queued`` run owned by the launcher process ``pid`` (default: this one) on
+        ``host`` (default: this one)."""
         now = utcnow()
+        pid = pid if pid is not None else os.getpid()
+        host = host or this_host()
         with self._write() as s:
             run = Run(recipe=new.recipe, recipe_path=new.recipe_path, recipe_text=new.recipe_text,
                       config_json=new.config_json, config_hash=new.config_hash, dataset=new.dataset,
                       model=new.model, seed=new.seed, device=new.device, status=QUEUED,
-                      pid=pid if pid is not None else os.getpid(), host=host or this_host(),
+                      pid=pid, pid_start=process_start(pid) if host == this_host() else None, host=host,
                       created_at=now, heartbeat_at=now, max_epochs=new.max_epochs,
                       select_on=new.select_on, stopped_early=False,
                       package_version=new.package_version, git_commit=new.git_commit)
@@ -549,7 +893,7 @@ class Store:
 
     def touch(self, run_ids: Iterable[int], statuses: Sequence[str] = LIVE) -> None:
         """Refresh the heartbeat of the given runs that are still in ``statuses``."""
-        ids = list(run_ids)
+        ids = _storable(run_ids)
         if not ids:
             return
         with self._write() as s:
@@ -558,18 +902,23 @@ class Store:
 
     # -- the run process ----------------------------------------------------------------
     def claim(self, run_id: int, pid: int, host: str) -> bool:
-        """queued -> running for process ``pid``; False if the run is not queued."""
+        """queued -> running for process ``pid`` (its start recorded with it); False if the run
+        is not queued."""
         now = utcnow()
+        start = process_start(pid) if host == this_host() else None
         with self._write() as s:
             result = s.execute(update(Run).where(Run.id == run_id, Run.status == QUEUED)
-                               .values(status=RUNNING, pid=pid, host=host, started_at=now, heartbeat_at=now))
+                               .values(status=RUNNING, pid=pid, pid_start=start, host=host, started_at=now,
+                                       heartbeat_at=now))
             return result.rowcount == 1
 
     def record_start(self, run_id: int, device: str, data_stats: dict | None) -> None:
         with self._write() as s:
-            s.execute(update(Run).where(Run.id == run_id).values(
+            result = s.execute(update(Run).where(Run.id == run_id).values(
                 device=device, data_stats=json.dumps(data_stats, default=str) if data_stats else None,
                 heartbeat_at=utcnow()))
+            if result.rowcount == 0:
+                raise self._gone(run_id)
 
     def heartbeat(self, run_id: int) -> bool:
         """Refresh a running run's heartbeat; also revives a run a reader wrongly took for
@@ -580,18 +929,23 @@ class Store:
             return result.rowcount == 1
 
     def add_epoch(self, run_id: int, result: Any, best: Any | None) -> None:
-        """One commit: the epoch row, the run's best-so-far and its heartbeat.
+        """One commit: the epoch row, the run's best-so-far and its heartbeat. :class:`RunGone`
+        if the run's row was removed.
 
         ``result`` and ``best`` are :class:`~kni_core.train.EpochResult` (or anything with the
         same attributes)."""
         now = utcnow()
         with self._write() as s:
-            s.add(Epoch(run_id=run_id, epoch=result.epoch, created_at=now,
-                        **{f: _num(getattr(result, f)) for f in METRIC_FIELDS}))
             values: dict[str, Any] = {"heartbeat_at": now}
             if best is not None:
                 values.update(best_epoch=best.epoch, **{f"best_{f}": _num(getattr(best, f)) for f in _BEST_FIELDS})
-            s.execute(update(Run).where(Run.id == run_id).values(**values))
+            if s.execute(update(Run).where(Run.id == run_id).values(**values)).rowcount == 0:
+                raise self._gone(run_id)
+            s.add(Epoch(run_id=run_id, epoch=result.epoch, created_at=now,
+                        **{f: _num(getattr(result, f)) for f in METRIC_FIELDS}))
+
+    def _gone(self, run_id: int) -> RunGone:
+        return RunGone(f"run {run_id} is no longer in {self.where} (its row was removed while it ran)")
 
     def finish(self, run_id: int, status: str, *, error: str | None = None, traceback: str | None = None,
                best: Any | None = None, stopped_early: bool | None = None) -> bool:
@@ -616,31 +970,37 @@ class Store:
                                .values(status=status, error=reason, finished_at=utcnow()))
             return result.rowcount == 1
 
+    def mark_crashed(self, run: Run, reason: str, now: datetime | None = None) -> bool:
+        """``run`` (as read) -> crashed, unless its row changed since it was read (compare and
+        set on status and heartbeat: a run that ended or beat meanwhile is left alone)."""
+        with self._write() as s:
+            cond = [Run.id == run.id, Run.status == run.status]
+            cond.append(Run.heartbeat_at == run.heartbeat_at if run.heartbeat_at is not None
+                        else Run.heartbeat_at.is_(None))
+            result = s.execute(update(Run).where(*cond).values(status=CRASHED, error=reason,
+                                                               finished_at=now or utcnow()))
+            return result.rowcount == 1
+
     # -- readers ------------------------------------------------------------------------
     def refresh_crashed(self, stale: float | None = None, now: datetime | None = None) -> list[int]:
-        """Mark live runs whose heartbeat is stale and whose process is gone as crashed.
+        """Mark live runs whose process is gone (see the module docstring) as crashed.
 
-        Returns the ids marked now. Idempotent; safe against a run ending meanwhile. When the
-        database cannot be written (read-only file, locked) the rows stay as they are and
-        :meth:`runs` still reports them crashed (see :meth:`effective_status`)."""
+        Returns the ids marked now. Idempotent; safe against a run ending meanwhile. A
+        read-only store writes nothing (its :meth:`runs` reports such rows as crashed); when
+        the database cannot be written (locked, full) the rows stay as they are."""
+        if self.readonly:
+            return []
         stale = stale_seconds() if stale is None else stale
         now = now or utcnow()
         with self._read() as s:
             live = list(s.scalars(select(Run).where(Run.status.in_(LIVE))))
-        dead = [r for r in live if _looks_dead(r, now, stale)]
         marked = []
-        for r in dead:
-            reason = (f"the process (pid {r.pid} on {r.host}) is gone and its last heartbeat was "
-                      f"{_age(r, now):.0f} s ago; no end was recorded (killed, out of memory or power cut)")
+        for r in live:
+            if not _looks_dead(r, now, stale):
+                continue
             try:
-                with self._write() as s:
-                    cond = [Run.id == r.id, Run.status == r.status]
-                    cond.append(Run.heartbeat_at == r.heartbeat_at if r.heartbeat_at is not None
-                                else Run.heartbeat_at.is_(None))
-                    result = s.execute(update(Run).where(*cond).values(status=CRASHED, error=reason,
-                                                                       finished_at=now))
-                    if result.rowcount == 1:
-                        marked.append(r.id)
+                if self.mark_crashed(r, crash_reason(r, now, stale), now):
+                    marked.append(r.id)
             except StoreError:
                 break
         return marked
@@ -656,13 +1016,15 @@ class Store:
              dataset: str | None = None, recipe: str | None = None, config_hash: str | None = None,
              order: str = "id") -> list[Run]:
         """Runs matching every given filter (``status``/``dataset``/``recipe`` exact, several
-        statuses allowed), each with ``n_epochs`` set, ordered by id."""
+        statuses allowed), each with ``n_epochs`` set, ordered by id. In a read-only store a
+        live row whose process is gone comes back crashed (status and error; not stored)."""
+        wanted = None if not status else ([status] if isinstance(status, str) else list(status))
         count = (select(Epoch.run_id, func.count().label("n")).group_by(Epoch.run_id).subquery())
         q = select(Run, func.coalesce(count.c.n, 0)).outerjoin(count, count.c.run_id == Run.id)
         if ids is not None:
-            q = q.where(Run.id.in_(list(ids)))
-        if status:
-            q = q.where(Run.status.in_([status] if isinstance(status, str) else list(status)))
+            q = q.where(Run.id.in_(_storable(ids)))
+        if wanted:
+            q = q.where(Run.status.in_(wanted + list(LIVE) if self.readonly and CRASHED in wanted else wanted))
         if dataset:
             q = q.where(Run.dataset == dataset)
         if recipe:
@@ -671,9 +1033,15 @@ class Store:
             q = q.where(Run.config_hash.startswith(config_hash))
         q = q.order_by(Run.id)
         out = []
+        now, stale = utcnow(), stale_seconds()
         with self._read() as s:
             for run, n in s.execute(q):
                 run.n_epochs = int(n)
+                if self.readonly and _looks_dead(run, now, stale):
+                    set_committed_value(run, "error", run.error or crash_reason(run, now, stale))
+                    set_committed_value(run, "status", CRASHED)
+                if wanted and run.status not in wanted:
+                    continue
                 out.append(run)
         return out
 
@@ -686,6 +1054,8 @@ class Store:
 
     def epochs(self, run_id: int, after: int = 0) -> list[Epoch]:
         """Epoch rows of ``run_id`` with ``epoch > after``, in order."""
+        if not _storable([run_id]):
+            return []
         with self._read() as s:
             return list(s.scalars(select(Epoch).where(Epoch.run_id == run_id, Epoch.epoch > after)
                                   .order_by(Epoch.epoch)))
@@ -693,6 +1063,7 @@ class Store:
     def epochs_of(self, run_ids: Iterable[int]) -> dict[int, list[Epoch]]:
         ids = list(run_ids)
         out: dict[int, list[Epoch]] = {i: [] for i in ids}
+        ids = _storable(ids)
         if not ids:
             return out
         with self._read() as s:
@@ -704,15 +1075,15 @@ class Store:
         return out
 
     def missing(self, run_ids: Iterable[int]) -> list[int]:
-        """The ids among ``run_ids`` that name no run."""
+        """The ids among ``run_ids`` that name no run (ids beyond :data:`MAX_ID` never do)."""
         ids = list(dict.fromkeys(run_ids))
         with self._read() as s:
-            found = set(s.scalars(select(Run.id).where(Run.id.in_(ids))))
+            found = set(s.scalars(select(Run.id).where(Run.id.in_(_storable(ids)))))
         return [i for i in ids if i not in found]
 
     def delete(self, run_ids: Iterable[int]) -> int:
         """Delete runs and their epochs in one transaction; returns the number deleted."""
-        ids = list(dict.fromkeys(run_ids))
+        ids = _storable(dict.fromkeys(run_ids))
         with self._write() as s:
             s.execute(delete(Epoch).where(Epoch.run_id.in_(ids)))
             return s.execute(delete(Run).where(Run.id.in_(ids))).rowcount
@@ -743,22 +1114,22 @@ def _has_sqlite_header(path: Path) -> bool:
         raise StoreError(f"{path}: cannot read the file ({e.strerror or e})") from None
 
 
-def _read_version(conn: Connection) -> int:
+def _read_version(conn: Connection, where: str) -> int:
     """The stored schema version; 0 for an empty database. StoreError for a database that
     holds other tables but is not a run database."""
     names = set(inspect(conn).get_table_names())
     if "meta" not in names:
         if names:
-            raise StoreError(f"{_display(str(conn.engine.url))}: a database, but not a kni run database "
+            raise StoreError(f"{where}: a database, but not a kni run database "
                              f"(it has tables {', '.join(sorted(names)[:5])}); give --db another file")
         return 0
     row = conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).fetchone()
     if row is None:
-        raise StoreError(f"{_display(str(conn.engine.url))}: not a kni run database (no schema version)")
+        raise StoreError(f"{where}: not a kni run database (no schema version)")
     try:
         return int(row[0])
     except ValueError:
-        raise StoreError(f"{_display(str(conn.engine.url))}: unreadable schema version {row[0]!r}") from None
+        raise StoreError(f"{where}: unreadable schema version {row[0]!r}") from None
 
 
 def _num(x: Any) -> float | None:
@@ -768,17 +1139,55 @@ def _num(x: Any) -> float | None:
     return None if x != x else x           # NaN -> NULL (SQLite would do the same)
 
 
+def _storable(ids: Iterable[int]) -> list[int]:
+    """The ids a row can have (SQLite's integers are 64-bit; larger ones would overflow)."""
+    return [i for i in ids if -MAX_ID - 1 <= i <= MAX_ID]
+
+
 def _age(run: Run, now: datetime) -> float:
     ref = run.heartbeat_at or run.started_at or run.created_at
     return (now - ref).total_seconds() if ref is not None else float("inf")
 
 
+def owner_alive(run: Run) -> bool | None:
+    """Whether the process owning ``run``'s row lives: True/False on this host (pid and, where
+    recorded, start time), None for a row of another host (cannot tell from here)."""
+    if run.host != this_host():
+        return None
+    return process_matches(run.pid, run.pid_start)
+
+
+def is_abandoned(run: Run, now: datetime | None = None, stale: float | None = None) -> bool:
+    """A live row without a heartbeat for :func:`abandoned_seconds`: crashed whatever its pid says."""
+    return run.status in LIVE and _age(run, now or utcnow()) >= abandoned_seconds(stale)
+
+
 def _looks_dead(run: Run, now: datetime, stale: float) -> bool:
     if run.status not in LIVE or _age(run, now) < stale:
         return False
-    if run.host == this_host():
-        return not pid_alive(run.pid)
-    return True
+    if is_abandoned(run, now, stale):
+        return True
+    return owner_alive(run) is not True          # gone here, or stale on another host
+
+
+def crash_reason(run: Run, now: datetime, stale: float | None = None) -> str:
+    """Why a live row counts as crashed (stored as its error)."""
+    age = _age(run, now)
+    owner = f"pid {run.pid} on {run.host}"
+    if is_abandoned(run, now, stale):
+        alive = owner_alive(run)
+        what = (f"it ran on {run.host}" if alive is None
+                else f"pid {run.pid} exists but has not written for that long (stopped, or another process "
+                     f"that got the pid)" if alive
+                else f"its pid {run.pid} now belongs to another process" if pid_alive(run.pid)
+                else f"its process (pid {run.pid}) is gone")
+        return (f"no heartbeat for {age:.0f} s (more than {abandoned_seconds(stale):.0f} s: frozen or gone) and "
+                f"{what}; no end was recorded (killed, out of memory, power cut or reboot)")
+    if run.host == this_host() and pid_alive(run.pid):
+        return (f"the process that owned it ({owner}) is gone: that pid now belongs to another process "
+                f"(last heartbeat {age:.0f} s ago); no end was recorded (reboot or kill -9)")
+    return (f"the process ({owner}) is gone and its last heartbeat was {age:.0f} s ago; no end was recorded "
+            f"(killed, out of memory or power cut)")
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -803,6 +1212,7 @@ def run_to_dict(run: Run, status: str | None = None) -> dict:
         "finished_at": _iso(run.finished_at), "heartbeat_at": _iso(run.heartbeat_at),
         "seconds": seconds, "error": run.error, "recipe_path": run.recipe_path,
         "package_version": run.package_version, "git_commit": run.git_commit,
+        "damaged": list(run.damage),
     }
 
 

@@ -446,9 +446,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         store = Store.open(args.db, create=True)
     except StoreError as e:
-        print(f"kni-workbench: {e}", file=sys.stderr)
-        sys.exit(2)
+        try:                                   # e.g. a read-only folder: watch and compare at least
+            store = Store.open(args.db, readonly=True)
+        except StoreError:
+            print(f"kni-workbench: {e}", file=sys.stderr)
+            sys.exit(2)
     app = WorkbenchApp(store, Path(args.recipes))
+    if store.readonly:
+        app.sub_title += " (read-only: runs cannot be started, cancelled or deleted)"
     if args.theme:
         if args.theme not in app.available_themes:
             store.close()

@@ -103,7 +103,7 @@ class RunData:
         try:
             if req.crash_check:
                 try:
-                    self.store.refresh_crashed()
+                    self.store.refresh_crashed(now=self.clock())   # the same "now" as status()
                 except StoreError:
                     pass                      # read-only or locked: effective_status still shows it
             if req.full:

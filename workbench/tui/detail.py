@@ -150,6 +150,8 @@ class RunDetailScreen(Screen):
         if run.error:
             t.append("\n")
             t.append(run.error.splitlines()[0][:300], style=self.app.status_style(FAILED))
+        if run.damage:
+            t.append("\ndamaged (shown as -): " + "; ".join(run.damage)[:300], style=self.app.status_style(FAILED))
         self.query_one("#detail-head", Static).update(t)
 
     def _config(self, run: Run) -> None:
@@ -164,7 +166,7 @@ class RunDetailScreen(Screen):
         info = Text(style="dim")
         info.append(f"\ngroup (config hash) {run.config_hash}\n")
         info.append(f"process pid {run.pid} on {run.host}, device {run.device}\n")
-        info.append(f"created {run.created_at:%Y-%m-%d %H:%M:%S} UTC")
+        info.append(f"created {run.created_at:%Y-%m-%d %H:%M:%S} UTC" if run.created_at else "created ? (damaged)")
         if run.started_at:
             info.append(f", started {run.started_at:%H:%M:%S}")
         if run.finished_at:

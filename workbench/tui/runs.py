@@ -67,7 +67,8 @@ class RunsPane(Vertical):
         mark = "● " if run.id in self.marked else ""
         epoch = f"{run.n_epochs}/{run.max_epochs}"
         style = self.app.status_style(status)
-        return [Text(f"{mark}{run.id}", justify="right"), Text(status, style=style), run.recipe,
+        shown = status + (" damaged" if run.damage else "")         # unreadable values: Store docs
+        return [Text(f"{mark}{run.id}", justify="right"), Text(shown, style=style), run.recipe,
                 Text(str(run.seed), justify="right"), Text(epoch, justify="right"),
                 Text(fmt(run.best_valid_auc), justify="right"), Text(fmt(run.best_test_auc), justify="right"),
                 Text(duration(elapsed_seconds(run, now)), justify="right"), run.dataset, run.model, run.device]
