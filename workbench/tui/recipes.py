@@ -15,7 +15,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Static
 
 from ..recipe import Recipe, RecipeError, find_recipes, load_recipe
-from ..runner import dataset_label
+from ..runner import dataset_label, model_label
 from .data import seeds_text
 
 
@@ -40,7 +40,7 @@ class RecipeEntry:
     def model(self) -> str:
         if self.recipe is None:
             return "?"
-        return "KNI" if self.recipe.base.model.kg else "NI"
+        return model_label(self.recipe.base)
 
 
 def scan(folder: Path) -> tuple[list[RecipeEntry], str | None]:
