@@ -200,6 +200,9 @@ class TopKHook:
         n_eval = effective(n_eval) if effective else n_eval
 
         def score(users: np.ndarray, items: np.ndarray, seed: int) -> np.ndarray:
+            matrix = getattr(trainer, "score_matrix", None)      # a model with a shared user part
+            if matrix is not None:
+                return matrix(users, items)
             pairs = np.stack([np.repeat(users, len(items)), np.tile(items, len(users))], axis=1)
             scores = trainer.predict(torch.from_numpy(pairs).to(trainer.device), repeats=n_eval, seed=seed)
             return np.asarray(scores).reshape(len(users), len(items))

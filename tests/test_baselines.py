@@ -429,3 +429,20 @@ def test_baseline_recipes_validate_with_five_seeds(name):
     assert rec.base.dataset.min_relation_triples == 0 or rec.base.model.name == "mf"
     if rec.base.model.name != "mf":                  # the authors' settings, cited
         assert f"hwwang55/{ {'ripplenet': 'RippleNet', 'kgcn': 'KGCN'}[rec.base.model.name] }" in rec.text
+
+
+@pytest.mark.parametrize("model", [MFConfig(dim=4), RippleNetConfig(dim=3, n_memory=4, n_hop=2),
+                                   KGCNConfig(dim=4, n_iter=2, neighbor_sample_size=3),
+                                   KGCNConfig(dim=4, n_iter=1, neighbor_sample_size=3, aggregator="concat"),
+                                   KGCNConfig(dim=4, n_iter=2, neighbor_sample_size=3, aggregator="neighbor")])
+def test_score_matrix_equals_the_pairwise_scores(model):
+    """The top-N path (one user against every item, shared work) gives the forward pass's scores."""
+    cfg = tiny_config(model, epochs=1)
+    data = prepare(cfg)
+    trainer = Trainer(cfg, data)
+    trainer.train_epoch()                       # weights away from their init
+    users = np.unique(data.test[:, 0])[:5]
+    fast = trainer.score_matrix(users, data.items)
+    pairs = torch.from_numpy(np.stack([np.repeat(users, len(data.items)), np.tile(data.items, len(users))], 1))
+    slow = trainer.predict(pairs).reshape(len(users), len(data.items))
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-6)

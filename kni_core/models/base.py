@@ -71,6 +71,13 @@ class Recommender(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
+    def score_matrix(self, user: int, items: Tensor) -> Tensor:
+        """Probabilities ``(I,)`` of one user with every item of ``items`` (the top-N ranking).
+        Models override it with a form that shares the user's part across the items; it must
+        equal :meth:`scores` on the pairs."""
+        return self.scores(torch.full_like(items, user), items)
+
+    @torch.no_grad()
     def scores(self, users: Tensor, items: Tensor) -> Tensor:
         """Probabilities ``(B,)`` in evaluation mode."""
         was_training = self.training

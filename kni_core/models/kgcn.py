@@ -125,6 +125,26 @@ class KGCN(Recommender):
                        for hop in range(self.n_iter - i)]
         return (user * vectors[0].view(batch, d)).sum(-1)
 
+    @torch.no_grad()
+    def score_matrix(self, user: int, items: Tensor) -> Tensor:
+        """For one user a node's vector after iteration i depends only on the node (its sampled
+        subtree is fixed), so one propagation over the whole table serves every item: the
+        tree-shaped forward pass without recomputing shared subtrees."""
+        u = self.user[user - 1]
+        pi = torch.softmax((self.relation @ u / self.dim)[self.adj_relation], dim=-1).unsqueeze(-1)  # (rows, K, 1)
+        h = self.entity
+        for i in range(self.n_iter):
+            agg = (pi * h[self.adj_entity]).mean(dim=1)
+            if self.aggregator == "sum":
+                x = h + agg
+            elif self.aggregator == "concat":
+                x = torch.cat([h, agg], dim=-1)
+            else:
+                x = agg
+            x = x @ self.weights[i] + self.biases[i]
+            h = torch.tanh(x) if i == self.n_iter - 1 else F.relu(x)
+        return torch.sigmoid(h[kg_index(items, self.n_users)] @ u)
+
     def l2_loss(self) -> Tensor:
         tables = [self.user, self.entity, self.relation, *self.weights]
         return sum(t.pow(2).sum() for t in tables) / 2

@@ -39,6 +39,13 @@ class MF(Recommender):
     def forward(self, users: Tensor, items: Tensor) -> Tensor:
         return self._logits(users, items)[0]
 
+    @torch.no_grad()
+    def score_matrix(self, user: int, items: Tensor) -> Tensor:
+        logits = self.embedding[items] @ self.embedding[user]
+        if self.use_bias:
+            logits = logits + self.entity_bias[user] + self.entity_bias[items] + self.global_bias
+        return torch.sigmoid(logits)
+
     def loss(self, users: Tensor, items: Tensor, labels: Tensor) -> Tensor:
         logits, p, q = self._logits(users, items)
         return bce(logits, labels) + self.l2 * (p.pow(2).sum() + q.pow(2).sum()) / 2

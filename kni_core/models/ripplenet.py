@@ -128,6 +128,22 @@ class RippleNet(Recommender):
     def forward(self, users: Tensor, items: Tensor) -> Tensor:
         return self._logits(users, items, *self._memories(users))
 
+    @torch.no_grad()
+    def score_matrix(self, user: int, items: Tensor) -> Tensor:
+        """One user's memories, hence ``R h`` and ``t`` per hop, serve every item."""
+        hs, rs, ts = self._memories(torch.tensor([user], device=items.device))
+        v = lookup(self.entity, kg_index(items, self.n_users))                 # (I, d)
+        responses = []
+        for h, r, t in zip(hs, rs, ts):
+            rh = torch.einsum("mij,mj->mi", r[0], h[0])                        # (m, d)
+            o = torch.softmax(v @ rh.T, dim=1) @ t[0]                           # (I, d)
+            v = self._update(v, o)
+            responses.append(o)
+        y = responses[-1]
+        if self.all_hops:
+            y = y + sum(responses[:-1], torch.zeros_like(y))
+        return torch.sigmoid((v * y).sum(-1))
+
     def loss(self, users: Tensor, items: Tensor, labels: Tensor) -> Tensor:
         hs, rs, ts = self._memories(users)
         base = bce(self._logits(users, items, hs, rs, ts), labels)

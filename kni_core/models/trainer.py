@@ -62,5 +62,13 @@ class ModelTrainer(Trainer):
         scores = [self.model.scores(pairs[s:s + step, 0], pairs[s:s + step, 1]) for s in range(0, len(pairs), step)]
         return torch.cat(scores).cpu().numpy() if scores else np.zeros(0)
 
+    @torch.no_grad()
+    def score_matrix(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``(U, I)`` probabilities of every user with every item (the top-N ranking)."""
+        self.model.eval()
+        items_t = torch.from_numpy(np.asarray(items, dtype=np.int64)).to(self.device)
+        return np.stack([self.model.score_matrix(int(u), items_t).cpu().numpy() for u in users]) \
+            if len(users) else np.zeros((0, len(items)), dtype=np.float32)
+
     def effective_n_eval(self, n_eval: int) -> int:
         return n_eval if self.model.stochastic else 1
