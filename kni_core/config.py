@@ -110,7 +110,7 @@ class KGCNConfig:
 
     name: str = _name("kgcn")
     dim: int = _f(64, "user, entity and relation embedding size", lo=1)
-    n_iter: int = _f(3, "aggregation iterations (receptive field in KG hops)", lo=1)
+    n_iter: int = _f(1, "aggregation iterations (receptive field in KG hops)", lo=1)
     neighbor_sample_size: int = _f(8, "neighbours sampled once per entity (with replacement when it has fewer)", lo=1)
     aggregator: str = _f("sum", "sum, concat or neighbor", choices=("sum", "concat", "neighbor"))
 
