@@ -8,7 +8,6 @@ import io
 import json
 import math
 import os
-import sqlite3
 
 import numpy as np
 import pytest
@@ -237,10 +236,8 @@ def test_store_writes_topk_with_the_epoch_and_the_end_and_deletes_them(store):
 
 
 def test_migration_from_version_2_adds_the_topk_table(tmp_path):
-    path = tmp_path / "v2.db"
-    con = sqlite3.connect(path)
-    con.close()
     from sqlalchemy import create_engine, inspect, text
+    path = tmp_path / "v2.db"
     engine = create_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
         for version, _what, step in st.MIGRATIONS:

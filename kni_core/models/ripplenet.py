@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .base import Recommender, bce, glorot_bound, glorot_table, kg_index, lookup, uniform_table
 
