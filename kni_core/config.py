@@ -1,8 +1,13 @@
-"""Typed configuration of one KNI run.
+"""Typed configuration of one run.
 
 Every field carries its constraint in ``metadata`` so that one schema serves the library
 (``validate()``), the YAML recipes (line-accurate errors in ``workbench.recipe``) and the
 help texts. Defaults are the paper's Book-Crossing settings.
+
+The ``model`` section depends on ``model.name``: each model declares its hyperparameters in
+its own dataclass (:data:`MODEL_CONFIGS`; KNI's is :class:`ModelConfig`, the default, so
+recipes written before the baselines existed stay valid). They live here rather than next to
+each model's torch code so that reading and validating a config never imports torch.
 """
 
 from __future__ import annotations
@@ -53,8 +58,19 @@ class DatasetConfig:
     synthetic: dict = _f({}, "generator parameters when name is 'synthetic' (see kni data info synthetic)")
 
 
+MODEL_NAMES = ("kni", "mf", "ripplenet", "kgcn")
+
+
+def _name(default: str) -> Any:
+    return _f(default, "the model: kni (default), mf, ripplenet or kgcn; its own keys follow",
+              choices=MODEL_NAMES)
+
+
 @dataclass
 class ModelConfig:
+    """KNI / NI (``kni_core.model``)."""
+
+    name: str = _name("kni")
     attention: int = _f(1, "1 = ni:1 (softmax of the interaction logits), 2 = ni:2 (additive attention)", choices=(1, 2))
     kg: bool = _f(True, "use the knowledge graph (false = NI: user-item edges only)")
     hop_n_sample: list = _f([1, 4], "nodes sampled per hop, the first is the centre node and must be 1")
@@ -63,6 +79,67 @@ class ModelConfig:
     dropout: float = _f(0.5, "dropout rate", lo=0.0, hi=0.999)
     temperature: float = _f(10.0, "softmax temperature of the attention", lo=MIN_TEMPERATURE, hi=MAX_TEMPERATURE)
     activation: str = _f("relu", "activation of the aggregation layers", choices=("relu", "tanh", "selu", "identity"))
+
+    def graph_needs(self) -> dict:
+        """What preprocessing must build for this model (part of the cache key)."""
+        return {"kg": self.kg, "reach_hops": len(self.hop_n_sample), "max_degree": self.max_degree}
+
+
+# Baselines. Defaults are their authors' Book-Crossing settings; each recipe cites the source.
+
+@dataclass
+class MFConfig:
+    """Logistic matrix factorisation (``kni_core.models.mf``): the no-graph floor."""
+
+    name: str = _name("mf")
+    dim: int = _f(8, "embedding size of users and items", lo=1)
+    bias: bool = _f(True, "add user, item and global biases to the dot product")
+
+    def graph_needs(self) -> dict:
+        return {"kg": False, "reach_hops": 0, "max_degree": 0}
+
+
+@dataclass
+class RippleNetConfig:
+    """RippleNet (Wang et al., CIKM'18; hwwang55/RippleNet, ``kni_core.models.ripplenet``)."""
+
+    name: str = _name("ripplenet")
+    dim: int = _f(4, "entity and relation embedding size", lo=1)
+    n_hop: int = _f(2, "hops of the ripple sets", lo=1)
+    n_memory: int = _f(32, "memories (KG triples) sampled per user and hop", lo=1)
+    kge_weight: float = _f(0.01, "weight of the KGE term (-mean sigmoid(h R t) per hop)", lo=0.0)
+    item_update_mode: str = _f("plus_transform", "how the item vector is updated after each hop",
+                               choices=("replace", "plus", "replace_transform", "plus_transform"))
+    using_all_hops: bool = _f(True, "predict with the sum of every hop's response (false: the last hop only)")
+
+    def graph_needs(self) -> dict:
+        return {"kg": True, "reach_hops": self.n_hop, "max_degree": 0}
+
+
+@dataclass
+class KGCNConfig:
+    """KGCN (Wang et al., WWW'19; hwwang55/KGCN, ``kni_core.models.kgcn``)."""
+
+    name: str = _name("kgcn")
+    dim: int = _f(64, "user, entity and relation embedding size", lo=1)
+    n_iter: int = _f(1, "aggregation iterations (receptive field in KG hops)", lo=1)
+    neighbor_sample_size: int = _f(8, "neighbours sampled once per entity (with replacement when it has fewer)", lo=1)
+    aggregator: str = _f("sum", "sum, concat or neighbor", choices=("sum", "concat", "neighbor"))
+
+    def graph_needs(self) -> dict:
+        return {"kg": True, "reach_hops": self.n_iter, "max_degree": 0}
+
+
+#: ``model.name`` -> the dataclass of its hyperparameters.
+MODEL_CONFIGS: dict[str, type] = {"kni": ModelConfig, "mf": MFConfig, "ripplenet": RippleNetConfig,
+                                  "kgcn": KGCNConfig}
+
+
+def model_config_class(name: Any) -> type:
+    """The hyperparameter dataclass of ``model.name`` (ConfigError for an unknown name)."""
+    if name not in MODEL_CONFIGS:
+        raise ConfigError(f"model.name: expected one of {', '.join(MODEL_NAMES)}; got {name!r}")
+    return MODEL_CONFIGS[name]
 
 
 @dataclass
@@ -77,17 +154,41 @@ class TrainConfig:
                         "('test' is the original code's protocol)", choices=("valid", "test"))
 
 
+TOPK_K = [1, 2, 5, 10, 20, 50, 100]
+TOPK_FULL_K = [10, 20, 50]
+
+
+@dataclass
+class TopKConfig:
+    """Top-N evaluation (``kni_core.topk``): off unless ``enabled``."""
+
+    enabled: bool = _f(False, "compute top-N metrics")
+    every: int = _f(0, "0: once, at the selected epoch with its weights (kept in memory during training); "
+                       "N: also after every N-th epoch", lo=0)
+    users: int = _f(100, "test users sampled for the KGCN/MKR protocol (their user_num)", lo=1)
+    seed: int = _f(0, "seed of the user samples (recorded with the results)", lo=0)
+    k: list = _f(TOPK_K, "cut-offs of precision@K, recall@K and f1@K (sampled protocol)")
+    full: bool = _f(True, "also rank all candidates for every test user: full_recall@K, full_ndcg@K")
+    full_k: list = _f(TOPK_FULL_K, "cut-offs of the full-ranking metrics")
+    full_users: int = _f(0, "0: every test user with a positive; N: a seeded sample of N of them "
+                            "(bounds the cost of the full ranking)", lo=0)
+    n_eval: int = _f(0, "sampled passes averaged per candidate score (0: eval.n_eval; models that do "
+                        "not sample score once)", lo=0)
+
+
 @dataclass
 class EvalConfig:
     n_eval: int = _f(40, "sampled forward passes averaged per example", lo=1, hi=MAX_N_EVAL)
     batch_size: int = _f(1024, "examples per evaluation step (repeats are batched inside)", lo=1)
+    topk: TopKConfig = field(default_factory=TopKConfig,
+                             metadata={"help": "top-N evaluation settings", "section": TopKConfig})
 
 
 @dataclass
 class RunConfig:
     name: str = _f("run", "recipe name")
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: Any = field(default_factory=ModelConfig)      # the class of MODEL_CONFIGS[model.name]
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = _f(1, "seed of initialisation, shuffling, sampling and dropout", lo=0, hi=MAX_SEED)
@@ -102,7 +203,15 @@ class RunConfig:
 
     def problems(self) -> list[ConfigError]:
         """Every problem of this configuration, each a ``ConfigError("KEY: message")``."""
+        try:
+            klass = model_config_class(getattr(self.model, "name", None))
+        except ConfigError as e:
+            return [e]
+        if type(self.model) is not klass:
+            return [ConfigError(f"model.name: {self.model.name!r} needs {klass.__name__}, "
+                                f"got {type(self.model).__name__}")]
         out: list[ConfigError] = []
+        ok: dict[str, bool] = {}
 
         def check(key: str, f: dataclasses.Field, value: Any) -> bool:
             try:
@@ -112,15 +221,22 @@ class RunConfig:
                 return False
             return True
 
-        ok: dict[str, bool] = {}
-        for section in SECTIONS:
-            obj = getattr(self, section)
+        def walk(prefix: str, obj: Any) -> None:
             for f in dataclasses.fields(obj):
-                ok[f"{section}.{f.name}"] = check(f"{section}.{f.name}", f, getattr(obj, f.name))
+                key, value, sub = f"{prefix}.{f.name}", getattr(obj, f.name), subsection(f)
+                if sub is None:
+                    ok[key] = check(key, f, value)
+                elif isinstance(value, sub):
+                    walk(key, value)
+                else:
+                    out.append(ConfigError(f"{key}: expected a mapping of {f.name} settings, got {value!r}"))
+
+        for section in SECTIONS:
+            walk(section, getattr(self, section))
         for name in ("seed", "device"):
             ok[name] = check(name, _field(RunConfig, name), getattr(self, name))
-        hops = self.model.hop_n_sample
-        if ok["model.hop_n_sample"]:
+        if self.model.name == "kni" and ok["model.hop_n_sample"]:
+            hops = self.model.hop_n_sample
             if not hops or hops[0] != 1 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in hops):
                 out.append(ConfigError(f"model.hop_n_sample: expected a list of positive integers starting with 1 "
                                        f"(the centre node), e.g. [1, 4]; got {hops}"))
@@ -129,6 +245,12 @@ class RunConfig:
             elif max(hops) > MAX_HOP_SAMPLE:
                 out.append(ConfigError(f"model.hop_n_sample: expected at most {MAX_HOP_SAMPLE} neighbours per hop; "
                                        f"got {hops}"))
+        for key in ("k", "full_k"):
+            if ok.get(f"eval.topk.{key}"):
+                ks = getattr(self.eval.topk, key)
+                if not ks or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in ks):
+                    out.append(ConfigError(f"eval.topk.{key}: expected a non-empty list of positive integers, "
+                                           f"e.g. {getattr(TopKConfig(), key)}; got {ks}"))
         split = self.dataset.split
         if ok["dataset.split"] and (
                 len(split) != 3 or any(isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 for x in split)
@@ -153,15 +275,20 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunConfig":
+        """The inverse of :meth:`to_dict`; also reads configs stored before ``model.name`` and
+        ``eval.topk`` existed (they take their defaults)."""
         kwargs = dict(data)
         for section, klass in SECTIONS.items():
             if section in kwargs:
-                kwargs[section] = klass(**kwargs[section])
+                kwargs[section] = build_section(section, kwargs[section])
         return cls(**kwargs)
 
     def config_hash(self) -> str:
-        """Hash of everything but the seed and the device: the key of a group of seeds."""
-        d = self.to_dict()
+        """Hash of everything but the seed and the device: the key of a group of seeds.
+
+        Keys added after runs were stored (``model.name``, ``eval.topk``) are left out while
+        they hold their defaults, so a KNI configuration keeps the hash its older runs have."""
+        d = canonical(self.to_dict())
         d.pop("seed")
         d.pop("device")
         return stable_hash(d)
@@ -169,6 +296,56 @@ class RunConfig:
 
 SECTIONS: dict[str, type] = {"dataset": DatasetConfig, "model": ModelConfig,
                              "train": TrainConfig, "eval": EvalConfig}
+
+
+def section_class(section: str, name: Any = "kni") -> type:
+    """The dataclass of ``section``; for ``model`` the one of model ``name``."""
+    return model_config_class(name) if section == "model" else SECTIONS[section]
+
+
+def subsection(f: dataclasses.Field) -> type | None:
+    """The dataclass of a nested section field (``eval.topk``), else None."""
+    return f.metadata.get("section")
+
+
+def build_section(section: str, values: dict) -> Any:
+    """A section's dataclass from a plain dict (nested sections too)."""
+    values = dict(values)
+    klass = section_class(section, values.get("name", "kni")) if section == "model" else SECTIONS[section]
+    for f in dataclasses.fields(klass):
+        sub = subsection(f)
+        if sub is not None and isinstance(values.get(f.name), dict):
+            values[f.name] = sub(**values[f.name])
+    try:
+        return klass(**values)
+    except TypeError as e:
+        raise ConfigError(f"{section}: {e}") from None
+
+
+def check_section(prefix: str, obj: Any) -> None:
+    """``check_value`` on every field of a section, descending into nested sections."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        sub = subsection(f)
+        if sub is not None:
+            if not isinstance(value, sub):
+                raise ConfigError(f"{prefix}.{f.name}: expected a mapping of {f.name} settings, got {value!r}")
+            check_section(f"{prefix}.{f.name}", value)
+        else:
+            check_value(f"{prefix}.{f.name}", f, value)
+
+
+def canonical(d: dict) -> dict:
+    """A config dict without the keys added later while they hold their defaults (what the
+    config hash and comparisons of stored configs see): ``model.name: kni`` and a default
+    ``eval.topk``."""
+    d = json.loads(json.dumps(d, default=str))
+    model, ev = d.get("model"), d.get("eval")
+    if isinstance(model, dict) and model.get("name") == "kni":
+        model.pop("name")
+    if isinstance(ev, dict) and ev.get("topk") == dataclasses.asdict(TopKConfig()):
+        ev.pop("topk")
+    return d
 
 
 def stable_hash(obj: Any, length: int = 12) -> str:

@@ -28,6 +28,7 @@ from .data.prepare import PreparedData
 from .metrics import Metrics, evaluate_scores
 from .model import KNI
 from .results import EpochResult, FitSummary
+from .topk import TopKHook
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,13 @@ class RowSparseAdam:
 
 
 class Trainer:
+    def __new__(cls, cfg: RunConfig, *args, **kwargs):
+        # model.name other than kni: the baselines' trainer (kni_core.models.trainer), same fit()
+        if cls is Trainer and getattr(cfg.model, "name", "kni") != "kni":
+            from .models.trainer import ModelTrainer
+            return super().__new__(ModelTrainer)
+        return super().__new__(cls)
+
     def __init__(self, cfg: RunConfig, data: PreparedData, device: str | torch.device | None = None,
                  checkpoint: str | Path | None = None):
         self.cfg = cfg
@@ -176,6 +184,7 @@ class Trainer:
         history: list[EpochResult] = []
         best: EpochResult | None = None
         stopped_early = False
+        topk = TopKHook(self)
         for epoch in range(1, t.epochs + 1):
             t0 = time.perf_counter()
             loss = self.train_epoch()
@@ -184,9 +193,11 @@ class Trainer:
             test = self.evaluate("test", seed=seed * 100003 + epoch + 50000)
             result = EpochResult(seed, epoch, loss, valid.auc, valid.logloss, valid.acc,
                                  test.auc, test.logloss, test.acc, t1 - t0, time.perf_counter() - t1)
+            result = topk.after_epoch(result)
             history.append(result)
             if best is None or result.metric(t.select_on, "auc") > best.metric(t.select_on, "auc"):
                 best = result
+                topk.new_best(result)
                 if self.checkpoint:
                     self.save(self.checkpoint)
             yield result
@@ -195,6 +206,7 @@ class Trainer:
                 log.info("early stop after epoch %d", epoch)
                 break
         assert best is not None
+        best = topk.finish(best)            # top-N at the selected epoch, with its weights
         self.summary = FitSummary(seed, best.epoch, best, len(history), stopped_early)
 
     def save(self, path: Path) -> None:

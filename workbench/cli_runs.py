@@ -30,7 +30,7 @@ from kni_core.errors import KniError
 from . import compare as cmp
 from .cli import _consoles, app
 from .store import (CANCELLED, COMPLETED, CRASHED, FAILED, LIVE, QUEUED, RUNNING, STATUSES, Epoch, Run, Store,
-                    StoreError, epoch_to_dict, run_to_dict, utcnow)
+                    StoreError, TopK, epoch_to_dict, run_to_dict, topk_to_dict, utcnow)
 
 if TYPE_CHECKING:                                  # torch stays unimported for the read-only commands
     from kni_core.results import EpochResult
@@ -401,11 +401,13 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
                  plot: bool = typer.Option(True, "--plot/--no-plot", help="Draw the per-epoch plot."),
                  json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
                  db: str = db_option()) -> None:
-    """One run: its status, configuration, per-epoch table and a plot of AUC and logloss."""
+    """One run: its status, configuration, per-epoch table, a plot of AUC and logloss, and its
+    top-N results when it has any."""
     store = _open(db)
     try:
         run = store.get(run_id)
         epochs = store.epochs(run_id)
+        topk = store.topk(run_id)
     except KniError as e:
         _fail(e)
     status = Store.effective_status(run)
@@ -414,7 +416,8 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
         print(json.dumps({"run": {**run_to_dict(run, status), "damaged": damage}, "config": run.config,
                           "recipe_text": run.recipe_text,
                           "data_stats": json.loads(run.data_stats) if run.data_stats else None,
-                          "traceback": run.traceback, "epochs": [epoch_to_dict(e) for e in epochs]}, indent=2))
+                          "traceback": run.traceback, "epochs": [epoch_to_dict(e) for e in epochs],
+                          "topk": [topk_to_dict(t) for t in topk]}, indent=2))
         return
     console = _out()
     head = Table.grid(padding=(0, 2))
@@ -464,8 +467,34 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
             console.print(Text.from_ansi(text) if console.is_terminal else text, highlight=False, markup=False)
     else:
         console.print("[dim]no epochs stored[/]")
+    for t in topk:
+        console.print(topk_table(t, run.best_epoch))
     if run.traceback:
         console.print(Text(run.traceback, style="dim red"))
+
+
+def topk_table(t: TopK, best_epoch: int | None) -> Any:
+    """One stored top-N result: a headline, then a row per K and a column per metric family."""
+    from rich.console import Group as RichGroup
+    what = "KGCN/MKR protocol" if t.protocol == "sampled" else "full ranking"
+    selected = " (the selected epoch)" if t.epoch == best_epoch else ""
+    head = Text(f"top-N, {what}, epoch {t.epoch}{selected}: {t.users} users, seed {t.seed}, "
+                f"n_eval {t.n_eval}, {_fmt(t.seconds, 1)} s", style="italic")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    metrics = t.metrics
+    by_k: dict[int, dict[str, float | None]] = {}
+    families: list[str] = []
+    for name, value in metrics.items():
+        family, k = name.rsplit("@", 1)
+        by_k.setdefault(int(k), {})[family] = value
+        if family not in families:
+            families.append(family)
+    table.add_column("K", justify="right")
+    for f in families:
+        table.add_column(f.replace("full_", ""), justify="right")
+    for k in sorted(by_k):
+        table.add_row(str(k), *[_fmt(by_k[k].get(f)) for f in families])
+    return RichGroup(head, table)
 
 
 # --------------------------------------------------------------------------------------------
@@ -497,7 +526,9 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
                                                                "(default completed,running; 'all' for every one)."),
                     group_by: Optional[str] = typer.Option(None, "--group-by", help="config | dataset | model | "
                                                            "recipe (default config; model with --matrix)."),
-                    metric: str = typer.Option("test_auc", "--metric", help="Metric to rank, test and tabulate."),
+                    metric: str = typer.Option("test_auc", "--metric", help="Metric to rank, test and tabulate: "
+                                               "test_auc, valid_auc, ..., or a top-N metric (recall@20, "
+                                               "precision@10, f1@5, full_recall@20, full_ndcg@20)."),
                     at: str = typer.Option("best", "--at", help="best | last | N | original (the original's test-based selection and "
                                                "early stopping, replayed on the stored test metrics): the epoch each "
                                                "run contributes."),
@@ -703,9 +734,11 @@ def export_command(run_ids: List[int] = typer.Argument(None, help="Run ids (defa
         store.refresh_crashed()
         pts, at_value = _selection(store, run_ids or [], recipe, all_, dataset, status, at)
         if groups_:
-            rows, columns = cmp.group_rows(cmp.group_points(pts, group_by), at_value), cmp.GROUP_COLUMNS
+            rows = cmp.group_rows(cmp.group_points(pts, group_by), at_value)
+            columns = (*cmp.GROUP_COLUMNS, *cmp.topk_columns(rows, ("_mean", "_std")))
         else:
-            rows, columns = cmp.run_rows(pts, at_value), cmp.RUN_COLUMNS
+            rows = cmp.run_rows(pts, at_value)
+            columns = (*cmp.RUN_COLUMNS, *cmp.topk_columns(rows))
     except KniError as e:
         _fail(e)
     text = cmp.csv_text(rows, columns)

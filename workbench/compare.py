@@ -6,7 +6,7 @@ The runs are chosen by id, by recipe name or all of them, optionally filtered by
 by default only ``completed`` and ``running`` runs count (a running run contributes its
 best epoch so far: live mean ± std), ``--status`` widens that. Runs are grouped by
 ``config`` (the config hash: everything but the seed and the device), ``dataset``,
-``model`` (``KNI``/``NI``) or ``recipe`` (name).
+``model`` (``KNI``/``NI``/``MF``/``RippleNet``/``KGCN``) or ``recipe`` (name).
 
 A group is named by its *group id*: the first 8 characters of the config hash
 (:func:`group_id`), the same id in ``kni runs``, ``kni show``, ``kni compare``, ``kni export``
@@ -32,6 +32,15 @@ Each run contributes one epoch, chosen by ``--at``: ``best`` (the best epoch on 
 original code's protocol replayed on the stored test metrics: best test AUC among the epochs
 its test-based early stopping would have run; exact, since ``select_on`` never changes a
 trajectory, except for runs that stopped earlier, which are reported as truncated).
+
+Top-N metrics
+-------------
+Runs with ``eval.topk`` store top-N results (``workbench.store``, table ``topk``). They are
+metrics like the others for ``--metric``, groups, the matrix and paired tests: ``precision@K``,
+``recall@K``, ``f1@K`` (KGCN/MKR's protocol: 100 sampled test users) and ``full_recall@K``,
+``full_ndcg@K`` (full ranking), each the value stored for the epoch ``--at`` chose (the selected
+epoch with ``--at best``; other epochs only have one with ``eval.topk.every``). A run without
+it counts as missing for that metric.
 
 Statistics
 ----------
@@ -61,7 +70,7 @@ epoch chosen by ``--at``; empty cells are undefined values (no such epoch, NaN m
     run_id            run id (kni show RUN_ID)
     recipe            recipe name
     dataset           dataset (registry name, folder name or synthetic-PRESET)
-    model             KNI (with knowledge graph) or NI (model.kg: false)
+    model             KNI (with knowledge graph), NI (model.kg: false), MF, RippleNet or KGCN
     config_hash       hash of the resolved config without seed and device (the group key)
     seed              run seed
     status            queued, running, completed, failed, cancelled or crashed
@@ -85,6 +94,9 @@ epoch chosen by ``--at``; empty cells are undefined values (no such epoch, NaN m
     seconds_per_epoch mean of train_seconds + eval_seconds over the stored epochs
     started_at, finished_at   UTC, ISO 8601
     package_version, git_commit   provenance of the code that ran it
+    then, when any exported run has top-N results, one column per top-N metric stored
+    (precision@K, recall@K, f1@K, full_recall@K, full_ndcg@K in that order and by K): its
+    value at the chosen epoch, empty when the run has none there
 
 ``kni export --groups --csv PATH`` (one row per group)::
 
@@ -103,6 +115,7 @@ epoch chosen by ``--at``; empty cells are undefined values (no such epoch, NaN m
     train_seconds_per_epoch, eval_seconds_per_epoch, seconds_per_epoch
                       means over every stored epoch of the group's runs
     run_ids           ids of the runs that count, space-separated
+    then METRIC_mean, METRIC_std for each top-N metric any group has (as above)
 
 Numbers are written with Python's shortest round-trip representation, so reading them back
 gives the stored values exactly.
@@ -114,6 +127,7 @@ import csv
 import io
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, Iterable, Sequence
@@ -121,12 +135,13 @@ from typing import IO, Any, Iterable, Sequence
 import numpy as np
 
 from kni_core import protocol
-from kni_core.config import stable_hash
+from kni_core.config import canonical, stable_hash
 from kni_core.errors import KniError
 
 from .store import COMPLETED, LIVE, RUNNING, STATUSES, Epoch, Run, Store, StoreError
 
-__all__ = ["CompareError", "METRICS", "GROUP_BY", "RUN_COLUMNS", "GROUP_COLUMNS", "parse_at", "RunPoint",
+__all__ = ["CompareError", "METRICS", "TOPK_FAMILIES", "is_topk_metric", "topk_columns", "GROUP_BY",
+           "RUN_COLUMNS", "GROUP_COLUMNS", "parse_at", "RunPoint",
            "group_id", "GROUP_ID_LENGTH", "ALPHA", "min_pvalue", "seeds_needed",
            "Group", "PairedResult", "mean_std", "sign_flip_pvalue", "bootstrap_ci", "paired_test", "points",
            "group_points", "resolve_group", "matrix", "run_rows", "group_rows", "write_csv", "select_runs",
@@ -161,6 +176,11 @@ def group_id(config_hash: str) -> str:
     return config_hash[:GROUP_ID_LENGTH]
 
 
+#: Top-N metric families, in column order (``kni_core.topk``).
+TOPK_FAMILIES = ("precision", "recall", "f1", "full_recall", "full_ndcg")
+_TOPK = re.compile(r"^(" + "|".join(TOPK_FAMILIES) + r")@([1-9][0-9]*)$")
+
+
 class CompareError(KniError):
     """A selection or comparison that cannot be made (unknown group, no shared seeds...)."""
 
@@ -169,10 +189,33 @@ def lower_is_better(metric: str) -> bool:
     return metric.endswith("loss")
 
 
+def is_topk_metric(metric: str) -> bool:
+    return bool(_TOPK.match(metric))
+
+
+def topk_order(metric: str) -> tuple[int, int]:
+    m = _TOPK.match(metric)
+    assert m is not None
+    return TOPK_FAMILIES.index(m.group(1)), int(m.group(2))
+
+
 def check_metric(metric: str) -> str:
-    if metric not in METRICS:
-        raise CompareError(f"--metric: expected one of {', '.join(METRICS)}; got {metric!r}")
+    if metric not in METRICS and not is_topk_metric(metric):
+        raise CompareError(f"--metric: expected one of {', '.join(METRICS)}, or a top-N metric such as "
+                           f"recall@20, precision@10, f1@5, full_recall@20, full_ndcg@20; got {metric!r}")
     return metric
+
+
+def topk_columns(rows: Sequence[dict], suffixes: Sequence[str] = ("",)) -> list[str]:
+    """The top-N metric columns present in ``rows`` (``METRIC`` + each suffix), in family and K order."""
+    names: set[str] = set()
+    for row in rows:
+        for key in row:
+            for suffix in suffixes:
+                base = key[:len(key) - len(suffix)] if key.endswith(suffix) else ""
+                if is_topk_metric(base):
+                    names.add(base)
+    return [f"{m}{s}" for m in sorted(names, key=topk_order) for s in suffixes]
 
 
 def parse_at(at: str | int) -> str | int:
@@ -289,9 +332,14 @@ class RunPoint:
     epochs: list[Epoch]
     point: Epoch | None
     truncated: bool = False      # --at original: the run stopped before the replayed rule would
+    topk: dict = field(default_factory=dict)    # top-N metrics stored for the chosen epoch
 
     def value(self, metric: str) -> float | None:
-        return None if self.point is None else getattr(self.point, metric)
+        if self.point is None:
+            return None
+        if is_topk_metric(metric):
+            return self.topk.get(metric)
+        return getattr(self.point, metric)
 
     def seconds_per_epoch(self) -> tuple[float, float]:
         """Mean training and evaluation seconds over the stored epochs."""
@@ -370,6 +418,12 @@ def points(store: Store, runs: Sequence[Run], at: str | int) -> list[RunPoint]:
     if at == "original":
         for p in out:
             p.truncated = bool(p.epochs) and replay_original(p.run, p.epochs)[1]
+    topk = store.topk_of(r.id for r in runs)
+    for p in out:
+        if p.point is not None:
+            for t in topk[p.run.id]:
+                if t.epoch == p.point.epoch:
+                    p.topk.update(t.metrics)
     return out
 
 
@@ -449,7 +503,7 @@ class Group:
 
 def _key(run: Run, by: str) -> str:
     if by == "settings":                       # the configuration without the dataset (matrix columns)
-        cfg = json.loads(run.config_json)
+        cfg = canonical(json.loads(run.config_json))
         for k in ("seed", "device", "name", "dataset"):
             cfg.pop(k, None)
         return stable_hash(cfg)
@@ -506,7 +560,7 @@ def _label(groups: list[Group]) -> None:
     flats = []
     for g in groups:
         run = (g.members or g.without_point)[0].run
-        cfg = json.loads(run.config_json)
+        cfg = canonical(json.loads(run.config_json))
         for k in ("seed", "device", "name"):
             cfg.pop(k, None)
         flats.append(_flat(cfg))
@@ -699,7 +753,7 @@ def run_rows(pts: Sequence[RunPoint], at: str | int) -> list[dict]:
                "stopped_early": bool(r.stopped_early),
                "seconds_per_epoch": (tr + ev) if p.epochs and math.isfinite(tr + ev) else None,
                "started_at": r.started_at, "finished_at": r.finished_at,
-               "package_version": r.package_version, "git_commit": r.git_commit}
+               "package_version": r.package_version, "git_commit": r.git_commit, **p.topk}
         rows.append({k: _j(v) for k, v in row.items()})
     return rows
 
@@ -719,6 +773,8 @@ def group_rows(groups: Sequence[Group], at: str | int) -> list[dict]:
         tr, ev, tot = g.seconds()
         row.update(train_seconds_per_epoch=tr, eval_seconds_per_epoch=ev, seconds_per_epoch=tot,
                    run_ids=" ".join(str(m.run.id) for m in g.members))
+        for m in sorted({k for p in g.members for k in p.topk}, key=topk_order):
+            row[f"{m}_mean"], row[f"{m}_std"] = g.stat(m)
         rows.append({k: _j(v) for k, v in row.items()})
     return rows
 

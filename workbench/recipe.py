@@ -18,6 +18,11 @@ the rules that span fields).
 
 Command-line overrides (``--set SECTION.KEY=VALUE``, ``--seeds``, ``--device``) go through the same
 checks; their errors name the override instead of a line.
+
+The keys of ``model`` are those of the model ``model.name`` names (:data:`kni_core.config.MODEL_CONFIGS`;
+``kni`` when it is absent), checked once the name is final (an override may change it), so a key
+of another model is reported at its own line. ``eval.topk`` is a nested section whose keys are
+written under it or set as ``--set eval.topk.KEY=VALUE``.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ from typing import Any, Iterable
 
 import yaml
 
-from kni_core.config import MAX_SEED, SECTIONS, RunConfig, check_value, expected_type
+from kni_core.config import (MAX_SEED, MODEL_CONFIGS, SECTIONS, RunConfig, check_value, expected_type,
+                             model_config_class, section_class, subsection)
 from kni_core.errors import ConfigError
 
 __all__ = ["Recipe", "RecipeError", "find_recipes", "load_recipe", "parse_recipe", "parse_seeds",
@@ -54,6 +60,21 @@ _SEED_INT = re.compile(r"^-?[0-9]+$")
 _SEED_RANGE = re.compile(r"^(-?[0-9]+)\s*\.\.\s*(-?[0-9]+)$")
 _ERROR_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*): (.*)$", re.S)
 _SEEDS_EXPECTED = "expected a list of non-negative integers or a range such as '1..5'"
+#: Every key some model declares (a key of another model than the recipe's is a clear mistake).
+_MODEL_KEYS: dict[str, list[str]] = {}
+for _name, _klass in MODEL_CONFIGS.items():
+    for _f in dataclasses.fields(_klass):
+        _MODEL_KEYS.setdefault(_f.name, []).append(_name)
+
+
+def _fields(klass: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(klass)}
+
+
+def _other_model_key(key: str, model: str) -> str:
+    owners = ", ".join(_MODEL_KEYS[key])
+    keys = ", ".join(f.name for f in dataclasses.fields(model_config_class(model)))
+    return f"not a key of model '{model}' (a key of {owners}); model '{model}' takes {keys}"
 
 
 class RecipeError(ConfigError):
@@ -289,7 +310,28 @@ class _Builder:
         # key ("model.kg", "model", "seeds", "dataset.synthetic.users") -> (line, origin)
         self.where: dict[str, tuple[int | None, str | None]] = {}
         self.errors: list[RecipeError] = []
+        # model keys as constructed, with their nodes: checked again once model.name is final
+        self.model_raw: dict[str, tuple[Any, yaml.Node | None]] = {}
         self.constructor = yaml.SafeLoader("")
+
+    @property
+    def model_name(self) -> str:
+        name = self.values.get("model.name", "kni")
+        return name if name in MODEL_CONFIGS else "kni"
+
+    def field_of(self, key: str) -> dataclasses.Field | None:
+        """The schema field of a dotted key (``model.dim``, ``eval.topk.users``), or None."""
+        parts = key.split(".")
+        klass: type | None = section_class(parts[0], self.model_name)
+        f = None
+        for i, part in enumerate(parts[1:]):
+            if klass is None:
+                return None
+            f = _fields(klass).get(part)
+            if f is None:
+                return None
+            klass = subsection(f) if i < len(parts) - 2 else None
+        return f
 
     # -- errors ---------------------------------------------------------------------------
     def fail(self, key: str | None, message: str, line: int | None = None,
@@ -359,20 +401,38 @@ class _Builder:
             seen[key] = _line(key_node)
             yield key, key_node, value_node
 
-    def read_section(self, section: str, node: yaml.Node, line: int | None) -> None:
+    def read_section(self, section: str, node: yaml.Node, line: int | None, klass: type | None = None) -> None:
+        """A section (or, with ``klass``, a nested one such as ``eval.topk``) of the file."""
         self.where[section] = (line, None)
         if isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG:
             return  # ``model:`` with nothing under it: all defaults
-        fields = {f.name: f for f in dataclasses.fields(SECTIONS[section])}
+        if section == "model" and isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:     # the name first: it decides the other keys
+                if isinstance(key_node, yaml.ScalarNode) and key_node.value == "name":
+                    try:
+                        self.set_node("model.name", value_node, line=_line(key_node))
+                    except RecipeError as e:
+                        self.record(e)
+        if klass is None:
+            klass = section_class(section, self.model_name)
+        fields = _fields(klass)
         if not isinstance(node, yaml.MappingNode):
             raise self.fail(section, f"expected a mapping of {section} settings "
                                      f"({', '.join(fields)}), got {_node_kind(node)}", line)
         for key, key_node, value_node in self.entries(node, section):
             dotted = f"{section}.{key}"
+            if dotted == "model.name":
+                continue
             try:
                 if key not in fields:
+                    if section == "model" and key in _MODEL_KEYS:
+                        raise self.fail(dotted, _other_model_key(key, self.model_name), _line(key_node))
                     raise self.fail(dotted, f"unknown key; {_suggest(key, fields)}", _line(key_node))
-                self.set_node(dotted, value_node, line=_line(key_node))
+                sub = subsection(fields[key])
+                if sub is not None:
+                    self.read_section(dotted, value_node, _line(key_node), sub)
+                else:
+                    self.set_node(dotted, value_node, line=_line(key_node))
             except RecipeError as e:
                 self.record(e)
 
@@ -416,8 +476,13 @@ class _Builder:
             self.where[key] = (line, origin)
             return
         if "." in key:
-            section, name = key.split(".", 1)
-            f = next(f for f in dataclasses.fields(SECTIONS[section]) if f.name == name)
+            if key.startswith("model.") and key != "model.name":
+                self.model_raw[key] = (value, node)
+            f = self.field_of(key)
+            if f is None:               # a key of another model: checked when the name is final
+                self.values[key] = value
+                self.where[key] = (line, origin)
+                return
             value = self.coerce(f, value, node)
             self.check_field(key, f, value, node, line, origin)
             value = self.normalise(f, value)
@@ -558,9 +623,18 @@ class _Builder:
             if section not in SECTIONS:
                 raise self.fail(key, f"unknown section '{section}'; {_suggest(section, SECTIONS)}",
                                 origin=origin)
-            fields = [f.name for f in dataclasses.fields(SECTIONS[section])]
-            if name not in fields:
-                raise self.fail(key, f"unknown key; {_suggest(name, fields)}", origin=origin)
+            if section == "model" and name in _MODEL_KEYS:
+                pass                    # checked against the model once model.name is final
+            elif self.field_of(key) is None:
+                parent = key.rsplit(".", 1)[0]
+                klass = section_class(section, self.model_name) if parent == section else \
+                    (subsection(self.field_of(parent)) if self.field_of(parent) is not None else None)
+                if klass is None:
+                    raise self.fail(key, f"unknown key; no section '{parent}'", origin=origin)
+                fields = list(_fields(klass))
+                raise self.fail(key, f"unknown key; {_suggest(key.rsplit('.', 1)[1], fields)}", origin=origin)
+            elif subsection(self.field_of(key)) is not None:
+                raise self.fail(key, f"{expected}; '{key}' is a section, set one of its keys", origin=origin)
         try:
             node = yaml.compose(value_text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as e:
@@ -585,6 +659,37 @@ class _Builder:
         self.where["seeds"] = (None, origin)
 
     # -- the result -------------------------------------------------------------------------
+    def check_model_keys(self) -> None:
+        """Every ``model.*`` key against the final model's dataclass (at its line or override)."""
+        klass = model_config_class(self.model_name)
+        fields = _fields(klass)
+        for key, (value, node) in self.model_raw.items():
+            if self.has_error(key):
+                continue                        # reported where it was read
+            line, origin = self.where.get(key, (None, None))
+            name = key.split(".", 1)[1]
+            try:
+                if name not in fields:
+                    raise self.fail(key, _other_model_key(name, self.model_name), line, origin)
+                f = fields[name]
+                value = self.coerce(f, value, node)
+                self.check_field(key, f, value, node if origin is None else None, line, origin)
+                self.values[key] = self.normalise(f, value)
+            except RecipeError as e:
+                self.values.pop(key, None)
+                self.record(e)
+
+    def section_value(self, prefix: str, klass: type) -> Any:
+        kwargs = {}
+        for f in dataclasses.fields(klass):
+            key = f"{prefix}.{f.name}"
+            sub = subsection(f)
+            if sub is not None:
+                kwargs[f.name] = self.section_value(key, sub)
+            elif key in self.values:
+                kwargs[f.name] = self.values[key]
+        return klass(**kwargs)
+
     def locate(self, key: str) -> tuple[int | None, str | None]:
         """Where ``key`` (or, failing that, the nearest key or section holding it) was given."""
         parts = key.split(".")
@@ -605,11 +710,10 @@ class _Builder:
         name = self.values.get("name", self.default_name())
         seeds = self.values.get("seeds", [1])
         device = self.values.get("device", "auto")
+        self.check_model_keys()
         sections = {}
-        for section, klass in SECTIONS.items():
-            prefix = section + "."
-            kwargs = {k[len(prefix):]: v for k, v in self.values.items() if k.startswith(prefix)}
-            sections[section] = klass(**kwargs)
+        for section in SECTIONS:
+            sections[section] = self.section_value(section, section_class(section, self.model_name))
         base = RunConfig(name=name, seed=seeds[0], device=device, **copy.deepcopy(sections))
         for problem in base.problems():         # the checks that span fields, on the valid values
             message = str(problem)

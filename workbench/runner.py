@@ -77,7 +77,12 @@ class Cancelled(BaseException):
 
 
 def model_label(cfg: RunConfig) -> str:
-    """``KNI`` (with the knowledge graph) or ``NI`` (user-item graph only)."""
+    """``KNI`` (with the knowledge graph), ``NI`` (user-item graph only), or the baseline's
+    name: ``MF``, ``RippleNet``, ``KGCN``."""
+    name = getattr(cfg.model, "name", "kni")
+    if name != "kni":
+        from kni_core.models import LABELS      # torch-free
+        return LABELS[name]
     return "KNI" if cfg.model.kg else "NI"
 
 

@@ -24,6 +24,12 @@ Tables
             ``valid_auc``/``valid_logloss``/``valid_acc``, ``test_auc``/``test_logloss``/
             ``test_acc``, ``train_seconds``, ``eval_seconds``, ``created_at``. Metrics that are
             undefined (NaN) are stored as NULL.
+``topk``    (schema version 3) top-N results: one row per ``run_id``, ``epoch`` (the weights'
+            epoch: the selected one, or every N-th with ``eval.topk.every``) and ``protocol``
+            (``sampled``: KGCN/MKR's 100 sampled users; ``full``: every test user or a seeded
+            cap), with ``users``, ``seed``, ``n_eval``, ``seconds`` and ``metrics`` (JSON:
+            ``{"precision@10": ..., "recall@20": ..., "f1@5": ..., "full_recall@20": ...,
+            "full_ndcg@20": ...}``), ``created_at``.
 
 Statuses: ``queued`` (row written by the launcher, process not started yet), ``running``,
 ``completed``, ``failed`` (exception; ``error`` and ``traceback`` set), ``cancelled``
@@ -119,7 +125,7 @@ from sqlalchemy.types import TypeDecorator
 
 from kni_core.errors import KniError
 
-__all__ = ["Store", "StoreError", "RunGone", "Run", "Epoch", "SCHEMA_VERSION", "MIGRATIONS", "STATUSES",
+__all__ = ["Store", "StoreError", "RunGone", "Run", "Epoch", "TopK", "topk_to_dict", "SCHEMA_VERSION", "MIGRATIONS", "STATUSES",
            "LIVE", "FINAL", "QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED",
            "HEARTBEAT_SECONDS", "stale_seconds", "abandoned_seconds", "write_patience", "retry_write",
            "pid_alive", "process_start", "process_matches", "resolve_url", "run_to_dict", "epoch_to_dict",
@@ -428,6 +434,27 @@ class Epoch(Base):
         return f"Epoch(run_id={self.run_id}, epoch={self.epoch}, valid_auc={self.valid_auc})"
 
 
+class TopK(Base):
+    __tablename__ = "topk"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    epoch: Mapped[int] = mapped_column(Integer, primary_key=True)
+    protocol: Mapped[str] = mapped_column(String(20), primary_key=True)
+    users: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    n_eval: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    metrics_json: Mapped[str] = mapped_column("metrics", Text)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return json.loads(self.metrics_json)
+
+    def __repr__(self) -> str:
+        return f"TopK(run_id={self.run_id}, epoch={self.epoch}, protocol={self.protocol!r})"
+
+
 # --------------------------------------------------------------------------------------------
 # damaged values: checked once, when a row becomes an object
 
@@ -531,11 +558,29 @@ def _migrate_3(conn: Connection) -> None:
     _add_column(conn, "runs", Column("pid_start", String(80)))
 
 
+def _migrate_4(conn: Connection) -> None:
+    """Top-N results (issue 10): one row per run, epoch and protocol, metrics as JSON."""
+    md = MetaData()
+    Table("runs", md, Column("id", Integer, primary_key=True))          # for the foreign key only
+    Table("topk", md,
+          Column("run_id", Integer, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+          Column("epoch", Integer, primary_key=True),
+          Column("protocol", String(20), primary_key=True),
+          Column("users", Integer, nullable=False),
+          Column("seed", Integer, nullable=False),
+          Column("n_eval", Integer, nullable=False),
+          Column("seconds", Float),
+          Column("metrics", Text, nullable=False),
+          Column("created_at", DateTime))
+    md.tables["topk"].create(conn)
+
+
 #: (version reached, what it does, the step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "first layout: meta, runs, epochs", _migrate_1),
     (2, "runs.package_version, runs.git_commit, runs.data_stats", _migrate_2),
     (3, "runs.pid_start", _migrate_3),
+    (4, "topk: top-N results per run, epoch and protocol", _migrate_4),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -654,18 +699,21 @@ def _readonly_sqlite_engine(path: Path, timeout: float, store_flags: dict) -> En
 def _shadow_old_layout(engine: Engine) -> None:
     """Read an older layout as the current one without migrating it: on every connection,
     temporary views named like the tables (they take precedence over ``main``) add each
-    column introduced since as NULL. Nothing is written to the database file."""
+    column introduced since as NULL, and stand for each table introduced since as an empty one.
+    Nothing is written to the database file."""
     with engine.connect() as conn:
-        have = {t: {c["name"] for c in inspect(conn).get_columns(t)} for t in ("runs", "epochs")}
+        names = set(inspect(conn).get_table_names())
+        have = {t: {c["name"] for c in inspect(conn).get_columns(t)} for t in names}
         conn.rollback()
     views = []
-    for table in (Run.__table__, Epoch.__table__):
+    for table in Base.metadata.sorted_tables:
         cols = [c.name for c in table.columns]
-        if set(cols) <= have[table.name]:
+        present = have.get(table.name, set())
+        if table.name == "meta" or set(cols) <= present:
             continue
-        select_list = ", ".join(f'main.{table.name}."{c}"' if c in have[table.name] else f'NULL AS "{c}"'
-                                for c in cols)
-        views.append(f"CREATE TEMP VIEW {table.name} AS SELECT {select_list} FROM main.{table.name}")
+        select_list = ", ".join(f'main.{table.name}."{c}"' if c in present else f'NULL AS "{c}"' for c in cols)
+        source = f"FROM main.{table.name}" if present else "WHERE 0"       # a table added since: empty
+        views.append(f"CREATE TEMP VIEW {table.name} AS SELECT {select_list} {source}")
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, record: Any) -> None:
@@ -943,6 +991,7 @@ class Store:
                 raise self._gone(run_id)
             s.add(Epoch(run_id=run_id, epoch=result.epoch, created_at=now,
                         **{f: _num(getattr(result, f)) for f in METRIC_FIELDS}))
+            _merge_topk(s, run_id, getattr(result, "topk", ()), now)
 
     def _gone(self, run_id: int) -> RunGone:
         return RunGone(f"run {run_id} is no longer in {self.where} (its row was removed while it ran)")
@@ -961,6 +1010,8 @@ class Store:
         with self._write() as s:
             result = s.execute(update(Run).where(Run.id == run_id, Run.status.in_(LIVE + (CRASHED,)))
                                .values(**values))
+            if result.rowcount == 1 and best is not None:   # top-N of the selected epoch, if it ran
+                _merge_topk(s, run_id, getattr(best, "topk", ()), values["finished_at"])
             return result.rowcount == 1
 
     def mark(self, run_id: int, status: str, reason: str, only_if: Sequence[str] = LIVE) -> bool:
@@ -1074,6 +1125,20 @@ class Store:
                     out[e.run_id].append(e)
         return out
 
+    def topk(self, run_id: int) -> list[TopK]:
+        """Top-N rows of ``run_id`` by epoch, ``sampled`` before ``full``."""
+        return self.topk_of([run_id])[run_id]
+
+    def topk_of(self, run_ids: Iterable[int]) -> dict[int, list[TopK]]:
+        ids = list(run_ids)
+        out: dict[int, list[TopK]] = {i: [] for i in ids}
+        with self._read() as s:
+            for chunk in range(0, len(ids), 500):
+                for t in s.scalars(select(TopK).where(TopK.run_id.in_(ids[chunk:chunk + 500]))
+                                   .order_by(TopK.run_id, TopK.epoch, TopK.protocol.desc())):
+                    out[t.run_id].append(t)
+        return out
+
     def missing(self, run_ids: Iterable[int]) -> list[int]:
         """The ids among ``run_ids`` that name no run (ids beyond :data:`MAX_ID` never do)."""
         ids = list(dict.fromkeys(run_ids))
@@ -1086,6 +1151,7 @@ class Store:
         ids = _storable(dict.fromkeys(run_ids))
         with self._write() as s:
             s.execute(delete(Epoch).where(Epoch.run_id.in_(ids)))
+            s.execute(delete(TopK).where(TopK.run_id.in_(ids)))
             return s.execute(delete(Run).where(Run.id.in_(ids))).rowcount
 
 
@@ -1130,6 +1196,19 @@ def _read_version(conn: Connection, where: str) -> int:
         return int(row[0])
     except ValueError:
         raise StoreError(f"{where}: unreadable schema version {row[0]!r}") from None
+
+
+def _merge_topk(session: Session, run_id: int, results: Iterable[Any], now: datetime) -> None:
+    """Insert or replace :class:`~kni_core.results.TopKResult` rows (one per epoch and protocol)."""
+    for r in results:
+        session.merge(TopK(run_id=run_id, epoch=r.epoch, protocol=r.protocol, users=r.users, seed=r.seed,
+                           n_eval=r.n_eval, seconds=_num(r.seconds), created_at=now,
+                           metrics_json=json.dumps({k: _num(v) for k, v in r.metrics.items()})))
+
+
+def topk_to_dict(t: TopK) -> dict:
+    return {"epoch": t.epoch, "protocol": t.protocol, "users": t.users, "seed": t.seed, "n_eval": t.n_eval,
+            "seconds": t.seconds, "metrics": t.metrics}
 
 
 def _num(x: Any) -> float | None:

@@ -5,7 +5,9 @@ one entity space (0 = padding, then users, then items and KG entities); relation
 fewer than ``min_relation_triples`` triples dropped and the rest collapsed into undirected
 edges; entities kept only if reachable from a user or item within ``len(hop_n_sample)``
 KG hops; the graph = those KG edges + the *training* positive user-item pairs, both ways;
-a fixed-degree adjacency table sampled once from a seeded generator.
+a fixed-degree adjacency table sampled once from a seeded generator (KNI's; models that do
+not use it ask for none). The relation-typed KG triples, the number of relations and of users
+and the items are kept as well, for the baselines and the top-N evaluation.
 
 The result is cached on disk under a hash of every setting that shapes it, so the seeds of
 a group and repeated runs share one copy.
@@ -34,12 +36,15 @@ from .raw import RawDataset
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2          # 2: reachability counted in int32, the original's split
+CACHE_VERSION = 3          # 2: reachability counted in int32, the original's split; 3: typed triples, items
 
 
 @dataclass
 class PreparedData:
-    """Splits as ``(N, 3)`` int64 ``(user entity, item entity, label)`` and the adjacency table."""
+    """Splits as ``(N, 3)`` int64 ``(user entity, item entity, label)`` and the adjacency table.
+
+    Entity ids: 0 is padding, ``1..n_users`` the users, then the items and the KG entities.
+    """
 
     train: np.ndarray
     valid: np.ndarray
@@ -49,6 +54,13 @@ class PreparedData:
     stats: dict = field(default_factory=dict)
     key: str = ""
     from_cache: bool = False
+    # (M, 3) int64 (head, relation, tail) entity ids, directed as in the source KG: the kept
+    # relations (renumbered 0..n_relation-1) between kept entities; empty with kg: false.
+    kg_triples: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
+    n_relation: int = 0
+    n_users: int = 0                 # users are the entities 1..n_users
+    # Entity ids of every item that occurs in a split, ascending: the top-N candidates.
+    items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def threshold(self) -> float:
@@ -59,11 +71,11 @@ class PreparedData:
 def preprocessing_settings(cfg: RunConfig) -> dict:
     """Every setting the prepared data depends on (and nothing else)."""
     d = cfg.dataset
+    needs = cfg.model.graph_needs()
     return {"version": CACHE_VERSION, "split": list(d.split), "split_seed": d.split_seed,
             "split_method": d.split_method,
             "min_relation_triples": d.min_relation_triples, "rating_threshold": d.rating_threshold,
-            "kg": cfg.model.kg, "reach_hops": len(cfg.model.hop_n_sample),
-            "max_degree": cfg.model.max_degree}
+            "kg": needs["kg"], "reach_hops": needs["reach_hops"], "max_degree": needs["max_degree"]}
 
 
 def split_ratings(ratings: np.ndarray, fractions: list[float], seed: int,
@@ -133,6 +145,21 @@ def kg_edges(kg: np.ndarray, min_triples: int) -> np.ndarray:
     counts = np.bincount(kg[:, 1])
     kept = kg[counts[kg[:, 1]] >= min_triples]
     return kept[:, [0, 2]]
+
+
+def kg_triples(kg: np.ndarray, min_triples: int) -> tuple[np.ndarray, int]:
+    """The triples of the relations with at least ``min_triples`` triples, relations renumbered
+    ``0..R-1`` in ascending order of their ids; returns ``(triples, R)``. The rows are those
+    :func:`kg_edges` keeps, in the same order."""
+    if len(kg) == 0:
+        return np.zeros((0, 3), dtype=np.int64), 0
+    counts = np.bincount(kg[:, 1])
+    kept_relations = np.flatnonzero(counts >= min_triples)
+    kept_relations = kept_relations[counts[kept_relations] > 0]
+    renumber = np.full(len(counts), -1, dtype=np.int64)
+    renumber[kept_relations] = np.arange(len(kept_relations))
+    kept = kg[counts[kg[:, 1]] >= min_triples]
+    return np.column_stack([kept[:, 0], renumber[kept[:, 1]], kept[:, 2]]).astype(np.int64), len(kept_relations)
 
 
 def reachable(n_nodes: int, edges: np.ndarray, seeds: np.ndarray, hops: int) -> np.ndarray:
@@ -205,6 +232,11 @@ def build(raw: RawDataset, cfg: RunConfig) -> PreparedData:
     train, valid, test = (to_entities(p) for p in (train, valid, test))
     seeds = np.unique(np.concatenate([p[:, :2].ravel() for p in (train, valid, test)]))
     kg = kg_edges(raw.kg, s["min_relation_triples"]) + shift if s["kg"] else np.zeros((0, 2), np.int64)
+    if s["kg"]:
+        triples, n_relation = kg_triples(raw.kg, s["min_relation_triples"])
+        triples[:, [0, 2]] += shift
+    else:
+        triples, n_relation = np.zeros((0, 3), np.int64), 0
     warnings = []
     if s["kg"] and len(raw.kg) and not len(kg):
         largest = int(np.bincount(raw.kg[:, 1]).max())
@@ -213,15 +245,23 @@ def build(raw: RawDataset, cfg: RunConfig) -> PreparedData:
                         f"{largest}), so this KNI run has no KG (as NI); lower min_relation_triples to keep it")
     keep = reachable(n_nodes, kg, seeds, s["reach_hops"])
     keep[0] = True
-    kg = kg[keep[kg[:, 0]] & keep[kg[:, 1]]]
+    inside = keep[kg[:, 0]] & keep[kg[:, 1]]
+    kg = kg[inside]
+    triples = triples[inside]
 
     remap = np.cumsum(keep) - 1                 # old id -> new id; padding stays 0
     n_entity = int(keep.sum())
+    n_users = int(keep[1:shift].sum())          # users come first, so they stay 1..n_users
     train, valid, test = (np.column_stack([remap[p[:, 0]], remap[p[:, 1]], p[:, 2]]) for p in (train, valid, test))
     kg = remap[kg]
+    triples = np.column_stack([remap[triples[:, 0]], triples[:, 1], remap[triples[:, 2]]]).astype(np.int64)
+    items = np.unique(np.concatenate([train[:, 1], valid[:, 1], test[:, 1]]))
     positives = train[train[:, 2] == 1, :2]
     adj = neighbour_lists(n_entity, np.vstack([kg, positives]))
-    table = fixed_degree_table(adj, s["max_degree"], s["split_seed"])
+    if s["max_degree"] > 0:
+        table = fixed_degree_table(adj, s["max_degree"], s["split_seed"])
+    else:                                       # a model without KNI's adjacency table
+        table = np.zeros((n_entity, 0), dtype=np.int32)
     degree = np.diff(adj.indptr)
     stats = {
         "users": int(len(np.unique(train[:, 0]))), "items": int(len(np.unique(np.concatenate(
@@ -229,13 +269,15 @@ def build(raw: RawDataset, cfg: RunConfig) -> PreparedData:
         "entities": n_entity, "kg_edges": int(len(np.unique(np.sort(kg, axis=1), axis=0))) if len(kg) else 0,
         "user_item_edges": int(len(positives)), "train": int(len(train)), "valid": int(len(valid)),
         "test": int(len(test)), "mean_degree": float(degree[1:].mean()) if n_entity > 1 else 0.0,
-        "isolated": int((degree[1:] == 0).sum()), "seconds": round(time.perf_counter() - t0, 2),
+        "isolated": int((degree[1:] == 0).sum()), "relations": n_relation,
+        "seconds": round(time.perf_counter() - t0, 2),
     }
     if warnings:
         stats["warnings"] = warnings
     for w in warnings:
         log.warning("%s: %s", raw.kg_source or raw.source, w)
-    return PreparedData(train, valid, test, table, n_entity, stats)
+    return PreparedData(train, valid, test, table, n_entity, stats, kg_triples=triples, n_relation=n_relation,
+                        n_users=n_users, items=items)
 
 
 def cache_root() -> Path:
@@ -255,10 +297,12 @@ def save(prepared: PreparedData, directory: Path) -> None:
     """Write atomically: a half-written cache is never taken for a good one."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=".tmp-"))
-    np.savez(tmp / "splits.npz", train=prepared.train, valid=prepared.valid, test=prepared.test)
+    np.savez(tmp / "splits.npz", train=prepared.train, valid=prepared.valid, test=prepared.test,
+             kg_triples=prepared.kg_triples, items=prepared.items)
     np.save(tmp / "adjacency.npy", prepared.adjacency)
     (tmp / "meta.json").write_text(json.dumps({"n_entity": prepared.n_entity, "stats": prepared.stats,
-                                               "key": prepared.key}, indent=2))
+                                               "key": prepared.key, "n_relation": prepared.n_relation,
+                                               "n_users": prepared.n_users}, indent=2))
     if directory.exists():
         shutil.rmtree(directory)
     tmp.rename(directory)
@@ -269,10 +313,11 @@ def load(directory: Path) -> PreparedData | None:
         meta = json.loads((directory / "meta.json").read_text())
         splits = np.load(directory / "splits.npz")
         table = np.load(directory / "adjacency.npy")
+        return PreparedData(splits["train"], splits["valid"], splits["test"], table, meta["n_entity"],
+                            meta["stats"], meta["key"], from_cache=True, kg_triples=splits["kg_triples"],
+                            n_relation=meta["n_relation"], n_users=meta["n_users"], items=splits["items"])
     except (OSError, ValueError, KeyError):
         return None
-    return PreparedData(splits["train"], splits["valid"], splits["test"], table, meta["n_entity"],
-                        meta["stats"], meta["key"], from_cache=True)
 
 
 def prepare_cached(raw_loader, cfg: RunConfig, dataset_id: str, fingerprint: object,

@@ -1,5 +1,6 @@
-"""The run detail screen: live per-epoch plots, the epochs table, the resolved config and
-the error and traceback of a failed or crashed run."""
+"""The run detail screen: live per-epoch plots, the epochs table, the resolved config, the
+error and traceback of a failed or crashed run, and - for a run with ``eval.topk`` - a Top-N
+tab (added when its first results are stored) plotting Recall@K and listing every metric."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from rich.syntax import Syntax
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, VerticalScroll
+from textual.containers import Grid, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
-from ..store import CRASHED, FAILED, LIVE, Epoch, Run
+from ..store import CRASHED, FAILED, LIVE, Epoch, Run, StoreError, TopK
 from .data import Change, duration, elapsed_seconds, fmt
-from .plots import RUN_CHARTS, draw_run_chart
+from .plots import PALETTE, RUN_CHARTS, draw_run_chart
 
 EPOCH_COLUMNS = ("epoch", "train loss", "valid AUC", "valid ll", "valid acc", "test AUC", "test ll", "test acc",
                  "train s", "eval s")
@@ -31,6 +32,7 @@ class RunDetailScreen(Screen):
         Binding("t", "tab('epochs')", "Epochs"),
         Binding("o", "tab('config')", "Config"),
         Binding("e", "tab('error')", "Error"),
+        Binding("n", "tab('topk')", "Top-N"),
         Binding("c", "cancel", "Cancel run"),
     ]
 
@@ -38,6 +40,7 @@ class RunDetailScreen(Screen):
         super().__init__(id=f"run-detail-{run_id}", classes="run-detail")
         self.run_id = run_id
         self._shown_epochs = 0
+        self._topk: list[TopK] = []
 
     # -- layout -------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -121,6 +124,7 @@ class RunDetailScreen(Screen):
         if full:
             self._config(run)
             self._error(run)
+            self._load_topk()
 
     @staticmethod
     def _epoch_cells(e: Epoch, run: Run) -> list:
@@ -196,11 +200,41 @@ class RunDetailScreen(Screen):
                              background_color="default", word_wrap=True)]
         view.update(RichGroup(*parts))
 
+    # -- top-N ------------------------------------------------------------------------------
+    def _load_topk(self) -> None:
+        """Read the run's top-N rows (a few rows, only when the run row changed)."""
+        try:
+            rows = self.app.data.store.topk(self.run_id)
+        except StoreError:
+            return
+        key = lambda rs: [(t.epoch, t.protocol, t.metrics_json) for t in rs]   # noqa: E731
+        if rows and key(rows) != key(self._topk):
+            self._topk = rows
+            self.run_worker(self._show_topk(), group="topk", exclusive=True)
+
+    async def _show_topk(self) -> None:
+        if not self.query("#topk"):
+            plot = PlotextPlot(id="chart-topk")
+            plot.styles.height = "1fr"
+            plot.styles.min_height = 8
+            text = Static("", id="detail-topk")
+            text.styles.height = "auto"
+            text.styles.padding = (0, 1)
+            await self.query_one("#detail-tabs", TabbedContent).add_pane(
+                TabPane("Top-N", Vertical(plot, text), id="topk"))
+        plot = self.query_one("#chart-topk", PlotextPlot)
+        draw_topk_chart(plot.plt, self._topk, self.run.best_epoch if self.run else None)
+        plot.refresh()
+        self.query_one("#detail-topk", Static).update(topk_text(self._topk))
+
     # -- actions ----------------------------------------------------------------------------
     def action_back(self) -> None:
         self.app.pop_screen()
 
     def action_tab(self, tab: str) -> None:
+        if tab == "topk" and not self.query("#topk"):
+            self.app.notify("no top-N results for this run (eval.topk in its recipe)", severity="warning")
+            return
         self.query_one("#detail-tabs", TabbedContent).active = tab
 
     def action_cancel(self) -> None:
@@ -209,3 +243,55 @@ class RunDetailScreen(Screen):
             self.app.notify("this run is not live; nothing to cancel", severity="warning")
             return
         self.app.confirm_cancel([run.id])
+
+
+def _selected(rows: list[TopK], best_epoch: int | None) -> list[TopK]:
+    """The rows of the selected epoch (else of the latest epoch with results)."""
+    epochs = sorted({t.epoch for t in rows})
+    epoch = best_epoch if best_epoch in epochs else epochs[-1]
+    return [t for t in rows if t.epoch == epoch]
+
+
+def _series(t: TopK, family: str) -> list[tuple[int, float]]:
+    out = []
+    for name, value in t.metrics.items():
+        fam, k = name.rsplit("@", 1)
+        if fam == family and value is not None:
+            out.append((int(k), float(value)))
+    return sorted(out)
+
+
+def draw_topk_chart(plt, rows: list[TopK], best_epoch: int | None) -> None:
+    """Recall@K against K (log scale): the sampled protocol's and the full ranking's."""
+    plt.clear_figure()
+    shown = _selected(rows, best_epoch)
+    plt.title(f"Recall@K at epoch {shown[0].epoch}" if shown else "Recall@K")
+    ks: set[int] = set()
+    for n, t in enumerate(shown):
+        family = "recall" if t.protocol == "sampled" else "full_recall"
+        pts = _series(t, family)
+        if pts:
+            ks.update(k for k, _ in pts)
+            label = f"{t.protocol} ({t.users} users)"
+            plt.plot([k for k, _ in pts], [v for _, v in pts], label=label, marker="braille", color=PALETTE[n])
+    if ks:
+        plt.xscale("log")
+        plt.xticks(sorted(ks), [str(k) for k in sorted(ks)])
+    plt.xlabel("K")
+
+
+def topk_text(rows: list[TopK]) -> Text:
+    """Every stored top-N metric, one line per epoch, protocol and family."""
+    out = Text()
+    for t in rows:
+        out.append(f"epoch {t.epoch} {t.protocol}: {t.users} users, seed {t.seed}, n_eval {t.n_eval}, "
+                   f"{fmt(t.seconds, 1)} s\n", style="bold")
+        families: list[str] = []
+        for name in t.metrics:
+            fam = name.rsplit("@", 1)[0]
+            if fam not in families:
+                families.append(fam)
+        for fam in families:
+            cells = "  ".join(f"@{k} {fmt(v)}" for k, v in _series(t, fam))
+            out.append(f"  {fam:<12} {cells}\n")
+    return out

@@ -19,8 +19,8 @@ from textual.widgets import DataTable, Static
 from kni_core.errors import KniError
 
 from ..recipe import Recipe, RecipeError, find_recipes, load_recipe
-from ..runner import dataset_label
 from ..compare import group_id
+from ..runner import dataset_label, model_label
 from .data import seeds_text
 
 
@@ -61,7 +61,7 @@ class RecipeEntry:
     def model(self) -> str:
         if self.recipe is None:
             return "?"
-        return "KNI" if self.recipe.base.model.kg else "NI"
+        return model_label(self.recipe.base)
 
 
 def scan(folder: Path) -> tuple[list[RecipeEntry], str | None]:

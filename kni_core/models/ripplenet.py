@@ -1,0 +1,152 @@
+"""RippleNet (Wang et al., CIKM'18), after the authors' TensorFlow code (hwwang55/RippleNet,
+``src/data_loader.py``, ``src/model.py``).
+
+Ripple sets (``get_ripple_set``): per user and hop, ``n_memory`` (head, relation, tail) triples
+drawn from the *directed* KG: hop 0 from the out-edges of the user's training positives, hop
+``h`` from those of hop ``h-1``'s sampled tails (with their multiplicity); with replacement only
+when fewer triples exist; an empty hop repeats the previous one. Drawn once, from
+``dataset.split_seed`` (the original's ``np.random.seed(555)``). A user with no triple at hop 0
+(the original would crash; it never happens on bc or Last.FM with their full KG) gets padding.
+
+Prediction (``_key_addressing``, ``predict``), for item vector ``v``::
+
+    p_i = softmax_i(v^T R_i h_i)          o = sum_i p_i t_i
+    v <- (v + o) @ T                       (item_update_mode plus_transform; or replace, plus,
+                                            replace_transform)
+    logit = v_final . (o_1 + ... + o_H)    (using_all_hops; else o_H only)
+
+Loss (``_build_loss``): mean BCE ``- kge_weight * sum_hops mean(sigmoid(h^T R t))``
+``+ l2 * sum_hops (sum h^2 + sum t^2 + sum R^2)`` over the batch's memories (a sum, not a mean,
+and without TF's ``l2_loss`` halving, as the original). Embeddings use TF's Glorot bound (for the
+``[n_relation, dim, dim]`` relation tensor, fans of ``dim * n_relation``). The original computes
+in float64; this one in float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .base import Recommender, bce, glorot_bound, glorot_table, kg_index, lookup, uniform_table
+
+
+def ripple_sets(train: np.ndarray, triples: np.ndarray, n_users: int, n_hop: int, n_memory: int,
+                seed: int) -> np.ndarray:
+    """``(n_users + 1, 3, n_hop, n_memory)`` int64: per user (row = user id) the heads, relations
+    and tails of each hop's memories, in the entity space of ``triples``; zeros (padding) for a
+    user without any. See the module docstring for the rule."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros((n_users + 1, 3, n_hop, n_memory), dtype=np.int64)
+    if len(triples) == 0:
+        return out
+    n_nodes = int(max(triples[:, [0, 2]].max(), train[:, :2].max())) + 1
+    order = np.argsort(triples[:, 0], kind="stable")           # out-edges in file order
+    tails, rels = triples[order, 2], triples[order, 1]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(triples[:, 0], minlength=n_nodes))])
+    positives = train[train[:, 2] == 1]
+    positives = positives[np.argsort(positives[:, 0], kind="stable")]   # per user, in row order
+    bounds = np.searchsorted(positives[:, 0], np.arange(n_users + 2))
+    for user in range(1, n_users + 1):
+        entities = positives[bounds[user]:bounds[user + 1], 1]
+        for hop in range(n_hop):
+            deg = indptr[entities + 1] - indptr[entities]
+            total = int(deg.sum())
+            if total == 0:
+                if hop > 0:
+                    out[user, :, hop] = out[user, :, hop - 1]
+                continue
+            picks = rng.choice(total, size=n_memory, replace=total < n_memory)
+            ends = np.cumsum(deg)
+            slot = np.searchsorted(ends, picks, side="right")         # which entity's edges
+            edge = indptr[entities[slot]] + picks - (ends[slot] - deg[slot])
+            out[user, 0, hop] = entities[slot]
+            out[user, 1, hop] = rels[edge]
+            out[user, 2, hop] = tails[edge]
+            entities = out[user, 2, hop]
+    return out
+
+
+class RippleNet(Recommender):
+    def __init__(self, n_users: int, n_kg_rows: int, n_relation: int, memories: np.ndarray, dim: int,
+                 n_hop: int, kge_weight: float, l2: float, item_update_mode: str, using_all_hops: bool):
+        super().__init__()
+        self.n_users, self.dim, self.n_hop = n_users, dim, n_hop
+        self.kge_weight, self.l2 = kge_weight, l2
+        self.mode, self.all_hops = item_update_mode, using_all_hops
+        self.entity = glorot_table(n_kg_rows - 1, dim, padding=True)
+        rel = max(n_relation, 1)
+        self.relation = uniform_table((n_relation + 1, dim, dim), glorot_bound(dim * rel, dim * rel), padding=True)
+        self.transform = glorot_table(dim, dim)
+        # memories as rows of the tables: entities via kg_index, relations shifted past padding
+        mem = torch.from_numpy(memories)
+        heads, tails = kg_index(mem[:, 0], n_users), kg_index(mem[:, 2], n_users)
+        rels = torch.where(heads > 0, mem[:, 1] + 1, torch.zeros_like(mem[:, 1]))
+        self.register_buffer("memories", torch.stack([heads, rels, tails], dim=1), persistent=False)
+
+    @classmethod
+    def build(cls, cfg, data) -> "RippleNet":
+        m = cfg.model
+        memories = ripple_sets(data.train, data.kg_triples, data.n_users, m.n_hop, m.n_memory,
+                               cfg.dataset.split_seed)
+        return cls(data.n_users, data.n_entity - data.n_users, data.n_relation, memories, m.dim, m.n_hop,
+                   m.kge_weight, cfg.train.l2, m.item_update_mode, m.using_all_hops)
+
+    def _memories(self, users: Tensor) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Per hop: h ``(B, m, d)``, R ``(B, m, d, d)``, t ``(B, m, d)``."""
+        mem = self.memories[users]                                  # (B, 3, H, m)
+        d = self.dim
+        rel_table = self.relation.view(-1, d * d)
+        hs = [lookup(self.entity, mem[:, 0, k]) for k in range(self.n_hop)]
+        rs = [lookup(rel_table, mem[:, 1, k]).view(*mem.shape[:1], -1, d, d) for k in range(self.n_hop)]
+        ts = [lookup(self.entity, mem[:, 2, k]) for k in range(self.n_hop)]
+        return hs, rs, ts
+
+    def _update(self, v: Tensor, o: Tensor) -> Tensor:
+        if self.mode == "replace":
+            return o
+        if self.mode == "plus":
+            return v + o
+        if self.mode == "replace_transform":
+            return o @ self.transform
+        return (v + o) @ self.transform                            # plus_transform
+
+    def _logits(self, users: Tensor, items: Tensor, hs, rs, ts) -> Tensor:
+        v = lookup(self.entity, kg_index(items, self.n_users))      # (B, d)
+        responses = []
+        for h, r, t in zip(hs, rs, ts):
+            rh = torch.einsum("bmij,bmj->bmi", r, h)
+            probs = torch.softmax(torch.einsum("bmi,bi->bm", rh, v), dim=1)
+            o = torch.einsum("bm,bmi->bi", probs, t)
+            v = self._update(v, o)
+            responses.append(o)
+        y = responses[-1]
+        if self.all_hops:
+            y = y + sum(responses[:-1], torch.zeros_like(y))
+        return (v * y).sum(-1)
+
+    def forward(self, users: Tensor, items: Tensor) -> Tensor:
+        return self._logits(users, items, *self._memories(users))
+
+    @torch.no_grad()
+    def score_matrix(self, user: int, items: Tensor) -> Tensor:
+        """One user's memories, hence ``R h`` and ``t`` per hop, serve every item."""
+        hs, rs, ts = self._memories(torch.tensor([user], device=items.device))
+        v = lookup(self.entity, kg_index(items, self.n_users))                 # (I, d)
+        responses = []
+        for h, r, t in zip(hs, rs, ts):
+            rh = torch.einsum("mij,mj->mi", r[0], h[0])                        # (m, d)
+            o = torch.softmax(v @ rh.T, dim=1) @ t[0]                           # (I, d)
+            v = self._update(v, o)
+            responses.append(o)
+        y = responses[-1]
+        if self.all_hops:
+            y = y + sum(responses[:-1], torch.zeros_like(y))
+        return torch.sigmoid((v * y).sum(-1))
+
+    def loss(self, users: Tensor, items: Tensor, labels: Tensor) -> Tensor:
+        hs, rs, ts = self._memories(users)
+        base = bce(self._logits(users, items, hs, rs, ts), labels)
+        kge = sum(torch.sigmoid(torch.einsum("bmi,bmij,bmj->bm", h, r, t)).mean() for h, r, t in zip(hs, rs, ts))
+        l2 = sum(h.pow(2).sum() + t.pow(2).sum() + r.pow(2).sum() for h, r, t in zip(hs, rs, ts))
+        return base - self.kge_weight * kge + self.l2 * l2
