@@ -13,7 +13,7 @@ from typing import Protocol
 
 from kni_core.config import RunConfig
 from kni_core.data import PreparedData, prepare
-from kni_core.train import EpochResult, FitSummary, Trainer, resolve_device
+from kni_core.train import EpochResult, FitSummary, ProgressHook, Trainer, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +34,13 @@ class RunListener(Protocol):
 
 
 def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData | None = None,
-            checkpoint: str | None = None) -> FitSummary:
-    """Prepare (or reuse) the data, train, and report every step to ``listeners``."""
+            checkpoint: str | None = None, progress: ProgressHook | None = None) -> FitSummary:
+    """Prepare (or reuse) the data, train, and report every step to ``listeners``
+    (``progress`` is the Trainer's hook for positions inside an epoch)."""
     try:
         data = data or prepare(config)
         device = resolve_device(config.device)
-        trainer = Trainer(config, data, device=device, checkpoint=checkpoint)
+        trainer = Trainer(config, data, device=device, checkpoint=checkpoint, progress=progress)
         start = RunStart(config, str(device), data.stats, data.from_cache)
         for listener in listeners:
             listener.started(start)

@@ -251,6 +251,7 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         return 2
     listener = StoreListener(store, args.run_id, "valid", guard)
     heartbeat: Heartbeat | None = None
+    progress = None
     try:
         with guard.section():
             if not store.claim(args.run_id, os.getpid(), this_host()):
@@ -262,7 +263,12 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         from .execute import execute         # imports torch: after the claim
         cfg = RunConfig.from_dict(json.loads(run.config_json)).validate()
         listener.select_on = cfg.train.select_on
-        execute(cfg, [listener], checkpoint=args.checkpoint)
+        from .progress import ProgressListener, ProgressTracker, ProgressWriter
+        tracker = ProgressTracker(cfg.train.epochs)
+        progress = ProgressWriter(store, args.run_id, tracker)
+        progress.start()
+        execute(cfg, [ProgressListener(tracker, progress), listener], checkpoint=args.checkpoint,
+                progress=tracker.update)
         return 0
     except Cancelled:
         if not listener.ended:
@@ -277,6 +283,8 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         tb.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
         return EXIT_CANCELLED if isinstance(error, KeyboardInterrupt) else 1
     finally:
+        if progress is not None:
+            progress.stop()
         if heartbeat is not None:
             heartbeat.stop()
         store.close()
