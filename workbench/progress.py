@@ -154,7 +154,8 @@ def parse(text: str | None) -> Progress | None:
         at = datetime.fromisoformat(d["at"]) if d.get("at") else None
         if at is not None and at.tzinfo is None:
             at = at.replace(tzinfo=timezone.utc)
-        return Progress(int(d["epoch"]), int(d["epochs"]), d.get("phase"), int(d.get("done") or 0),
+        epochs = int(d["epochs"])
+        return Progress(min(int(d["epoch"]), epochs), epochs, d.get("phase"), int(d.get("done") or 0),
                         int(d.get("total") or 0), d.get("rate"), d.get("phase_left"), d.get("epoch_left"),
                         d.get("run_left"), d.get("epoch_mean"), at)
     except (ValueError, TypeError, KeyError):
@@ -176,7 +177,7 @@ def clock_text(seconds: float | None) -> str:
 def describe(p: Progress) -> str:
     """``train 40/79 12.3/s`` (the phase, its batches or evaluation chunks, its rate)."""
     if p.phase is None:
-        return f"epoch {p.epoch} starting"
+        return "starting"
     rate = f" {p.rate:.1f}/s" if p.rate else ""
     return f"{p.phase} {p.done}/{p.total}{rate}"
 

@@ -378,6 +378,7 @@ class Launcher:
     on_epoch: Callable[[Run, EpochResult], None] | None = None
     on_start: Callable[[Run], None] | None = None
     on_end: Callable[[Run, list[Epoch]], None] | None = None
+    on_progress: Callable[[Run], None] | None = None     # every poll, with the fresh row of a running job
     poll: float = 0.3
     grace: float = 60.0                       # seconds a cancelled child gets to record its end
     stop_requested: int = 0
@@ -410,6 +411,8 @@ class Launcher:
                          log_file=job.log)
 
     def _report(self, job: _Job) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.store.get(job.run_id))
         if self.on_epoch is None:
             return
         if job.run is None:

@@ -94,11 +94,7 @@ __all__ = ["Store", "StoreError", "Run", "Epoch", "SCHEMA_VERSION", "MIGRATIONS"
            "epoch_to_dict", "METRIC_FIELDS", "DEFAULT_DB", "this_host", "utcnow", "RESOURCE_FIELDS",
            "run_target", "group_target", "check_tag", "Tag", "Note"]
 
-QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED, CRASHED = (
-    "queued", "running", "completed", "failed", "cancelled", "crashed")
-STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED, CRASHED)
-LIVE = (QUEUED, RUNNING)
-FINAL = (COMPLETED, FAILED, CANCELLED, CRASHED)
+from .statuses import CANCELLED, COMPLETED, CRASHED, FAILED, FINAL, LIVE, QUEUED, RUNNING, STATUSES  # noqa: E402
 
 #: Seconds between two heartbeats of a run process.
 HEARTBEAT_SECONDS = 5.0
@@ -244,6 +240,11 @@ class Run(Base):
 
     #: Number of stored epoch rows; filled by the Store's queries (not a column).
     n_epochs = 0
+    #: The run's tags, its group's tags and its group's note (the user's annotations);
+    #: filled by :meth:`Store.runs` (not columns).
+    tags = ()
+    group_tags = ()
+    group_note = None
 
     @property
     def config(self) -> dict:
@@ -754,7 +755,18 @@ class Store:
             for run, n in s.execute(q):
                 run.n_epochs = int(n)
                 out.append(run)
+        self._annotate(out)
         return out
+
+    def _annotate(self, runs: list[Run]) -> None:
+        """Attach each run's tags and its group's tags and note (two small queries)."""
+        if not runs:
+            return
+        tags, notes = self.tags(), self.group_notes()
+        for run in runs:
+            run.tags = tags.get(run_target(run.id), [])
+            run.group_tags = tags.get(group_target(run.config_hash), [])
+            run.group_note = notes.get(group_target(run.config_hash))
 
     def get(self, run_id: int) -> Run:
         """The run ``run_id``; StoreError if there is none."""
@@ -964,7 +976,17 @@ def run_to_dict(run: Run, status: str | None = None) -> dict:
         "finished_at": _iso(run.finished_at), "heartbeat_at": _iso(run.heartbeat_at),
         "seconds": seconds, "error": run.error, "recipe_path": run.recipe_path,
         "package_version": run.package_version, "git_commit": run.git_commit,
+        "tags": list(run.tags), "note": run.note, "group_tags": list(run.group_tags), "group_note": run.group_note,
+        "progress": _json_or_none(run.progress) if (status or run.status) == RUNNING else None,
+        **{f: getattr(run, f) for f in RESOURCE_FIELDS},
     }
+
+
+def _json_or_none(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
 
 
 def epoch_to_dict(e: Epoch) -> dict:
