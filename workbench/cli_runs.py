@@ -397,27 +397,13 @@ def _progress_cells(run: Run, status: str) -> tuple[str, str]:
 
 
 def _tags_text(run: Run) -> str:
-    """The run's tags, then in parentheses its group's (``baseline (paper)``)."""
-    group = " ".join(t for t in run.group_tags if t not in run.tags)
-    return " ".join(run.tags) + (f" ({group})" if group else "")
-
-
-def _mib(x: float | None) -> str:
-    if x is None:
-        return "?"
-    return f"{x:.0f} MiB" if x < 1024 else f"{x / 1024:.1f} GiB"
+    from .notes import tags_text
+    return tags_text(run)
 
 
 def resources_text(run: Run) -> str | None:
-    """``peak RSS 1.2 GiB, 4 CPU threads, GPU NVIDIA H100 80GB HBM3 (peak 3.1 GiB allocated)``."""
-    if run.peak_rss_mb is None and run.cpu_threads is None and run.gpu_name is None:
-        return None
-    parts = [f"peak RSS {_mib(run.peak_rss_mb)}"]
-    if run.cpu_threads is not None:
-        parts.append(f"{run.cpu_threads} CPU thread{'s' if run.cpu_threads != 1 else ''}")
-    if run.gpu_name:
-        parts.append(f"GPU {run.gpu_name} (peak {_mib(run.peak_gpu_mb)} allocated by torch)")
-    return ", ".join(parts)
+    from .resources import resources_text as text
+    return text(run)
 
 
 def progress_text(run: Run) -> str | None:

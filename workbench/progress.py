@@ -195,6 +195,15 @@ def eta_text(p: Progress, now: datetime | None = None) -> str:
     return f"{p.phase} {clock_text(phase)}" if phase is not None and p.phase else "-"
 
 
+def progress_cell(run: Any, status: str, now: datetime | None = None) -> str:
+    """``3/20 51% ≤4m05s`` for a running run (its epoch, how far into it, the estimate of the
+    time left), ``5/20`` (epochs stored) otherwise."""
+    p = parse(run.progress) if status == "running" else None
+    if p is None:
+        return f"{run.n_epochs}/{run.max_epochs}"
+    return f"{p.epoch}/{p.epochs} {100 * p.fraction(now):.0f}% {eta_text(p, now)}"
+
+
 # --------------------------------------------------------------------------------------------
 # the run process's side: a listener that times epochs and a thread that writes the snapshot
 

@@ -38,3 +38,22 @@ def sample(device: str | None = None) -> dict[str, Any]:
         except Exception:                    # noqa: BLE001 - resources are informative only
             pass
     return out
+
+
+def mib(x: float | None) -> str:
+    if x is None:
+        return "?"
+    return f"{x:.0f} MiB" if x < 1024 else f"{x / 1024:.1f} GiB"
+
+
+def resources_text(run: Any) -> str | None:
+    """``peak RSS 1.2 GiB, 4 CPU threads, GPU NVIDIA H100 (peak 3.1 GiB allocated by torch)`` from a
+    stored run's columns (None when the run recorded none)."""
+    if run.peak_rss_mb is None and run.cpu_threads is None and run.gpu_name is None:
+        return None
+    parts = [f"peak RSS {mib(run.peak_rss_mb)}"]
+    if run.cpu_threads is not None:
+        parts.append(f"{run.cpu_threads} CPU thread{'s' if run.cpu_threads != 1 else ''}")
+    if run.gpu_name:
+        parts.append(f"GPU {run.gpu_name} (peak {mib(run.peak_gpu_mb)} allocated by torch)")
+    return ", ".join(parts)

@@ -25,6 +25,7 @@ from textual_plotext import PlotextPlot
 from .. import compare as cmp
 from ..store import COMPLETED, RUNNING, Run
 from .data import Change, fmt, pm
+from .keys import ESSENTIAL
 from .plots import draw_curves, mean_curve
 
 AT_CHOICES = [("best epoch", "best"), ("last epoch", "last"), ("epoch N", "epoch")]
@@ -38,6 +39,7 @@ TABS = ("cmp-groups-tab", "cmp-matrix-tab", "cmp-curves-tab", "cmp-paired-tab")
 
 class ComparePane(Horizontal):
     BINDINGS = [
+        *ESSENTIAL,
         Binding("e", "export", "Export CSV"),
         Binding("b", "cycle_at", "Epoch"),
         Binding("m", "cycle_metric", "Metric"),

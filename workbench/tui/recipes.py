@@ -17,6 +17,7 @@ from textual.widgets import DataTable, Static
 from ..recipe import Recipe, RecipeError, find_recipes, load_recipe
 from ..runner import dataset_label
 from .data import seeds_text
+from .keys import ESSENTIAL
 
 
 @dataclass
@@ -65,6 +66,7 @@ def scan(folder: Path) -> tuple[list[RecipeEntry], str | None]:
 
 class RecipesPane(Vertical):
     BINDINGS = [
+        *ESSENTIAL,
         Binding("enter,s", "start", "Start"),
         Binding("r", "rescan", "Rescan"),
     ]
