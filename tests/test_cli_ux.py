@@ -174,3 +174,29 @@ def test_export_names_the_full_path(tmp_path, monkeypatch):
     assert f"wrote 1 run row(s) to {tmp_path / 'out.csv'}" in res.output
     res = invoke("export", "--csv", "out.csv", "--db", db, "--json")
     assert json.loads(res.stdout)["path"] == str(tmp_path / "out.csv")
+
+
+@pytest.mark.parametrize("module", ["workbench.cli", "workbench.cli_runs", "workbench.cli_notes"])
+def test_command_modules_import_in_any_order(module):
+    """Each module can be imported first and every command is registered (a circular import
+    between the command modules once broke all but one order)."""
+    code = (f"import {module}; from workbench.cli import app; "
+            "print(' '.join(sorted(c.name for c in app.registered_commands if c.name)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    assert out.returncode == 0, out.stderr
+    assert set(out.stdout.split()) >= {"runs", "show", "compare", "export", "tag", "note", "diff", "cancel", "rm"}
+
+
+@pytest.mark.parametrize("argv, heavy", [(["--help"], ("sqlalchemy", "numpy", "yaml", "torch", "scipy")),
+                                         (["runs"], ("numpy", "yaml", "torch", "scipy"))])
+def test_startup_imports_only_what_the_command_needs(argv, heavy, tmp_path):
+    """kni --help starts without SQLAlchemy, NumPy or YAML, and kni runs without NumPy, YAML or
+    torch (lazy imports: the startup time is mostly imports)."""
+    code = (f"import sys; sys.argv = ['kni', *{argv!r}, '--db', {str(tmp_path / 'runs.db')!r}]\n"
+            "from workbench.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            f"print('loaded:', *[m for m in {heavy!r} if m in sys.modules], file=sys.stderr)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")})
+    assert out.stderr.strip().splitlines()[-1] == "loaded:", out.stderr

@@ -252,7 +252,7 @@ def data_prepare(name: str = typer.Argument(..., help="Registry name, e.g. bc.")
     console.print(prepared.stats)
 
 
-from . import cli_notes, cli_runs  # noqa: E402,F401
+from . import cli_runs  # noqa: E402,F401
 
 
 def main() -> None:

@@ -851,3 +851,6 @@ def cancel_command(run_ids: List[int] = typer.Argument(..., help="Run ids to can
     else:
         for m in done.values():
             _err_console().print(m)
+
+
+from . import cli_notes  # noqa: E402,F401  (kni tag | note | diff; needs the helpers above)
