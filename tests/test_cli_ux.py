@@ -129,7 +129,7 @@ def test_group_note_counts_only_runs_that_count_sorted_once(tmp_path):
             queue(store, seed, status)
         runs = store.runs()
     note = _group_note("abc", runs, [3, 4])
-    assert note == ("group abc already has 4 completed or running run(s), seed(s) 1..3; seed(s) 3 run again; "
+    assert note == ("group abc already has completed or running runs of 3 seed(s): 1..3; seed(s) 3 run again; "
                     "the new seeds join it")
     assert _group_note("abc", [r for r in runs if r.status != COMPLETED], [1]) == ""
 

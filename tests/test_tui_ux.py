@@ -139,7 +139,8 @@ async def test_config_diff_of_two_marked_runs(tmp_path):
         await until(pilot, lambda: isinstance(app.screen, DiffScreen), 5, "the diff")
         diff = app.screen.diff
         assert (diff.a, diff.b) == (1, 4)
-        assert ("model.kg", True, False) in diff.differences and ("name", "quickstart", "quickstart-ni") in diff.differences
+        assert ("model.kg", True, False) in diff.differences
+        assert ("name", "quickstart", "quickstart-ni") in diff.differences
         assert all(k != "model.hidden" for k, _, _ in diff.differences)
         assert "2 key(s) differ" in str(app.screen.query_one("#diff-summary").render())
         await pilot.press("escape")

@@ -90,9 +90,8 @@ def tag_command(args: List[str] = typer.Argument(..., metavar="TARGET... TAG",
         print(json.dumps({"tag": tag, "targets": targets, "removed" if remove else "added": n}))
         return
     verb = "removed from" if remove else "added to"
-    _err_console().print(f"tag {escape(tag)} {verb} {n} of {', '.join(names)}"
-                         + ("" if n == len(targets) else f" ({len(targets) - n} {'did not have' if remove else 'had'} it)"),
-                         highlight=False, soft_wrap=True)
+    rest = "" if n == len(targets) else f" ({len(targets) - n} {'did not have' if remove else 'had'} it)"
+    _err_console().print(f"tag {escape(tag)} {verb} {n} of {', '.join(names)}{rest}", highlight=False, soft_wrap=True)
 
 
 @app.command("note")

@@ -33,7 +33,7 @@ if TYPE_CHECKING:                                  # imported where used, so `kn
 
     from .store import Epoch, Run, Store
 
-#: workbench.compare (NumPy, SciPy), imported on first use.
+#: workbench.compare (NumPy), imported on first use.
 cmp: Any = lazy_module("workbench.compare")
 
 DB_HELP = "Run database: a SQLite file path or a SQLAlchemy URL (env KNI_DB)."
@@ -314,7 +314,7 @@ def _group_note(config_hash: str, others: list[Run], new_seeds: list[int]) -> st
     if not counting:
         return ""
     seeds = {r.seed for r in counting}
-    text = f"group {config_hash} already has {len(counting)} completed or running run(s), seed(s) {_seeds(list(seeds))}"
+    text = f"group {config_hash} already has completed or running runs of {len(seeds)} seed(s): {_seeds(list(seeds))}"
     repeated = sorted(seeds & set(new_seeds))
     if repeated:
         text += f"; seed(s) {_seeds(repeated)} run again"

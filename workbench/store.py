@@ -88,13 +88,14 @@ from sqlalchemy.types import TypeDecorator
 
 from kni_core.errors import KniError
 
+from .statuses import CANCELLED, COMPLETED, CRASHED, FAILED, FINAL, LIVE, QUEUED, RUNNING, STATUSES
+
 __all__ = ["Store", "StoreError", "Run", "Epoch", "SCHEMA_VERSION", "MIGRATIONS", "STATUSES", "LIVE",
            "FINAL", "QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED",
            "HEARTBEAT_SECONDS", "stale_seconds", "pid_alive", "resolve_url", "run_to_dict",
            "epoch_to_dict", "METRIC_FIELDS", "DEFAULT_DB", "this_host", "utcnow", "RESOURCE_FIELDS",
            "run_target", "group_target", "check_tag", "Tag", "Note"]
 
-from .statuses import CANCELLED, COMPLETED, CRASHED, FAILED, FINAL, LIVE, QUEUED, RUNNING, STATUSES  # noqa: E402
 
 #: Seconds between two heartbeats of a run process.
 HEARTBEAT_SECONDS = 5.0
