@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.lazy import Lazy
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
@@ -111,14 +112,14 @@ class WorkbenchApp(App):
             with TabPane("Runs [2]", id="runs"):
                 yield RunsPane(id="runs-pane")
             with TabPane("Compare [3]", id="compare"):
-                yield ComparePane(id="compare-pane")
+                # mounted after the first screen is drawn (NumPy, plots): a faster start-up; the
+                # pane registers itself as a listener when it mounts
+                yield Lazy(ComparePane(id="compare-pane"))
         yield Footer()
 
     def on_mount(self) -> None:
-        from .compare_pane import ComparePane
         from .runs import RunsPane
         self.add_listener(self.main.query_one(RunsPane))
-        self.add_listener(self.main.query_one(ComparePane))
         self.set_interval(self.poll_seconds, self.poll)
         self.theme_changed_signal.subscribe(self, lambda theme: self.refresh_views())
         if self.gpus is None:
@@ -234,10 +235,20 @@ class WorkbenchApp(App):
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.tabbed_content.id == "main-tabs":
-            self.call_after_refresh(self._focus_tab, event.pane.id)
             if event.pane.id == "compare":
-                from .compare_pane import ComparePane
-                self.main.query_one(ComparePane).shown()
+                self.with_compare(lambda pane: (pane.shown(), self._focus_tab("compare")))
+            else:
+                self.call_after_refresh(self._focus_tab, event.pane.id)
+
+    def with_compare(self, then: Callable[[Any], object]) -> None:
+        """Call ``then(pane)`` with the Compare pane once it is mounted: it mounts lazily, just
+        after the first screen, so a key pressed at once must wait for it."""
+        from .compare_pane import ComparePane
+        found = self.main.query(ComparePane)
+        if found and found.first().is_mounted:
+            then(found.first())
+        else:
+            self.call_after_refresh(self.with_compare, then)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -249,14 +260,12 @@ class WorkbenchApp(App):
             self.push_screen(RunDetailScreen(run_id))
 
     def compare_group(self, config_hash: str) -> None:
-        from .compare_pane import ComparePane
         self.action_show_tab("compare")
-        self.main.query_one(ComparePane).show_groups([config_hash])
+        self.with_compare(lambda pane: pane.show_groups([config_hash]))
 
     def compare_runs(self, ids: list[int]) -> None:
-        from .compare_pane import ComparePane
         self.action_show_tab("compare")
-        self.main.query_one(ComparePane).show_runs(ids)
+        self.with_compare(lambda pane: pane.show_runs(ids))
 
     # -- starting runs ------------------------------------------------------------------------
     def device_options(self) -> list[tuple[str, str]]:
@@ -497,6 +506,9 @@ class WorkbenchApp(App):
 
     def _pane_action(self, tab: str, action: str) -> None:
         self.action_show_tab(tab)
+        if tab == "compare":
+            self.with_compare(lambda pane: self.call_after_refresh(getattr(pane, f"action_{action}")))
+            return
         pane = self.main.query_one(f"#{tab}-pane")
         self.call_after_refresh(getattr(pane, f"action_{action}"))
 
