@@ -16,7 +16,7 @@ import os
 import secrets
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -97,6 +97,11 @@ class RowSparseAdam:
         return self.adam.state_dict()
 
 
+#: ``progress(phase, done, total)``: phase ``train`` (batches), ``valid`` or ``test``
+#: (evaluation chunks); called after every step, so it must be cheap (callers throttle).
+ProgressHook = Callable[[str, int, int], None]
+
+
 class Trainer:
     def __new__(cls, cfg: RunConfig, *args, **kwargs):
         # model.name other than kni: the baselines' trainer (kni_core.models.trainer), same fit()
@@ -106,8 +111,9 @@ class Trainer:
         return super().__new__(cls)
 
     def __init__(self, cfg: RunConfig, data: PreparedData, device: str | torch.device | None = None,
-                 checkpoint: str | Path | None = None):
+                 checkpoint: str | Path | None = None, progress: ProgressHook | None = None):
         self.cfg = cfg
+        self.progress = progress
         self.data = data
         self.device = resolve_device(cfg.device) if device is None else torch.device(device)
         self.checkpoint = Path(checkpoint) if checkpoint else None
@@ -137,6 +143,7 @@ class Trainer:
         train = self.splits["train"]
         order = torch.from_numpy(self.rng.permutation(len(train))).to(self.device)
         total, n_batches = 0.0, 0
+        steps = -(-len(train) // t.batch_size)
         for start in range(0, len(train), t.batch_size):
             batch = train[order[start:start + t.batch_size]]
             logits = model(batch[:, 0], batch[:, 1])[0]
@@ -151,11 +158,14 @@ class Trainer:
                 self.dense_opt.step()
             total += loss.detach()
             n_batches += 1
+            if self.progress is not None:
+                self.progress("train", n_batches, steps)
         penalty = t.l2 * model.l2_penalty().item() if t.l2 > 0 else 0.0
         return float(total) / max(n_batches, 1) + penalty
 
     @torch.no_grad()
-    def predict(self, pairs: torch.Tensor, repeats: int | None = None, seed: int = 0) -> np.ndarray:
+    def predict(self, pairs: torch.Tensor, repeats: int | None = None, seed: int = 0,
+                phase: str | None = None) -> np.ndarray:
         """Mean score over ``repeats`` (default ``n_eval``) sampled passes, batched together."""
         repeats = repeats or self.cfg.eval.n_eval
         model = self.model
@@ -165,16 +175,19 @@ class Trainer:
         budget = EVAL_ROWS_BUDGET.get(self.device.type, 1 << 16)
         chunk = max(1, min(self.cfg.eval.batch_size, budget // (repeats * 2 * support)))
         scores = []
+        steps = -(-len(pairs) // chunk)
         for start in range(0, len(pairs), chunk):
             batch = pairs[start:start + chunk]
             scores.append(model.predict(batch[:, 0], batch[:, 1], repeats, generator))
+            if phase is not None and self.progress is not None:
+                self.progress(phase, start // chunk + 1, steps)
         return torch.cat(scores).cpu().numpy() if scores else np.zeros(0)
 
     def evaluate(self, split: str, seed: int = 0) -> Metrics:
         pairs = self.splits[split]
         if len(pairs) == 0:
             return Metrics(float("nan"), float("nan"), float("nan"))
-        scores = self.predict(pairs, seed=seed)
+        scores = self.predict(pairs, seed=seed, phase=split)
         return evaluate_scores(pairs[:, 2].cpu().numpy(), scores, self.data.threshold)
 
     # -- the loop ---------------------------------------------------------------------------

@@ -33,10 +33,10 @@ def test_quickstart_end_to_end_json(env, tmp_path):
     epochs = [e for e in events if e["event"] == "epoch"]
     ends = [e for e in events if e["event"] == "end"]
     assert [(e["seed"], e["epoch"]) for e in epochs] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
-    assert set(epochs[0]) == {"event", "seed", "epoch", "train_loss", "valid_auc", "valid_logloss", "valid_acc",
+    assert set(epochs[0]) == {"event", "run_id", "seed", "epoch", "train_loss", "valid_auc", "valid_logloss", "valid_acc",
                               "test_auc", "test_logloss", "test_acc", "train_seconds", "eval_seconds"}
     assert [e["seed"] for e in ends] == [1, 2]
-    assert set(ends[0]) == {"event", "seed", "best_epoch", "test_auc", "test_logloss", "test_acc"}
+    assert set(ends[0]) == {"event", "run_id", "seed", "best_epoch", "test_auc", "test_logloss", "test_acc"}
     for end in ends:
         best = next(e for e in epochs if e["seed"] == end["seed"] and e["epoch"] == end["best_epoch"])
         assert best["valid_auc"] == max(e["valid_auc"] for e in epochs if e["seed"] == end["seed"])
@@ -47,7 +47,7 @@ def test_quickstart_end_to_end_json(env, tmp_path):
 def test_same_seed_same_numbers(env):
     runs = [kni("run", str(QUICKSTART), "--json", "--set", "train.epochs=2", env_extra=env) for _ in range(2)]
     assert runs[0].returncode == 0, runs[0].stderr
-    strip = lambda out: [{k: v for k, v in json.loads(l).items() if not k.endswith("seconds")}  # noqa: E731
+    strip = lambda out: [{k: v for k, v in json.loads(l).items() if not k.endswith("seconds") and k != "run_id"}  # noqa: E731
                          for l in out.splitlines()]
     assert strip(runs[0].stdout) == strip(runs[1].stdout)
 

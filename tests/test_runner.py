@@ -157,10 +157,10 @@ def test_kni_run_two_seeds_in_parallel(tmp_path):
     epochs = [e for e in events if e["event"] == "epoch"]
     ends = [e for e in events if e["event"] == "end"]
     assert sorted((e["seed"], e["epoch"]) for e in epochs) == [(s, n) for s in (1, 2) for n in (1, 2, 3)]
-    assert set(epochs[0]) == {"event", "seed", "epoch", "train_loss", "valid_auc", "valid_logloss", "valid_acc",
-                              "test_auc", "test_logloss", "test_acc", "train_seconds", "eval_seconds"}
+    assert set(epochs[0]) == {"event", "run_id", "seed", "epoch", "train_loss", "valid_auc", "valid_logloss",
+                              "valid_acc", "test_auc", "test_logloss", "test_acc", "train_seconds", "eval_seconds"}
     assert sorted(e["seed"] for e in ends) == [1, 2]
-    assert set(ends[0]) == {"event", "seed", "best_epoch", "test_auc", "test_logloss", "test_acc"}
+    assert set(ends[0]) == {"event", "run_id", "seed", "best_epoch", "test_auc", "test_logloss", "test_acc"}
 
     with Store.open(db) as store:
         runs = store.runs()
@@ -171,6 +171,7 @@ def test_kni_run_two_seeds_in_parallel(tmp_path):
         assert a.config_hash == b.config_hash
         for r, end in zip(runs, sorted(ends, key=lambda e: e["seed"])):
             assert (r.best_epoch, r.best_test_auc) == (end["best_epoch"], end["test_auc"])
+            assert end["run_id"] == r.id and {e["run_id"] for e in epochs if e["seed"] == r.seed} == {r.id}
             stored = store.epochs(r.id)
             streamed = [e for e in epochs if e["seed"] == r.seed]
             assert [x.test_auc for x in stored] == [e["test_auc"] for e in sorted(streamed, key=lambda e: e["epoch"])]

@@ -134,7 +134,7 @@ def test_migration_from_first_version(tmp_path):
     engine.dispose()
     assert "git_commit" not in cols_v1
     with Store.open(path) as store:
-        assert store.schema_version() == st.SCHEMA_VERSION
+        assert store.schema_version() == st.SCHEMA_VERSION == st.MIGRATIONS[-1][0]
         run = store.get(1)
         assert (run.recipe, run.seed, run.best_test_auc, run.n_epochs, run.git_commit, run.pid_start) == \
                ("old", 3, 0.75, 2, None, None)

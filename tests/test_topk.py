@@ -340,7 +340,7 @@ def test_tui_run_detail_plots_recall_at_k(tmp_path, monkeypatch):
                 await until(pilot, lambda: isinstance(app.screen, RunDetailScreen), "the run detail")
                 if has:
                     await until(pilot, lambda: bool(app.screen.query("#topk")), "the Top-N tab")
-                    await pilot.press("n")
+                    await pilot.press("k")
                     await pilot.pause(0.3)
                     assert app.screen.query_one("#detail-tabs").active == "topk"
                     svg = app.export_screenshot().replace("&#160;", " ")
@@ -348,7 +348,7 @@ def test_tui_run_detail_plots_recall_at_k(tmp_path, monkeypatch):
                     assert "recall" in svg and "0.2500" in svg
                 else:
                     await pilot.pause(0.5)
-                    await pilot.press("n")                     # no results: stays, says so
+                    await pilot.press("k")                     # no results: stays, says so
                     await pilot.pause(0.2)
                     assert not app.screen.query("#topk")
                     assert app.screen.query_one("#detail-tabs").active == "plots"

@@ -3,26 +3,48 @@
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
-from rich.table import Table
 
-from kni_core.config import DatasetConfig, RunConfig
 from kni_core.errors import KniError
 
-from .recipe import Recipe, load_recipe, parse_recipe
+from .cli_help import typer_app
 
-app = typer.Typer(help="KNI workbench: reproduce, extend and compare knowledge-graph recommenders.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-data_app = typer.Typer(help="List, inspect and prepare datasets.", no_args_is_help=True)
+if TYPE_CHECKING:                       # imported where used: `kni --help` starts fast (no YAML, no SQLAlchemy)
+    from .recipe import Recipe
+
+app = typer_app(help="KNI workbench: reproduce, extend and compare knowledge-graph recommenders.",
+                no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+data_app = typer_app(help="List, inspect and prepare datasets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+
+
+def package_version() -> str:
+    """The installed version of kni-workbench (the source's when not installed)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+        return version("kni-workbench")
+    except (ImportError, PackageNotFoundError):
+        from kni_core import __version__
+        return __version__
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"kni-workbench {package_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """KNI workbench: reproduce, extend and compare knowledge-graph recommenders."""
+
 
 SEEDS_HELP = "Seeds to run, e.g. 1,2,3 or 1..5 (overrides the recipe's seeds)."
 SET_HELP = "Override a recipe value, e.g. --set train.epochs=3 --set dataset.path=DIR (repeatable)."
@@ -30,10 +52,19 @@ DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N."
 
 
 def _consoles(json_out: bool) -> Console:
-    """Human output goes to stderr when stdout is reserved for JSON."""
+    """Human output goes to stderr when stdout is reserved for JSON; a pipe or a file gets
+    wide lines (Rich would otherwise wrap them at 80 columns)."""
+    import logging
+
+    from rich.logging import RichHandler
     console = Console(stderr=json_out)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True,
-                        handlers=[RichHandler(console=console, show_time=False, show_path=False)])
+    if not console.is_terminal:              # a pipe or a file: plain, unpadded log lines
+        console = Console(stderr=json_out, width=max(console.width, 200))
+        handler: logging.Handler = logging.StreamHandler(console.file)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    else:
+        handler = RichHandler(console=console, show_time=False, show_path=False)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True, handlers=[handler])
     return console
 
 
@@ -65,6 +96,8 @@ def run(recipe: Path = typer.Argument(..., help="Recipe YAML file, e.g. recipes/
 
 def _paper_config(name: str, overrides: list[str], device: Optional[str]) -> Recipe:
     from kni_core.data.registry import spec
+
+    from .recipe import parse_recipe
     s = spec(name)
     lines = [f"name: {name}", "dataset:", f"  name: {name}"]
     for section, values in s.paper.items():
@@ -82,7 +115,11 @@ def bench(dataset: str = typer.Option("bc", "--dataset", help="Registry dataset;
           repeats: int = typer.Option(3, "--repeats", min=1, help="Timed rounds (the median is reported)."),
           json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
     """Time a training epoch and a full evaluation (valid + test, n_eval passes) after a warm-up."""
+    from rich.table import Table
+
     from kni_core.bench import benchmark
+
+    from .recipe import load_recipe
     console = _consoles(json_out)
     try:
         rec = load_recipe(recipe, overrides=set_, device=device) if recipe else _paper_config(dataset, set_, device)
@@ -103,6 +140,8 @@ def bench(dataset: str = typer.Option("bc", "--dataset", help="Registry dataset;
 @data_app.command("list")
 def data_list(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Known datasets and whether their files are found here."""
+    from rich.table import Table
+
     from kni_core.data.registry import DATASETS, locate
     rows = []
     for name, s in DATASETS.items():
@@ -129,6 +168,9 @@ def data_info(name: str = typer.Argument(..., help="Registry name, e.g. bc."),
 
     A dataset that is not here is reported once (where it was looked for, the files expected and
     how to obtain them) with exit status 2."""
+    from rich.table import Table
+
+    from kni_core.config import DatasetConfig, RunConfig
     from kni_core.data import load_raw
     from kni_core.data.registry import spec
     console = _consoles(json_out)
@@ -196,6 +238,7 @@ def data_prepare(name: str = typer.Argument(..., help="Registry name, e.g. bc.")
 
     With --source, the folder is read and preprocessed completely first; only then does it replace
     the user's copy (in one swap), so bad data never overwrites a good copy."""
+    from kni_core.config import DatasetConfig
     from kni_core.data import prepare
     from kni_core.data.install import install
     from kni_core.data.registry import user_data_root
@@ -235,4 +278,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from workbench.cli import main as _main   # the importable module, where cli_runs registers its commands
+    _main()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
@@ -21,19 +21,22 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from kni_core.errors import KniError
 
-from . import compare as cmp
 from .cli import _consoles, app
-from .store import (CANCELLED, COMPLETED, CRASHED, FAILED, LIVE, QUEUED, RUNNING, STATUSES, Epoch, Run, Store,
-                    StoreError, TopK, epoch_to_dict, run_to_dict, topk_to_dict, utcnow)
+from .lazy import lazy_module
+from .statuses import CANCELLED, COMPLETED, CRASHED, FAILED, LIVE, QUEUED, RUNNING, STATUSES
 
-if TYPE_CHECKING:                                  # torch stays unimported for the read-only commands
+if TYPE_CHECKING:                                  # imported where used, so `kni --help` starts fast
     from kni_core.results import EpochResult
+
+    from .store import Epoch, Run, Store, TopK
+
+#: workbench.compare (NumPy), imported on first use.
+cmp: Any = lazy_module("workbench.compare")
 
 DB_HELP = "Run database: a SQLite file path or a SQLAlchemy URL (env KNI_DB)."
 JSON_HELP = "Print machine-readable JSON on stdout."
@@ -62,6 +65,7 @@ def _fail(error: BaseException | str, code: int = 2) -> None:
 
 def _open(db: str, write: bool = False) -> Store:
     """The store, read-only unless ``write``; an error exits with status 2."""
+    from .store import Store
     try:
         return Store.open(db, create=False, readonly=not write)
     except KniError as e:
@@ -79,10 +83,14 @@ def _pm(mean: float, std: float, digits: int = 4) -> str:
     return f"{mean:.{digits}f}" + (f"±{std:.{digits}f}" if math.isfinite(std) else "")
 
 
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 def _ago(dt: datetime | None) -> str:
     if dt is None:
         return "-"
-    s = (utcnow() - dt).total_seconds()
+    s = (_now() - dt).total_seconds()
     if s < 90:
         return f"{s:.0f}s ago"
     if s < 5400:
@@ -98,7 +106,7 @@ def _duration(run: Run) -> str:
     if run.status == CRASHED:                 # the last sign of life, not when it was found dead
         end = run.heartbeat_at or run.finished_at or run.started_at
     else:
-        end = run.finished_at or (utcnow() if run.status in LIVE else run.heartbeat_at) or run.started_at
+        end = run.finished_at or (_now() if run.status in LIVE else run.heartbeat_at) or run.started_at
     s = max(0.0, (end - run.started_at).total_seconds())
     return f"{s:.0f}s" if s < 120 else f"{s / 60:.1f}m" if s < 7200 else f"{s / 3600:.1f}h"
 
@@ -122,15 +130,29 @@ def _check_statuses(values: Optional[List[str]]) -> list[str]:
 # kni run
 
 
+def epoch_line(run: Run, r: EpochResult) -> str:
+    """One line per epoch (Rich markup), at most 120 columns for 5-digit run ids, 4-digit seeds
+    and 3-digit epochs: valid and test side by side as ``valid/test``."""
+    def pair(metric: str) -> str:
+        return f"{_fmt(getattr(r, f'valid_{metric}'))}/{_fmt(getattr(r, f'test_{metric}'))}"
+    seconds = r.train_seconds + r.eval_seconds
+    return (f"[dim]run {run.id}[/] seed {run.seed} epoch {r.epoch}/{run.max_epochs}  loss {_fmt(r.train_loss)}  "
+            f"valid/test auc {pair('auc')} ll {pair('logloss')} acc {pair('acc')}  "
+            f"[dim]{_fmt(seconds, 1)}s[/]")
+
+
 class _LiveReport:
-    """Rich progress over all active runs, one printed line per epoch, one per end."""
+    """Rich progress over all active runs (the epoch, the phase inside it with its rate, the
+    estimate of the time left), one printed line per epoch, one per end. Printed lines are
+    never wrapped by Rich: piped to a file, every epoch is one line whatever the width."""
 
     def __init__(self, console: Console):
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
         self.console = console
         self.progress = Progress(TextColumn("[bold blue]run {task.fields[run]} seed {task.fields[seed]}"),
-                                 BarColumn(), TextColumn("epoch {task.completed}/{task.total}"),
-                                 TextColumn("{task.fields[last]}"), TimeElapsedColumn(),
-                                 console=console, transient=True)
+                                 BarColumn(bar_width=24), TextColumn("epoch {task.fields[epoch]}"),
+                                 TextColumn("{task.fields[phase]}"), TextColumn("ETA {task.fields[eta]}"),
+                                 TimeElapsedColumn(), console=console, transient=True)
         self.tasks: dict[int, Any] = {}
 
     def start(self) -> None:
@@ -139,18 +161,27 @@ class _LiveReport:
     def stop(self) -> None:
         self.progress.stop()
 
+    def _print(self, line: str) -> None:
+        self.progress.console.print(line, highlight=False, soft_wrap=True)
+
     def on_start(self, run: Run) -> None:
         self.tasks[run.id] = self.progress.add_task("run", total=run.max_epochs, run=run.id, seed=run.seed,
-                                                    last="starting")
+                                                    epoch=f"1/{run.max_epochs}", phase="starting", eta="-")
+
+    def on_progress(self, run: Run) -> None:
+        from .progress import describe, eta_text, parse
+        p = parse(run.progress)
+        if run.id not in self.tasks or p is None or run.status != RUNNING:
+            return
+        self.progress.update(self.tasks[run.id], completed=min(run.max_epochs, run.n_epochs + p.fraction()),
+                             epoch=f"{p.epoch}/{p.epochs}", phase=escape(describe(p)), eta=eta_text(p))
 
     def on_epoch(self, run: Run, r: EpochResult) -> None:
-        self.progress.console.print(
-            f"[dim]run {run.id}[/] seed {run.seed} epoch {r.epoch:3d}  loss {r.train_loss:.4f}  "
-            f"valid auc {r.valid_auc:.4f} ll {r.valid_logloss:.4f} acc {r.valid_acc:.4f}  "
-            f"test auc {r.test_auc:.4f} ll {r.test_logloss:.4f} acc {r.test_acc:.4f}  "
-            f"[dim]{r.train_seconds:.1f}s + {r.eval_seconds:.1f}s[/]", highlight=False)
+        self._print(epoch_line(run, r))
         if run.id in self.tasks:
-            self.progress.update(self.tasks[run.id], completed=r.epoch, last=f"valid auc {r.valid_auc:.4f}")
+            self.progress.update(self.tasks[run.id], completed=r.epoch,
+                                 epoch=f"{min(r.epoch + 1, run.max_epochs)}/{run.max_epochs}",
+                                 phase="starting" if r.epoch < run.max_epochs else "done")
 
     def on_problem(self, run_id: int, message: str) -> None:
         if run_id in self.tasks:
@@ -165,26 +196,27 @@ class _LiveReport:
         if run.best_epoch is not None:
             line += (f": best epoch {run.best_epoch}, test auc {_fmt(run.best_test_auc)} "
                      f"acc {_fmt(run.best_test_acc)}")
+        self._print(line)
         if run.status in (FAILED, CRASHED) and run.error:
-            line += f"\n  {escape(run.error.splitlines()[0])}"
-        self.progress.console.print(line, highlight=False)
+            self._print(f"  {escape(run.error.splitlines()[0])}")
 
 
 class _JsonReport:
-    """The ``kni run --json`` lines (console.JsonLines), fed from the database."""
+    """The ``kni run --json`` lines (console.JsonLines), fed from the database; every event
+    carries its ``run_id``."""
 
     def __init__(self) -> None:
         from .console import JsonLines
         self.lines = JsonLines()
 
     def on_epoch(self, run: Run, r: EpochResult) -> None:
-        self.lines.epoch(r)
+        self.lines.epoch(r, run_id=run.id)
 
     def on_end(self, run: Run, epochs: list[Epoch]) -> None:
         from .runner import fit_summary
         summary = fit_summary(run, epochs)
         if run.status == COMPLETED and summary is not None:
-            self.lines.finished(summary)
+            self.lines.finished(summary, run_id=run.id)
 
     def on_problem(self, run_id: int, message: str) -> None:      # stdout stays JSON
         _err_console().print(f"run {run_id}: {escape(message)}", highlight=False, soft_wrap=True)
@@ -198,6 +230,7 @@ def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Opti
     from .console import summary_table
     from .recipe import load_recipe
     from .runner import fit_summary, new_run, provenance
+    from .store import Store, StoreError
     console = _consoles(json_out)
     try:
         rec = load_recipe(recipe, overrides=set_, seeds=seeds, device=device)
@@ -273,10 +306,9 @@ def _launch(store: Store, rec: Any, configs: list, ids: list[int], prepared: Any
                       f"{jobs} at a time; data {'from the cache' if prepared.from_cache else 'prepared'} "
                       f"({s.get('entities', '?'):,} entities, {s.get('train', '?'):,} / {s.get('valid', '?'):,} / "
                       f"{s.get('test', '?'):,} train / valid / test)", highlight=False)
-        others = [r for r in group if r.id not in ids]
-        if others:
-            console.print(f"group {configs[0].config_hash()} already holds {len(others)} run(s) of seeds "
-                          f"{', '.join(str(r.seed) for r in others)}; these seeds join it", highlight=False)
+        note = _group_note(configs[0].config_hash(), [r for r in group if r.id not in ids], [c.seed for c in configs])
+        if note:
+            console.print(note, highlight=False, soft_wrap=True)
     gpus = visible_gpus(rec.base.device)
     checkpoints = {}
     if checkpoint_dir is not None:
@@ -286,7 +318,8 @@ def _launch(store: Store, rec: Any, configs: list, ids: list[int], prepared: Any
     report: Any = _JsonReport() if json_out else _LiveReport(console)
     launcher = Launcher(store, jobs=jobs, gpus=gpus, checkpoints=checkpoints, on_epoch=report.on_epoch,
                         on_start=getattr(report, "on_start", None), on_end=report.on_end,
-                        on_problem=report.on_problem)
+                        on_problem=report.on_problem,
+                        on_progress=getattr(report, "on_progress", None))
     if not json_out:
         report.start()
     try:
@@ -294,6 +327,28 @@ def _launch(store: Store, rec: Any, configs: list, ids: list[int], prepared: Any
     finally:
         if not json_out:
             report.stop()
+
+
+def _seeds(seeds: list[int]) -> str:
+    """Sorted, without repeats: ``1..3`` for a contiguous range, else ``1, 4, 7``."""
+    u = sorted(set(seeds))
+    if len(u) > 2 and u == list(range(u[0], u[0] + len(u))):
+        return f"{u[0]}..{u[-1]}"
+    return ", ".join(map(str, u))
+
+
+def _group_note(config_hash: str, others: list[Run], new_seeds: list[int]) -> str:
+    """What the group the new seeds join already holds: only the runs that count in a
+    comparison (completed or running), their seeds sorted once each."""
+    counting = [r for r in others if r.status in (COMPLETED, RUNNING)]
+    if not counting:
+        return ""
+    seeds = {r.seed for r in counting}
+    text = f"group {config_hash} already has completed or running runs of {len(seeds)} seed(s): {_seeds(list(seeds))}"
+    repeated = sorted(seeds & set(new_seeds))
+    if repeated:
+        text += f"; seed(s) {_seeds(repeated)} run again"
+    return text + "; the new seeds join it"
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,11 +360,14 @@ def runs_command(status: Optional[List[str]] = typer.Option(None, "--status", he
                                                             "(repeatable): " + ", ".join(STATUSES) + "."),
                  dataset: Optional[str] = typer.Option(None, "--dataset", help="Only runs of this dataset."),
                  recipe: Optional[str] = typer.Option(None, "--recipe", help="Only runs of this recipe (name)."),
+                 tag: Optional[List[str]] = typer.Option(None, "--tag", help="Only runs with this tag, on the run "
+                                                         "or on its group (repeatable: every tag given)."),
                  json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
                  db: str = db_option()) -> None:
     """List runs with their live status and progress (runs whose process vanished show as crashed).
 
     Reads only: the database is opened read-only and never changed."""
+    from .store import Store, StoreError, run_to_dict
     statuses = _check_statuses(status)
     try:
         store = Store.open(db, readonly=True)
@@ -325,25 +383,23 @@ def runs_command(status: Optional[List[str]] = typer.Option(None, "--status", he
         runs = store.runs(status=statuses or None, dataset=dataset, recipe=recipe)
     except KniError as e:
         _fail(e)
+    if tag:
+        runs = [r for r in runs if set(tag) <= set(r.tags) | set(r.group_tags)]
     if json_out:
         print(json.dumps([run_to_dict(r, Store.effective_status(r)) for r in runs], indent=2))
         return
     title = f"runs in {store.where}" + (" (read-only snapshot: the folder is not writable)" if store.snapshot else "")
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     for col, just in (("id", "right"), ("recipe", "left"), ("dataset", "left"), ("model", "left"),
-                      ("seed", "right"), ("status", "left"), ("epochs", "right"), ("best", "right"),
-                      ("test auc", "right"), ("group", "left"), ("time", "right")):
+                      ("seed", "right"), ("status", "left"), ("epochs", "right"), ("progress", "left"),
+                      ("ETA", "right"), ("best", "right"), ("test auc", "right"), ("tags", "left"),
+                      ("group", "left"), ("time", "right")):
         table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
     for r in runs:
         st = Store.effective_status(r)
-        status_cell = _status_text(st)
-        if st in LIVE:
-            status_cell.append(f" ♥{_ago(r.heartbeat_at).replace(' ago', '')}", style="dim")
-        if r.damage:
-            status_cell.append(" damaged", style="bold red")
-        table.add_row(str(r.id), r.recipe, r.dataset, r.model, str(r.seed), status_cell,
-                      f"{r.n_epochs}/{r.max_epochs}", str(r.best_epoch or "-"), _fmt(r.best_test_auc),
-                      r.config_hash[:8], _duration(r))
+        table.add_row(str(r.id), r.recipe, r.dataset, r.model, str(r.seed), _status_cell(r, st),
+                      f"{r.n_epochs}/{r.max_epochs}", *_progress_cells(r, st), str(r.best_epoch or "-"),
+                      _fmt(r.best_test_auc), escape(_tags_text(r)), r.config_hash[:8], _duration(r))
     if runs:
         _out().print(table)
         damaged = [r for r in runs if r.damage]
@@ -354,8 +410,52 @@ def runs_command(status: Optional[List[str]] = typer.Option(None, "--status", he
                                  highlight=False, soft_wrap=True)
     else:
         _out().print("no runs match" + (" (filters: " + ", ".join(
-            f"{k} {v}" for k, v in (("--status", ",".join(statuses)), ("--dataset", dataset), ("--recipe", recipe))
-            if v) + ")" if (statuses or dataset or recipe) else ""))
+            f"{k} {v}" for k, v in (("--status", ",".join(statuses)), ("--dataset", dataset), ("--recipe", recipe),
+                                    ("--tag", ",".join(tag or [])))
+            if v) + ")" if (statuses or dataset or recipe or tag) else ""))
+
+
+def _status_cell(run: Run, status: str) -> Text:
+    """The status; a live run also says when its process last gave a sign of life."""
+    cell = _status_text(status)
+    if status in LIVE:
+        cell.append(f", beat {_ago(run.heartbeat_at)}", style="dim")
+    if run.damage:                      # unreadable or out-of-range values (store docs)
+        cell.append(" damaged", style="bold red")
+    return cell
+
+
+def _progress_cells(run: Run, status: str) -> tuple[str, str]:
+    """(``train 51%``, ``≤4m05s``) for a running run with stored progress, else blanks."""
+    from .progress import eta_text, parse
+    p = parse(run.progress) if status == RUNNING else None
+    if p is None:
+        return ("", "")
+    where = f"{p.phase} {100 * p.done // max(1, p.total)}%" if p.phase else "starting"
+    return (where, eta_text(p))
+
+
+def _tags_text(run: Run) -> str:
+    from .notes import tags_text
+    return tags_text(run)
+
+
+def resources_text(run: Run) -> str | None:
+    from .resources import resources_text as text
+    return text(run)
+
+
+def progress_text(run: Run) -> str | None:
+    """``epoch 3/20: train 40/79 12.3/s, epoch left 10s, run ETA ≤4m05s`` for a running run."""
+    from .progress import clock_text, describe, eta_text, parse
+    p = parse(run.progress) if run.status == RUNNING else None
+    if p is None:
+        return None
+    text = f"epoch {p.epoch}/{p.epochs}: {describe(p)}"
+    epoch_left = p.left("epoch_left")
+    if epoch_left is not None:
+        text += f", epoch left {clock_text(epoch_left)}"
+    return text + f", ETA {eta_text(p)}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -401,8 +501,9 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
                  plot: bool = typer.Option(True, "--plot/--no-plot", help="Draw the per-epoch plot."),
                  json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
                  db: str = db_option()) -> None:
-    """One run: its status, configuration, per-epoch table, a plot of AUC and logloss, and its
-    top-N results when it has any."""
+    """One run: its status, progress, resources, tags and note, configuration, per-epoch table, a
+    plot of AUC and logloss, and its top-N results when it has any."""
+    from .store import Store, epoch_to_dict, run_to_dict, topk_to_dict
     store = _open(db)
     try:
         run = store.get(run_id)
@@ -426,15 +527,28 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
     head.add_row("run", f"{run.id}  {run.recipe}  seed {run.seed}  ({run.dataset}, {run.model})")
     head.add_row("status", _status_text(status))
     head.add_row("progress", f"{len(epochs)}/{run.max_epochs} epochs" + (" (early stop)" if run.stopped_early else ""))
+    inside = progress_text(run) if status == RUNNING else None
+    if inside:
+        head.add_row("", inside)
     if run.best_epoch is not None:
         head.add_row(f"best ({run.select_on})", f"epoch {run.best_epoch}: test auc {_fmt(run.best_test_auc)}, "
                                                f"logloss {_fmt(run.best_test_logloss)}, acc {_fmt(run.best_test_acc)}"
                                                f"; valid auc {_fmt(run.best_valid_auc)}")
     head.add_row("group", f"{run.config_hash}  (kni compare --recipe {run.recipe})")
     head.add_row("process", f"pid {run.pid} on {run.host}, device {run.device}")
+    resources = resources_text(run)
+    if resources:
+        head.add_row("resources", resources)
     created = f"{run.created_at:%Y-%m-%d %H:%M:%S} UTC" if run.created_at is not None else "? (damaged)"
     head.add_row("times", f"created {created}, ran {_duration(run)}"
                           + (f", heartbeat {_ago(run.heartbeat_at)}" if status in LIVE else ""))
+    if run.tags or run.group_tags:
+        head.add_row("tags", escape(" ".join(run.tags) or "-")
+                     + (f"  (group: {escape(' '.join(run.group_tags))})" if run.group_tags else ""))
+    if run.note:
+        head.add_row("note", Text(run.note))
+    if run.group_note:
+        head.add_row("group note", Text(run.group_note))
     if run.package_version or run.git_commit:
         head.add_row("code", f"kni-workbench {run.package_version or '?'}, commit {run.git_commit or '?'}")
     if run.recipe_path:
@@ -745,14 +859,16 @@ def export_command(run_ids: List[int] = typer.Argument(None, help="Run ids (defa
     if csv_path == "-":
         sys.stdout.write(text)
         return
+    target = Path(csv_path).expanduser().absolute()
     try:
-        Path(csv_path).write_text(text, encoding="utf-8")
+        target.write_text(text, encoding="utf-8")
     except OSError as e:
         _fail(f"--csv {csv_path}: cannot write ({e.strerror or e})")
     if json_out:
-        print(json.dumps({"path": str(csv_path), "rows": len(rows), "columns": list(columns)}))
+        print(json.dumps({"path": str(target), "rows": len(rows), "columns": list(columns)}))
     else:
-        _err_console().print(f"wrote {len(rows)} {'group' if groups_ else 'run'} row(s) to {escape(csv_path)}")
+        _err_console().print(f"wrote {len(rows)} {'group' if groups_ else 'run'} row(s) to {escape(str(target))}",
+                             highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -765,6 +881,7 @@ def rm_command(run_ids: List[int] = typer.Argument(..., help="Run ids to remove.
                json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
                db: str = db_option()) -> None:
     """Remove runs and their epochs (asks first unless --yes). Live runs must be cancelled first."""
+    from .store import StoreError
     store = _open(db, write=True)
     try:
         store.refresh_crashed()
@@ -804,6 +921,7 @@ def cancel_command(run_ids: List[int] = typer.Argument(..., help="Run ids to can
     """Cancel live runs: SIGTERM to their process (they end as cancelled, epochs kept). A run
     whose process is gone (or whose pid now belongs to another process) is marked crashed."""
     from .runner import cancel
+    from .store import StoreError
     store = _open(db, write=True)
     done = {}
     try:
@@ -819,3 +937,6 @@ def cancel_command(run_ids: List[int] = typer.Argument(..., help="Run ids to can
     else:
         for m in done.values():
             _err_console().print(m)
+
+
+from . import cli_notes  # noqa: E402,F401  (kni tag | note | diff; needs the helpers above)

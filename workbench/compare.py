@@ -94,6 +94,8 @@ epoch chosen by ``--at``; empty cells are undefined values (no such epoch, NaN m
     seconds_per_epoch mean of train_seconds + eval_seconds over the stored epochs
     started_at, finished_at   UTC, ISO 8601
     package_version, git_commit   provenance of the code that ran it
+    tags, note        the run's tags (space-separated) and note (kni tag / kni note)
+    group_tags, group_note    the tags and note of the run's group (kni tag --group)
     then, when any exported run has top-N results, one column per top-N metric stored
     (precision@K, recall@K, f1@K, full_recall@K, full_ndcg@K in that order and by K): its
     value at the chosen epoch, empty when the run has none there
@@ -115,6 +117,8 @@ epoch chosen by ``--at``; empty cells are undefined values (no such epoch, NaN m
     train_seconds_per_epoch, eval_seconds_per_epoch, seconds_per_epoch
                       means over every stored epoch of the group's runs
     run_ids           ids of the runs that count, space-separated
+    tags, note        the group's tags and note (kni tag --group, kni note --group); grouped by
+                      dataset, model or recipe: those of its configurations ('; '-joined notes)
     then METRIC_mean, METRIC_std for each top-N metric any group has (as above)
 
 Numbers are written with Python's shortest round-trip representation, so reading them back
@@ -161,10 +165,10 @@ ALPHA = 0.05
 RUN_COLUMNS = ("run_id", "recipe", "dataset", "model", "config_hash", "seed", "status", "counts", "device", "select_on",
                "at", "epoch", *METRICS, "train_seconds", "eval_seconds", "best_epoch", "epochs", "max_epochs",
                "stopped_early", "seconds_per_epoch", "started_at", "finished_at", "package_version",
-               "git_commit")
+               "git_commit", "tags", "note", "group_tags", "group_note")
 GROUP_COLUMNS = ("group", "group_by", "label", "recipe", "dataset", "model", "config_hash", "n", "seeds", "at",
                  *[f"{m}_{s}" for m in METRICS for s in ("mean", "std")], "epoch_mean", "epoch_std",
-                 "train_seconds_per_epoch", "eval_seconds_per_epoch", "seconds_per_epoch", "run_ids")
+                 "train_seconds_per_epoch", "eval_seconds_per_epoch", "seconds_per_epoch", "run_ids", "tags", "note")
 
 
 #: Characters of the config hash that name a group everywhere (kni runs, kni compare, the workbench).
@@ -753,7 +757,9 @@ def run_rows(pts: Sequence[RunPoint], at: str | int) -> list[dict]:
                "stopped_early": bool(r.stopped_early),
                "seconds_per_epoch": (tr + ev) if p.epochs and math.isfinite(tr + ev) else None,
                "started_at": r.started_at, "finished_at": r.finished_at,
-               "package_version": r.package_version, "git_commit": r.git_commit, **p.topk}
+               "package_version": r.package_version, "git_commit": r.git_commit,
+               "tags": " ".join(r.tags), "note": r.note, "group_tags": " ".join(r.group_tags),
+               "group_note": r.group_note, **p.topk}
         rows.append({k: _j(v) for k, v in row.items()})
     return rows
 
@@ -775,6 +781,9 @@ def group_rows(groups: Sequence[Group], at: str | int) -> list[dict]:
                    run_ids=" ".join(str(m.run.id) for m in g.members))
         for m in sorted({k for p in g.members for k in p.topk}, key=topk_order):
             row[f"{m}_mean"], row[f"{m}_std"] = g.stat(m)
+        runs = [m.run for m in g.members + g.without_point]
+        row["tags"] = " ".join(sorted({t for r in runs for t in r.group_tags}))
+        row["note"] = "; ".join(dict.fromkeys(r.group_note for r in runs if r.group_note)) or None
         rows.append({k: _j(v) for k, v in row.items()})
     return rows
 

@@ -22,7 +22,8 @@ def _json_number(x: float) -> float | None:
 
 
 class JsonLines:
-    """``{"event": "epoch", ...}`` per epoch and ``{"event": "end", ...}`` per seed on stdout."""
+    """``{"event": "epoch", "run_id", ...}`` per epoch and ``{"event": "end", "run_id", ...}`` per
+    seed on stdout (``run_id`` is the stored run's id: ``kni show RUN_ID``)."""
 
     def __init__(self, stream: IO[str] | None = None):
         self.stream = stream or sys.stdout
@@ -34,12 +35,12 @@ class JsonLines:
     def started(self, start: RunStart) -> None:
         pass
 
-    def epoch(self, result: EpochResult) -> None:
-        self._emit({"event": "epoch", **result.to_dict()})
+    def epoch(self, result: EpochResult, run_id: int | None = None) -> None:
+        self._emit({"event": "epoch", "run_id": run_id, **result.to_dict()})
 
-    def finished(self, summary: FitSummary) -> None:
+    def finished(self, summary: FitSummary, run_id: int | None = None) -> None:
         b = summary.best
-        self._emit({"event": "end", "seed": summary.seed, "best_epoch": summary.best_epoch,
+        self._emit({"event": "end", "run_id": run_id, "seed": summary.seed, "best_epoch": summary.best_epoch,
                     "test_auc": b.test_auc, "test_logloss": b.test_logloss, "test_acc": b.test_acc})
 
     def failed(self, error: BaseException) -> None:

@@ -20,7 +20,7 @@ from typing import Protocol
 from kni_core.config import RunConfig
 from kni_core.data import PreparedData, prepare
 from kni_core.errors import KniError
-from kni_core.train import EpochResult, FitSummary, Trainer, resolve_device
+from kni_core.train import EpochResult, FitSummary, ProgressHook, Trainer, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +45,14 @@ class RunListener(Protocol):
 
 
 def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData | None = None,
-            checkpoint: str | None = None) -> FitSummary:
+            checkpoint: str | None = None, progress: ProgressHook | None = None) -> FitSummary:
     """Prepare (or reuse) the data, train, and report every step to ``listeners``; save the
-    best model (Trainer.fit's rule: strictly better AUC on ``select_on``) to ``checkpoint``."""
+    best model (Trainer.fit's rule: strictly better AUC on ``select_on``) to ``checkpoint``
+    (``progress`` is the Trainer's hook for positions inside an epoch)."""
     try:
         data = data or prepare(config)
         device = resolve_device(config.device)
-        trainer = Trainer(config, data, device=device)
+        trainer = Trainer(config, data, device=device, progress=progress)
         start = RunStart(config, str(device), data.stats, data.from_cache)
         for listener in listeners:
             listener.started(start)

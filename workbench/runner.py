@@ -323,6 +323,7 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         except StoreError:
             return False
 
+    progress = None
     try:
         claimed = listener._write("the claim", lambda: store.claim(args.run_id, os.getpid(), this_host()))
         if not claimed:
@@ -334,7 +335,12 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         from .execute import execute         # imports torch: after the claim
         cfg = RunConfig.from_dict(json.loads(run.config_json)).validate()
         listener.select_on = cfg.train.select_on
-        execute(cfg, [listener], checkpoint=args.checkpoint)
+        from .progress import ProgressListener, ProgressTracker, ProgressWriter
+        tracker = ProgressTracker(cfg.train.epochs)
+        progress = ProgressWriter(store, args.run_id, tracker)
+        progress.start()
+        execute(cfg, [ProgressListener(tracker, progress), listener], checkpoint=args.checkpoint,
+                progress=tracker.update)
         return 0
     except BaseException as error:            # noqa: BLE001 - recorded, then reported
         if not listener.ended:                # an error before execute's listeners took over
@@ -354,6 +360,8 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         tb.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
         return 1
     finally:
+        if progress is not None:
+            progress.stop()
         if heartbeat is not None:
             heartbeat.stop()
         store.close()
@@ -494,6 +502,7 @@ class Launcher:
     on_start: Callable[[Run], None] | None = None
     on_end: Callable[[Run, list[Epoch]], None] | None = None
     on_problem: Callable[[int, str], None] | None = None
+    on_progress: Callable[[Run], None] | None = None     # every poll, with the fresh row of a running job
     poll: float = 0.3
     grace: float = 60.0                       # seconds a cancelled child gets to record its end
     patience: float = 30.0                    # seconds to retry recording an end the child did not
@@ -541,6 +550,8 @@ class Launcher:
                          log_file=job.log)
 
     def _report(self, job: _Job) -> None:
+        if self.on_progress is not None:
+            self.on_progress(self.store.get(job.run_id))
         if self.on_epoch is None:
             return
         if job.run is None:

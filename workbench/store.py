@@ -19,17 +19,26 @@ Tables
             ``finished_at`` / ``heartbeat_at`` (UTC), ``max_epochs``, ``select_on``,
             ``stopped_early``, ``best_epoch`` and the valid/test AUC, logloss and accuracy at
             that epoch (``best_*``), ``error`` and ``traceback``, ``data_stats`` (JSON),
-            ``package_version`` and ``git_commit``.
+            ``package_version`` and ``git_commit``; ``note`` (the user's free text),
+            ``progress`` (JSON, the run process's latest position inside the current epoch:
+            see :mod:`workbench.progress`), ``peak_rss_mb``, ``cpu_threads``, ``gpu_name`` and
+            ``peak_gpu_mb`` (resources, written by the run process).
 ``epochs``  one row per finished epoch: ``run_id``, ``epoch`` (1-based), ``train_loss``,
             ``valid_auc``/``valid_logloss``/``valid_acc``, ``test_auc``/``test_logloss``/
             ``test_acc``, ``train_seconds``, ``eval_seconds``, ``created_at``. Metrics that are
             undefined (NaN) are stored as NULL.
-``topk``    (schema version 3) top-N results: one row per ``run_id``, ``epoch`` (the weights'
+``topk``    (schema version 4) top-N results: one row per ``run_id``, ``epoch`` (the weights'
             epoch: the selected one, or every N-th with ``eval.topk.every``) and ``protocol``
             (``sampled``: KGCN/MKR's 100 sampled users; ``full``: every test user or a seeded
             cap), with ``users``, ``seed``, ``n_eval``, ``seconds`` and ``metrics`` (JSON:
             ``{"precision@10": ..., "recall@20": ..., "f1@5": ..., "full_recall@20": ...,
             "full_ndcg@20": ...}``), ``created_at``.
+``tags``    (schema version 5) user tags: ``target`` (``run:ID`` or ``group:CONFIG_HASH``), ``tag``, ``created_at``.
+``notes``   user notes on groups: ``target`` (``group:CONFIG_HASH``), ``text``, ``updated_at``
+            (a run's note is ``runs.note``).
+
+Tags and notes are the user's own annotations: ``kni tag`` / ``kni note`` and the TUI (on a
+user's action) write them; no run process does.
 
 Statuses: ``queued`` (row written by the launcher, process not started yet), ``running``,
 ``completed``, ``failed`` (exception; ``error`` and ``traceback`` set), ``cancelled``
@@ -125,20 +134,18 @@ from sqlalchemy.types import TypeDecorator
 
 from kni_core.errors import KniError
 
-__all__ = ["Store", "StoreError", "RunGone", "Run", "Epoch", "TopK", "topk_to_dict", "SCHEMA_VERSION", "MIGRATIONS", "STATUSES",
-           "LIVE", "FINAL", "QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "CRASHED",
-           "HEARTBEAT_SECONDS", "stale_seconds", "abandoned_seconds", "write_patience", "retry_write",
-           "pid_alive", "process_start", "process_matches", "resolve_url", "run_to_dict", "epoch_to_dict",
-           "METRIC_FIELDS", "DEFAULT_DB", "MAX_ID", "this_host", "utcnow"]
+from .statuses import CANCELLED, COMPLETED, CRASHED, FAILED, FINAL, LIVE, QUEUED, RUNNING, STATUSES
+
+__all__ = ["Store", "StoreError", "RunGone", "Run", "Epoch", "TopK", "topk_to_dict", "SCHEMA_VERSION",
+           "MIGRATIONS", "STATUSES", "LIVE", "FINAL", "QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED",
+           "CRASHED", "HEARTBEAT_SECONDS", "stale_seconds", "abandoned_seconds", "write_patience",
+           "retry_write", "pid_alive", "process_start", "process_matches", "resolve_url", "run_to_dict",
+           "epoch_to_dict", "METRIC_FIELDS", "DEFAULT_DB", "MAX_ID", "this_host", "utcnow", "RESOURCE_FIELDS",
+           "run_target", "group_target", "check_tag", "Tag", "Note"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED, CRASHED = (
-    "queued", "running", "completed", "failed", "cancelled", "crashed")
-STATUSES = (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED, CRASHED)
-LIVE = (QUEUED, RUNNING)
-FINAL = (COMPLETED, FAILED, CANCELLED, CRASHED)
 
 #: Seconds between two heartbeats of a run process.
 HEARTBEAT_SECONDS = 5.0
@@ -160,6 +167,10 @@ MAX_ID = 2 ** 63 - 1
 METRIC_FIELDS = ("train_loss", "valid_auc", "valid_logloss", "valid_acc", "test_auc", "test_logloss",
                  "test_acc", "train_seconds", "eval_seconds")
 _BEST_FIELDS = ("valid_auc", "valid_logloss", "valid_acc", "test_auc", "test_logloss", "test_acc")
+#: Resource use a run process records about itself (see :mod:`workbench.resources`).
+RESOURCE_FIELDS = ("peak_rss_mb", "cpu_threads", "gpu_name", "peak_gpu_mb")
+#: Longest tag and note accepted.
+TAG_MAX, NOTE_MAX = 64, 10_000
 
 
 class StoreError(KniError):
@@ -174,6 +185,16 @@ class StoreError(KniError):
 
 class RunGone(StoreError):
     """The run's row is no longer in the database (removed while its process ran)."""
+
+
+def check_tag(tag: str) -> str:
+    """A tag as stored: one word of printable characters (no spaces or commas), at most
+    :data:`TAG_MAX` long; StoreError otherwise."""
+    t = str(tag).strip()
+    if not t or len(t) > TAG_MAX or any(c.isspace() or c == "," for c in t) or not t.isprintable():
+        raise StoreError(f"tag {tag!r}: expected one word of 1-{TAG_MAX} printable characters "
+                         "without spaces or commas")
+    return t
 
 
 def utcnow() -> datetime:
@@ -397,11 +418,23 @@ class Run(Base):
     data_stats: Mapped[str | None] = mapped_column(Text)
     # schema version 3
     pid_start: Mapped[str | None] = mapped_column(String(80))
+    # schema version 5
+    note: Mapped[str | None] = mapped_column(Text)
+    progress: Mapped[str | None] = mapped_column(Text)
+    peak_rss_mb: Mapped[float | None] = mapped_column(Float)
+    cpu_threads: Mapped[int | None] = mapped_column(Integer)
+    gpu_name: Mapped[str | None] = mapped_column(String(200))
+    peak_gpu_mb: Mapped[float | None] = mapped_column(Float)
 
     #: Number of stored epoch rows; filled by the Store's queries (not a column).
     n_epochs = 0
     #: What could not be read or was out of range, one note per value (not a column).
     damage: Sequence[str] = ()
+    #: The run's tags, its group's tags and its group's note (the user's annotations);
+    #: filled by :meth:`Store.runs` (not columns).
+    tags = ()
+    group_tags = ()
+    group_note = None
 
     @property
     def config(self) -> dict:
@@ -499,6 +532,32 @@ def _check_epoch(epoch: Epoch, *args: Any) -> None:
     _check_values(epoch, METRIC_FIELDS, f"epoch {epoch.epoch} ")
 
 
+class Tag(Base):
+    __tablename__ = "tags"
+
+    target: Mapped[str] = mapped_column(String(100), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Note(Base):
+    __tablename__ = "notes"
+
+    target: Mapped[str] = mapped_column(String(100), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+def run_target(run_id: int) -> str:
+    """The ``tags.target`` of a run."""
+    return f"run:{int(run_id)}"
+
+
+def group_target(config_hash: str) -> str:
+    """The ``tags.target`` / ``notes.target`` of a group of seeds (its full config hash)."""
+    return f"group:{config_hash}"
+
+
 # --------------------------------------------------------------------------------------------
 # migrations: frozen Core definitions, never the ORM classes above
 
@@ -575,12 +634,34 @@ def _migrate_4(conn: Connection) -> None:
     md.tables["topk"].create(conn)
 
 
+def _migrate_5(conn: Connection) -> None:
+    """User annotations (a run's note, tags on runs and groups, notes on groups), the run
+    process's progress inside an epoch and its resource use."""
+    _add_column(conn, "runs", Column("note", Text))
+    _add_column(conn, "runs", Column("progress", Text))
+    _add_column(conn, "runs", Column("peak_rss_mb", Float))
+    _add_column(conn, "runs", Column("cpu_threads", Integer))
+    _add_column(conn, "runs", Column("gpu_name", String(200)))
+    _add_column(conn, "runs", Column("peak_gpu_mb", Float))
+    md = MetaData()
+    Table("tags", md,
+          Column("target", String(100), primary_key=True),
+          Column("tag", String(64), primary_key=True, index=True),
+          Column("created_at", DateTime))
+    Table("notes", md,
+          Column("target", String(100), primary_key=True),
+          Column("text", Text, nullable=False),
+          Column("updated_at", DateTime))
+    md.create_all(conn)
+
+
 #: (version reached, what it does, the step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "first layout: meta, runs, epochs", _migrate_1),
     (2, "runs.package_version, runs.git_commit, runs.data_stats", _migrate_2),
     (3, "runs.pid_start", _migrate_3),
     (4, "topk: top-N results per run, epoch and protocol", _migrate_4),
+    (5, "runs.note/progress/peak_rss_mb/cpu_threads/gpu_name/peak_gpu_mb, tables tags and notes", _migrate_5),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -1094,7 +1175,18 @@ class Store:
                 if wanted and run.status not in wanted:
                     continue
                 out.append(run)
+        self._annotate(out)
         return out
+
+    def _annotate(self, runs: list[Run]) -> None:
+        """Attach each run's tags and its group's tags and note (two small queries)."""
+        if not runs:
+            return
+        tags, notes = self.tags(), self.group_notes()
+        for run in runs:
+            run.tags = tags.get(run_target(run.id), [])
+            run.group_tags = tags.get(group_target(run.config_hash), [])
+            run.group_note = notes.get(group_target(run.config_hash))
 
     def get(self, run_id: int) -> Run:
         """The run ``run_id``; StoreError if there is none."""
@@ -1152,7 +1244,89 @@ class Store:
         with self._write() as s:
             s.execute(delete(Epoch).where(Epoch.run_id.in_(ids)))
             s.execute(delete(TopK).where(TopK.run_id.in_(ids)))
+            s.execute(delete(Tag).where(Tag.target.in_([run_target(i) for i in ids])))  # ids can be reused
             return s.execute(delete(Run).where(Run.id.in_(ids))).rowcount
+
+    # -- the run process: progress and resources ----------------------------------------
+    def record_progress(self, run_id: int, progress: dict | None = None,
+                        resources: dict | None = None) -> bool:
+        """Store the run process's latest position inside the epoch (``progress``, JSON) and
+        its resource use (``peak_rss_mb``, ``cpu_threads``, ``gpu_name``, ``peak_gpu_mb``;
+        ``None`` values are left as they are). Only while the run is running; False otherwise."""
+        values: dict[str, Any] = {}
+        if progress is not None:
+            values["progress"] = json.dumps(progress, separators=(",", ":"))
+        for key in RESOURCE_FIELDS:
+            if resources and resources.get(key) is not None:
+                values[key] = resources[key]
+        if not values:
+            return True
+        with self._write() as s:
+            result = s.execute(update(Run).where(Run.id == run_id, Run.status == RUNNING).values(**values))
+            return result.rowcount == 1
+
+    # -- user annotations: tags and notes (the user's own edits, from kni tag/note or the TUI) --
+    def add_tags(self, targets: Iterable[str], tags: Iterable[str]) -> int:
+        """Tag every target (``run_target`` / ``group_target``); returns the tags added."""
+        targets, tags = list(dict.fromkeys(targets)), [check_tag(t) for t in dict.fromkeys(tags)]
+        now = utcnow()
+        added = 0
+        with self._write() as s:
+            have = {(t.target, t.tag) for t in s.scalars(select(Tag).where(Tag.target.in_(targets)))}
+            for target in targets:
+                for tag in tags:
+                    if (target, tag) not in have:
+                        s.add(Tag(target=target, tag=tag, created_at=now))
+                        added += 1
+        return added
+
+    def remove_tags(self, targets: Iterable[str], tags: Iterable[str]) -> int:
+        """Remove tags from targets; returns the number removed."""
+        with self._write() as s:
+            return s.execute(delete(Tag).where(Tag.target.in_(list(targets)), Tag.tag.in_(list(tags)))).rowcount
+
+    def set_tags(self, target: str, tags: Iterable[str]) -> None:
+        """Replace the tags of one target (the TUI's edit box)."""
+        tags = [check_tag(t) for t in dict.fromkeys(tags)]
+        now = utcnow()
+        with self._write() as s:
+            gone = delete(Tag).where(Tag.target == target)
+            s.execute(gone.where(Tag.tag.notin_(tags)) if tags else gone)
+            have = set(s.scalars(select(Tag.tag).where(Tag.target == target)))
+            s.add_all(Tag(target=target, tag=t, created_at=now) for t in tags if t not in have)
+
+    def tags(self) -> dict[str, list[str]]:
+        """Every target's tags, sorted (the tables are small: one query for a whole listing)."""
+        out: dict[str, list[str]] = {}
+        with self._read() as s:
+            for target, tag in s.execute(select(Tag.target, Tag.tag).order_by(Tag.target, Tag.tag)):
+                out.setdefault(target, []).append(tag)
+        return out
+
+    def set_note(self, target: str, text: str | None) -> None:
+        """Set (or with an empty text, clear) the note of a run or a group."""
+        text = (text or "").strip() or None
+        if text is not None and len(text) > NOTE_MAX:
+            raise StoreError(f"note: at most {NOTE_MAX:,} characters; got {len(text):,}")
+        with self._write() as s:
+            if target.startswith("run:"):
+                run_id = int(target[4:])
+                if not s.execute(update(Run).where(Run.id == run_id).values(note=text)).rowcount:
+                    raise StoreError(f"no run with id {run_id} in {self.where}")
+                return
+            s.execute(delete(Note).where(Note.target == target))
+            if text is not None:
+                s.add(Note(target=target, text=text, updated_at=utcnow()))
+
+    def group_notes(self) -> dict[str, str]:
+        """``{group target: note}`` for every group with a note."""
+        with self._read() as s:
+            return {t: x for t, x in s.execute(select(Note.target, Note.text))}
+
+    def config_hashes(self, prefix: str) -> list[str]:
+        """The distinct config hashes of stored runs that start with ``prefix``."""
+        with self._read() as s:
+            return sorted(set(s.scalars(select(Run.config_hash).where(Run.config_hash.startswith(prefix)))))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1292,7 +1466,17 @@ def run_to_dict(run: Run, status: str | None = None) -> dict:
         "seconds": seconds, "error": run.error, "recipe_path": run.recipe_path,
         "package_version": run.package_version, "git_commit": run.git_commit,
         "damaged": list(run.damage),
+        "tags": list(run.tags), "note": run.note, "group_tags": list(run.group_tags), "group_note": run.group_note,
+        "progress": _json_or_none(run.progress) if (status or run.status) == RUNNING else None,
+        **{f: getattr(run, f) for f in RESOURCE_FIELDS},
     }
+
+
+def _json_or_none(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
 
 
 def epoch_to_dict(e: Epoch) -> dict:

@@ -13,14 +13,15 @@ import torch
 
 from ..config import RunConfig
 from ..data.prepare import PreparedData
-from ..train import Trainer, resolve_device, seed_everything, tf_adam_eps
+from ..train import ProgressHook, Trainer, resolve_device, seed_everything, tf_adam_eps
 from . import build_model
 
 
 class ModelTrainer(Trainer):
     def __init__(self, cfg: RunConfig, data: PreparedData, device: str | torch.device | None = None,
-                 checkpoint: str | Path | None = None):
+                 checkpoint: str | Path | None = None, progress: ProgressHook | None = None):
         self.cfg = cfg
+        self.progress = progress
         self.data = data
         self.device = resolve_device(cfg.device) if device is None else torch.device(device)
         self.checkpoint = Path(checkpoint) if checkpoint else None
@@ -42,6 +43,7 @@ class ModelTrainer(Trainer):
         end = n - n % t.batch_size if model.drop_last else n
         order = torch.from_numpy(self.rng.permutation(n)).to(self.device)
         total, steps = 0.0, 0
+        n_steps = -(-end // t.batch_size)
         for start in range(0, end, t.batch_size):
             batch = train[order[start:start + t.batch_size]]
             loss = model.loss(batch[:, 0], batch[:, 1], batch[:, 2])
@@ -51,15 +53,23 @@ class ModelTrainer(Trainer):
             self.optimizer.step()
             total += loss.detach()
             steps += 1
+            if self.progress is not None:
+                self.progress("train", steps, n_steps)
         return float(total) / max(steps, 1)
 
     @torch.no_grad()
-    def predict(self, pairs: torch.Tensor, repeats: int | None = None, seed: int = 0) -> np.ndarray:
+    def predict(self, pairs: torch.Tensor, repeats: int | None = None, seed: int = 0,
+                phase: str | None = None) -> np.ndarray:
         """Scores of ``pairs``; one pass (the baselines do not sample, so ``repeats`` is moot)."""
         if self.model.stochastic:
             raise NotImplementedError("a sampling baseline needs repeated passes")
         step = self.cfg.eval.batch_size
-        scores = [self.model.scores(pairs[s:s + step, 0], pairs[s:s + step, 1]) for s in range(0, len(pairs), step)]
+        n_steps = -(-len(pairs) // step)
+        scores = []
+        for k, s in enumerate(range(0, len(pairs), step), start=1):
+            scores.append(self.model.scores(pairs[s:s + step, 0], pairs[s:s + step, 1]))
+            if phase is not None and self.progress is not None:
+                self.progress(phase, k, n_steps)
         return torch.cat(scores).cpu().numpy() if scores else np.zeros(0)
 
     @torch.no_grad()

@@ -5,6 +5,11 @@ Layers (DESIGN.md): the app reads the run database through :class:`workbench.sto
 :mod:`workbench.runner` (via :mod:`workbench.tui.launch`); run rows are written by the run
 processes, never by the app. Runs therefore survive the app closing or being killed, and a
 reopened app shows them live again.
+
+The one kind of row the app writes is the user's own annotations: tags and notes on runs and
+groups (:meth:`WorkbenchApp.annotate`), through the Store's API and only when the user saves
+them in the dialog. They are the user's edits, not a run's data, which stays the run
+process's alone.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any, Callable, Iterable
 from textual import work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
+from textual.lazy import Lazy
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
@@ -65,11 +71,12 @@ class WorkbenchApp(App):
     TITLE = "kni-workbench"
     CSS_PATH = "workbench.tcss"
     BINDINGS = [
-        Binding("1", "show_tab('recipes')", "Recipes"),
-        Binding("2", "show_tab('runs')", "Runs"),
-        Binding("3", "show_tab('compare')", "Compare"),
+        # the tabs show 1 2 3; the footer keeps its room for the keys of the focused pane and help/quit
+        Binding("1", "show_tab('recipes')", "Recipes", show=False),
+        Binding("2", "show_tab('runs')", "Runs", show=False),
+        Binding("3", "show_tab('compare')", "Compare", show=False),
         Binding("question_mark", "help", "Help"),
-        Binding("ctrl+t", "toggle_theme", "Theme"),
+        Binding("ctrl+t", "toggle_theme", "Theme", show=False),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -105,14 +112,14 @@ class WorkbenchApp(App):
             with TabPane("Runs [2]", id="runs"):
                 yield RunsPane(id="runs-pane")
             with TabPane("Compare [3]", id="compare"):
-                yield ComparePane(id="compare-pane")
+                # mounted after the first screen is drawn (NumPy, plots): a faster start-up; the
+                # pane registers itself as a listener when it mounts
+                yield Lazy(ComparePane(id="compare-pane"))
         yield Footer()
 
     def on_mount(self) -> None:
-        from .compare_pane import ComparePane
         from .runs import RunsPane
         self.add_listener(self.main.query_one(RunsPane))
-        self.add_listener(self.main.query_one(ComparePane))
         self.set_interval(self.poll_seconds, self.poll)
         self.theme_changed_signal.subscribe(self, lambda theme: self.refresh_views())
         if self.gpus is None:
@@ -228,10 +235,20 @@ class WorkbenchApp(App):
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.tabbed_content.id == "main-tabs":
-            self.call_after_refresh(self._focus_tab, event.pane.id)
             if event.pane.id == "compare":
-                from .compare_pane import ComparePane
-                self.main.query_one(ComparePane).shown()
+                self.with_compare(lambda pane: (pane.shown(), self._focus_tab("compare")))
+            else:
+                self.call_after_refresh(self._focus_tab, event.pane.id)
+
+    def with_compare(self, then: Callable[[Any], object]) -> None:
+        """Call ``then(pane)`` with the Compare pane once it is mounted: it mounts lazily, just
+        after the first screen, so a key pressed at once must wait for it."""
+        from .compare_pane import ComparePane
+        found = self.main.query(ComparePane)
+        if found and found.first().is_mounted:
+            then(found.first())
+        else:
+            self.call_after_refresh(self.with_compare, then)
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -243,14 +260,12 @@ class WorkbenchApp(App):
             self.push_screen(RunDetailScreen(run_id))
 
     def compare_group(self, config_hash: str) -> None:
-        from .compare_pane import ComparePane
         self.action_show_tab("compare")
-        self.main.query_one(ComparePane).show_groups([config_hash])
+        self.with_compare(lambda pane: pane.show_groups([config_hash]))
 
     def compare_runs(self, ids: list[int]) -> None:
-        from .compare_pane import ComparePane
         self.action_show_tab("compare")
-        self.main.query_one(ComparePane).show_runs(ids)
+        self.with_compare(lambda pane: pane.show_runs(ids))
 
     # -- starting runs ------------------------------------------------------------------------
     def device_options(self) -> list[tuple[str, str]]:
@@ -343,6 +358,67 @@ class WorkbenchApp(App):
                                        f"{_short(self.store.where)}? This cannot be undone.", yes="Delete",
                                        no="Keep"), answer)
 
+    # -- annotations (the user's own edits) and the config diff ------------------------------------
+    def annotate(self, ids: list[int], kind: str) -> None:
+        """Edit the tags or the note (``kind``) of runs ``ids`` or of their groups."""
+        from ..store import group_target, run_target
+        from .notes import AnnotateDialog, Scope
+        runs = [self.data.runs[i] for i in ids if i in self.data.runs]
+        if not runs:
+            return
+        hashes = list(dict.fromkeys(r.config_hash for r in runs))
+
+        def common(values: list[list[str]]) -> str:
+            return " ".join(t for t in values[0] if all(t in v for v in values[1:]))
+
+        def same(notes: list) -> str:
+            return notes[0] or "" if len(set(notes)) == 1 else ""
+
+        members = {h: sum(1 for r in self.data.runs.values() if r.config_hash == h) for h in hashes}
+        run_label = f"run {runs[0].id}" if len(runs) == 1 else f"runs {', '.join(str(r.id) for r in runs)}"
+        group_label = (f"its group {hashes[0][:8]} ({members[hashes[0]]} run(s))" if len(hashes) == 1 else
+                       f"their groups {', '.join(h[:8] for h in hashes)}")
+        by_hash = {r.config_hash: r for r in runs}
+        if kind == "tags":
+            scopes = [Scope(run_label, tuple(run_target(r.id) for r in runs), common([list(r.tags) for r in runs])),
+                      Scope(group_label, tuple(group_target(h) for h in hashes),
+                            common([list(by_hash[h].group_tags) for h in hashes]))]
+        else:
+            scopes = [Scope(run_label, tuple(run_target(r.id) for r in runs), same([r.note for r in runs])),
+                      Scope(group_label, tuple(group_target(h) for h in hashes),
+                            same([by_hash[h].group_note for h in hashes]))]
+
+        def answer(result) -> None:
+            if result is not None:
+                self._save_annotation(kind, result)
+
+        self.push_screen(AnnotateDialog(kind, scopes), answer)
+
+    def _save_annotation(self, kind: str, result) -> None:
+        from ..notes import parse_tags
+        targets = list(result.scope.targets)
+        try:
+            if kind == "tags":
+                new, old = parse_tags(result.text), parse_tags(result.scope.value)
+                added = self.store.add_tags(targets, [t for t in new if t not in old])
+                removed = self.store.remove_tags(targets, [t for t in old if t not in new])
+                message = f"tags of {result.scope.label}: {added} added, {removed} removed"
+            else:
+                for target in targets:
+                    self.store.set_note(target, result.text)
+                message = f"note of {result.scope.label} {'saved' if result.text.strip() else 'cleared'}"
+        except StoreError as e:
+            self.notify(str(e), title="not saved", severity="error", timeout=8)
+            return
+        self.notify(message, timeout=4)
+        self.refresh_now()
+
+    def show_diff(self, a: int, b: int) -> None:
+        from ..diff import config_diff
+        from .notes import DiffScreen
+        if a in self.data.runs and b in self.data.runs:
+            self.push_screen(DiffScreen(config_diff(self.data.runs[a], self.data.runs[b])))
+
     # -- export -------------------------------------------------------------------------------------
     def export_dialog(self, pane) -> None:
         groups = len(pane.groups)
@@ -355,7 +431,8 @@ class WorkbenchApp(App):
             except OSError as e:
                 self.notify(f"{request.path}: cannot write ({e.strerror or e})", severity="error")
                 return
-            self.notify(f"wrote {n} {request.per} row(s) to {request.path}", title="exported", timeout=6)
+            where = Path(request.path).expanduser().absolute()
+            self.notify(f"wrote {n} {request.per} row(s) to {where}", title="exported", timeout=8)
 
         self.push_screen(ExportDialog(pane.default_export_path(),
                                       f"{groups} group(s), {len(pane.points)} run(s); the columns of kni export "
@@ -411,6 +488,12 @@ class WorkbenchApp(App):
                             lambda: self._pane_action("runs", "compare"))
         yield SystemCommand("Filter runs", "Filter the runs table by text (/)",
                             lambda: self._pane_action("runs", "focus_filter"))
+        yield SystemCommand("Tags", "Edit the tags of the marked or highlighted runs or their groups (t)",
+                            lambda: self._pane_action("runs", "tags"))
+        yield SystemCommand("Note", "Edit the note of the marked or highlighted runs or their groups (n)",
+                            lambda: self._pane_action("runs", "note"))
+        yield SystemCommand("Config diff", "The config keys that differ between two marked runs (D)",
+                            lambda: self._pane_action("runs", "diff"))
         yield SystemCommand("Export comparison to CSV", "The shown comparison, as kni export writes it (e)",
                             lambda: self._pane_action("compare", "export"))
         yield SystemCommand("Compare at: best / last / epoch N", "Cycle the epoch compared (b)",
@@ -423,6 +506,9 @@ class WorkbenchApp(App):
 
     def _pane_action(self, tab: str, action: str) -> None:
         self.action_show_tab(tab)
+        if tab == "compare":
+            self.with_compare(lambda pane: self.call_after_refresh(getattr(pane, f"action_{action}")))
+            return
         pane = self.main.query_one(f"#{tab}-pane")
         self.call_after_refresh(getattr(pane, f"action_{action}"))
 

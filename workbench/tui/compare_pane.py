@@ -23,10 +23,14 @@ from textual.widgets import DataTable, Input, Label, Select, SelectionList, Stat
 from textual.widgets.selection_list import Selection
 from textual_plotext import PlotextPlot
 
-from .. import compare as cmp
+from ..lazy import lazy_module
 from ..store import COMPLETED, RUNNING, Run
 from .data import Change, fmt, pm
+from .keys import ESSENTIAL
 from .plots import draw_curves, mean_curve
+
+#: workbench.compare (NumPy), imported when the pane is composed, after the first screen.
+cmp: Any = lazy_module("workbench.compare")
 
 AT_CHOICES = [("best epoch", "best"), ("last epoch", "last"), ("epoch N", "epoch")]
 METRIC_LABELS = {"test_auc": "test AUC", "test_logloss": "test logloss", "test_acc": "test acc",
@@ -39,6 +43,7 @@ TABS = ("cmp-groups-tab", "cmp-matrix-tab", "cmp-curves-tab", "cmp-paired-tab")
 
 class ComparePane(Horizontal):
     BINDINGS = [
+        *ESSENTIAL,
         Binding("e", "export", "Export CSV"),
         Binding("b", "cycle_at", "Epoch"),
         Binding("m", "cycle_metric", "Metric"),
@@ -102,6 +107,7 @@ class ComparePane(Horizontal):
                         yield Static("", id="cmp-paired")
 
     def on_mount(self) -> None:
+        self.app.add_listener(self)            # mounted lazily, after the app's on_mount
         self.refresh_list()
         self.recompute()
 

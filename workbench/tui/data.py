@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterable
 
+from ..notes import tags_text  # noqa: F401  (for the views)
+from ..progress import progress_cell  # noqa: F401
+from ..resources import resources_text  # noqa: F401
 from ..store import CRASHED, LIVE, Epoch, Run, Store, StoreError, utcnow
 
 #: Seconds between two full re-reads of the runs table.
@@ -32,7 +35,8 @@ CRASH_CHECK_SECONDS = 10.0
 
 def _signature(run: Run) -> tuple:
     return (run.status, run.n_epochs, run.best_epoch, run.best_valid_auc, run.best_test_auc, run.device,
-            run.started_at, run.finished_at, run.heartbeat_at, run.error, run.pid)
+            run.started_at, run.finished_at, run.heartbeat_at, run.error, run.pid, run.progress, run.note,
+            tuple(run.tags), tuple(run.group_tags), run.group_note, run.peak_rss_mb, run.gpu_name)
 
 
 @dataclass(frozen=True)

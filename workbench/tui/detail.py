@@ -17,8 +17,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
-from ..store import CRASHED, FAILED, LIVE, Epoch, Run, StoreError, TopK
-from .data import Change, duration, elapsed_seconds, fmt
+from ..progress import clock_text, describe, eta_text, parse
+from ..store import CRASHED, FAILED, LIVE, RUNNING, Epoch, Run, StoreError, TopK
+from .data import Change, duration, elapsed_seconds, fmt, resources_text, tags_text
+from .keys import ESSENTIAL
 from .plots import PALETTE, RUN_CHARTS, draw_run_chart
 
 EPOCH_COLUMNS = ("epoch", "train loss", "valid AUC", "valid ll", "valid acc", "test AUC", "test ll", "test acc",
@@ -27,13 +29,16 @@ EPOCH_COLUMNS = ("epoch", "train loss", "valid AUC", "valid ll", "valid acc", "t
 
 class RunDetailScreen(Screen):
     BINDINGS = [
+        *ESSENTIAL,
         Binding("escape,backspace", "back", "Back"),
         Binding("p", "tab('plots')", "Plots"),
         Binding("t", "tab('epochs')", "Epochs"),
         Binding("o", "tab('config')", "Config"),
         Binding("e", "tab('error')", "Error"),
-        Binding("n", "tab('topk')", "Top-N"),
-        Binding("c", "cancel", "Cancel run"),
+        Binding("k", "tab('topk')", "Top-N"),
+        Binding("g", "tags", "Tags"),
+        Binding("n", "note", "Note"),
+        Binding("c", "cancel", "Cancel"),
     ]
 
     def __init__(self, run_id: int):
@@ -151,6 +156,24 @@ class RunDetailScreen(Screen):
         else:
             t.append("no epoch finished yet" if status in LIVE else "no epoch recorded", style="dim")
         t.append(f"   group {run.config_hash[:8]}", style="dim")
+        p = parse(run.progress) if status == RUNNING else None
+        if p is not None:
+            now = self.app.data.clock()
+            t.append(f"\nepoch {p.epoch}/{p.epochs}: {describe(p)}", style="bold")
+            left = p.left("epoch_left", now)
+            t.append((f", epoch left {clock_text(left)}" if left is not None else "") + f", ETA {eta_text(p, now)}")
+        resources = resources_text(run)
+        if resources:
+            t.append(f"\n{resources}", style="dim")
+        if run.tags or run.group_tags:
+            t.append("\ntags ", style="dim")
+            t.append(tags_text(run))
+        if run.note:
+            t.append("\nnote ", style="dim")
+            t.append(run.note.splitlines()[0][:200])
+        if run.group_note:
+            t.append("\ngroup note ", style="dim")
+            t.append(run.group_note.splitlines()[0][:200])
         if run.error:
             t.append("\n")
             t.append(run.error.splitlines()[0][:300], style=self.app.status_style(FAILED))
@@ -176,6 +199,8 @@ class RunDetailScreen(Screen):
         if run.finished_at:
             info.append(f", finished {run.finished_at:%H:%M:%S}")
         info.append(f"\ncode kni-workbench {run.package_version or '?'}, commit {run.git_commit or '?'}\n")
+        if resources_text(run):
+            info.append(f"resources {resources_text(run)}\n")
         if run.recipe_path:
             info.append(f"recipe file {run.recipe_path}\n")
         if run.data_stats:
@@ -236,6 +261,12 @@ class RunDetailScreen(Screen):
             self.app.notify("no top-N results for this run (eval.topk in its recipe)", severity="warning")
             return
         self.query_one("#detail-tabs", TabbedContent).active = tab
+
+    def action_tags(self) -> None:
+        self.app.annotate([self.run_id], "tags")
+
+    def action_note(self) -> None:
+        self.app.annotate([self.run_id], "note")
 
     def action_cancel(self) -> None:
         run = self.run

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Markdown, RadioButton, RadioSet, Select, Static
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select, Static
 
 from kni_core.errors import ConfigError
 
@@ -208,6 +208,7 @@ HELP = """\
 Start recipes, watch their runs train live, and compare configurations over seeds.
 Runs are separate processes that write to the run database; this window only reads it
 (twice a second), so closing it never stops a run, and reopening shows them live again.
+It writes only your own annotations (tags and notes), when you save them.
 
 ## Everywhere
 | key | action |
@@ -237,11 +238,19 @@ rescans), `✗` invalid: the YAML is shown with every mistake's line highlighted
 | `f` | cycle the status filter (all, live, each status) |
 | `s` / `S` | sort by the next column / reverse (or click a header) |
 | `space` | mark a run; `p` compares the marked runs (or the highlighted run's group) |
+| `D` | config diff of the two marked runs (only the keys that differ, as `kni diff A B`) |
+| `t` / `n` | edit the tags / the note of the marked or highlighted runs, or of their groups |
 | `c` | cancel the marked or highlighted live runs (asks first) |
 | `d` | delete the marked or highlighted finished runs (asks first) |
 
+The `epoch / ETA` column shows a running run's epoch, how far into it it is and the estimated
+time left (`≤`: at most, early stopping may end it sooner; during the first epoch, the
+current phase's). Tags of a run's group are shown in parentheses.
+
 ## Run detail
-`p` plots, `t` epochs table, `o` config, `e` error; `c` cancel; `escape` back.
+`p` plots, `t` epochs table, `o` config, `e` error; `g` tags, `n` note; `c` cancel; `escape` back.
+The header shows the progress inside the epoch and the run's resources (peak memory, CPU
+threads, GPU and peak GPU memory), as the run process recorded them.
 
 ## Compare
 | key | action |
@@ -270,6 +279,7 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box"):
+            from textual.widgets import Markdown   # markdown-it is imported on the first ?, not at start-up
             yield Markdown(HELP)
 
     def action_close(self) -> None:

@@ -47,9 +47,12 @@ def draw_run_chart(plt, epochs: Sequence[Epoch], chart: str, best_epoch: int | N
         if pts:
             plt.plot([p[0] for p in pts], [p[1] for p in pts], label=label, marker="braille",
                      color=PALETTE[k])
+        # the best epoch as a point on each curve (a vertical line drew box characters that
+        # merged with the frame: a stray ┬─┐ column when the best epoch was the last)
+        best = [p for p in pts if p[0] == best_epoch] if chart != "loss" else []
+        if best:
+            plt.scatter([best[0][0]], [best[0][1]], marker="◆", color=PALETTE[k], label="best" if k == 0 else None)
     last = epochs[-1].epoch
-    if best_epoch is not None and chart != "loss":
-        plt.vline(best_epoch, color=(127, 127, 127))
     plt.xlim(0.8, max(2, last) + 0.2)
     plt.xticks(_ticks(max(2, last)))
     plt.xlabel("epoch")

@@ -22,6 +22,7 @@ from ..recipe import Recipe, RecipeError, find_recipes, load_recipe
 from ..compare import group_id
 from ..runner import dataset_label, model_label
 from .data import seeds_text
+from .keys import ESSENTIAL
 
 
 @dataclass
@@ -88,6 +89,7 @@ def scan(folder: Path) -> tuple[list[RecipeEntry], str | None]:
 
 class RecipesPane(Vertical):
     BINDINGS = [
+        *ESSENTIAL,
         Binding("enter,s", "start", "Start"),
         Binding("r", "rescan", "Rescan"),
     ]

@@ -12,27 +12,38 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Select, Static
 
 from ..store import FINAL, LIVE, STATUSES, Run
-from .data import Change, duration, elapsed_seconds, fmt
+from .data import Change, duration, elapsed_seconds, fmt, progress_cell, tags_text
+from .keys import ESSENTIAL
 
-#: (key, header, sort key of a run); the table's columns in order.
+#: (key, header) of the table's columns in order; ``epoch`` shows a running run's progress
+#: inside its epoch and the estimate of the time left.
 COLUMNS: list[tuple[str, str]] = [
-    ("id", "id"), ("status", "status"), ("recipe", "recipe"), ("seed", "seed"), ("epoch", "epoch"),
-    ("valid", "valid AUC"), ("test", "test AUC"), ("elapsed", "elapsed"), ("dataset", "dataset"),
-    ("model", "model"), ("device", "device"),
+    ("id", "id"), ("status", "status"), ("recipe", "recipe"), ("dataset", "dataset"), ("seed", "seed"),
+    ("epoch", "epoch / ETA"), ("valid", "valid AUC"), ("test", "test AUC"), ("elapsed", "elapsed"),
+    ("model", "model"), ("device", "device"), ("tags", "tags"),
 ]
+#: Columns shown only from this pane width on, so that none is cut off at 80 or 120 columns
+#: (the detail screen shows everything).
+MIN_WIDTH = {"valid": 100, "elapsed": 100, "tags": 100, "model": 130, "device": 130}
 STATUS_FILTERS = ["all", "live", *STATUSES]
 
 
 class RunsPane(Vertical):
+    # Sorting, reversing and the status filter stay out of the footer (they are in the help, the
+    # palette, the column headers and the status box), so the essential keys fit at 120 columns.
     BINDINGS = [
+        *ESSENTIAL,
         Binding("o", "open", "Open"),
         Binding("slash", "focus_filter", "Filter"),
-        Binding("f", "cycle_status", "Status"),
-        Binding("s", "cycle_sort", "Sort"),
-        Binding("S", "reverse_sort", "Reverse"),
+        Binding("f", "cycle_status", "Status", show=False),
+        Binding("s", "cycle_sort", "Sort", show=False),
+        Binding("S", "reverse_sort", "Reverse", show=False),
         Binding("space", "mark", "Mark"),
         Binding("p", "compare", "Compare"),
-        Binding("c", "cancel", "Cancel run"),
+        Binding("D", "diff", "Diff"),
+        Binding("t", "tags", "Tags"),
+        Binding("n", "note", "Note"),
+        Binding("c", "cancel", "Cancel"),
         Binding("d", "delete", "Delete"),
     ]
 
@@ -42,6 +53,7 @@ class RunsPane(Vertical):
         self.sort_reverse = True              # newest first
         self.marked: set[int] = set()
         self._order: list[int] = []
+        self.width = 0
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="runs-bar"):
@@ -53,6 +65,7 @@ class RunsPane(Vertical):
         yield Static("", id="runs-summary", classes="pane-footer")
 
     def on_mount(self) -> None:
+        self.width = self.app.size.width
         self.rebuild()
         self.set_interval(1.0, self._tick)
 
@@ -61,17 +74,28 @@ class RunsPane(Vertical):
     def data(self):
         return self.app.data
 
+    def columns(self) -> list[tuple[str, str]]:
+        return [c for c in COLUMNS if self.width >= MIN_WIDTH.get(c[0], 0)]
+
     def _cells(self, run: Run) -> list[Any]:
         status = self.data.status(run)
         now = self.data.clock()
         mark = "● " if run.id in self.marked else ""
-        epoch = f"{run.n_epochs}/{run.max_epochs}"
         style = self.app.status_style(status)
-        shown = status + (" damaged" if run.damage else "")         # unreadable values: Store docs
-        return [Text(f"{mark}{run.id}", justify="right"), Text(shown, style=style), run.recipe,
-                Text(str(run.seed), justify="right"), Text(epoch, justify="right"),
-                Text(fmt(run.best_valid_auc), justify="right"), Text(fmt(run.best_test_auc), justify="right"),
-                Text(duration(elapsed_seconds(run, now)), justify="right"), run.dataset, run.model, run.device]
+        cells = {"id": Text(f"{mark}{run.id}", justify="right"), "status": Text(status + (" damaged" if run.damage else ""), style=style),
+                 "recipe": run.recipe, "dataset": run.dataset, "seed": Text(str(run.seed), justify="right"),
+                 "epoch": Text(progress_cell(run, status, now), justify="right"),
+                 "valid": Text(fmt(run.best_valid_auc), justify="right"),
+                 "test": Text(fmt(run.best_test_auc), justify="right"),
+                 "elapsed": Text(duration(elapsed_seconds(run, now)), justify="right"), "model": run.model,
+                 "device": run.device, "tags": Text(tags_text(run))}
+        return [cells[key] for key, _ in self.columns()]
+
+    def on_resize(self) -> None:
+        before = self.columns()
+        self.width = self.size.width
+        if self.columns() != before:
+            self.rebuild()
 
     def _matches(self, run: Run) -> bool:
         status = self.data.status(run)
@@ -83,7 +107,8 @@ class RunsPane(Vertical):
         text = self.query_one("#runs-filter", Input).value.strip().lower()
         if text:
             hay = " ".join(str(x) for x in (run.id, run.recipe, run.dataset, run.model, f"seed {run.seed}",
-                                              run.seed, run.device, status, run.config_hash[:12])).lower()
+                                              run.seed, run.device, status, run.config_hash[:12], *run.tags,
+                                              *run.group_tags, run.note or "")).lower()
             return all(word in hay for word in text.split())
         return True
 
@@ -99,6 +124,8 @@ class RunsPane(Vertical):
             return run.best_test_auc if run.best_test_auc is not None else -1.0
         if k == "elapsed":
             return elapsed_seconds(run, self.data.clock()) or 0.0
+        if k == "tags":
+            return tags_text(run)
         return getattr(run, k)
 
     def visible(self) -> list[Run]:
@@ -114,7 +141,7 @@ class RunsPane(Vertical):
         runs = self.visible()
         self._order = [r.id for r in runs]
         table.clear(columns=True)
-        for key, label in COLUMNS:
+        for key, label in self.columns():
             arrow = (" ▼" if self.sort_reverse else " ▲") if key == self.sort_key else ""
             table.add_column(label + arrow, key=key)
         for r in runs:
@@ -129,7 +156,7 @@ class RunsPane(Vertical):
             run = self.data.runs.get(i)
             if run is None or i not in self._order:
                 continue
-            for (key, _), value in zip(COLUMNS, self._cells(run)):
+            for (key, _), value in zip(self.columns(), self._cells(run)):
                 table.update_cell(str(i), key, value, update_width=True)
 
     def runs_changed(self, change: Change) -> None:
@@ -160,7 +187,7 @@ class RunsPane(Vertical):
             if counts.get(s):
                 text.append(f"{s} {counts[s]}  ", style=self.app.status_style(s))
         if self.marked:
-            text.append(f"marked {len(self.marked)} (p compares them)", style="bold")
+            text.append(f"marked {len(self.marked)} (p compares them, D diffs two)", style="bold")
         if self.data.error:
             text.append(f"  database: {self.data.error}", style=self.app.status_style("failed"))
         self.query_one("#runs-summary", Static).update(text)
@@ -200,7 +227,9 @@ class RunsPane(Vertical):
         select.value = STATUS_FILTERS[(i + 1) % len(STATUS_FILTERS)]
 
     def action_cycle_sort(self) -> None:
-        keys = [k for k, _ in COLUMNS]
+        keys = [k for k, _ in self.columns()]
+        if self.sort_key not in keys:
+            self.sort_key = keys[0]
         self.sort_key = keys[(keys.index(self.sort_key) + 1) % len(keys)]
         self.rebuild()
 
@@ -226,6 +255,28 @@ class RunsPane(Vertical):
         i = self.current_id()
         if i is not None:
             self.app.compare_group(self.data.runs[i].config_hash)
+
+    def action_diff(self) -> None:
+        """The config diff of the two marked runs (or of the marked run and the highlighted one)."""
+        ids = sorted(self.marked)
+        current = self.current_id()
+        if len(ids) == 1 and current is not None and current not in ids:
+            ids.append(current)
+        if len(ids) != 2:
+            self.app.notify("mark two runs with space (or mark one and highlight another), then D",
+                            severity="warning")
+            return
+        self.app.show_diff(ids[0], ids[1])
+
+    def action_tags(self) -> None:
+        runs = self.targets(lambda r: True)
+        if runs:
+            self.app.annotate([r.id for r in runs], "tags")
+
+    def action_note(self) -> None:
+        runs = self.targets(lambda r: True)
+        if runs:
+            self.app.annotate([r.id for r in runs], "note")
 
     def action_cancel(self) -> None:
         runs = self.targets(lambda r: self.data.status(r) in LIVE)
