@@ -134,10 +134,11 @@ def test_migration_from_first_version(tmp_path):
     engine.dispose()
     assert "git_commit" not in cols_v1
     with Store.open(path) as store:
-        assert store.schema_version() == st.SCHEMA_VERSION == 3
+        assert store.schema_version() == st.SCHEMA_VERSION == 4
         run = store.get(1)
         assert (run.recipe, run.seed, run.best_test_auc, run.n_epochs, run.git_commit, run.pid_start) == \
                ("old", 3, 0.75, 2, None, None)
+        assert (run.sweep_id, run.sweep_point, run.params) == (None, None, {}) and store.sweeps() == []
         assert run.created_at.year == 2024 and run.created_at.tzinfo is not None
         queued(store)                               # the new columns are usable
     # the upgraded layout is the ORM's layout
