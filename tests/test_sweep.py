@@ -597,3 +597,26 @@ def test_kni_run_of_a_sweep_then_sweeps_compare_runs_and_show(tmp_path, monkeypa
 def test_sweeps_lists_nothing_in_a_database_without_runs(tmp_path):
     res = CliRunner().invoke(app, ["sweeps", "--json", "--db", str(tmp_path / "none.db")])
     assert res.exit_code == 0 and res.stdout.strip() == "[]"
+
+
+def test_an_older_database_read_only_has_no_sweeps_and_a_writer_adds_them(tmp_path):
+    from sqlalchemy import create_engine, text
+
+    import workbench.store as st
+    path = tmp_path / "old.db"
+    engine = create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:                     # a database as schema version 3 left it
+        for _, _, step in st.MIGRATIONS[:3]:
+            step(conn)
+        conn.execute(text("INSERT INTO meta VALUES ('schema_version', '3')"))
+    engine.dispose()
+    runner = CliRunner()
+    res = runner.invoke(app, ["sweeps", "--json", "--db", str(path)])
+    assert res.exit_code == 0 and json.loads(res.stdout) == []
+    res = runner.invoke(app, ["compare", "--sweep", "1", "--db", str(path)])
+    assert res.exit_code == 2 and "no sweep with id 1" in res.stderr
+    with Store.open(path, readonly=True) as ro:
+        assert ro.schema_version() == 3 and ro.runs() == []        # read as it is, never upgraded
+    with Store.open(path) as store:                  # a writer upgrades it
+        assert store.schema_version() == st.SCHEMA_VERSION and store.sweeps() == []
+        assert store.create_sweep(name="s", recipe_text="", method="grid", spec={}, seeds=[1], planned=1) == 1
