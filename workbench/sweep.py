@@ -844,7 +844,10 @@ class SweepDriver:
                 self.prepare(p.configs[0])
             except KniError as e:              # each run of the point will record it
                 log.warning("sweep %s point %d: preparing its data failed: %s", self.sweep_id, p.number, e)
-            self.store.touch(ids, statuses=(QUEUED,))     # queued rows stay alive meanwhile
+            try:
+                self.store.touch(ids, statuses=(QUEUED,))     # queued rows stay alive meanwhile
+            except KniError as e:              # a locked database: the launcher touches them next
+                log.warning("sweep %s: %s", self.sweep_id, e)
         statuses, stop = self.launch_fn(ids, configs)
         self.statuses.update(statuses)
         self.stopped = self.stopped or bool(stop)
