@@ -605,10 +605,12 @@ def test_an_older_database_read_only_has_no_sweeps_and_a_writer_adds_them(tmp_pa
     import workbench.store as st
     path = tmp_path / "old.db"
     engine = create_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:                     # a database as schema version 3 left it
-        for _, _, step in st.MIGRATIONS[:3]:
+    before = next(i for i, (_, what, _) in enumerate(st.MIGRATIONS) if what.startswith("sweeps:"))
+    version = st.MIGRATIONS[before - 1][0]
+    with engine.begin() as conn:                     # a database as the layout before sweeps left it
+        for _, _, step in st.MIGRATIONS[:before]:
             step(conn)
-        conn.execute(text("INSERT INTO meta VALUES ('schema_version', '3')"))
+        conn.execute(text(f"INSERT INTO meta VALUES ('schema_version', '{version}')"))
     engine.dispose()
     runner = CliRunner()
     res = runner.invoke(app, ["sweeps", "--json", "--db", str(path)])
@@ -616,7 +618,7 @@ def test_an_older_database_read_only_has_no_sweeps_and_a_writer_adds_them(tmp_pa
     res = runner.invoke(app, ["compare", "--sweep", "1", "--db", str(path)])
     assert res.exit_code == 2 and "no sweep with id 1" in res.stderr
     with Store.open(path, readonly=True) as ro:
-        assert ro.schema_version() == 3 and ro.runs() == []        # read as it is, never upgraded
+        assert ro.schema_version() == version and ro.runs() == []  # read as it is, never upgraded
     with Store.open(path) as store:                  # a writer upgrades it
         assert store.schema_version() == st.SCHEMA_VERSION and store.sweeps() == []
         assert store.create_sweep(name="s", recipe_text="", method="grid", spec={}, seeds=[1], planned=1) == 1

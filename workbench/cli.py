@@ -224,7 +224,6 @@ def data_prepare(name: str = typer.Argument(..., help="Registry name, e.g. bc.")
 
 
 from . import cli_runs  # noqa: E402,F401
-from . import cli_sweeps  # noqa: E402,F401
 
 
 def main() -> None:

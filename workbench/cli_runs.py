@@ -821,3 +821,6 @@ def cancel_command(run_ids: List[int] = typer.Argument(..., help="Run ids to can
     else:
         for m in done.values():
             _err_console().print(m)
+
+
+from . import cli_sweeps  # noqa: E402,F401  (kni sweeps; it imports names defined above)

@@ -127,7 +127,8 @@ class Distribution:
             return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
         if self.kind == "int":
             return int(rng.integers(int(self.low), int(self.high) + 1))
-        # logint: uniform in log space over [lo - 0.5, hi + 0.5], rounded (Optuna's rule)
+        # logint: uniform in log space over [lo - 0.5, hi + 0.5], rounded: each integer's share of
+        # the log scale, both ends included
         x = math.exp(rng.uniform(math.log(self.low - 0.5), math.log(self.high + 0.5)))
         return int(min(max(round(x), self.low), self.high))
 
