@@ -278,7 +278,7 @@ def test_compare_cli(store, tmp_path):
     res = runner.invoke(app, ["compare", "--db", db, "--all", "--paired", "a", "b"])
     assert res.exit_code == 0 and "0.25" in res.stdout and "A better" not in res.stdout
     assert "smallest reachable p is 2/2^3 = 0.25 >= 0.05; 6 or more shared seeds" in " ".join(res.stdout.split())
-    for bad, msg in ((["--recipe", "nope"], "no completed/running runs"), (["--metric", "auc"], "--metric"),
+    for bad, msg in ((["--recipe", "nope"], "no completed/running/pruned runs"), (["--metric", "auc"], "--metric"),
                      (["--at", "zero"], "--at"), (["--group-by", "seed"], "--group-by"),
                      (["--paired", "a", "zzz"], "no group"), (["99"], "no run with id 99")):
         res = runner.invoke(app, ["compare", "--db", db, *bad])

@@ -138,6 +138,7 @@ def test_migration_from_first_version(tmp_path):
         run = store.get(1)
         assert (run.recipe, run.seed, run.best_test_auc, run.n_epochs, run.git_commit, run.pid_start) == \
                ("old", 3, 0.75, 2, None, None)
+        assert (run.sweep_id, run.sweep_point, run.params) == (None, None, {}) and store.sweeps() == []
         assert run.created_at.year == 2024 and run.created_at.tzinfo is not None
         queued(store)                               # the new columns are usable
     # the upgraded layout is the ORM's layout

@@ -28,7 +28,7 @@ from kni_core.errors import KniError
 
 from .cli import _consoles, app
 from .lazy import lazy_module
-from .statuses import CANCELLED, COMPLETED, CRASHED, FAILED, LIVE, QUEUED, RUNNING, STATUSES
+from .statuses import CANCELLED, COMPLETED, CRASHED, FAILED, LIVE, PRUNED, QUEUED, RUNNING, STATUSES
 
 if TYPE_CHECKING:                                  # imported where used, so `kni --help` starts fast
     from kni_core.results import EpochResult
@@ -41,7 +41,7 @@ cmp: Any = lazy_module("workbench.compare")
 DB_HELP = "Run database: a SQLite file path or a SQLAlchemy URL (env KNI_DB)."
 JSON_HELP = "Print machine-readable JSON on stdout."
 STATUS_STYLE = {QUEUED: "dim", RUNNING: "bold blue", COMPLETED: "green", FAILED: "bold red",
-                CANCELLED: "yellow", CRASHED: "bold magenta"}
+                CANCELLED: "yellow", CRASHED: "bold magenta", PRUNED: "cyan"}
 
 
 def db_option() -> Any:
@@ -192,12 +192,13 @@ class _LiveReport:
         if run.id in self.tasks:
             self.progress.remove_task(self.tasks.pop(run.id))
         style = STATUS_STYLE.get(run.status, "")
-        line = f"[{style}]run {run.id} seed {run.seed} {run.status}[/] after {len(epochs)} epoch(s)"
+        point = f" point {run.sweep_point}" if run.sweep_point is not None else ""
+        line = f"[{style}]run {run.id}{point} seed {run.seed} {run.status}[/] after {len(epochs)} epoch(s)"
         if run.best_epoch is not None:
             line += (f": best epoch {run.best_epoch}, test auc {_fmt(run.best_test_auc)} "
                      f"acc {_fmt(run.best_test_acc)}")
         self._print(line)
-        if run.status in (FAILED, CRASHED) and run.error:
+        if run.status in (FAILED, CRASHED, PRUNED) and run.error:
             self._print(f"  {escape(run.error.splitlines()[0])}")
 
 
@@ -234,6 +235,10 @@ def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Opti
     console = _consoles(json_out)
     try:
         rec = load_recipe(recipe, overrides=set_, seeds=seeds, device=device)
+        if rec.sweep is not None:             # every point x every seed (workbench.sweep)
+            from .cli_sweeps import run_sweep
+            run_sweep(rec, json_out, checkpoint_dir, jobs, db, console)
+            return
         store = Store.open(db, create=True)
         if store.in_memory:
             raise StoreError("--db: an in-memory database cannot be shared with run processes")
@@ -298,7 +303,6 @@ def _cancel_queued(store: Store, ids: list[int]) -> None:
 
 def _launch(store: Store, rec: Any, configs: list, ids: list[int], prepared: Any, json_out: bool,
             checkpoint_dir: Optional[Path], jobs: int, console: Console) -> tuple[dict[int, str], Any]:
-    from .runner import Launcher, visible_gpus
     group = store.runs(config_hash=configs[0].config_hash())
     if not json_out:
         s = prepared.stats
@@ -309,6 +313,14 @@ def _launch(store: Store, rec: Any, configs: list, ids: list[int], prepared: Any
         note = _group_note(configs[0].config_hash(), [r for r in group if r.id not in ids], [c.seed for c in configs])
         if note:
             console.print(note, highlight=False, soft_wrap=True)
+    return _run_launcher(store, rec, configs, ids, json_out, checkpoint_dir, jobs, console)
+
+
+def _run_launcher(store: Store, rec: Any, configs: list, ids: list[int], json_out: bool,
+                  checkpoint_dir: Optional[Path], jobs: int, console: Console) -> tuple[dict[int, str], Any]:
+    """Run queued rows to their end with a Launcher, reporting live (a recipe's seeds, or a
+    batch of a sweep's runs): (final statuses, the launcher)."""
+    from .runner import Launcher, visible_gpus
     gpus = visible_gpus(rec.base.device)
     checkpoints = {}
     if checkpoint_dir is not None:
@@ -362,6 +374,7 @@ def runs_command(status: Optional[List[str]] = typer.Option(None, "--status", he
                  recipe: Optional[str] = typer.Option(None, "--recipe", help="Only runs of this recipe (name)."),
                  tag: Optional[List[str]] = typer.Option(None, "--tag", help="Only runs with this tag, on the run "
                                                          "or on its group (repeatable: every tag given)."),
+                 sweep: Optional[int] = typer.Option(None, "--sweep", help="Only runs of this sweep (kni sweeps)."),
                  json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
                  db: str = db_option()) -> None:
     """List runs with their live status and progress (runs whose process vanished show as crashed).
@@ -380,7 +393,9 @@ def runs_command(status: Optional[List[str]] = typer.Option(None, "--status", he
             return
         _fail(e)
     try:
-        runs = store.runs(status=statuses or None, dataset=dataset, recipe=recipe)
+        if sweep is not None:
+            store.get_sweep(sweep)
+        runs = store.runs(status=statuses or None, dataset=dataset, recipe=recipe, sweep=sweep)
     except KniError as e:
         _fail(e)
     if tag:
@@ -397,7 +412,8 @@ def runs_command(status: Optional[List[str]] = typer.Option(None, "--status", he
         table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
     for r in runs:
         st = Store.effective_status(r)
-        table.add_row(str(r.id), r.recipe, r.dataset, r.model, str(r.seed), _status_cell(r, st),
+        recipe_cell = r.recipe + (f" [dim]s{r.sweep_id}.p{r.sweep_point}[/]" if r.sweep_id is not None else "")
+        table.add_row(str(r.id), recipe_cell, r.dataset, r.model, str(r.seed), _status_cell(r, st),
                       f"{r.n_epochs}/{r.max_epochs}", *_progress_cells(r, st), str(r.best_epoch or "-"),
                       _fmt(r.best_test_auc), escape(_tags_text(r)), r.config_hash[:8], _duration(r))
     if runs:
@@ -411,8 +427,8 @@ def runs_command(status: Optional[List[str]] = typer.Option(None, "--status", he
     else:
         _out().print("no runs match" + (" (filters: " + ", ".join(
             f"{k} {v}" for k, v in (("--status", ",".join(statuses)), ("--dataset", dataset), ("--recipe", recipe),
-                                    ("--tag", ",".join(tag or [])))
-            if v) + ")" if (statuses or dataset or recipe or tag) else ""))
+                                    ("--tag", ",".join(tag or [])), ("--sweep", sweep))
+            if v is not None and v != "") + ")" if (statuses or dataset or recipe or tag or sweep is not None) else ""))
 
 
 def _status_cell(run: Run, status: str) -> Text:
@@ -553,8 +569,13 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
         head.add_row("code", f"kni-workbench {run.package_version or '?'}, commit {run.git_commit or '?'}")
     if run.recipe_path:
         head.add_row("recipe file", run.recipe_path)
+    if run.sweep_id is not None:
+        from .sweep import params_text
+        head.add_row("sweep", f"sweep {run.sweep_id}, point {run.sweep_point}: {params_text(run.params)}  "
+                              f"(kni compare --sweep {run.sweep_id})")
     if run.error:
-        head.add_row("error", Text(run.error, style="red"))
+        head.add_row("pruned" if run.status == PRUNED else "error",
+                     Text(run.error, style="cyan" if run.status == PRUNED else "red"))
     if damage:
         head.add_row("damaged", Text("unreadable or out-of-range values, shown as '-' and left out of every "
                                      "mean: " + "; ".join(damage), style="bold red"))
@@ -616,9 +637,9 @@ def topk_table(t: TopK, best_epoch: int | None) -> Any:
 
 
 def _selection(store: Store, run_ids: List[int], recipe: Optional[str], all_: bool, dataset: Optional[str],
-               status: Optional[List[str]], at: str) -> tuple[list[cmp.RunPoint], str | int]:
+               status: Optional[List[str]], at: str, sweep: Optional[int] = None) -> tuple[list[cmp.RunPoint], str | int]:
     at_value = cmp.parse_at(at)
-    runs = cmp.select_runs(store, ids=run_ids, recipe=recipe, all_=all_, dataset=dataset, status=status)
+    runs = cmp.select_runs(store, ids=run_ids, recipe=recipe, all_=all_, dataset=dataset, status=status, sweep=sweep)
     return cmp.points(store, runs, at_value), at_value
 
 
@@ -634,15 +655,18 @@ def _at_text(at: str | int, pts: list[cmp.RunPoint]) -> str:
 @app.command("compare")
 def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (default: every run)."),
                     recipe: Optional[str] = typer.Option(None, "--recipe", help="The runs of this recipe."),
+                    sweep: Optional[int] = typer.Option(None, "--sweep", help="Rank the points of this sweep "
+                                                        "(kni sweeps lists them) and show which keys matter."),
                     all_: bool = typer.Option(False, "--all", help="Every run (the default without ids or --recipe)."),
                     dataset: Optional[str] = typer.Option(None, "--dataset", help="Only runs of this dataset."),
                     status: Optional[List[str]] = typer.Option(None, "--status", help="Statuses that count "
                                                                "(default completed,running; 'all' for every one)."),
                     group_by: Optional[str] = typer.Option(None, "--group-by", help="config | dataset | model | "
                                                            "recipe (default config; model with --matrix)."),
-                    metric: str = typer.Option("test_auc", "--metric", help="Metric to rank, test and tabulate: "
-                                               "test_auc, valid_auc, ..., or a top-N metric (recall@20, "
-                                               "precision@10, f1@5, full_recall@20, full_ndcg@20)."),
+                    metric: Optional[str] = typer.Option(None, "--metric", help="Metric to rank, test and tabulate: "
+                                                         "test_auc (the default; valid_auc with --sweep), valid_auc, ..., "
+                                                         "or a top-N metric (recall@20, precision@10, f1@5, "
+                                                         "full_recall@20, full_ndcg@20)."),
                     at: str = typer.Option("best", "--at", help="best | last | N | original (the original's test-based selection and "
                                                "early stopping, replayed on the stored test metrics): the epoch each "
                                                "run contributes."),
@@ -655,6 +679,14 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
                     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
                     db: str = db_option()) -> None:
     """One row per group of seeds: n, mean ± std of AUC / logloss / accuracy, best epoch, time per epoch."""
+    if sweep is not None:
+        from .cli_sweeps import compare_sweep
+        if run_ids or recipe or all_ or matrix or paired or group_by:
+            _fail("--sweep ranks one sweep's points; it takes no run ids, --recipe, --all, --matrix, --paired "
+                  "or --group-by")
+        compare_sweep(_open(db), sweep, metric or "valid_auc", at, status, dataset, json_out)
+        return
+    metric = metric or "test_auc"
     group_by = group_by or ("model" if matrix else "config")
     store = _open(db)
     try:
@@ -830,6 +862,7 @@ def export_command(run_ids: List[int] = typer.Argument(None, help="Run ids (defa
                    csv_path: str = typer.Option(..., "--csv", help="Output file; '-' writes to stdout."),
                    groups_: bool = typer.Option(False, "--groups", help="One row per group instead of per run."),
                    recipe: Optional[str] = typer.Option(None, "--recipe", help="The runs of this recipe."),
+                   sweep: Optional[int] = typer.Option(None, "--sweep", help="The runs of this sweep."),
                    all_: bool = typer.Option(False, "--all", help="Every run (the default)."),
                    dataset: Optional[str] = typer.Option(None, "--dataset", help="Only runs of this dataset."),
                    status: Optional[List[str]] = typer.Option(None, "--status", help="Statuses that count "
@@ -846,7 +879,7 @@ def export_command(run_ids: List[int] = typer.Argument(None, help="Run ids (defa
         if group_by not in cmp.GROUP_BY:
             raise cmp.CompareError(f"--group-by: expected one of {', '.join(cmp.GROUP_BY)}; got {group_by!r}")
         store.refresh_crashed()
-        pts, at_value = _selection(store, run_ids or [], recipe, all_, dataset, status, at)
+        pts, at_value = _selection(store, run_ids or [], recipe, all_, dataset, status, at, sweep)
         if groups_:
             rows = cmp.group_rows(cmp.group_points(pts, group_by), at_value)
             columns = (*cmp.GROUP_COLUMNS, *cmp.topk_columns(rows, ("_mean", "_std")))
@@ -940,3 +973,4 @@ def cancel_command(run_ids: List[int] = typer.Argument(..., help="Run ids to can
 
 
 from . import cli_notes  # noqa: E402,F401  (kni tag | note | diff; needs the helpers above)
+from . import cli_sweeps  # noqa: E402,F401  (kni sweeps; it imports names defined above)

@@ -42,6 +42,21 @@ metrics like the others for ``--metric``, groups, the matrix and paired tests: `
 epoch with ``--at best``; other epochs only have one with ``eval.topk.every``). A run without
 it counts as missing for that metric.
 
+Sweeps
+------
+``kni compare --sweep ID`` (:func:`rank_sweep`) takes the runs of one sweep; each *point* is a
+configuration group (one config hash), named by its number in the sweep and the values of the
+swept keys. Points are ranked by ``--metric`` (default ``valid_auc``: ranking on the test set
+would select on it), mean ± std over the seeds at ``--at`` (default: each run's best epoch,
+which training selects on validation). A *pruned* run counts like a completed one at its best
+epoch among the epochs it ran (so a pruned point ranks by what it reached; the table says how
+many of its seeds were pruned); a completed run of the same seed counts before it. Failed,
+cancelled and crashed runs do not count and are counted per point. *Which keys matter*
+(:func:`key_effects`): for each swept key, the mean of the points' means per value of the key
+(numeric keys with more than :data:`EFFECT_LEVELS` values are cut into that many equal-count
+bins) and the spread between the best and the worst value; a larger spread means the key moves
+the metric more (over these points: it is a summary, not a test).
+
 Statistics
 ----------
 - mean and *sample* standard deviation (``ddof = 1``; undefined for one seed);
@@ -73,7 +88,7 @@ epoch chosen by ``--at``; empty cells are undefined values (no such epoch, NaN m
     model             KNI (with knowledge graph), NI (model.kg: false), MF, RippleNet or KGCN
     config_hash       hash of the resolved config without seed and device (the group key)
     seed              run seed
-    status            queued, running, completed, failed, cancelled or crashed
+    status            queued, running, completed, failed, cancelled, crashed or pruned
     counts            true when the row's values enter its group's mean ± std: the run is the one
                       counted for its seed in its configuration (see "One run per seed") and it
                       has an epoch at --at; false for superseded runs, pending re-runs and runs
@@ -142,18 +157,21 @@ from kni_core import protocol
 from kni_core.config import canonical, stable_hash
 from kni_core.errors import KniError
 
-from .store import COMPLETED, LIVE, RUNNING, STATUSES, Epoch, Run, Store, StoreError
+from .store import COMPLETED, LIVE, PRUNED, RUNNING, STATUSES, Epoch, Run, Store, StoreError, Sweep
 
 __all__ = ["CompareError", "METRICS", "TOPK_FAMILIES", "is_topk_metric", "topk_columns", "GROUP_BY",
            "RUN_COLUMNS", "GROUP_COLUMNS", "parse_at", "RunPoint",
            "group_id", "GROUP_ID_LENGTH", "ALPHA", "min_pvalue", "seeds_needed",
            "Group", "PairedResult", "mean_std", "sign_flip_pvalue", "bootstrap_ci", "paired_test", "points",
            "group_points", "resolve_group", "matrix", "run_rows", "group_rows", "write_csv", "select_runs",
-           "lower_is_better", "EXACT_MAX_SEEDS", "MC_PATTERNS", "BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED"]
+           "lower_is_better", "EXACT_MAX_SEEDS", "MC_PATTERNS", "BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED",
+           "SweepPoint", "KeyEffect", "SweepRanking", "sweep_points", "key_effects", "rank_sweep", "EFFECT_LEVELS",
+           "stored_best", "sweep_rows"]
 
 METRICS = ("train_loss", "valid_auc", "valid_logloss", "valid_acc", "test_auc", "test_logloss", "test_acc")
 GROUP_BY = ("config", "dataset", "model", "recipe")
-DEFAULT_STATUSES = (COMPLETED, RUNNING)
+#: Statuses that count unless --status says otherwise (a pruned run counts at its best epoch).
+DEFAULT_STATUSES = (COMPLETED, RUNNING, PRUNED)
 #: Up to this many shared seeds the permutation test enumerates every sign pattern.
 EXACT_MAX_SEEDS = 20
 MC_PATTERNS = 200_000
@@ -381,12 +399,16 @@ def choose_epoch(run: Run, epochs: Sequence[Epoch], at: str | int) -> Epoch | No
 
 
 def select_runs(store: Store, *, ids: Sequence[int] = (), recipe: str | None = None, all_: bool = False,
-                dataset: str | None = None, status: Sequence[str] | None = None) -> list[Run]:
+                dataset: str | None = None, status: Sequence[str] | None = None,
+                sweep: int | None = None) -> list[Run]:
     """The runs a compare / export selection names (ids must exist)."""
-    given = sum(bool(x) for x in (ids, recipe, all_))
+    given = sum(bool(x) for x in (ids, recipe, all_, sweep is not None))
     if given > 1:
-        raise CompareError("give run ids, --recipe or --all, not several")
+        raise CompareError("give run ids, --recipe, --sweep or --all, not several")
     statuses = _statuses(status, explicit_ids=bool(ids))
+    if sweep is not None:
+        store.get_sweep(sweep)                            # a clear error for an unknown sweep
+        return store.runs(sweep=sweep, dataset=dataset, status=statuses)
     if ids:
         missing = store.missing(ids)
         if missing:
@@ -809,3 +831,170 @@ def csv_text(rows: Sequence[dict], columns: Sequence[str]) -> str:
     buf = io.StringIO()
     write_csv(rows, columns, buf)
     return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# sweeps
+
+#: Numeric keys with more distinct values than this are cut into this many bins (key effects).
+EFFECT_LEVELS = 3
+
+
+@dataclass
+class SweepPoint:
+    """One point of a sweep: its number, values, the group of its counted runs and the
+    statuses of all its runs."""
+
+    number: int
+    params: dict
+    group: Group | None                          # None: no run of the point counts (yet)
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def statuses(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.runs:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+    @property
+    def pruned(self) -> int:
+        """Seeds whose counted run was pruned."""
+        return sum(1 for m in (self.group.members if self.group else []) if m.run.status == PRUNED)
+
+    @property
+    def n(self) -> int:
+        return self.group.n if self.group else 0
+
+    def stat(self, metric: str) -> tuple[float, float]:
+        return self.group.stat(metric) if self.group else (math.nan, math.nan)
+
+    @property
+    def config_hash(self) -> str:
+        return self.runs[0].config_hash if self.runs else ""
+
+    @property
+    def id(self) -> str:
+        return group_id(self.config_hash)
+
+
+@dataclass
+class KeyEffect:
+    """How one swept key moves the metric: ``levels`` are (value or bin, mean of the points'
+    means, number of points with a mean)."""
+
+    key: str
+    levels: list[tuple[str, float, int]]
+    spread: float                                # best level - worst level (NaN with fewer than 2)
+
+
+@dataclass
+class SweepRanking:
+    sweep: Sweep
+    points: list[SweepPoint]                     # ranked, points without a value last
+    keys: list[str]
+    metric: str
+    at: str | int
+    effects: list[KeyEffect]
+
+    @property
+    def best(self) -> SweepPoint | None:
+        return self.points[0] if self.points and math.isfinite(self.points[0].stat(self.metric)[0]) else None
+
+
+def _rank(points: list[SweepPoint], metric: str) -> list[SweepPoint]:
+    def key(p: SweepPoint) -> tuple:
+        mean = p.stat(metric)[0]
+        if not math.isfinite(mean):
+            return (1, 0.0, p.number)
+        return (0, mean if lower_is_better(metric) else -mean, p.number)
+    return sorted(points, key=key)
+
+
+def sweep_points(all_runs: Sequence[Run], pts: Sequence[RunPoint], metric: str) -> list[SweepPoint]:
+    """The points of one sweep, ranked by ``metric``: ``all_runs`` are every run of the sweep
+    (for the statuses), ``pts`` the runs that may count (with their epoch at ``--at``)."""
+    by_number: dict[int, SweepPoint] = {}
+    for r in sorted(all_runs, key=lambda r: r.id):
+        number = r.sweep_point if r.sweep_point is not None else 0
+        by_number.setdefault(number, SweepPoint(number, r.params, None)).runs.append(r)
+    for g in group_points(pts, "config"):
+        member = (g.members or g.without_point)[0].run
+        point = by_number.setdefault(member.sweep_point or 0, SweepPoint(member.sweep_point or 0, member.params, None))
+        point.group = g
+    return _rank(list(by_number.values()), metric)
+
+
+def _level_label(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else json.dumps(v)
+
+
+def key_effects(points: Sequence[SweepPoint], keys: Sequence[str], metric: str) -> list[KeyEffect]:
+    """Per swept key, the mean of the points' means for each of its values (or value bins),
+    sorted by spread, the keys that matter most first."""
+    scored = [(p, p.stat(metric)[0]) for p in points]
+    scored = [(p, m) for p, m in scored if math.isfinite(m)]
+    out = []
+    for key in keys:
+        values = [(p.params.get(key), m) for p, m in scored if key in p.params]
+        distinct = {json.dumps(v, sort_keys=True) for v, _ in values}
+        numeric = values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v, _ in values)
+        levels: list[tuple[str, float, int]] = []
+        if numeric and len(distinct) > EFFECT_LEVELS:
+            ordered = sorted(values, key=lambda vm: vm[0])
+            for chunk in np.array_split(np.arange(len(ordered)), EFFECT_LEVELS):
+                part = [ordered[i] for i in chunk]
+                if part:
+                    label = f"{_level_label(part[0][0])}..{_level_label(part[-1][0])}"
+                    levels.append((label, float(np.mean([m for _, m in part])), len(part)))
+        else:
+            groups: dict[str, list[float]] = {}
+            for v, m in sorted(values, key=lambda vm: vm[0]) if numeric else values:
+                groups.setdefault(_level_label(v), []).append(m)
+            levels = [(lbl, float(np.mean(ms)), len(ms)) for lbl, ms in groups.items()]
+        means = [m for _, m, _ in levels]
+        spread = (max(means) - min(means)) if len(means) > 1 else math.nan
+        out.append(KeyEffect(key, levels, spread))
+    out.sort(key=lambda e: (not math.isfinite(e.spread), -(e.spread if math.isfinite(e.spread) else 0.0)))
+    return out
+
+
+def stored_best(run: Run) -> Any:
+    """The run's selected epoch as its row stores it (``best_*``), standing in for the epoch row
+    where epoch rows are not at hand (the workbench's sweep views); None before any epoch. Only
+    the metrics at the best epoch are there: ``--at best``, no seconds, no training loss."""
+    if run.best_epoch is None:
+        return None
+    from types import SimpleNamespace
+    return SimpleNamespace(epoch=run.best_epoch, train_loss=None, train_seconds=None, eval_seconds=None,
+                           **{m: getattr(run, f"best_{m}") for m in METRICS if m != "train_loss"})
+
+
+def rank_sweep(store: Store, sweep_id: int, *, metric: str = "valid_auc", at: str | int = "best",
+               status: Sequence[str] | None = None, dataset: str | None = None) -> SweepRanking:
+    """The points of sweep ``sweep_id`` ranked (see "Sweeps" in the module docstring)."""
+    sweep = store.get_sweep(sweep_id)
+    all_runs = store.runs(sweep=sweep_id, dataset=dataset)
+    statuses = _statuses(status, explicit_ids=False)
+    counted = [r for r in all_runs if statuses is None or r.status in statuses]
+    pts = points(store, counted, at)
+    ranked = sweep_points(all_runs, pts, metric)
+    keys = list(dict.fromkeys(k for p in ranked for k in p.params))
+    return SweepRanking(sweep, ranked, keys, metric, at, key_effects(ranked, keys, metric))
+
+
+def sweep_rows(ranking: SweepRanking) -> list[dict]:
+    """JSON rows of a ranking (``kni compare --sweep --json``)."""
+    rows = []
+    for rank, p in enumerate(ranking.points, start=1):
+        row: dict[str, Any] = {"rank": rank, "point": p.number, "group": p.id, "config_hash": p.config_hash,
+                               "params": p.params, "n": p.n, "seeds": p.group.seeds if p.group else [],
+                               "pruned": p.pruned, "statuses": p.statuses,
+                               "run_ids": [r.id for r in p.runs]}
+        for m in METRICS:
+            mean, std = p.stat(m)
+            row[f"{m}_mean"], row[f"{m}_std"] = _j(mean), _j(std)
+        e_mean, e_std = p.group.epoch_stat() if p.group else (math.nan, math.nan)
+        row["epoch_mean"], row["epoch_std"] = _j(e_mean), _j(e_std)
+        rows.append(row)
+    return rows

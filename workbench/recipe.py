@@ -23,6 +23,10 @@ The keys of ``model`` are those of the model ``model.name`` names (:data:`kni_co
 ``kni`` when it is absent), checked once the name is final (an override may change it), so a key
 of another model is reported at its own line. ``eval.topk`` is a nested section whose keys are
 written under it or set as ``--set eval.topk.KEY=VALUE``.
+
+A ``sweep:`` section (:mod:`workbench.sweep`) varies keys over points; its values are checked
+with the same rules, each at its own line, and every point of a grid or random sweep is checked
+whole. ``--set`` applies to every point; setting a key the sweep varies is a mistake.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -42,11 +47,13 @@ from kni_core.config import (MAX_SEED, MODEL_CONFIGS, SECTIONS, RunConfig, check
                              model_config_class, section_class, subsection)
 from kni_core.errors import ConfigError
 
+from .sweep import SweepReader, SweepSpec, apply_params, params_text
+
 __all__ = ["Recipe", "RecipeError", "find_recipes", "load_recipe", "parse_recipe", "parse_seeds",
            "TOP_KEYS", "MAX_SEEDS"]
 
 #: Keys allowed at the top level of a recipe, in the order they are usually written.
-TOP_KEYS: tuple[str, ...] = ("name", "description", "dataset", "model", "train", "eval", "seeds", "device")
+TOP_KEYS: tuple[str, ...] = ("name", "description", "dataset", "model", "train", "eval", "seeds", "device", "sweep")
 #: Top-level keys that hold a single value (as opposed to a section).
 _SCALAR_KEYS = ("name", "description", "seeds", "device")
 #: Upper bound on the number of seeds of one recipe (guards against ``1..100000000``).
@@ -131,6 +138,14 @@ class Recipe:
     seeds: list[int]
     device: str
     base: RunConfig
+    #: The ``sweep:`` section (None: a plain recipe, one configuration).
+    sweep: SweepSpec | None = None
+
+    def config_for_point(self, params: dict, seed: int) -> RunConfig:
+        """The configuration of one sweep point (``{dotted key: value}``) for ``seed``."""
+        cfg = apply_params(self.base, params)
+        cfg.seed = seed
+        return cfg.validate()
 
     def config_for(self, seed: int) -> RunConfig:
         """A copy of ``base`` with ``seed`` (any non-negative integer, not only one of ``seeds``)."""
@@ -146,7 +161,7 @@ class Recipe:
         return {"name": self.name, "path": self.path, "description": self.description,
                 "seeds": list(self.seeds), "device": self.device,
                 "config_hash": self.base.config_hash(), "config": self.base.to_dict(),
-                "text": self.text}
+                "text": self.text, "sweep": self.sweep.to_dict() if self.sweep is not None else None}
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,6 +328,10 @@ class _Builder:
         # model keys as constructed, with their nodes: checked again once model.name is final
         self.model_raw: dict[str, tuple[Any, yaml.Node | None]] = {}
         self.constructor = yaml.SafeLoader("")
+        self.sweep: SweepSpec | None = None
+        self.sweep_reader: SweepReader | None = None
+        self.swept: dict[str, int | None] = {}            # swept key -> line
+        self.overridden: dict[str, str] = {}              # key set by --set -> the override
 
     @property
     def model_name(self) -> str:
@@ -371,6 +390,10 @@ class _Builder:
                     raise self.fail(key, f"unknown key; {_suggest(key, TOP_KEYS)}", line)
                 if key in SECTIONS:
                     self.read_section(key, value_node, line)
+                elif key == "sweep":
+                    self.where[key] = (line, None)
+                    self.sweep_reader = SweepReader(self)
+                    self.sweep = self.sweep_reader.read(value_node, line)
                 else:
                     self.set_node(key, value_node, line=line)
             except RecipeError as e:
@@ -491,6 +514,61 @@ class _Builder:
         self.values[key] = value
         self.where[key] = (line, origin)
 
+    # -- sweep values (workbench.sweep.SweepReader) --------------------------------------------
+    def sweep_field(self, key: str, where: str, line: int | None) -> dataclasses.Field:
+        """The schema field of a swept ``SECTION.KEY``; a mistake names ``where``."""
+        section = key.split(".", 1)[0]
+        if section not in SECTIONS or "." not in key:
+            raise self.fail(where, f"unknown section '{section}'; {_suggest(section, SECTIONS)}", line)
+        if key == "model.name":
+            raise self.fail(where, "model.name cannot be swept (each model has its own keys); "
+                                   "write one recipe per model", line)
+        f = self.field_of(key)
+        if f is None or subsection(f) is not None:
+            parent, name = key.rsplit(".", 1)
+            holder = section_class(section, self.model_name) if parent == section else \
+                (subsection(self.field_of(parent)) if self.field_of(parent) is not None else None)
+            fields = list(_fields(holder)) if holder is not None else []
+            raise self.fail(where, f"{key} is not a recipe key; {_suggest(name, fields)}", line)
+        return f
+
+    def sweep_value(self, key: str, node: yaml.Node, line: int | None) -> Any:
+        """A value of swept ``key`` checked and normalised as the recipe's own value would be."""
+        f = self.sweep_field(key, key, line)
+        value = self.construct(f"sweep.{key}", node, line, None)
+        value = self.coerce(f, value, node)
+        self.check_field(key, f, value, node, line, None)
+        return self.normalise(f, value)
+
+    def check_points(self, base: RunConfig) -> None:
+        """Every grid / random point whole (the rules between keys), each mistake at the line
+        of the swept value behind it."""
+        assert self.sweep is not None and self.sweep_reader is not None
+        reader = self.sweep_reader
+        method = "grid" if self.sweep.grid else "random"
+        seen: set[tuple[str | None, str]] = set()
+        for params in self.sweep.points():
+            for problem in apply_params(base, params).problems():
+                message = str(problem)
+                m = _ERROR_KEY.match(message)
+                key = m.group(1) if m else None
+                if m:
+                    message = m.group(2)
+                swept = next((k for k in params if key is not None and _covers(k, key)), None)
+                if swept is not None and swept in self.sweep.grid:
+                    where = f"sweep.grid.{swept}"
+                    line = reader.value_lines.get((swept, json.dumps(params[swept], sort_keys=True)))
+                elif swept is not None:
+                    where = f"sweep.random.space.{swept}"
+                    line = reader.lines.get(where)
+                    message = f"a drawn point ({params_text(params, 60)}): {message}"
+                else:
+                    where, line = f"sweep.{method}", self.where.get("sweep", (None, None))[0]
+                    message = f"point {params_text(params, 60)}: {key + ': ' if key else ''}{message}"
+                if (where, message) not in seen:
+                    seen.add((where, message))
+                    self.record(self.fail(where, message, line))
+
     def set_scalar(self, key: str, value: Any, origin: str) -> None:
         try:
             self.check_top(key, value, None, origin)
@@ -604,6 +682,7 @@ class _Builder:
             self.record(e)
             return
         self.clear(key)
+        self.overridden[key] = origin
 
     def override(self, text: Any, origin: str) -> str:
         expected = "expected SECTION.KEY=VALUE (e.g. model.kg=false)"
@@ -611,6 +690,9 @@ class _Builder:
             raise self.fail(None, expected, origin=origin)
         key, _, value_text = text.partition("=")
         key = key.strip()
+        if key == "sweep" or key.startswith("sweep."):
+            raise self.fail(key, "the sweep section cannot be set from the command line; edit the recipe "
+                                 "(--set applies to every point of a sweep)", origin=origin)
         if "." not in key:
             if key in SECTIONS:
                 raise self.fail(key, f"{expected}; '{key}' is a section, set one of its keys", origin=origin)
@@ -725,13 +807,19 @@ class _Builder:
                 continue                        # already reported at the field itself
             line, origin = self.locate(key) if key else (None, None)
             self.record(self.fail(key, message, line, origin))
+        for key, origin in self.overridden.items():
+            if key in self.swept:
+                self.record(self.fail(key, f"the recipe's sweep varies {key} (line {self.swept[key]}); "
+                                           f"--set cannot fix it too: drop one of them", origin=origin))
+        if self.sweep is not None and all(_covers("sweep.prune", e.key) for e in self.errors):
+            self.check_points(base)
         if self.errors:
             order = sorted(range(len(self.errors)), key=lambda i: (
                 self.errors[i].origin is not None, self.errors[i].line is None, self.errors[i].line or 0, i))
             raise RecipeError.many([self.errors[i] for i in order])
         return Recipe(name=name, path=None if self.path.startswith("<") else self.path, text=text,
                       description=self.values.get("description"), seeds=list(seeds), device=device,
-                      base=base)
+                      base=base, sweep=self.sweep)
 
 
 def _covers(outer: str, inner: str | None) -> bool:

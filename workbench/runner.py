@@ -25,8 +25,11 @@ stall costs time, not finished epochs; past the bound the run fails with a clear
 exits with :data:`EXIT_REMOVED`. The launcher never waits on the database for long: it
 reports a run end it cannot record (``Launcher.problems``) and always obeys Ctrl-C.
 
-Lifecycle: ``queued -> running -> completed | failed | cancelled | crashed``; a queued run
-whose launcher is interrupted ends ``cancelled``, one whose launcher vanished ``crashed``.
+Lifecycle: ``queued -> running -> completed | failed | cancelled | crashed | pruned``; a queued
+run whose launcher is interrupted ends ``cancelled``, one whose launcher vanished ``crashed``.
+A run of a sweep that prunes also reports each epoch to the sweep's pruning study
+(:mod:`workbench.study`), after the epoch is stored; when the pruner says so it stops there and
+ends ``pruned`` (exit status 0), its epochs and best epoch kept.
 """
 
 from __future__ import annotations
@@ -51,9 +54,10 @@ from typing import IO, Callable, Iterator, Sequence
 from kni_core.config import RunConfig
 from kni_core.results import EpochResult, FitSummary
 
-from .store import (CANCELLED, COMPLETED, CRASHED, FAILED, HEARTBEAT_SECONDS, LIVE, QUEUED,
+from .store import (CANCELLED, COMPLETED, CRASHED, FAILED, HEARTBEAT_SECONDS, LIVE, PRUNED, QUEUED,
                     Epoch, NewRun, Run, RunGone, Store, StoreError, crash_reason, is_abandoned, owner_alive,
                     process_start, retry_write, this_host, utcnow, write_patience)
+from .sweep import OPTUNA_EXTRA, Pruned
 
 log = logging.getLogger(__name__)
 
@@ -250,6 +254,11 @@ class StoreListener:
         self.ended = True
         if isinstance(error, RunGone):       # nothing left to record into
             return
+        if isinstance(error, Pruned):        # a normal end: the pruner's reason is kept as the note
+            best = self.best
+            self._write("the pruning", lambda: self.store.finish(self.run_id, PRUNED, error=str(error), best=best),
+                        patience=END_PATIENCE)
+            return
         if isinstance(error, (Cancelled, KeyboardInterrupt)):
             how = error.args[0] if isinstance(error, Cancelled) and error.args else "SIGINT"
             self._write("the cancellation", lambda: self.store.finish(self.run_id, CANCELLED,
@@ -339,7 +348,8 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         tracker = ProgressTracker(cfg.train.epochs)
         progress = ProgressWriter(store, args.run_id, tracker)
         progress.start()
-        execute(cfg, [ProgressListener(tracker, progress), listener], checkpoint=args.checkpoint,
+        execute(cfg, [ProgressListener(tracker, progress), listener, *sweep_listeners(store, run)],
+                checkpoint=args.checkpoint,
                 progress=tracker.update)
         return 0
     except BaseException as error:            # noqa: BLE001 - recorded, then reported
@@ -348,6 +358,8 @@ def child_main(argv: Sequence[str] | None = None) -> int:
                 listener.failed(error)
             except BaseException as e2:      # noqa: BLE001
                 print(f"run {args.run_id}: could not record the end: {e2}", file=sys.stderr)
+        if isinstance(error, Pruned):
+            return 0
         if isinstance(error, RunGone) or (isinstance(error, (Cancelled, StoreError)) and removed()):
             print(f"run {args.run_id}: its row was removed from {store.where} while it ran; stopped",
                   file=sys.stderr)
@@ -365,6 +377,21 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         if heartbeat is not None:
             heartbeat.stop()
         store.close()
+
+
+def sweep_listeners(store: Store, run: Run) -> list:
+    """The listeners a run of a sweep adds (its pruning hook); none outside a pruning sweep.
+    Without Optuna here the run trains unpruned and says which extra would prune it."""
+    if run.sweep_id is None:
+        return []
+    try:
+        from .study import prune_listener
+    except ImportError:
+        log.warning("run %d: its sweep may prune, but Optuna is not installed here (%s); training unpruned",
+                    run.id, OPTUNA_EXTRA)
+        return []
+    listener = prune_listener(store, run)
+    return [listener] if listener is not None else []
 
 
 # --------------------------------------------------------------------------------------------

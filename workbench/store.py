@@ -23,6 +23,8 @@ Tables
             ``progress`` (JSON, the run process's latest position inside the current epoch:
             see :mod:`workbench.progress`), ``peak_rss_mb``, ``cpu_threads``, ``gpu_name`` and
             ``peak_gpu_mb`` (resources, written by the run process).
+            A run of a sweep also has ``sweep_id``, ``sweep_point`` (the point's number in its
+            sweep, from 1) and ``sweep_params`` (JSON: the swept keys and the point's values).
 ``epochs``  one row per finished epoch: ``run_id``, ``epoch`` (1-based), ``train_loss``,
             ``valid_auc``/``valid_logloss``/``valid_acc``, ``test_auc``/``test_logloss``/
             ``test_acc``, ``train_seconds``, ``eval_seconds``, ``created_at``. Metrics that are
@@ -33,17 +35,27 @@ Tables
             cap), with ``users``, ``seed``, ``n_eval``, ``seconds`` and ``metrics`` (JSON:
             ``{"precision@10": ..., "recall@20": ..., "f1@5": ..., "full_recall@20": ...,
             "full_ndcg@20": ...}``), ``created_at``.
-``tags``    (schema version 5) user tags: ``target`` (``run:ID`` or ``group:CONFIG_HASH``), ``tag``, ``created_at``.
+``tags``    (schema version 5) user tags: ``target`` (``run:ID`` or ``group:CONFIG_HASH``),
+            ``tag``, ``created_at``.
 ``notes``   user notes on groups: ``target`` (``group:CONFIG_HASH``), ``text``, ``updated_at``
             (a run's note is ``runs.note``).
 
 Tags and notes are the user's own annotations: ``kni tag`` / ``kni note`` and the TUI (on a
 user's action) write them; no run process does.
+``sweeps``  (schema version 6) one row per sweep (:mod:`workbench.sweep`): ``id``, ``name`` (the recipe's),
+            ``recipe_path``, ``recipe_text``, ``method`` (``grid``, ``random``, ``grid+random``
+            or ``tpe``), ``spec`` (JSON: the validated ``sweep:`` section), ``seeds`` (JSON),
+            ``planned`` (points), ``prune`` (the pruner, or NULL), ``created_at`` and
+            ``finished_at`` (written by the process that drove the sweep when it ends).
+``sweep_journal``  Optuna's journal of a sweep's studies (the TPE search and the pruner):
+            ``sweep_id``, ``seq`` (0, 1, 2... without gaps per sweep) and ``log`` (one JSON
+            operation of :class:`optuna.storages.JournalStorage`); see :mod:`workbench.study`.
 
 Statuses: ``queued`` (row written by the launcher, process not started yet), ``running``,
 ``completed``, ``failed`` (exception; ``error`` and ``traceback`` set), ``cancelled``
 (SIGINT/SIGTERM; finished epochs kept), ``crashed`` (the process vanished without writing an
-end: kill -9, power cut, out-of-memory killer).
+end: kill -9, power cut, out-of-memory killer), ``pruned`` (a sweep's pruner stopped it after
+an epoch: its epochs are kept, its best epoch is recorded as for a completed run).
 
 Crash detection
 ---------------
@@ -134,11 +146,12 @@ from sqlalchemy.types import TypeDecorator
 
 from kni_core.errors import KniError
 
-from .statuses import CANCELLED, COMPLETED, CRASHED, FAILED, FINAL, LIVE, QUEUED, RUNNING, STATUSES
+from .statuses import CANCELLED, COMPLETED, CRASHED, FAILED, FINAL, LIVE, PRUNED, QUEUED, RUNNING, STATUSES
 
 __all__ = ["Store", "StoreError", "RunGone", "Run", "Epoch", "TopK", "topk_to_dict", "SCHEMA_VERSION",
            "MIGRATIONS", "STATUSES", "LIVE", "FINAL", "QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED",
-           "CRASHED", "HEARTBEAT_SECONDS", "stale_seconds", "abandoned_seconds", "write_patience",
+           "CRASHED", "PRUNED", "Sweep", "sweep_to_dict", "HEARTBEAT_SECONDS", "stale_seconds",
+           "abandoned_seconds", "write_patience",
            "retry_write", "pid_alive", "process_start", "process_matches", "resolve_url", "run_to_dict",
            "epoch_to_dict", "METRIC_FIELDS", "DEFAULT_DB", "MAX_ID", "this_host", "utcnow", "RESOURCE_FIELDS",
            "run_target", "group_target", "check_tag", "Tag", "Note"]
@@ -425,6 +438,10 @@ class Run(Base):
     cpu_threads: Mapped[int | None] = mapped_column(Integer)
     gpu_name: Mapped[str | None] = mapped_column(String(200))
     peak_gpu_mb: Mapped[float | None] = mapped_column(Float)
+    # schema version 6: sweeps
+    sweep_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    sweep_point: Mapped[int | None] = mapped_column(Integer)
+    sweep_params: Mapped[str | None] = mapped_column(Text)
 
     #: Number of stored epoch rows; filled by the Store's queries (not a column).
     n_epochs = 0
@@ -439,6 +456,15 @@ class Run(Base):
     @property
     def config(self) -> dict:
         return json.loads(self.config_json)
+
+    @property
+    def params(self) -> dict:
+        """The swept keys and this run's point values (empty outside a sweep or when unreadable)."""
+        try:
+            value = json.loads(self.sweep_params) if self.sweep_params else {}
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
 
     def __repr__(self) -> str:
         return f"Run(id={self.id}, recipe={self.recipe!r}, seed={self.seed}, status={self.status!r})"
@@ -486,6 +512,51 @@ class TopK(Base):
 
     def __repr__(self) -> str:
         return f"TopK(run_id={self.run_id}, epoch={self.epoch}, protocol={self.protocol!r})"
+
+
+class Sweep(Base):
+    __tablename__ = "sweeps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    recipe_path: Mapped[str | None] = mapped_column(Text)
+    recipe_text: Mapped[str] = mapped_column(Text)
+    method: Mapped[str] = mapped_column(String(40))
+    spec: Mapped[str] = mapped_column(Text)
+    seeds: Mapped[str] = mapped_column(Text)
+    planned: Mapped[int] = mapped_column(Integer)
+    prune: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @property
+    def spec_dict(self) -> dict:
+        try:
+            value = json.loads(self.spec)
+        except ValueError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def seed_list(self) -> list[int]:
+        try:
+            value = json.loads(self.seeds)
+        except ValueError:
+            return []
+        return [int(s) for s in value] if isinstance(value, list) else []
+
+    def __repr__(self) -> str:
+        return f"Sweep(id={self.id}, name={self.name!r}, method={self.method!r})"
+
+
+class SweepLog(Base):
+    """One operation of Optuna's journal of a sweep's studies (see :mod:`workbench.study`)."""
+
+    __tablename__ = "sweep_journal"
+
+    sweep_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    log: Mapped[str] = mapped_column(Text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -655,6 +726,33 @@ def _migrate_5(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _migrate_6(conn: Connection) -> None:
+    """Sweeps (issue 9): the sweeps table, each run's sweep and point, and the journal of the
+    sweeps' Optuna studies. The ``pruned`` status needs no change (statuses are text)."""
+    _add_column(conn, "runs", Column("sweep_id", Integer))
+    _add_column(conn, "runs", Column("sweep_point", Integer))
+    _add_column(conn, "runs", Column("sweep_params", Text))
+    conn.execute(text("CREATE INDEX ix_runs_sweep_id ON runs (sweep_id)"))
+    md = MetaData()
+    Table("sweeps", md,
+          Column("id", Integer, primary_key=True, autoincrement=True),
+          Column("name", String(200), nullable=False, index=True),
+          Column("recipe_path", Text),
+          Column("recipe_text", Text, nullable=False),
+          Column("method", String(40), nullable=False),
+          Column("spec", Text, nullable=False),
+          Column("seeds", Text, nullable=False),
+          Column("planned", Integer, nullable=False),
+          Column("prune", String(40)),
+          Column("created_at", DateTime),
+          Column("finished_at", DateTime))
+    Table("sweep_journal", md,
+          Column("sweep_id", Integer, primary_key=True, autoincrement=False),
+          Column("seq", Integer, primary_key=True, autoincrement=False),
+          Column("log", Text, nullable=False))
+    md.create_all(conn)
+
+
 #: (version reached, what it does, the step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "first layout: meta, runs, epochs", _migrate_1),
@@ -662,6 +760,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (3, "runs.pid_start", _migrate_3),
     (4, "topk: top-N results per run, epoch and protocol", _migrate_4),
     (5, "runs.note/progress/peak_rss_mb/cpu_threads/gpu_name/peak_gpu_mb, tables tags and notes", _migrate_5),
+    (6, "sweeps: tables sweeps and sweep_journal, runs.sweep_id/sweep_point/sweep_params", _migrate_6),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -825,6 +924,9 @@ class NewRun:
     recipe_path: str | None = None
     package_version: str | None = None
     git_commit: str | None = None
+    sweep_id: int | None = None
+    sweep_point: int | None = None
+    sweep_params: str | None = None           # JSON
 
 
 class Store:
@@ -1015,7 +1117,8 @@ class Store:
                       pid=pid, pid_start=process_start(pid) if host == this_host() else None, host=host,
                       created_at=now, heartbeat_at=now, max_epochs=new.max_epochs,
                       select_on=new.select_on, stopped_early=False,
-                      package_version=new.package_version, git_commit=new.git_commit)
+                      package_version=new.package_version, git_commit=new.git_commit,
+                      sweep_id=new.sweep_id, sweep_point=new.sweep_point, sweep_params=new.sweep_params)
             s.add(run)
             s.flush()
             return run.id
@@ -1146,10 +1249,10 @@ class Store:
 
     def runs(self, *, ids: Iterable[int] | None = None, status: Iterable[str] | str | None = None,
              dataset: str | None = None, recipe: str | None = None, config_hash: str | None = None,
-             order: str = "id") -> list[Run]:
-        """Runs matching every given filter (``status``/``dataset``/``recipe`` exact, several
-        statuses allowed), each with ``n_epochs`` set, ordered by id. In a read-only store a
-        live row whose process is gone comes back crashed (status and error; not stored)."""
+             order: str = "id", sweep: int | None = None) -> list[Run]:
+        """Runs matching every given filter (``status``/``dataset``/``recipe``/``sweep`` exact,
+        several statuses allowed), each with ``n_epochs`` set, ordered by id. In a read-only
+        store a live row whose process is gone comes back crashed (status and error; not stored)."""
         wanted = None if not status else ([status] if isinstance(status, str) else list(status))
         count = (select(Epoch.run_id, func.count().label("n")).group_by(Epoch.run_id).subquery())
         q = select(Run, func.coalesce(count.c.n, 0)).outerjoin(count, count.c.run_id == Run.id)
@@ -1163,6 +1266,8 @@ class Store:
             q = q.where(Run.recipe == recipe)
         if config_hash:
             q = q.where(Run.config_hash.startswith(config_hash))
+        if sweep is not None:
+            q = q.where(Run.sweep_id == sweep)
         q = q.order_by(Run.id)
         out = []
         now, stale = utcnow(), stale_seconds()
@@ -1237,6 +1342,85 @@ class Store:
         with self._read() as s:
             found = set(s.scalars(select(Run.id).where(Run.id.in_(_storable(ids)))))
         return [i for i in ids if i not in found]
+
+    # -- sweeps -------------------------------------------------------------------------
+    def create_sweep(self, *, name: str, recipe_text: str, method: str, spec: dict, seeds: Sequence[int],
+                     planned: int, prune: str | None = None, recipe_path: str | None = None) -> int:
+        """Insert a sweep (its runs are created with :meth:`create_run` and its id)."""
+        with self._write() as s:
+            sweep = Sweep(name=name, recipe_path=recipe_path, recipe_text=recipe_text, method=method,
+                          spec=json.dumps(spec, sort_keys=True), seeds=json.dumps(list(seeds)),
+                          planned=planned, prune=prune, created_at=utcnow())
+            s.add(sweep)
+            s.flush()
+            return sweep.id
+
+    def finish_sweep(self, sweep_id: int) -> None:
+        """Record that the process driving the sweep has ended (whatever its runs did)."""
+        with self._write() as s:
+            s.execute(update(Sweep).where(Sweep.id == sweep_id).values(finished_at=utcnow()))
+
+    def _has_sweeps(self) -> bool:
+        """Whether the layout has the sweeps tables (a read-only store may read an older one)."""
+        if self.writer is not None:
+            return True                         # writers upgrade on open
+        with self.reader.connect() as conn:
+            return "sweeps" in inspect(conn).get_table_names()
+
+    def sweeps(self, ids: Iterable[int] | None = None) -> list[Sweep]:
+        """Sweeps by id (every one by default), oldest first; none in a layout without them."""
+        try:
+            if not self._has_sweeps():
+                return []
+            q = select(Sweep).order_by(Sweep.id)
+            if ids is not None:
+                q = q.where(Sweep.id.in_(_storable(ids)))
+            with self._read() as s:
+                return list(s.scalars(q))
+        except (DBAPIError, sqlite3.Error) as e:
+            raise _explain(e, self.where) from None
+
+    def get_sweep(self, sweep_id: int) -> Sweep:
+        """The sweep ``sweep_id``; StoreError if there is none."""
+        found = self.sweeps(ids=[sweep_id])
+        if not found:
+            known = ", ".join(str(w.id) for w in self.sweeps()[-10:])
+            raise StoreError(f"no sweep with id {sweep_id} in {self.where}"
+                             + (f" (sweeps: {known}; kni sweeps lists them)" if known else " (it holds no sweep)"))
+        return found[0]
+
+    def append_journal(self, sweep_id: int, logs: Sequence[dict]) -> None:
+        """Append Optuna journal operations to a sweep's journal, numbered without gaps.
+
+        Each append takes the next numbers in one transaction; two writers that pick the same
+        number collide on the primary key and the loser retries, so a reader never sees a
+        later operation before an earlier one (on PostgreSQL as on SQLite)."""
+        if not logs:
+            return
+        blobs = [json.dumps(log, separators=(",", ":")) for log in logs]
+        for attempt in range(50):
+            try:
+                with self._write() as s:
+                    top = s.scalar(select(func.max(SweepLog.seq)).where(SweepLog.sweep_id == sweep_id))
+                    start = 0 if top is None else top + 1
+                    s.add_all(SweepLog(sweep_id=sweep_id, seq=start + i, log=b) for i, b in enumerate(blobs))
+                return
+            except StoreError as e:
+                if "unique" not in str(e).lower() and "duplicate" not in str(e).lower() or attempt == 49:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+
+    def read_journal(self, sweep_id: int, start: int = 0) -> list[dict]:
+        """A sweep's journal operations numbered ``start`` and later, in order, up to the first gap."""
+        out: list[dict] = []
+        with self._read() as s:
+            for seq, blob in s.execute(select(SweepLog.seq, SweepLog.log)
+                                       .where(SweepLog.sweep_id == sweep_id, SweepLog.seq >= start)
+                                       .order_by(SweepLog.seq)):
+                if seq != start + len(out):
+                    break
+                out.append(json.loads(blob))
+        return out
 
     def delete(self, run_ids: Iterable[int]) -> int:
         """Delete runs and their epochs in one transaction; returns the number deleted."""
@@ -1469,6 +1653,7 @@ def run_to_dict(run: Run, status: str | None = None) -> dict:
         "tags": list(run.tags), "note": run.note, "group_tags": list(run.group_tags), "group_note": run.group_note,
         "progress": _json_or_none(run.progress) if (status or run.status) == RUNNING else None,
         **{f: getattr(run, f) for f in RESOURCE_FIELDS},
+        "sweep_id": run.sweep_id, "sweep_point": run.sweep_point, "sweep_params": run.params or None,
     }
 
 
@@ -1477,6 +1662,13 @@ def _json_or_none(text: str | None) -> Any:
         return json.loads(text) if text else None
     except ValueError:
         return None
+
+
+def sweep_to_dict(sweep: Sweep) -> dict:
+    return {"id": sweep.id, "name": sweep.name, "method": sweep.method, "planned": sweep.planned,
+            "seeds": sweep.seed_list, "prune": sweep.prune, "spec": sweep.spec_dict,
+            "created_at": _iso(sweep.created_at), "finished_at": _iso(sweep.finished_at),
+            "recipe_path": sweep.recipe_path}
 
 
 def epoch_to_dict(e: Epoch) -> dict:

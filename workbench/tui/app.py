@@ -31,7 +31,8 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
 from ..recipe import RecipeError
-from ..store import CANCELLED, COMPLETED, CRASHED, FAILED, LIVE, QUEUED, RUNNING, Store, StoreError
+from ..sweep import SweepError
+from ..store import CANCELLED, COMPLETED, CRASHED, FAILED, LIVE, PRUNED, QUEUED, RUNNING, Store, StoreError
 from .data import Change, RunData, seeds_text
 from .dialogs import ConfirmDialog, ExportDialog, HelpScreen, QuitDialog, StartDialog, StartRequest
 from .launch import Launch, LaunchError, cancel_run, start_recipe
@@ -198,6 +199,7 @@ class WorkbenchApp(App):
             FAILED: f"bold {v.get('text-error', 'red')}",
             CANCELLED: v.get("text-warning", "yellow"),
             CRASHED: f"bold reverse {v.get('text-error', 'red')}",
+            PRUNED: f"italic {v.get('text-accent', 'cyan')}",
         }.get(status, "")
 
     def action_toggle_theme(self) -> None:
@@ -263,6 +265,11 @@ class WorkbenchApp(App):
         self.action_show_tab("compare")
         self.with_compare(lambda pane: pane.show_groups([config_hash]))
 
+    def compare_sweep(self, sweep_id: int) -> None:
+        from .compare_pane import ComparePane
+        self.action_show_tab("compare")
+        self.main.query_one(ComparePane).show_sweep(sweep_id)
+
     def compare_runs(self, ids: list[int]) -> None:
         self.action_show_tab("compare")
         self.with_compare(lambda pane: pane.show_runs(ids))
@@ -282,17 +289,20 @@ class WorkbenchApp(App):
 
         def started(request: StartRequest | None) -> None:
             if request is not None:
-                self.notify(f"starting {rec.name}: seeds {request.seeds} on {request.device}, {request.jobs} at a "
-                            f"time...", timeout=4)
+                what = "sweep " if rec.sweep is not None else ""
+                self.notify(f"starting {what}{rec.name}: seeds {request.seeds} on {request.device}, {request.jobs} "
+                            f"at a time...", timeout=4)
                 self._start(entry.path, request)
 
-        self.push_screen(StartDialog(rec.name, seeds_text(rec.seeds), rec.device, self.device_options()), started)
+        self.push_screen(StartDialog(rec.name, seeds_text(rec.seeds), rec.device, self.device_options(),
+                                     recipe_text=rec.text, recipe_path=str(entry.path)), started)
 
     @work(thread=True, group="launch", exit_on_error=False)
     def _start(self, path: Path, request: StartRequest) -> None:
         try:
-            launch = start_recipe(self.store, path, seeds=request.seeds, device=request.device, jobs=request.jobs)
-        except (RecipeError, StoreError, LaunchError) as e:
+            launch = start_recipe(self.store, path, seeds=request.seeds, device=request.device, jobs=request.jobs,
+                                  overrides=list(request.overrides))
+        except (RecipeError, StoreError, LaunchError, SweepError) as e:
             self.call_from_thread(self.notify, str(e), title="not started", severity="error", timeout=10)
             return
         except Exception as e:                 # noqa: BLE001 - reported, the app goes on
@@ -305,8 +315,13 @@ class WorkbenchApp(App):
         from .runs import RunsPane
         self.launches.append(launch)
         ids = launch.run_ids
-        self.notify(f"{launch.recipe.name}: run(s) {', '.join(map(str, ids))} queued for seed(s) "
-                    f"{seeds_text(launch.seeds)}, {launch.jobs} at a time", title="started", timeout=5)
+        if launch.sweep_id is not None:
+            self.notify(f"{launch.recipe.name}: sweep {launch.sweep_id}, {len(ids)} run(s) queued for seed(s) "
+                        f"{seeds_text(launch.seeds)}, {launch.jobs} at a time (Compare > Sweep ranks its points)",
+                        title="started", timeout=6)
+        else:
+            self.notify(f"{launch.recipe.name}: run(s) {', '.join(map(str, ids))} queued for seed(s) "
+                        f"{seeds_text(launch.seeds)}, {launch.jobs} at a time", title="started", timeout=5)
         self.refresh_now()
         self.action_show_tab("runs")
         self.main.query_one(RunsPane).select_run(ids[0])
@@ -494,6 +509,8 @@ class WorkbenchApp(App):
                             lambda: self._pane_action("runs", "note"))
         yield SystemCommand("Config diff", "The config keys that differ between two marked runs (D)",
                             lambda: self._pane_action("runs", "diff"))
+        yield SystemCommand("Group runs by sweep", "One header row per sweep, its runs below (w)",
+                            lambda: self._pane_action("runs", "toggle_sweeps"))
         yield SystemCommand("Export comparison to CSV", "The shown comparison, as kni export writes it (e)",
                             lambda: self._pane_action("compare", "export"))
         yield SystemCommand("Compare at: best / last / epoch N", "Cycle the epoch compared (b)",

@@ -1,5 +1,6 @@
 """The Compare pane: groups side by side (n seeds, mean ± std), the dataset x configuration
-matrix, overlaid mean curves with a ±std band, the paired test, CSV export.
+matrix, overlaid mean curves with a ±std band, the paired test, a sweep's points ranked with
+the keys they vary (``kni compare --sweep``), CSV export.
 
 All statistics come from :mod:`workbench.compare` (the code behind ``kni compare`` and
 ``kni export``), fed from the workbench's cache instead of a fresh query, so the screen
@@ -24,7 +25,8 @@ from textual.widgets.selection_list import Selection
 from textual_plotext import PlotextPlot
 
 from ..lazy import lazy_module
-from ..store import COMPLETED, RUNNING, Run
+from ..store import COMPLETED, PRUNED, RUNNING, Run
+from ..sweep import params_text
 from .data import Change, fmt, pm
 from .keys import ESSENTIAL
 from .plots import draw_curves, mean_curve
@@ -37,8 +39,10 @@ METRIC_LABELS = {"test_auc": "test AUC", "test_logloss": "test logloss", "test_a
                  "valid_auc": "valid AUC", "valid_logloss": "valid logloss", "valid_acc": "valid acc",
                  "train_loss": "train loss"}
 TABLE_METRICS = ("test_auc", "test_logloss", "test_acc", "valid_auc", "train_loss")
-COUNTED = (COMPLETED, RUNNING)
-TABS = ("cmp-groups-tab", "cmp-matrix-tab", "cmp-curves-tab", "cmp-paired-tab")
+COUNTED = (COMPLETED, RUNNING, PRUNED)          # as kni compare counts by default
+TABS = ("cmp-groups-tab", "cmp-matrix-tab", "cmp-curves-tab", "cmp-paired-tab", "cmp-sweep-tab")
+#: Statuses whose runs count in a sweep's ranking (as kni compare --sweep).
+SWEEP_COUNTED = (COMPLETED, RUNNING, PRUNED)
 
 
 class ComparePane(Horizontal):
@@ -105,6 +109,12 @@ class ComparePane(Horizontal):
                         yield Select([], id="cmp-b", compact=True, prompt="group B")
                     with VerticalScroll():
                         yield Static("", id="cmp-paired")
+            with TabPane("Sweep", id="cmp-sweep-tab"):
+                with Vertical():
+                    with Horizontal(id="cmp-sweep-pick"):
+                        yield Select([], id="cmp-sweep", compact=True, prompt="no sweep yet")
+                    yield DataTable(id="cmp-sweep-table", cursor_type="row", zebra_stripes=True)
+                    yield Static("", id="cmp-sweep-notes", classes="pane-footer")
 
     def on_mount(self) -> None:
         self.app.add_listener(self)            # mounted lazily, after the app's on_mount
@@ -204,7 +214,7 @@ class ComparePane(Horizontal):
             return
         self._rendered.add(tab)
         {"cmp-groups-tab": self._table, "cmp-matrix-tab": self._matrix, "cmp-curves-tab": self._curves,
-         "cmp-paired-tab": self._paired}[tab]()
+         "cmp-paired-tab": self._paired, "cmp-sweep-tab": self._sweep}[tab]()
 
     def shown(self) -> None:
         """The Compare tab was brought to the front: catch up on changes made while hidden."""
@@ -225,7 +235,7 @@ class ComparePane(Horizontal):
             t.append("x: back to groups", style="dim")
         else:
             t.append(f"{len(self.checked)} group(s), {len(self.points)} run(s)", style="bold")
-            t.append("\ncompleted + running runs", style="dim")
+            t.append("\ncompleted, running, pruned runs", style="dim")
         self.query_one("#cmp-source", Static).update(t)
 
     def _at_text(self) -> str:
@@ -404,8 +414,108 @@ class ComparePane(Horizontal):
         table.add_row("verdict", Text(r.verdict_text(), style=style))
         return table
 
+    # -- sweeps ---------------------------------------------------------------------------
+    def sweep_options(self) -> list[tuple[str, int]]:
+        """(label, sweep id) of every sweep with runs, newest first."""
+        ids = sorted({r.sweep_id for r in self.data.runs.values() if r.sweep_id is not None}, reverse=True)
+        out = []
+        for i in ids:
+            sweep = self.data.sweeps.get(i)
+            name = sweep.name if sweep is not None else next(r.recipe for r in self.data.runs.values()
+                                                              if r.sweep_id == i)
+            out.append((f"sweep {i}: {name}" + (f" ({sweep.method})" if sweep is not None else ""), i))
+        return out
+
+    def show_sweep(self, sweep_id: int) -> None:
+        """Show sweep ``sweep_id``'s points ranked (the Sweep view)."""
+        self._sweep_choices(prefer=sweep_id)
+        self.query_one("#cmp-tabs", TabbedContent).active = "cmp-sweep-tab"
+        self._rendered.discard("cmp-sweep-tab")
+        self.call_after_refresh(self.render_view)
+
+    def _sweep_choices(self, prefer: int | None = None) -> int | None:
+        select = self.query_one("#cmp-sweep", Select)
+        options = self.sweep_options()
+        if self._pair_options.get("#cmp-sweep") != options:
+            self._pair_options["#cmp-sweep"] = options
+            with select.prevent(Select.Changed):
+                select.set_options(options)
+        values = [v for _, v in options]
+        wanted = prefer if prefer in values else (select.value if select.value in values else
+                                                  (values[0] if values else None))
+        if wanted is not None and select.value != wanted:
+            with select.prevent(Select.Changed):
+                select.value = wanted
+        return wanted
+
+    def sweep_ranking(self, sweep_id: int) -> tuple[list[cmp.SweepPoint], list[str], list[cmp.KeyEffect]]:
+        """The ranked points of a sweep from the cached rows (valid AUC at each run's selected
+        epoch, as kni compare --sweep) and the key effects."""
+        runs = [r for r in self.data.runs.values() if r.sweep_id == sweep_id]
+        pts = [cmp.RunPoint(r, [], cmp.stored_best(r)) for r in runs if self.data.status(r) in SWEEP_COUNTED]
+        ranked = cmp.sweep_points(runs, pts, "valid_auc")
+        keys = list(dict.fromkeys(k for p in ranked for k in p.params))
+        return ranked, keys, cmp.key_effects(ranked, keys, "valid_auc")
+
+    def _sweep(self) -> None:
+        table = self.query_one("#cmp-sweep-table", DataTable)
+        notes = self.query_one("#cmp-sweep-notes", Static)
+        table.clear(columns=True)
+        sweep_id = self._sweep_choices()
+        if sweep_id is None:
+            notes.update(Text("no sweep yet: start a recipe with a sweep: section (Recipes), or kni run one",
+                              style="dim"))
+            return
+        ranked, keys, effects = self.sweep_ranking(sweep_id)
+        for key, label in (("rank", "#"), ("point", "point"), ("group", "group")):
+            table.add_column(label, key=key)
+        for k in keys:
+            table.add_column(k, key=f"key:{k}")
+        for key, label in (("n", "n"), ("runs", "runs"), ("valid", "valid AUC"), ("test", "test AUC"),
+                           ("epoch", "epoch")):
+            table.add_column(label, key=key)
+        for rank, p in enumerate(ranked, start=1):
+            runs = Text()
+            for status, count in sorted(p.statuses.items()):
+                runs.append(f"{count} {status} ", style=self.app.status_style(status))
+            epoch = pm(*p.group.epoch_stat(), 1, sep="±") if p.group else "-"
+            win = rank == 1 and p.n > 0 and len(ranked) > 1
+            table.add_row(Text(str(rank), justify="right"), Text(str(p.number), justify="right"), p.id,
+                          *[params_text({k: p.params[k]})[len(k) + 1:] if k in p.params else "-" for k in keys],
+                          Text(str(p.n), justify="right"), runs,
+                          Text(pm(*p.stat("valid_auc"), sep="±"), justify="right",
+                               style=("bold " + self.app.status_style(COMPLETED)) if win else "bold"),
+                          Text(pm(*p.stat("test_auc"), sep="±"), justify="right"), Text(epoch, justify="right"),
+                          key=p.config_hash or f"point:{p.number}")
+        text = Text("points ranked by valid AUC (the selection metric), mean±std over seeds at each run's "
+                    "selected epoch; a pruned run counts at its best epoch; enter compares a point's seeds",
+                    style="dim")
+        shown = [e for e in effects if e.levels][:3]
+        if shown:
+            text.append("\nwhich keys matter (spread of the mean per value): ", style="dim")
+            text.append("; ".join(f"{e.key} {fmt(e.spread)} (" + ", ".join(f"{v}: {fmt(m)}" for v, m, _ in e.levels[:4])
+                                  + ")" for e in shown))
+        notes.update(text)
+
+    @on(Select.Changed, "#cmp-sweep")
+    def _sweep_picked(self) -> None:
+        self._rendered.discard("cmp-sweep-tab")
+        self.render_view()
+
+    @on(DataTable.RowSelected, "#cmp-sweep-table")
+    def _sweep_point_selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        key = event.row_key.value
+        if key and not key.startswith("point:"):
+            self.show_groups([key])
+            self.query_one("#cmp-tabs", TabbedContent).active = "cmp-groups-tab"
+
     # -- live -----------------------------------------------------------------------------
     def runs_changed(self, change: Change) -> None:
+        if change.runs and self.query_one("#cmp-tabs", TabbedContent).active == "cmp-sweep-tab":
+            self._rendered.discard("cmp-sweep-tab")
+            if self.screen.query_one("#main-tabs", TabbedContent).active == "compare":
+                self.render_view()
         ids = {r.id for r in self.selected_runs()}
         if not (ids != self._watched or change.touches(ids) or (self.picked_runs is None and change.runs)):
             return

@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 from ..notes import tags_text  # noqa: F401  (for the views)
 from ..progress import progress_cell  # noqa: F401
 from ..resources import resources_text  # noqa: F401
-from ..store import CRASHED, LIVE, Epoch, Run, Store, StoreError, utcnow
+from ..store import CRASHED, LIVE, Epoch, Run, Store, StoreError, Sweep, utcnow
 
 #: Seconds between two full re-reads of the runs table.
 FULL_SECONDS = 5.0
@@ -52,6 +52,7 @@ class PollResult:
     request: PollRequest
     runs: list[Run] = field(default_factory=list)
     epochs: dict[int, list[Epoch]] = field(default_factory=dict)
+    sweeps: list[Sweep] | None = None        # read on a full refresh
     error: str | None = None
 
 
@@ -82,6 +83,7 @@ class RunData:
         self.clock = clock or utcnow
         self.runs: dict[int, Run] = {}
         self.epochs: dict[int, list[Epoch]] = {}
+        self.sweeps: dict[int, Sweep] = {}
         self._watch: dict[int, int] = {}
         self._last_full = -math.inf
         self._last_crash = -math.inf
@@ -112,6 +114,7 @@ class RunData:
                     pass                      # read-only or locked: effective_status still shows it
             if req.full:
                 res.runs = self.store.runs()
+                res.sweeps = self.store.sweeps()
             else:
                 res.runs = self.store.runs(status=LIVE)
                 seen = {r.id for r in res.runs}
@@ -136,6 +139,8 @@ class RunData:
         if res.error is not None:
             return change
         fetched = {r.id: r for r in res.runs}
+        if res.sweeps is not None:
+            self.sweeps = {w.id: w for w in res.sweeps}
         if res.request.full:
             change.removed = set(self.runs) - set(fetched)
             for i in change.removed:

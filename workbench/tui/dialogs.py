@@ -1,4 +1,4 @@
-"""Modal dialogs: confirm, start a recipe, quit with active runs, export CSV, help."""
+"""Modal dialogs: confirm, start a recipe (or a sweep), quit with active runs, export CSV, help."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select, Static
+from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Select, Static, TextArea
 
 from kni_core.errors import ConfigError
 
-from ..recipe import parse_seeds
+from ..recipe import Recipe, RecipeError, parse_recipe, parse_seeds
 
 
 class ConfirmDialog(ModalScreen[bool]):
@@ -50,17 +50,66 @@ class StartRequest:
     seeds: str
     device: str
     jobs: int
+    #: ``SECTION.KEY=VALUE`` overrides, as ``kni run --set`` takes them (every point of a sweep).
+    overrides: tuple[str, ...] = ()
+    # (an executor choice, local or Ray, belongs here and in the dialog's form: see StartDialog)
+
+
+def override_lines(text: str) -> list[tuple[int, str]]:
+    """(1-based line, ``KEY=VALUE``) of each override line; blank lines and ``#`` comments skipped."""
+    out = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append((n, line))
+    return out
+
+
+def check_start(recipe_text: str | None, recipe_path: str | None, seeds: str,
+                overrides: list[tuple[int, str]]) -> tuple[list[str], Recipe | None]:
+    """The mistakes of the seeds and overrides (``--set``'s rules, each named by its line in
+    the overrides box) and, when there are none, the recipe as it would start."""
+    problems: list[str] = []
+    try:
+        parse_seeds(seeds)
+    except ConfigError as e:
+        problems.append(str(e))
+    if recipe_text is None:                    # no recipe text given: the form only
+        return problems, None
+    try:
+        rec = parse_recipe(recipe_text, recipe_path or "<recipe>", overrides=[o for _, o in overrides],
+                           seeds=seeds if not problems else None)
+    except RecipeError as e:
+        lines = {f"--set {o}": n for n, o in reversed(overrides)}
+        found = []
+        for err in getattr(e, "errors", None) or [e]:
+            if err.origin in lines:
+                found.append((lines[err.origin], f"override line {lines[err.origin]}: {err.message}"))
+            elif err.origin is None or not err.origin.startswith("--seeds"):
+                found.append((0, str(err)))
+        return problems + [text for _, text in sorted(found, key=lambda f: f[0])], None
+    if rec.sweep is not None:
+        import importlib.util
+        missing = rec.sweep.needs_optuna if importlib.util.find_spec("optuna") is None else []
+        if missing:
+            from ..sweep import OPTUNA_EXTRA
+            problems.append(f"{' and '.join(missing)} need Optuna, an optional extra: {OPTUNA_EXTRA}")
+    return problems, (rec if not problems else None)
 
 
 class StartDialog(ModalScreen["StartRequest | None"]):
-    """Seeds, device and parallel jobs for starting a recipe."""
+    """Seeds, device, parallel jobs and overrides for starting a recipe (a sweep starts all its
+    points). The overrides are checked as they are typed, with the rules of ``kni run --set``."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "start", "Start")]
 
-    def __init__(self, recipe_name: str, seeds: str, device: str, devices: list[tuple[str, str]], jobs: int = 1):
+    def __init__(self, recipe_name: str, seeds: str, device: str, devices: list[tuple[str, str]], jobs: int = 1,
+                 recipe_text: str | None = None, recipe_path: str | None = None):
         super().__init__(classes="dialog")
         self.recipe_name = recipe_name
         self._seeds, self._device, self._devices, self._jobs = seeds, device, devices, jobs
+        self._text, self._path = recipe_text, recipe_path
+        self.problems: list[str] = []
 
     def compose(self) -> ComposeResult:
         values = [v for _, v in self._devices]
@@ -74,27 +123,59 @@ class StartDialog(ModalScreen["StartRequest | None"]):
                              allow_blank=False, id="device", compact=True)
                 yield Label("Parallel jobs", classes="form-label")
                 yield Input(str(self._jobs), id="jobs", type="integer", compact=True)
+                # The executor (local processes or Ray) is chosen here when Ray is available: one
+                # more Label + Select pair, its value carried by StartRequest.
+            with Horizontal(id="start-overrides-row"):
+                yield Label("Overrides", classes="form-label")
+                yield TextArea("", id="overrides", soft_wrap=False, compact=True,
+                               placeholder="key=value per line, e.g. train.epochs=5")
+            yield Static("", id="start-sweep", classes="dialog-hint")
             yield Static("", id="start-error", classes="dialog-error")
             yield Static("Each seed becomes a run in its own process (the path `kni run` uses); "
-                         "runs keep going if the workbench closes.", classes="dialog-hint")
+                         "runs keep going if the workbench closes.", classes="dialog-hint", id="start-hint")
             with Horizontal(classes="dialog-buttons"):
-                yield Button("Start (enter)", id="start", variant="primary")
+                yield Button("Start (ctrl+s)", id="start", variant="primary")
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
         self.query_one("#seeds", Input).focus()
+        self._check()
+
+    def _values(self) -> tuple[str, list[tuple[int, str]]]:
+        return (self.query_one("#seeds", Input).value.strip(),
+                override_lines(self.query_one("#overrides", TextArea).text))
+
+    def _check(self) -> Recipe | None:
+        """Validate seeds and overrides as they are typed; say what a sweep will start."""
+        seeds, overrides = self._values()
+        self.problems, rec = check_start(self._text, self._path, seeds, overrides)
+        self.query_one("#start-error", Static).update(Text("\n".join(self.problems)))
+        sweep = self.query_one("#start-sweep", Static)
+        if rec is not None and rec.sweep is not None:
+            sweep.update(Text("sweep " + rec.sweep.describe(len(rec.seeds)), style="bold"))
+        elif rec is not None and overrides:
+            sweep.update(Text(f"{len(overrides)} override(s) apply to every seed"))
+        else:
+            sweep.update("")
+        return rec
+
+    @on(Input.Changed, "#seeds")
+    @on(TextArea.Changed, "#overrides")
+    def _changed(self) -> None:
+        self._check()
 
     def action_cancel(self) -> None:
         self.dismiss(None)
 
     def action_start(self) -> None:
-        seeds = self.query_one("#seeds", Input).value.strip()
+        seeds, overrides = self._values()
         error = self.query_one("#start-error", Static)
-        try:
-            parse_seeds(seeds)
-        except ConfigError as e:
-            error.update(Text(str(e)))
-            self.query_one("#seeds", Input).focus()
+        self._check()
+        if self.problems:
+            if any(p.startswith("override") for p in self.problems):
+                self.query_one("#overrides", TextArea).focus()
+            else:
+                self.query_one("#seeds", Input).focus()
             return
         jobs_text = self.query_one("#jobs", Input).value.strip()
         if not jobs_text.isdigit() or int(jobs_text) < 1:
@@ -102,7 +183,7 @@ class StartDialog(ModalScreen["StartRequest | None"]):
             self.query_one("#jobs", Input).focus()
             return
         device = self.query_one("#device", Select).value
-        self.dismiss(StartRequest(seeds, str(device), int(jobs_text)))
+        self.dismiss(StartRequest(seeds, str(device), int(jobs_text), tuple(o for _, o in overrides)))
 
     @on(Input.Submitted)
     def _submitted(self) -> None:
@@ -223,12 +304,17 @@ It writes only your own annotations (tags and notes), when you save them.
 ## Recipes
 | key | action |
 |---|---|
-| `enter` / `s` | start the highlighted recipe: seeds (`1..5`), device, parallel jobs |
+| `enter` / `s` | start the highlighted recipe: seeds (`1..5`), device, parallel jobs, overrides |
 | `r` | rescan the recipes folder |
 
 `✓` a valid recipe whose data is here, `!` valid but its dataset is missing (the panel says
 where it was looked for and how to get it; it does not start until the data is there, `r`
 rescans), `✗` invalid: the YAML is shown with every mistake's line highlighted.
+
+In the start dialog, *Overrides* takes `key=value` lines (as `kni run --set`, e.g.
+`train.epochs=5`), checked as they are typed; `ctrl+s` or enter in a field starts. A recipe
+with a `sweep:` section starts every point x every seed (the dialog says how many runs), and
+the overrides apply to every point.
 
 ## Runs
 | key | action |
@@ -242,6 +328,10 @@ rescans), `✗` invalid: the YAML is shown with every mistake's line highlighted
 | `t` / `n` | edit the tags / the note of the marked or highlighted runs, or of their groups |
 | `c` | cancel the marked or highlighted live runs (asks first) |
 | `d` | delete the marked or highlighted finished runs (asks first) |
+| `w` | group the runs by sweep (a header row per sweep: enter or `p` on it ranks its points) |
+
+Statuses: queued, running, completed, failed, cancelled, crashed, and *pruned* (a sweep's
+pruner stopped the run after an epoch: a normal end, its epochs kept).
 
 The `epoch / ETA` column shows a running run's epoch, how far into it it is and the estimated
 time left (`≤`: at most, early stopping may end it sooner; during the first epoch, the
@@ -261,6 +351,12 @@ threads, GPU and peak GPU memory), as the run process recorded them.
 | `m` | cycle the metric (curves, matrix, paired test) |
 | `g` | cycle the grouping: config, dataset, model, recipe |
 | `x` | back from picked runs to groups |
+| `[` `]` | previous / next view: Groups, Matrix, Curves, Paired test, Sweep |
+
+*Sweep* ranks one sweep's points by validation AUC (mean ± std over seeds at each run's
+selected epoch, a pruned run at its best epoch), with the values of the keys the sweep varies
+and which keys matter (the spread of the mean per value), as `kni compare --sweep ID`; enter on
+a point compares its seeds in Groups.
 | `e` | export the shown comparison to CSV (the same file as `kni export`) |
 
 A group is named by its id, the first 8 characters of its config hash (everything but the

@@ -20,6 +20,10 @@ closed or killed. So
 A SIGTERM to the launcher cancels its queue and its running children (``Launcher``'s own
 handling; before the queue starts, the rows are marked cancelled).
 
+A recipe with a ``sweep:`` section is run by :class:`workbench.sweep.SweepDriver` in the same
+launcher process: the handshake names the sweep and the runs queued first (every run of a grid
+or random sweep, the first wave of a TPE sweep), and each batch runs with ``runner.Launcher``.
+
 :func:`cancel_run` delegates to ``runner.cancel``; the runner imports no torch, so the
 workbench process stays light.
 """
@@ -65,6 +69,7 @@ class Launch:
     proc: subprocess.Popen
     jobs: int
     seeds: list[int] = field(default_factory=list)
+    sweep_id: int | None = None
 
     def poll(self) -> int | None:
         """The launcher's exit status once it has ended (reaps it), else None."""
@@ -80,13 +85,20 @@ class Launch:
 
 
 def start_recipe(store: Store, path: str | Path, *, seeds: str | None = None, device: str | None = None,
-                 jobs: int = 1, timeout: float = HANDSHAKE_SECONDS) -> Launch:
-    """Queue one run per seed of the recipe at ``path`` in a detached launcher process and
-    return once the rows exist. Raises :class:`~workbench.recipe.RecipeError` (invalid
-    recipe or seeds), :class:`~workbench.store.StoreError` or :class:`LaunchError`."""
-    rec = load_recipe(path, seeds=seeds or None, device=device or None)     # fast errors, here
+                 jobs: int = 1, overrides: list[str] | None = None, timeout: float = HANDSHAKE_SECONDS) -> Launch:
+    """Queue one run per seed of the recipe at ``path`` (a sweep: per point and seed) in a
+    detached launcher process and return once the rows exist. ``overrides`` are ``--set``
+    strings. Raises :class:`~workbench.recipe.RecipeError` (invalid recipe, seeds or
+    overrides), :class:`~workbench.store.StoreError`, :class:`~workbench.sweep.SweepError` (a
+    missing extra) or :class:`LaunchError`."""
+    overrides = list(overrides or [])
+    rec = load_recipe(path, overrides=overrides, seeds=seeds or None, device=device or None)  # fast errors, here
     if store.in_memory:
         raise StoreError("an in-memory database cannot be shared with run processes; give --db a file")
+    if rec.sweep is not None:
+        from ..sweep import require_optuna
+        for what in rec.sweep.needs_optuna:
+            require_optuna(what)
     jobs = max(1, int(jobs))
     cmd = [sys.executable, "-m", "workbench.tui.launch", "--db", store.url, "--recipe", str(path),
            "--jobs", str(jobs)]
@@ -94,6 +106,8 @@ def start_recipe(store: Store, path: str | Path, *, seeds: str | None = None, de
         cmd += ["--seeds", seeds]
     if device:
         cmd += ["--device", device]
+    for item in overrides:
+        cmd += ["--set", item]
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -114,7 +128,7 @@ def start_recipe(store: Store, path: str | Path, *, seeds: str | None = None, de
     if "error" in msg:
         proc.wait(timeout=10)
         raise LaunchError(msg["error"])
-    return Launch(rec, [int(i) for i in msg["ids"]], proc, jobs, list(rec.seeds))
+    return Launch(rec, [int(i) for i in msg["ids"]], proc, jobs, list(rec.seeds), msg.get("sweep"))
 
 
 def cancel_run(store: Store, run_id: int) -> str:
@@ -164,6 +178,7 @@ def launcher_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=None)
     parser.add_argument("--device", default=None)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], dest="overrides")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
 
@@ -171,11 +186,13 @@ def launcher_main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())     # until the Launcher takes over
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        rec = load_recipe(args.recipe, seeds=args.seeds, device=args.device)
+        rec = load_recipe(args.recipe, overrides=args.overrides, seeds=args.seeds, device=args.device)
         store = Store.open(args.db, create=False)
     except KniError as e:
         _say({"error": str(e)})
         return 2
+    if rec.sweep is not None:
+        return _run_sweep(store, rec, max(1, args.jobs), stop)
     ids: list[int] = []
     try:
         from ..runner import Launcher, new_run, provenance, visible_gpus
@@ -209,6 +226,46 @@ def launcher_main(argv: list[str] | None = None) -> int:
                     if store.get(i).status == QUEUED else None
             except StoreError:
                 pass
+        return 1
+    finally:
+        store.close()
+
+
+def _run_sweep(store: Store, rec: Recipe, jobs: int, stop: threading.Event) -> int:
+    """The launcher process of a sweep: the handshake after the first runs are queued."""
+    from kni_core.data import prepare
+
+    from ..runner import Launcher, provenance, visible_gpus
+    from ..sweep import SweepDriver
+    told: list[bool] = []
+
+    def queued(sweep_id: int, ids: list[int]) -> None:
+        if not told:
+            told.append(True)
+            _say({"ids": ids, "sweep": sweep_id})
+
+    def launch(ids: list[int], configs: list) -> tuple[dict[int, str], bool]:
+        launcher = Launcher(store, jobs=jobs, gpus=visible_gpus(rec.base.device))
+        if stop.is_set():
+            launcher.request_stop()
+        statuses = launcher.run(ids)
+        return statuses, bool(launcher.stop_requested) or stop.is_set()
+
+    driver = SweepDriver(store, rec, launch, jobs=jobs, prov=provenance(), on_queued=queued, prepare=prepare)
+    try:
+        driver.start()
+        statuses = driver.run()
+        log.info("sweep %s: runs ended: %s", driver.sweep_id, statuses)
+        return 0
+    except BaseException as e:                 # noqa: BLE001 - the queued rows are marked
+        if not told:
+            _say({"error": f"{e}" if isinstance(e, KniError) else f"{type(e).__name__}: {e}"})
+        for i in driver.run_ids:
+            try:
+                store.mark(i, CANCELLED if isinstance(e, KeyboardInterrupt) else FAILED,
+                           f"the sweep's launcher stopped: {type(e).__name__}: {e}", only_if=(QUEUED,))
+            except StoreError:
+                break
         return 1
     finally:
         store.close()

@@ -161,6 +161,8 @@ class RecipesPane(Vertical):
             ok = Text("✓", style=self.app.status_style("completed"))
         dataset = Text(e.dataset, style=self.app.status_style("cancelled") if e.data_error else "")
         seeds = seeds_text(e.recipe.seeds) if e.recipe else "?"
+        if e.recipe is not None and e.recipe.sweep is not None:     # a sweep: its points x the seeds
+            seeds += f" x {e.recipe.sweep.planned} pts"
         return ok, e.name, dataset, e.model, seeds
 
     def _row(self, i: int, e: RecipeEntry) -> None:
@@ -200,6 +202,8 @@ class RecipesPane(Vertical):
             head.append(f"\n{r.description}" if r.description else "")
             head.append(f"\n{entry.dataset}, {entry.model}, {r.base.train.epochs} epochs, seeds {seeds_text(r.seeds)}, "
                         f"device {r.device}, group {group_id(r.base.config_hash())}", style="dim")
+            if r.sweep is not None:
+                head.append(f"\nsweep {r.sweep.describe(len(r.seeds))}; each point is its own group", style="bold")
             if entry.data_error is None:
                 head.append("\nvalid", style=self.app.status_style("completed"))
                 head.append(f", data {entry.data}; s or enter starts it", style="dim")

@@ -1,4 +1,5 @@
-"""The Runs pane: a live table of every run, with filters, sorting, marks, cancel, delete."""
+"""The Runs pane: a live table of every run, with filters, sorting, marks, cancel, delete, and
+(``w``) the runs grouped by sweep under one header row per sweep."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Select, Static
 
-from ..store import FINAL, LIVE, STATUSES, Run
+from ..lazy import lazy_module
+from ..store import COMPLETED, FINAL, LIVE, PRUNED, RUNNING, STATUSES, Run
 from .data import Change, duration, elapsed_seconds, fmt, progress_cell, tags_text
 from .keys import ESSENTIAL
+
+#: workbench.compare (NumPy), imported on first use.
+cmp: Any = lazy_module("workbench.compare")
 
 #: (key, header) of the table's columns in order; ``epoch`` shows a running run's progress
 #: inside its epoch and the estimate of the time left.
@@ -45,6 +50,7 @@ class RunsPane(Vertical):
         Binding("n", "note", "Note"),
         Binding("c", "cancel", "Cancel"),
         Binding("d", "delete", "Delete"),
+        Binding("w", "toggle_sweeps", "By sweep"),
     ]
 
     def __init__(self, **kwargs: Any):
@@ -52,7 +58,8 @@ class RunsPane(Vertical):
         self.sort_key = "id"
         self.sort_reverse = True              # newest first
         self.marked: set[int] = set()
-        self._order: list[int] = []
+        self.by_sweep = False                 # w: group the rows by sweep
+        self._order: list[int | str] = []     # row keys in order: run ids, "sweep:ID" header rows
         self.width = 0
 
     def compose(self) -> ComposeResult:
@@ -82,8 +89,12 @@ class RunsPane(Vertical):
         now = self.data.clock()
         mark = "● " if run.id in self.marked else ""
         style = self.app.status_style(status)
-        cells = {"id": Text(f"{mark}{run.id}", justify="right"), "status": Text(status + (" damaged" if run.damage else ""), style=style),
-                 "recipe": run.recipe, "dataset": run.dataset, "seed": Text(str(run.seed), justify="right"),
+        recipe = Text(run.recipe)
+        if run.sweep_id is not None:
+            recipe.append(f" s{run.sweep_id}.p{run.sweep_point}", style="dim")
+        shown = status + (" damaged" if run.damage else "")         # unreadable values: Store docs
+        cells = {"id": Text(f"{mark}{run.id}", justify="right"), "status": Text(shown, style=style),
+                 "recipe": recipe, "dataset": run.dataset, "seed": Text(str(run.seed), justify="right"),
                  "epoch": Text(progress_cell(run, status, now), justify="right"),
                  "valid": Text(fmt(run.best_valid_auc), justify="right"),
                  "test": Text(fmt(run.best_test_auc), justify="right"),
@@ -134,35 +145,90 @@ class RunsPane(Vertical):
         runs.sort(key=self._sort_value, reverse=self.sort_reverse)
         return runs
 
+    def row_keys(self, runs: list[Run]) -> list[int | str]:
+        """The row keys: the runs in order, or grouped by sweep (newest sweep first, each under a
+        ``sweep:ID`` header, the runs keeping their sort order; runs of no sweep last)."""
+        if not self.by_sweep:
+            return [r.id for r in runs]
+        blocks: dict[int | None, list[int]] = {}
+        for r in runs:
+            blocks.setdefault(r.sweep_id, []).append(r.id)
+        out: list[int | str] = []
+        for sweep_id in sorted(blocks, key=lambda k: (k is None, -(k or 0))):
+            out.append(f"sweep:{sweep_id if sweep_id is not None else '-'}")
+            out += blocks[sweep_id]
+        return out
+
+    def _header_cells(self, key: str) -> list[Any]:
+        """A sweep's header row: its runs by status and its best point so far (valid AUC)."""
+        ref = key.split(":", 1)[1]
+        if ref == "-":
+            runs = [r for r in self.data.runs.values() if r.sweep_id is None]
+            return self._project({"status": Text(f"{len(runs)} run(s)", style="dim"),
+                                  "recipe": Text("not in a sweep", style="bold dim")})
+        sweep_id = int(ref)
+        runs = [r for r in self.data.runs.values() if r.sweep_id == sweep_id]
+        sweep = self.data.sweeps.get(sweep_id)
+        name = sweep.name if sweep is not None else (runs[0].recipe if runs else "?")
+        method = f" {sweep.method}" if sweep is not None else ""
+        statuses = [self.data.status(r) for r in runs]
+        live = sum(1 for s in statuses if s in LIVE)
+        done = sum(1 for s in statuses if s in (COMPLETED, PRUNED))
+        state = Text(f"{live} live" if live else f"{done}/{len(runs)} done",
+                     style=self.app.status_style(RUNNING if live else COMPLETED))
+        pts = [cmp.RunPoint(r, [], _best(r)) for r, s in zip(runs, statuses) if s in (COMPLETED, RUNNING, PRUNED)]
+        ranked = cmp.sweep_points(runs, pts, "valid_auc")
+        best = ranked[0] if ranked and ranked[0].n else None
+        points = len({r.sweep_point for r in runs})
+        label = Text(f"sweep {sweep_id}: {name}{method}", style="bold")
+        label.append(f", {points} point(s)" + (f", best p{best.number}" if best else ""), style="dim")
+        return self._project({"id": Text("▾", justify="right"), "status": state, "recipe": label,
+                              "seed": Text(f"{len(runs)} runs", justify="right"),
+                              "valid": Text(fmt(best.stat("valid_auc")[0]) if best else "-", justify="right",
+                                            style="bold"),
+                              "test": Text(fmt(best.stat("test_auc")[0]) if best else "-", justify="right")})
+
+    def _project(self, cells: dict[str, Any]) -> list[Any]:
+        """Keyed cells in the order of the columns shown at this width (blank where missing)."""
+        return [cells.get(key, "") for key, _ in self.columns()]
+
     def rebuild(self) -> None:
         """Re-list the rows (filter, sort or membership changed), keeping the cursor's run."""
         table = self.query_one("#runs-table", DataTable)
-        current = self.current_id()
+        current = self._current_key()
         runs = self.visible()
-        self._order = [r.id for r in runs]
+        self._order = self.row_keys(runs)
+        by_id = {r.id: r for r in runs}
         table.clear(columns=True)
         for key, label in self.columns():
             arrow = (" ▼" if self.sort_reverse else " ▲") if key == self.sort_key else ""
             table.add_column(label + arrow, key=key)
-        for r in runs:
-            table.add_row(*self._cells(r), key=str(r.id))
+        for k in self._order:
+            if isinstance(k, str):
+                table.add_row(*self._header_cells(k), key=k)
+            else:
+                table.add_row(*self._cells(by_id[k]), key=str(k))
         if current is not None and current in self._order:
             table.move_cursor(row=self._order.index(current), animate=False)
         self._summary()
 
     def refresh_rows(self, ids: set[int]) -> None:
         table = self.query_one("#runs-table", DataTable)
+        headers: set[str] = set()
         for i in ids:
             run = self.data.runs.get(i)
             if run is None or i not in self._order:
                 continue
             for (key, _), value in zip(self.columns(), self._cells(run)):
                 table.update_cell(str(i), key, value, update_width=True)
+            headers.add(f"sweep:{run.sweep_id if run.sweep_id is not None else '-'}")
+        for h in headers & {k for k in self._order if isinstance(k, str)}:
+            for (key, _), value in zip(self.columns(), self._header_cells(h)):
+                table.update_cell(h, key, value, update_width=True)
 
     def runs_changed(self, change: Change) -> None:
         self.marked -= change.removed
-        runs = self.visible()
-        order = [r.id for r in runs]
+        order = self.row_keys(self.visible())
         if order != self._order:
             self.rebuild()
         else:
@@ -182,7 +248,7 @@ class RunsPane(Vertical):
             s = self.data.status(r)
             counts[s] = counts.get(s, 0) + 1
         text = Text()
-        text.append(f"{len(self._order)} of {len(runs)} run(s)  ")
+        text.append(f"{sum(1 for k in self._order if isinstance(k, int))} of {len(runs)} run(s)  ")
         for s in STATUSES:
             if counts.get(s):
                 text.append(f"{s} {counts[s]}  ", style=self.app.status_style(s))
@@ -193,11 +259,25 @@ class RunsPane(Vertical):
         self.query_one("#runs-summary", Static).update(text)
 
     # -- selection --------------------------------------------------------------------------
-    def current_id(self) -> int | None:
+    def _current_key(self) -> int | str | None:
         table = self.query_one("#runs-table", DataTable)
         if not self._order or table.cursor_row < 0 or table.cursor_row >= len(self._order):
             return None
         return self._order[table.cursor_row]
+
+    def current_id(self) -> int | None:
+        """The highlighted run (None on a sweep's header row)."""
+        key = self._current_key()
+        return key if isinstance(key, int) else None
+
+    def current_sweep(self) -> int | None:
+        """The sweep of the highlighted row (a header row or one of its runs)."""
+        key = self._current_key()
+        if isinstance(key, str):
+            ref = key.split(":", 1)[1]
+            return int(ref) if ref != "-" else None
+        run = self.data.runs.get(key) if key is not None else None
+        return run.sweep_id if run is not None else None
 
     def targets(self, keep: Callable[[Run], bool]) -> list[Run]:
         """The marked runs (or the highlighted one) that satisfy ``keep``."""
@@ -217,6 +297,14 @@ class RunsPane(Vertical):
         i = self.current_id()
         if i is not None:
             self.app.open_run(i)
+        elif self.current_sweep() is not None:       # a sweep's header: its points ranked
+            self.app.compare_sweep(self.current_sweep())
+
+    def action_toggle_sweeps(self) -> None:
+        self.by_sweep = not self.by_sweep
+        self.rebuild()
+        self.app.notify("runs grouped by sweep (enter on a sweep ranks its points)" if self.by_sweep
+                        else "runs not grouped", timeout=3)
 
     def action_focus_filter(self) -> None:
         self.query_one("#runs-filter", Input).focus()
@@ -240,7 +328,7 @@ class RunsPane(Vertical):
     def action_mark(self) -> None:
         i = self.current_id()
         if i is None:
-            return
+            return                             # a header row is not a run
         self.marked ^= {i}
         self.refresh_rows({i})
         self._summary()
@@ -255,6 +343,8 @@ class RunsPane(Vertical):
         i = self.current_id()
         if i is not None:
             self.app.compare_group(self.data.runs[i].config_hash)
+        elif self.current_sweep() is not None:
+            self.app.compare_sweep(self.current_sweep())
 
     def action_diff(self) -> None:
         """The config diff of the two marked runs (or of the marked run and the highlighted one)."""
@@ -315,3 +405,8 @@ class RunsPane(Vertical):
         else:
             self.sort_key, self.sort_reverse = key, key in ("id", "valid", "test", "elapsed")
         self.rebuild()
+
+
+def _best(run: Run) -> Any:
+    """The run's selected epoch as stored on its row (the Runs pane reads no epoch rows)."""
+    return cmp.stored_best(run)

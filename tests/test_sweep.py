@@ -1,0 +1,624 @@
+"""Sweeps (issue 9): the ``sweep:`` section of recipes, its points, the sweep rows, Optuna's
+studies kept in the run database, pruning in the run process, TPE's ask-and-tell, the ranking
+of ``kni compare --sweep`` and the commands around them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from kni_core.results import EpochResult
+from workbench import compare as cmp
+from workbench.cli import app
+from workbench.recipe import RecipeError, load_recipe, parse_recipe
+from workbench.store import COMPLETED, FAILED, PRUNED, QUEUED, RUNNING, Store, StoreError, this_host, wait_for
+from workbench.sweep import (MAX_POINTS, Pruned, SweepDriver, SweepError, SweepSpec, apply_params, require_optuna)
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = """\
+name: s
+dataset: {name: synthetic, min_relation_triples: 1, synthetic: {preset: tiny}}
+model: {hop_n_sample: [1, 4], max_degree: 16}
+train: {epochs: 3, patience: 0}
+eval: {n_eval: 2}
+seeds: [1, 2]
+device: cpu
+"""
+
+
+def needs_optuna():
+    """Optuna is the ``sweep`` extra: skipped without it, except under CI (the dev extra installs it)."""
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but Optuna (the sweep extra) is not installed")
+        pytest.skip("Optuna (pip install kni-workbench[sweep]) is not installed")
+
+
+def recipe(sweep: str, base: str = BASE, **kw):
+    return parse_recipe(base + sweep, "sw.yaml", **kw)
+
+
+def mistakes(text: str, **kw) -> list[RecipeError]:
+    with pytest.raises(RecipeError) as info:
+        parse_recipe(text, "sw.yaml", **kw)
+    return getattr(info.value, "errors", None) or [info.value]
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("KNI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "kni-cache"))
+    monkeypatch.delenv("KNI_DB", raising=False)
+    monkeypatch.delenv("KNI_STALE_SECONDS", raising=False)
+
+
+# --------------------------------------------------------------------------------------------
+# the recipe section
+
+
+def test_a_grid_is_every_combination_each_a_group_of_its_own():
+    rec = recipe("sweep:\n  grid:\n    model.hop_n_sample: [[1, 4], [1, 8]]\n    model.temperature: [1, 10, 100]\n",
+                 overrides=["train.epochs=2"])
+    assert rec.sweep.method == "grid" and rec.sweep.keys == ["model.hop_n_sample", "model.temperature"]
+    points = rec.sweep.points()
+    assert points == [{"model.hop_n_sample": h, "model.temperature": t}
+                      for h in ([1, 4], [1, 8]) for t in (1.0, 10.0, 100.0)]
+    assert all(isinstance(p["model.temperature"], float) for p in points)     # 10 and 10.0 hash alike
+    configs = [rec.config_for_point(p, seed) for p in points for seed in rec.seeds]
+    assert len({c.config_hash() for c in configs}) == 6                       # one group per point
+    assert {(c.model.hop_n_sample[1], c.model.temperature, c.seed) for c in configs} == \
+           {(h, t, s) for h in (4, 8) for t in (1.0, 10.0, 100.0) for s in (1, 2)}
+    assert {c.train.epochs for c in configs} == {2}                          # --set applies to every point
+    assert rec.base.model.temperature == 10.0 and rec.base.model.hop_n_sample == [1, 4]   # base untouched
+    assert rec.to_dict()["sweep"] == {"grid": {"model.hop_n_sample": [[1, 4], [1, 8]],
+                                               "model.temperature": [1.0, 10.0, 100.0]}}
+
+
+def test_random_points_are_seeded_drawn_within_their_distributions_and_crossed_with_the_grid():
+    space = ("    space:\n      train.l2: {loguniform: [1.0e-8, 1.0e-4]}\n      model.max_degree: {int: [8, 12]}\n"
+             "      model.dropout: {uniform: [0.1, 0.3]}\n      model.temperature: {choice: [1, 100]}\n"
+             "      train.batch_size: {logint: [64, 1024]}\n")
+    rec = recipe("sweep:\n  grid:\n    model.hop_n_sample: [[1, 4], [1, 8]]\n  random:\n    n: 25\n    seed: 3\n"
+                 + space)
+    points = rec.sweep.points()
+    assert rec.sweep.method == "grid+random" and len(points) == 50
+    draws = [{k: v for k, v in p.items() if k != "model.hop_n_sample"} for p in points]
+    assert draws[:25] == draws[25:]                   # each grid combination gets the same draws: paired
+    assert all(1e-8 <= d["train.l2"] <= 1e-4 and 8 <= d["model.max_degree"] <= 12
+               and 0.1 <= d["model.dropout"] <= 0.3 and d["model.temperature"] in (1.0, 100.0)
+               and 64 <= d["train.batch_size"] <= 1024 for d in draws)
+    assert {d["model.max_degree"] for d in draws} == {8, 9, 10, 11, 12}      # both ends included
+    assert all(isinstance(d["model.max_degree"], int) for d in draws)
+    logs = sorted(math.log10(d["train.l2"]) for d in draws[:25])
+    assert logs[0] < -7 and logs[-1] > -5                                     # spread over the decades
+    again = recipe("sweep:\n  grid:\n    model.hop_n_sample: [[1, 4], [1, 8]]\n  random:\n    n: 25\n    seed: 3\n"
+                   + space)
+    assert again.sweep.points() == points                                     # the seed decides the points
+    other = recipe("sweep:\n  random:\n    n: 25\n    seed: 4\n" + space)
+    assert other.sweep.points() != draws[:25]
+    for p in points[:5]:
+        rec.config_for_point(p, 1)                                            # every point is a valid config
+    # a draw that repeats a point is dropped: two choices give at most two points
+    few = recipe("sweep:\n  random:\n    n: 20\n    space:\n      model.temperature: {choice: [1, 100]}\n")
+    assert sorted(p["model.temperature"] for p in few.sweep.points()) == [1.0, 100.0]
+    assert few.sweep.planned == 20 and few.sweep.random.seed == 0
+
+
+@pytest.mark.parametrize("sweep, line, key, message", [
+    ("  grid:\n    model.temprature: [1, 10]\n", 10, "sweep.grid.model.temprature", "did you mean 'temperature'?"),
+    ("  grid:\n    modle.kg: [true]\n", 10, "sweep.grid.modle.kg", "unknown section 'modle'"),
+    ("  grid:\n    model.temperature: []\n", 10, "sweep.grid.model.temperature", "got an empty list"),
+    ("  grid:\n    model.temperature: 5\n", 10, "sweep.grid.model.temperature", "expected a list of the values"),
+    ("  grid:\n    model.temperature:\n      - 10\n      - 0\n", 12, "sweep.grid.model.temperature",
+     "value 2 of the list: expected a value >= 0.0001; got 0"),
+    ("  grid:\n    model.kg: [true, 3]\n", 10, "sweep.grid.model.kg", "value 2 of the list: expected true or false"),
+    ("  grid:\n    model.hidden: [32, 32]\n", 10, "sweep.grid.model.hidden", "listed twice"),
+    ("  grid:\n    seeds: [1, 2]\n", 10, "sweep.grid.seeds", "the seeds are the sweep's other axis"),
+    ("  grid:\n    model: [1]\n", 10, "sweep.grid.model", "written dotted"),
+    ("  grid: [1, 2]\n", 9, "sweep.grid", "expected a mapping of SECTION.KEY: [values to try]"),
+    ("  gird:\n    model.kg: [true]\n", 9, "sweep.gird", "did you mean 'grid'?"),
+    ("  random:\n    n: 0\n    space: {train.l2: {uniform: [0, 1]}}\n", 10, "sweep.random.n", "expected an integer >= 1"),
+    (f"  random:\n    n: {MAX_POINTS + 1}\n    space: {{train.l2: {{uniform: [0, 1]}}}}\n", 10, "sweep.random.n",
+     "at most"),
+    ("  random:\n    space: {train.l2: {uniform: [0, 1]}}\n", 9, "sweep.random.n", "missing"),
+    ("  random:\n    n: 2\n", 9, "sweep.random.space", "missing"),
+    ("  random:\n    n: 2\n    space:\n      train.l2: {loguniform: [0, 1.0e-4]}\n", 12,
+     "sweep.random.space.train.l2", "expected lo > 0"),
+    ("  random:\n    n: 2\n    space:\n      train.l2: {uniform: [1.0e-4, 1.0e-8]}\n", 12,
+     "sweep.random.space.train.l2", "expected lo < hi"),
+    ("  random:\n    n: 2\n    space:\n      model.max_degree: {uniform: [8, 64]}\n", 12,
+     "sweep.random.space.model.max_degree", "takes integers; use {int: [lo, hi]}"),
+    ("  random:\n    n: 2\n    space:\n      model.activation: {uniform: [0, 1]}\n", 12,
+     "sweep.random.space.model.activation", "is not a number; list its values with {choice: [...]}"),
+    ("  random:\n    n: 2\n    space:\n      model.temperature: {uniform: [0, 10]}\n", 12,
+     "sweep.random.space.model.temperature", "lo: expected a value >= 0.0001"),
+    ("  random:\n    n: 2\n    space:\n      model.max_degree: {int: [8, 9.5]}\n", 12,
+     "sweep.random.space.model.max_degree", "hi: expected an integer"),
+    ("  random:\n    n: 2\n    space:\n      train.lr: {normal: [0, 1]}\n", 12, "sweep.random.space.train.lr",
+     "unknown distribution 'normal'"),
+    ("  random:\n    n: 2\n    space:\n      train.lr: 0.1\n", 12, "sweep.random.space.train.lr",
+     "expected a distribution"),
+    ("  random:\n    n: 2\n    space:\n      model.activation: {choice: [relu, sigmoid]}\n", 12,
+     "sweep.random.space.model.activation", "choice 2: expected one of relu, tanh, selu, identity"),
+    ("  tpe:\n    n: 3\n    space: {train.lr: {loguniform: [1.0e-4, 1.0e-2]}}\n  grid:\n    model.kg: [true]\n",
+     9, "sweep.tpe", "cannot be combined with grid"),
+    ("  grid:\n    train.lr: [0.1]\n  random:\n    n: 2\n    space:\n      train.lr: {uniform: [0.1, 0.2]}\n", 14,
+     "sweep.random.space.train.lr", "swept twice"),
+    ("  prune: {pruner: median}\n", 8, "sweep", "expected grid, random or tpe"),
+    ("  grid: {model.kg: [true]}\n  prune: {pruner: medain}\n", 10, "sweep.prune.pruner",
+     "expected one of median, successive_halving"),
+    ("  grid: {model.kg: [true]}\n  prune: {pruner: median, reduction_factor: 3}\n", 10,
+     "sweep.prune.reduction_factor", "not an option of the median pruner; it takes n_startup_trials"),
+    ("  grid: {model.kg: [true]}\n  prune: {pruner: successive_halving, reduction_factor: 1}\n", 10,
+     "sweep.prune.reduction_factor", "expected an integer >= 2"),
+    ("  grid: {model.kg: [true]}\n  prune: {n_warmup_steps: 2}\n", 10, "sweep.prune.pruner", "missing"),
+    ("  grid:\n    model.hop_n_sample:\n      - [1, 4]\n      - [4, 1]\n", 12, "sweep.grid.model.hop_n_sample",
+     "starting with 1 (the centre node)"),
+])
+def test_each_sweep_mistake_names_its_line_and_key(sweep, line, key, message):
+    errors = mistakes(BASE + "sweep:\n" + sweep)
+    assert len(errors) == 1, [str(e) for e in errors]
+    e = errors[0]
+    assert (e.path, e.line, e.key) == ("sw.yaml", line, key) and message in e.message, str(e)
+    assert str(e).startswith(f"sw.yaml:{line}: {key}: ")
+
+
+def test_every_sweep_mistake_is_reported_at_once_in_file_order():
+    text = BASE.replace("max_degree: 16", "max_degree: 0") + (
+        "sweep:\n  grid:\n    model.temprature: [1]\n    train.lr: []\n"
+        "  random:\n    n: -1\n    space:\n      train.l2: {loguniform: [0, 1]}\n"
+        "  prune: {pruner: median, n_startup_trials: -2}\n")
+    errors = mistakes(text)
+    assert [(e.line, e.key) for e in errors] == [
+        (3, "model.max_degree"), (10, "sweep.grid.model.temprature"), (11, "sweep.grid.train.lr"),
+        (13, "sweep.random.n"), (15, "sweep.random.space.train.l2"), (16, "sweep.prune.n_startup_trials")]
+
+
+def test_a_bad_prune_section_does_not_hide_a_bad_point():
+    errors = mistakes(BASE + "sweep:\n  grid:\n    dataset.split: [[0.6, 0.2, 0.2], [0.5, 0.5, 0.5]]\n"
+                             "  prune: {pruner: nope}\n")
+    assert [(e.line, e.key) for e in errors] == [(10, "sweep.grid.dataset.split"), (11, "sweep.prune.pruner")]
+
+
+def test_set_applies_to_every_point_but_cannot_set_a_swept_key_or_the_sweep():
+    sweep = "sweep:\n  grid:\n    model.temperature: [1, 100]\n"
+    errors = mistakes(BASE + sweep, overrides=["model.temperature=5", "sweep.grid.train.lr=[1]"])
+    assert [(e.origin, e.key) for e in errors] == [("--set sweep.grid.train.lr=[1]", "sweep.grid.train.lr"),
+                                                   ("--set model.temperature=5", "model.temperature")]
+    assert "the recipe's sweep varies model.temperature (line 10)" in errors[1].message
+    assert "cannot be set from the command line" in errors[0].message
+
+
+def test_shipped_sweep_recipes_validate():
+    quick = load_recipe(ROOT / "recipes" / "quickstart-sweep.yaml")
+    assert quick.sweep.method == "grid" and len(quick.sweep.points()) == 6 and quick.seeds == [1, 2]
+    assert quick.sweep.prune.pruner == "median" and quick.base.dataset.name == "synthetic"
+    assert quick.sweep.prune.options == {"n_startup_trials": 4, "n_warmup_steps": 2, "interval_steps": 1}
+    bc = load_recipe(ROOT / "recipes" / "bc-sweep.yaml")
+    assert bc.base.dataset.name == "bc" and bc.seeds == [1, 2] and bc.sweep.prune is None
+    assert set(bc.sweep.keys) == {"model.hop_n_sample", "model.temperature"} and len(bc.sweep.points()) == 6
+
+
+def test_a_stored_spec_reads_back_the_same():
+    rec = recipe("sweep:\n  random:\n    n: 4\n    seed: 2\n    space:\n      train.l2: {loguniform: [1.0e-8, 1.0e-4]}\n"
+                 "      model.hop_n_sample: {choice: [[1, 4], [1, 8]]}\n"
+                 "  prune: {pruner: successive_halving, min_resource: 2}\n")
+    back = SweepSpec.from_dict(json.loads(json.dumps(rec.sweep.to_dict())))
+    assert back == rec.sweep and back.points() == rec.sweep.points()
+    assert back.prune.options == {"min_resource": 2, "reduction_factor": 4, "min_early_stopping_rate": 0,
+                                  "bootstrap_count": 0}
+    tpe = recipe("sweep:\n  tpe:\n    n: 5\n    space: {model.temperature: {logint: [1, 100]}}\n")
+    assert SweepSpec.from_dict(tpe.sweep.to_dict()) == tpe.sweep and tpe.sweep.tpe.n_startup_trials == 10
+    assert tpe.sweep.points() == [] and tpe.sweep.planned == 5 and tpe.sweep.needs_optuna == ["sweep.tpe"]
+
+
+# --------------------------------------------------------------------------------------------
+# the store: sweeps, run columns, the journal
+
+
+def test_sweep_rows_and_the_runs_of_a_sweep(tmp_path):
+    from workbench.runner import new_run
+    rec = recipe("sweep:\n  grid:\n    model.temperature: [1, 100]\n")
+    with Store.open(tmp_path / "runs.db") as store:
+        sid = store.create_sweep(name=rec.name, recipe_text=rec.text, method="grid", spec=rec.sweep.to_dict(),
+                                 seeds=rec.seeds, planned=2)
+        ids = []
+        for n, params in enumerate(rec.sweep.points(), start=1):
+            new = dataclasses.replace(new_run(rec.name, rec.text, rec.config_for_point(params, 1), prov=(None, None)),
+                                      sweep_id=sid, sweep_point=n, sweep_params=json.dumps(params))
+            ids.append(store.create_run(new))
+        store.create_run(new_run(rec.name, rec.text, rec.config_for(1), prov=(None, None)))   # outside the sweep
+        assert [r.id for r in store.runs(sweep=sid)] == ids
+        assert [(r.sweep_point, r.params) for r in store.runs(sweep=sid)] == \
+               [(1, {"model.temperature": 1.0}), (2, {"model.temperature": 100.0})]
+        w = store.get_sweep(sid)
+        assert (w.name, w.method, w.planned, w.seed_list, w.finished_at) == ("s", "grid", 2, [1, 2], None)
+        assert SweepSpec.from_dict(w.spec_dict) == rec.sweep
+        store.finish_sweep(sid)
+        assert store.get_sweep(sid).finished_at is not None
+        with pytest.raises(StoreError, match=f"no sweep with id 7 in .*sweeps: {sid}"):
+            store.get_sweep(7)
+        # pruned is a final status like the others, recorded once
+        assert store.claim(ids[0], os.getpid(), this_host())
+        assert store.finish(ids[0], PRUNED, error="pruned by the median pruner after epoch 1")
+        assert not store.finish(ids[0], COMPLETED)
+        assert store.get(ids[0]).status == PRUNED
+    with Store.open(tmp_path / "runs.db", readonly=True) as ro:
+        assert [w.id for w in ro.sweeps()] == [sid]
+
+
+def test_the_journal_numbers_every_entry_once_without_gaps_under_concurrent_writers(tmp_path):
+    path = tmp_path / "runs.db"
+    Store.open(path).close()
+    errors: list[BaseException] = []
+
+    def writer(k: int) -> None:
+        try:
+            with Store.open(path) as store:
+                for i in range(25):
+                    store.append_journal(1, [{"w": k, "i": i}, {"w": k, "i": i, "second": True}])
+        except BaseException as e:          # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with Store.open(path) as store:
+        logs = store.read_journal(1)
+        assert len(logs) == 200 and store.read_journal(1, 190) == logs[190:]
+        for k in range(4):                   # each writer's entries in its order, each append contiguous
+            mine = [i for i, log in enumerate(logs) if log["w"] == k]
+            assert [logs[i]["i"] for i in mine] == [i for i in range(25) for _ in (0, 1)]
+            assert all(mine[j + 1] == mine[j] + 1 for j in range(0, 50, 2))
+        assert store.read_journal(2) == []
+        from sqlalchemy import text
+        with store.writer.begin() as conn:   # a gap (an entry not committed yet): reading stops before it
+            conn.execute(text("INSERT INTO sweep_journal (sweep_id, seq, log) VALUES (2, 0, '{}'), (2, 2, '{}')"))
+        assert store.read_journal(2) == [{}]
+
+
+def test_the_journal_study_decides_exactly_as_optunas_own_storage(tmp_path):
+    """Successive halving keeps its rungs in the study: two processes sharing the study through
+    the store get the decisions Optuna gives with its in-memory storage."""
+    needs_optuna()
+    import optuna
+
+    from workbench.study import prune_study
+    from workbench.sweep import PruneSpec
+    prune = PruneSpec("successive_halving", {"min_resource": 1, "reduction_factor": 2,
+                                             "min_early_stopping_rate": 0, "bootstrap_count": 0})
+    curves = [[0.5 + 0.01 * ((7 * t + 3 * s) % 11) + 0.02 * s for s in range(1, 9)] for t in range(10)]
+
+    def play(studies: list) -> list[tuple[int, int]]:
+        """(trial, epoch it stopped at) with each trial asked from the studies in turn."""
+        out = []
+        for t, curve in enumerate(curves):
+            study = studies[t % len(studies)]
+            trial = study.ask()
+            for step, value in enumerate(curve, start=1):
+                trial.report(value, step)
+                if trial.should_prune():
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                    out.append((t, step))
+                    break
+            else:
+                study.tell(trial, curve[-1])
+                out.append((t, len(curve)))
+        return out
+
+    memory = optuna.create_study(direction="maximize", pruner=prune.make())
+    expected = play([memory])
+    assert any(step < 8 for _, step in expected) and any(step == 8 for _, step in expected)
+    path = tmp_path / "runs.db"
+    with Store.open(path) as setup:
+        sid = setup.create_sweep(name="s", recipe_text="", method="grid", spec={}, seeds=[1], planned=10)
+        from workbench.study import create_studies
+        create_studies(setup, sid, SweepSpec(grid={"model.kg": [True]}, prune=prune))
+    with Store.open(path) as a, Store.open(path) as b:     # two connections, as two run processes
+        assert play([prune_study(a, sid, prune), prune_study(b, sid, prune)]) == expected
+
+
+# --------------------------------------------------------------------------------------------
+# running sweeps: a store-writing stand-in for the run processes
+
+
+def play_runs(store: Store, value, epochs: int = 3, status: dict | None = None):
+    """A ``launch`` for SweepDriver that plays each queued run into the store as a run process
+    would: epochs whose validation AUC is ``value(params, seed, epoch)``."""
+    from workbench.runner import StoreListener
+    from kni_core.results import FitSummary
+    launched: list[list[int]] = []
+
+    def launch(ids, configs):
+        launched.append(list(ids))
+        statuses = {}
+        for run_id in ids:
+            run = store.get(run_id)
+            assert store.claim(run_id, os.getpid(), this_host())
+            listener = StoreListener(store, run_id, "valid")
+            for e in range(1, epochs + 1):
+                v = value(run.params, run.seed, e)
+                listener.epoch(EpochResult(run.seed, e, 0.6, v, 0.6, 0.7, v - 0.01, 0.61, 0.69, 1.0, 0.5))
+            wanted = (status or {}).get((run.sweep_point, run.seed), COMPLETED)
+            if wanted == COMPLETED:
+                listener.finished(FitSummary(run.seed, listener.best.epoch, listener.best, epochs, False))
+            elif wanted == PRUNED:
+                listener.failed(Pruned("pruned by the median pruner after epoch 3"))
+            else:
+                store.finish(run_id, FAILED, error="boom")
+            statuses[run_id] = store.get(run_id).status
+        return statuses, False
+
+    return launch, launched
+
+
+def test_a_grid_sweep_queues_every_point_and_seed_and_ranks_the_points(tmp_path):
+    rec = recipe("sweep:\n  grid:\n    model.temperature: [1, 100]\n    train.lr: [1.0e-3, 1.0e-2]\n")
+    value = lambda p, seed, e: 0.60 + 0.01 * e + (0.05 if p["train.lr"] == 1e-2 else 0.0) \
+        + (0.02 if p["model.temperature"] == 100.0 else 0.0) + 0.004 * seed        # noqa: E731
+    with Store.open(tmp_path / "runs.db") as store:
+        launch, launched = play_runs(store, value, status={(4, 2): PRUNED, (1, 2): FAILED})
+        queued: list = []
+        driver = SweepDriver(store, rec, launch, jobs=3, prov=(None, None),
+                             on_queued=lambda sid, ids: queued.append((sid, ids)))
+        sid = driver.start()
+        assert queued == [(sid, list(range(1, 9)))] and len(launched) == 0
+        assert {r.status for r in store.runs(sweep=sid)} == {QUEUED}
+        statuses = driver.run()
+        assert launched == [list(range(1, 9))] and len(statuses) == 8
+        assert store.get_sweep(sid).finished_at is not None
+        ranking = cmp.rank_sweep(store, sid)
+    assert [p.number for p in ranking.points] == [4, 2, 3, 1]
+    best = ranking.points[0]
+    assert best.params == {"model.temperature": 100.0, "train.lr": 1e-2} and best.n == 2 and best.pruned == 1
+    assert best.stat("valid_auc")[0] == pytest.approx(0.60 + 0.03 + 0.05 + 0.02 + 0.006)
+    assert best.stat("valid_auc")[1] == pytest.approx(0.004 / math.sqrt(2))
+    assert best.statuses == {COMPLETED: 1, PRUNED: 1}
+    last = ranking.points[-1]                       # its failed seed does not count
+    assert last.number == 1 and last.n == 1 and last.statuses == {COMPLETED: 1, FAILED: 1}
+    effects = {e.key: e for e in ranking.effects}
+    assert [e.key for e in ranking.effects] == ["train.lr", "model.temperature"]   # the key that matters first
+    lr = {label: mean for label, mean, _ in effects["train.lr"].levels}
+    assert lr["0.01"] - lr["0.001"] == pytest.approx(effects["train.lr"].spread)
+    assert effects["train.lr"].spread == pytest.approx(0.05, abs=0.003)
+    assert effects["model.temperature"].spread == pytest.approx(0.02, abs=0.003)
+
+
+def test_key_effects_bin_a_key_with_many_values():
+    from types import SimpleNamespace
+    pts = []
+    for i in range(9):
+        g = cmp.Group(str(i), "config")
+        run = SimpleNamespace(seed=1, status=COMPLETED, config_hash=str(i), id=i)
+        g.members.append(cmp.RunPoint(run, [], SimpleNamespace(valid_auc=0.5 + 0.01 * i)))
+        pts.append(cmp.SweepPoint(i + 1, {"train.l2": 10.0 ** -(i + 1)}, g, []))
+    (effect,) = cmp.key_effects(pts, ["train.l2"], "valid_auc")
+    assert [n for _, _, n in effect.levels] == [3, 3, 3]
+    assert [m for _, m, _ in effect.levels] == pytest.approx([0.57, 0.54, 0.51])   # small l2 first
+    assert effect.spread == pytest.approx(0.06) and effect.levels[0][0] == "1e-09..1e-07"
+
+
+def test_tpe_asks_points_and_is_told_each_points_validation_auc_from_the_store(tmp_path):
+    needs_optuna()
+    import optuna
+
+    from workbench.study import search_study
+    rec = recipe("sweep:\n  tpe:\n    n: 7\n    seed: 5\n    n_startup_trials: 3\n    space:\n"
+                 "      train.lr: {loguniform: [1.0e-4, 1.0e-2]}\n      model.hop_n_sample: {choice: [[1, 4], [1, 8]]}\n")
+    value = lambda p, seed, e: 0.9 - 0.05 * (math.log10(p["train.lr"]) + 2.5) ** 2 + 0.01 * seed \
+        - (0.02 if p["model.hop_n_sample"] == [1, 8] else 0.0) - 0.01 * (3 - e)        # noqa: E731
+
+    def sweep(db: Path) -> tuple[list[dict], list[list[int]], list]:
+        with Store.open(db) as store:
+            launch, launched = play_runs(store, value)
+            driver = SweepDriver(store, rec, launch, jobs=3, prov=(None, None))
+            sid = driver.start()
+            driver.run()
+            runs = store.runs(sweep=sid)
+            trials = search_study(store, sid, rec.sweep.tpe).trials
+            for t in trials:                 # told: the mean over the seeds of best_valid_auc
+                mine = [r for r in runs if r.sweep_point == t.number + 1]
+                assert t.state == optuna.trial.TrialState.COMPLETE
+                assert t.value == pytest.approx(sum(r.best_valid_auc for r in mine) / len(mine))
+                assert {r.seed for r in mine} == {1, 2}
+            points = [runs_[0].params for _, runs_ in sorted(_by_point(runs).items())]
+            return points, launched, trials
+
+    points, launched, trials = sweep(tmp_path / "a.db")
+    assert len(points) == len(trials) == 7
+    assert [len(batch) for batch in launched] == [4, 4, 4, 2]       # waves of ceil(3 jobs / 2 seeds) points
+    assert all(1e-4 <= p["train.lr"] <= 1e-2 and p["model.hop_n_sample"] in ([1, 4], [1, 8]) for p in points)
+    again, _, _ = sweep(tmp_path / "b.db")
+    assert again == points                   # the sampler's seed and the same results: the same points
+
+
+def _by_point(runs):
+    out: dict[int, list] = {}
+    for r in runs:
+        out.setdefault(r.sweep_point, []).append(r)
+    return out
+
+
+def test_without_optuna_grid_sweeps_run_and_tpe_or_pruning_say_which_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)           # as if the extra were not installed
+    monkeypatch.delitem(sys.modules, "workbench.study", raising=False)
+    with pytest.raises(SweepError, match=r'sweep.prune needs Optuna, an optional extra: pip install '
+                                         r'"kni-workbench\[sweep\]"'):
+        require_optuna("sweep.prune")
+    grid = recipe("sweep:\n  grid:\n    model.temperature: [1, 100]\n")
+    with Store.open(tmp_path / "runs.db") as store:
+        launch, _ = play_runs(store, lambda p, s, e: 0.6)
+        driver = SweepDriver(store, grid, launch, prov=(None, None))
+        driver.start()
+        assert set(driver.run().values()) == {COMPLETED}
+        from workbench.runner import sweep_listeners
+        pruning = recipe("sweep:\n  grid:\n    model.temperature: [1, 100]\n  prune: {pruner: median}\n")
+        with pytest.raises(SweepError, match="sweep.prune needs Optuna"):
+            SweepDriver(store, pruning, launch).start()
+        assert len(store.sweeps()) == 1                        # nothing written for the refused sweep
+        assert sweep_listeners(store, store.get(1)) == []      # a run trains unpruned, with a warning
+    path = tmp_path / "tpe.yaml"
+    path.write_text(BASE + "sweep:\n  tpe:\n    n: 2\n    space: {train.lr: {loguniform: [1.0e-4, 1.0e-2]}}\n")
+    res = CliRunner().invoke(app, ["run", str(path), "--db", str(tmp_path / "other.db")])
+    assert res.exit_code == 2 and 'sweep.tpe needs Optuna, an optional extra: pip install "kni-workbench[sweep]"' \
+        in " ".join(res.stderr.split())
+    assert not (tmp_path / "other.db").exists() or Store.open(tmp_path / "other.db").sweeps() == []
+
+
+# --------------------------------------------------------------------------------------------
+# pruning in the run process
+
+
+def test_the_prune_listener_prunes_below_the_median_and_never_after_the_last_epoch(tmp_path):
+    needs_optuna()
+    from types import SimpleNamespace
+
+    from workbench.study import PruneListener, create_studies
+    spec = recipe("sweep:\n  grid: {model.kg: [true]}\n  prune: {pruner: median, n_startup_trials: 2, "
+                  "n_warmup_steps: 1}\n").sweep
+    with Store.open(tmp_path / "runs.db") as store:
+        sid = store.create_sweep(name="s", recipe_text="", method="grid", spec=spec.to_dict(), seeds=[1], planned=1)
+        create_studies(store, sid, spec)
+
+        def listener(run_id: int, epochs: int = 4) -> PruneListener:
+            pl = PruneListener(store, SimpleNamespace(id=run_id, sweep_id=sid, max_epochs=epochs), spec.prune)
+            pl.started(None)
+            return pl
+
+        def epoch(e: int, v: float) -> EpochResult:
+            return EpochResult(1, e, 0.6, v, 0.6, 0.7, v, 0.6, 0.7, 1.0, 0.5)
+
+        for run_id in (1, 2):                       # two runs complete: 0.70, 0.72, 0.74, 0.76 (+0.01)
+            pl = listener(run_id)
+            for e in range(1, 5):
+                pl.epoch(epoch(e, 0.68 + 0.02 * e + 0.01 * (run_id - 1)))
+            pl.finished(SimpleNamespace(best=epoch(4, 0.76 + 0.01 * (run_id - 1))))
+        low = listener(3)
+        low.epoch(epoch(1, 0.50))                   # warm-up epoch: never pruned
+        with pytest.raises(Pruned, match="pruned by the sweep's median pruner after epoch 2"):
+            low.epoch(epoch(2, 0.51))
+        low.failed(Pruned("x"))
+        good = listener(4)
+        for e in range(1, 5):
+            good.epoch(epoch(e, 0.70 + 0.02 * e))   # above the median: never pruned
+        short = listener(5, epochs=2)
+        short.epoch(epoch(1, 0.40))
+        short.epoch(epoch(2, 0.40))                 # the last epoch: nothing left to save, completes
+        import optuna
+        states = [t.state.name for t in listener(6).study.trials]
+        assert states[:3] == ["COMPLETE", "COMPLETE", "PRUNED"]
+
+
+TIMEOUT = 120
+
+
+def test_a_pruned_run_process_stops_keeps_its_epochs_and_ends_pruned(tmp_path):
+    """A real run process of a pruning sweep whose other runs all did far better."""
+    needs_optuna()
+    import optuna
+
+    from kni_core.data import prepare
+    from workbench.runner import Launcher
+    from workbench.study import create_studies, prune_study
+    rec = recipe("sweep:\n  grid: {model.kg: [true]}\n  prune: {pruner: median, n_startup_trials: 1, "
+                 "n_warmup_steps: 1}\n", base=BASE.replace("epochs: 3", "epochs: 6").replace("[1, 2]", "[1]"))
+    with Store.open(tmp_path / "runs.db") as store:
+        prepare(rec.config_for(1))
+        driver = SweepDriver(store, rec, lambda ids, cfgs: (Launcher(store, jobs=1).run(ids), False),
+                             prov=(None, None))
+        sid = driver.start()
+        study = prune_study(store, sid, rec.sweep.prune)      # a finished run far better at every epoch
+        done = study.ask()
+        for step in range(6):
+            done.report(0.999, step)
+        study.tell(done, 0.999)
+        statuses = driver.run()
+        run = store.get(driver.run_ids[0])
+        assert statuses == {run.id: PRUNED} and run.status == PRUNED
+        assert run.n_epochs == 2 < run.max_epochs and run.best_epoch in (1, 2)   # pruned after epoch 2
+        assert run.best_valid_auc is not None and "median pruner after epoch 2" in run.error
+        trials = prune_study(store, sid, rec.sweep.prune).trials
+        assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED]
+        assert trials[1].user_attrs["run_id"] == run.id and sorted(trials[1].intermediate_values) == [0, 1]
+
+
+# --------------------------------------------------------------------------------------------
+# the commands
+
+
+def test_kni_run_of_a_sweep_then_sweeps_compare_runs_and_show(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "tiny-sweep.yaml"
+    path.write_text(BASE.replace("epochs: 3", "epochs: 2").replace("seeds: [1, 2]", "seeds: [1]")
+                    + "sweep:\n  grid:\n    model.temperature: [1, 100]\n")
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", str(path), "--jobs", "2", "--set", "eval.n_eval=1"])
+    assert res.exit_code == 0, res.output
+    assert "sweep 1, run(s) 1, 2 queued" in " ".join(res.output.split())
+    assert "points ranked by valid_auc" in res.output
+    res = runner.invoke(app, ["sweeps", "--json"])
+    (w,) = json.loads(res.stdout)
+    assert (w["id"], w["method"], w["planned"], w["state"], w["statuses"]) == (1, "grid", 2, "done", {"completed": 2})
+    assert w["best"]["point"] in (1, 2) and w["spec"] == {"grid": {"model.temperature": [1.0, 100.0]}}
+    res = runner.invoke(app, ["compare", "--sweep", "1", "--json"])
+    out = json.loads(res.stdout)
+    assert out["metric"] == "valid_auc" and [p["rank"] for p in out["points"]] == [1, 2]
+    assert sorted(p["params"]["model.temperature"] for p in out["points"]) == [1.0, 100.0]
+    assert out["points"][0]["valid_auc_mean"] >= out["points"][1]["valid_auc_mean"]
+    assert [e["key"] for e in out["effects"]] == ["model.temperature"]
+    with Store.open("runs.db", readonly=True) as store:
+        assert all(r.config.get("eval", {}).get("n_eval") == 1 for r in store.runs(sweep=1))
+    res = runner.invoke(app, ["compare", "--sweep", "1"])
+    assert res.exit_code == 0 and "which keys matter" in res.stdout and "model.temperature" in res.stdout
+    res = runner.invoke(app, ["runs", "--sweep", "1"])
+    assert res.exit_code == 0 and "s1.p1" in res.stdout and "s1.p2" in res.stdout
+    res = runner.invoke(app, ["show", "1", "--no-plot"])
+    assert "sweep 1, point 1: model.temperature=1" in " ".join(res.stdout.split())
+    for bad, msg in ((["compare", "--sweep", "9"], "no sweep with id 9"),
+                     (["compare", "--sweep", "1", "--recipe", "s"], "--sweep ranks one sweep's points"),
+                     (["runs", "--sweep", "9"], "no sweep with id 9"), (["sweeps", "4"], "no sweep with id 4")):
+        res = runner.invoke(app, bad)
+        assert res.exit_code == 2 and msg in res.stderr, (bad, res.output)
+
+
+def test_sweeps_lists_nothing_in_a_database_without_runs(tmp_path):
+    res = CliRunner().invoke(app, ["sweeps", "--json", "--db", str(tmp_path / "none.db")])
+    assert res.exit_code == 0 and res.stdout.strip() == "[]"
+
+
+def test_an_older_database_read_only_has_no_sweeps_and_a_writer_adds_them(tmp_path):
+    from sqlalchemy import create_engine, text
+
+    import workbench.store as st
+    path = tmp_path / "old.db"
+    engine = create_engine(f"sqlite:///{path}")
+    before = next(i for i, (_, what, _) in enumerate(st.MIGRATIONS) if what.startswith("sweeps:"))
+    version = st.MIGRATIONS[before - 1][0]
+    with engine.begin() as conn:                     # a database as the layout before sweeps left it
+        for _, _, step in st.MIGRATIONS[:before]:
+            step(conn)
+        conn.execute(text(f"INSERT INTO meta VALUES ('schema_version', '{version}')"))
+    engine.dispose()
+    runner = CliRunner()
+    res = runner.invoke(app, ["sweeps", "--json", "--db", str(path)])
+    assert res.exit_code == 0 and json.loads(res.stdout) == []
+    res = runner.invoke(app, ["compare", "--sweep", "1", "--db", str(path)])
+    assert res.exit_code == 2 and "no sweep with id 1" in res.stderr
+    with Store.open(path, readonly=True) as ro:
+        assert ro.schema_version() == version and ro.runs() == []  # read as it is, never upgraded
+    with Store.open(path) as store:                  # a writer upgrades it
+        assert store.schema_version() == st.SCHEMA_VERSION and store.sweeps() == []
+        assert store.create_sweep(name="s", recipe_text="", method="grid", spec={}, seeds=[1], planned=1) == 1
