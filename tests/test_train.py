@@ -30,12 +30,25 @@ def test_early_stopping_follows_the_original_rule():
 def test_tf_epsilon_folds_the_bias_correction():
     p = torch.nn.Parameter(torch.zeros(3))
     opt = torch.optim.Adam([p], lr=0.1, eps=1e-8)
-    tf_adam_eps(opt, 1e-8)
+    tf_adam_eps(opt, 1e-8, 1)
     assert opt.param_groups[0]["eps"] == pytest.approx(1e-8 / math.sqrt(1 - 0.999))
-    p.grad = torch.ones(3)
-    opt.step()
-    tf_adam_eps(opt, 1e-8)
+    tf_adam_eps(opt, 1e-8, 2)
     assert opt.param_groups[0]["eps"] == pytest.approx(1e-8 / math.sqrt(1 - 0.999 ** 2))
+
+
+def test_host_step_counters_follow_the_optimizers_own():
+    """The host-side counts that set TF's epsilon (no device read per step) stay equal to
+    the step each Adam keeps in its state."""
+    cfg = RunConfig(dataset=DatasetConfig(name="synthetic", min_relation_triples=1, synthetic={"preset": "tiny"}),
+                    model=ModelConfig(hop_n_sample=[1, 2, 2], max_degree=8), train=TrainConfig(epochs=1, patience=0),
+                    eval=EvalConfig(n_eval=1), device="cpu").validate()
+    trainer = Trainer(cfg, prepare(cfg))
+    trainer.train_epoch()
+    trainer.train_epoch()
+    table_state = trainer.table_opt.adam.state[trainer.model.embedding]
+    dense_state = next(iter(trainer.dense_opt.state.values()))
+    steps = -(-len(trainer.data.train) // cfg.train.batch_size) * 2
+    assert trainer.table_opt.steps == trainer.dense_steps == int(table_state["step"]) == int(dense_state["step"]) == steps
 
 
 def test_fit_reports_every_epoch_and_selects_the_best_on_the_chosen_split(tmp_path):
