@@ -127,3 +127,13 @@ def test_data_prepare_copies_the_source_and_reuses_the_cache(env, tmp_path):
     second = kni("data", "prepare", "lastfm", "--source", str(folder), env_extra=extra)
     assert second.returncode == 0, second.stderr
     assert "reused the cache" in second.stdout
+
+
+def test_bench_steps_json(env):
+    """`kni bench --steps N`: the keys issue 8 asks for, on the CPU."""
+    result = kni("bench", "--recipe", str(QUICKSTART), "--steps", "4", "--device", "cpu", "--json", env_extra=env)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert {"prepare_seconds", "train_step_seconds", "eval_step_seconds", "train_epoch_seconds_estimate",
+            "peak_rss_mb"} <= set(out)
+    assert out["steps"] == 4 and out["device"] == "cpu" and out["train_step_seconds"] > 0

@@ -127,3 +127,19 @@ def test_numbers_are_pinned_to_the_code_before_the_speed_work(case, one_thread):
 
 def test_same_seed_same_threads_same_numbers(one_thread):
     assert pinned_run("ni1") == pinned_run("ni1")
+
+
+def test_bench_steps_times_steps_and_batches_and_extrapolates_an_epoch():
+    from kni_core.bench import benchmark
+    cfg = RunConfig(dataset=DatasetConfig(name="synthetic", min_relation_triples=1, synthetic={"preset": "small"}),
+                    model=ModelConfig(hop_n_sample=[1, 4], max_degree=16), train=TrainConfig(batch_size=256),
+                    eval=EvalConfig(n_eval=4, batch_size=128), device="cpu").validate()
+    out = benchmark(cfg, steps=3)
+    batches = -(-out["train_rows"] // 256)
+    assert out["steps"] == 3 and out["eval_batches"] == 3 and out["eval_batch_examples"] == 128
+    assert out["train_epoch_seconds_estimate"] == pytest.approx(out["train_step_seconds"] * batches, rel=0.02, abs=0.01)
+    data = prepare(cfg)
+    eval_batches = -(-len(data.valid) // 128) + -(-len(data.test) // 128)
+    assert out["eval_seconds_estimate"] == pytest.approx(out["eval_step_seconds"] * eval_batches, rel=0.02, abs=0.01)
+    assert out["prepare_seconds"] >= 0 and out["peak_rss_mb"] > 0 and "peak_gpu_mb" not in out
+    assert {"train_step_seconds", "eval_step_seconds", "train_steps_per_second"} <= set(out)
