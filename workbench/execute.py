@@ -8,12 +8,15 @@ with the :class:`~kni_core.train.FitSummary` or ``failed`` with the exception.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from typing import Protocol
 
+import torch
+
 from kni_core.config import RunConfig
 from kni_core.data import PreparedData, prepare
-from kni_core.train import EpochResult, FitSummary, Trainer, resolve_device
+from kni_core.train import EpochResult, FitSummary, Trainer, out_of_memory, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,19 @@ class RunStart:
     from_cache: bool
 
 
+def describe_device(device: torch.device) -> str:
+    """The device text a run records: the device, the GPU's name, the CPU threads the run
+    uses, and how many runs may share its GPU (``KNI_GPU_SHARED_BY``, set by the launcher),
+    e.g. ``cpu, 1 thread`` or ``cuda:0 NVIDIA H100 80GB HBM3, 8 threads, GPU shared by up to 2 runs``."""
+    threads = torch.get_num_threads()
+    name = f"{device} {torch.cuda.get_device_name(device)}" if device.type == "cuda" else str(device)
+    text = f"{name}, {threads} thread{'s' if threads != 1 else ''}"
+    shared = int(os.environ.get("KNI_GPU_SHARED_BY") or 1)
+    if device.type == "cuda" and shared > 1:
+        text += f", GPU shared by up to {shared} runs"
+    return text
+
+
 class RunListener(Protocol):
     def started(self, start: RunStart) -> None: ...
     def epoch(self, result: EpochResult) -> None: ...
@@ -35,21 +51,31 @@ class RunListener(Protocol):
 
 def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData | None = None,
             checkpoint: str | None = None) -> FitSummary:
-    """Prepare (or reuse) the data, train, and report every step to ``listeners``."""
+    """Prepare (or reuse) the data, train, and report every step to ``listeners``.
+
+    A CUDA out-of-memory error becomes :class:`kni_core.train.OutOfMemory`, whose message
+    names the setting to lower for the phase that ran out (setup, training or evaluation);
+    the epochs already reported stay recorded."""
+    trainer: Trainer | None = None
+    device: torch.device | str = config.device
     try:
         data = data or prepare(config)
         device = resolve_device(config.device)
         trainer = Trainer(config, data, device=device, checkpoint=checkpoint)
-        start = RunStart(config, str(device), data.stats, data.from_cache)
+        start = RunStart(config, describe_device(device), data.stats, data.from_cache)
         for listener in listeners:
             listener.started(start)
         for result in trainer.fit():
             for listener in listeners:
                 listener.epoch(result)
     except BaseException as error:        # KeyboardInterrupt too: listeners record the end
+        if isinstance(error, torch.cuda.OutOfMemoryError):
+            explained = out_of_memory(config, trainer.phase if trainer else "setup", str(device), error)
+            explained.__cause__ = error
+            error = explained
         for listener in listeners:
             listener.failed(error)
-        raise
+        raise error
     assert trainer.summary is not None
     for listener in listeners:
         listener.finished(trainer.summary)
