@@ -14,8 +14,10 @@ Faithful to the original TensorFlow code (Atomu2014/KNI, ``models.py``/``layers.
   (its weights would only ever see the L2 gradient and never touch a prediction).
 
 Speed: the adjacency table and all sampling live on the model's device, and training
-gathers the rows a batch touches as a leaf (``gather``), so training can hand exact
-row gradients to a fused optimizer instead of densifying a table-sized gradient.
+gathers the rows a batch touches as leaves (one per side, ``embed``), so training can hand
+exact row gradients to a fused optimizer instead of densifying a table-sized gradient.
+Nothing in a forward pass reads a value back to the host on CUDA (no ``.item()``, no
+data-dependent shapes), so the GPU never waits for Python between kernels.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def glorot_(tensor: Tensor) -> Tensor:
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """Inverted dropout. On CPU, 16 random bits per element are cut from 64-bit draws:
     ~5x faster than ``F.dropout``'s per-element Bernoulli draws, with the keep probability
-    quantised to 1/65536."""
+    quantised to 1/65536. On CUDA, ``F.dropout`` (one fused kernel)."""
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu":
@@ -50,7 +52,31 @@ def dropout(x: Tensor, p: float, training: bool) -> Tensor:
     bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-2**63, 2**63 - 1)
     bits = bits.view(torch.int16)[:n].view(x.shape)
     keep = bits >= int(round(p * 65536)) - 32768
-    return x * (keep.to(x.dtype) * (1.0 / (1.0 - p)))
+    return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))
+
+
+def first_columns(keys: Tensor, n: int) -> Tensor:
+    """``keys.argsort(dim=1)[:, :n]``: the columns of the ``n`` smallest keys of each row, in
+    ascending order of key.
+
+    On CPU without sorting all columns: ``topk`` finds the ``n + 1`` smallest; when they
+    are all distinct, the first ``n`` are the only possible answer, whatever the sort. A
+    tie among them (rare: keys are multiples of 2**-24) goes to ``argsort`` itself, so
+    the result is always exactly the sort's. On CUDA the plain sort (cheap there, and no
+    host sync for the tie check)."""
+    if keys.device.type != "cpu" or n + 1 > keys.shape[1]:
+        return keys.argsort(dim=1)[:, :n]
+    values, cols = torch.topk(keys, n + 1, dim=1, largest=False, sorted=True)
+    if bool((values[:, 1:] == values[:, :-1]).any()):
+        return keys.argsort(dim=1)[:, :n]
+    return cols[:, :n]
+
+
+def _block_views(vectors: Tensor, blocks: list[Tensor]) -> list[Tensor]:
+    """``vectors`` (rows of all blocks, h) cut into one ``(*block.shape, h)`` view per block."""
+    if len(blocks) == 1:            # no split: its backward would copy the whole gradient
+        return [vectors.view(*blocks[0].shape, -1)]
+    return [v.view(*b.shape, -1) for v, b in zip(vectors.split([b.numel() for b in blocks]), blocks)]
 
 
 class Aggregator(nn.Module):
@@ -95,10 +121,10 @@ class KNI(nn.Module):
             self.atn_weight_v = nn.Parameter(glorot_(torch.empty(cfg.hidden, 1)))
             self.atn_bias_u = nn.Parameter(torch.zeros(1))
             self.atn_bias_v = nn.Parameter(torch.zeros(1))
-        # Set by the trainer: gather rows as a detached leaf so their gradient can be handed
+        # Set by the trainer: gather rows as detached leaves so their gradients can be handed
         # to the optimizer directly (see kni_core.train.RowSparseAdam).
         self.row_leaf = False
-        self.last_rows: tuple[Tensor, Tensor] | None = None
+        self.last_rows: list[tuple[Tensor, Tensor]] = []
         self._buffer: Tensor | None = None
 
     # -- sampling -------------------------------------------------------------------------
@@ -107,8 +133,11 @@ class KNI(nn.Module):
         for every row."""
         repeats = ids.shape[0]
         keys = torch.rand(repeats, self.max_degree, device=ids.device, generator=generator)
-        cols = keys.argsort(dim=1)[:, :n]
-        return self.adjacency[ids.unsqueeze(-1), cols.unsqueeze(1)].long()
+        cols = first_columns(keys, n)
+        # adjacency[ids, cols] as one flat index_select: advanced indexing with two broadcast
+        # index tensors costs ~10x more per element on CPU.
+        flat = ids.unsqueeze(-1) * self.max_degree + cols.unsqueeze(1)
+        return self.adjacency.view(-1).index_select(0, flat.view(-1)).view(flat.shape).long()
 
     def neighbourhood(self, ids: Tensor, repeats: int, generator=None) -> list[Tensor]:
         """Entity ids of one side, laid out so no embedding has to be copied again:
@@ -123,17 +152,26 @@ class KNI(nn.Module):
         return blocks
 
     # -- embeddings -----------------------------------------------------------------------
-    def gather(self, ids: Tensor) -> Tensor:
-        """Embedding rows of ``ids``. With ``row_leaf`` (training), a detached leaf whose
-        gradient the optimizer scatters into the table itself (kni_core.train.RowSparseAdam)."""
+    def embed(self, sides: list[list[Tensor]]) -> list[list[Tensor]]:
+        """Embedding vectors of each side's id blocks, block by block (``(*block.shape, h)``).
+
+        Training with ``row_leaf``: each side's rows are one detached leaf (recorded in
+        ``last_rows``) whose gradient the optimizer scatters into the table itself
+        (kni_core.train.RowSparseAdam); one leaf per side lets a one-hop side's gradient be
+        its block's gradient as is, without a copy of the gathered rows. Inference: both sides
+        are gathered into one reused buffer; fresh tens-of-MB tensors per step fragment
+        glibc's heap (5 GB peak RSS seen on bc) and fault in every page."""
+        ids = [torch.cat([b.reshape(-1) for b in blocks]) for blocks in sides]
         if self.row_leaf and self.training:
-            leaf = self.embedding.detach().index_select(0, ids).requires_grad_()
-            self.last_rows = (ids, leaf)
-            return leaf
-        if torch.is_grad_enabled():
-            return self.embedding.index_select(0, ids)
-        # Inference: gather into one reused buffer. Fresh tens-of-MB tensors per step
-        # fragment glibc's heap (5 GB peak RSS seen on bc) and fault in every page.
+            vectors = [self.embedding.detach().index_select(0, i).requires_grad_() for i in ids]
+            self.last_rows = list(zip(ids, vectors))
+        elif torch.is_grad_enabled():
+            vectors = [self.embedding.index_select(0, i) for i in ids]
+        else:
+            vectors = self._gather_into_buffer(torch.cat(ids)).split([len(i) for i in ids])
+        return [_block_views(v, blocks) for v, blocks in zip(vectors, sides)]
+
+    def _gather_into_buffer(self, ids: Tensor) -> Tensor:
         need = ids.numel() * self.embedding.shape[1]
         if self._buffer is None or self._buffer.numel() < need or self._buffer.device != ids.device:
             self._buffer = torch.empty(need, device=ids.device, dtype=self.embedding.dtype)
@@ -143,13 +181,10 @@ class KNI(nn.Module):
     # -- forward --------------------------------------------------------------------------
     def forward(self, users: Tensor, items: Tensor, repeats: int = 1, generator=None) -> Tensor:
         """Logits of shape (repeats, batch): one independently sampled pass per repeat."""
-        batch, h = users.shape[0], self.cfg.hidden
-        blocks = self.neighbourhood(users, repeats, generator) + self.neighbourhood(items, repeats, generator)
-        vectors = self.gather(torch.cat([b.reshape(-1) for b in blocks]))
-        parts = [v.view(*b.shape, h) for v, b in zip(torch.split(vectors, [b.numel() for b in blocks]), blocks)]
-        depth = len(self.hops) - 1
-        nu, nv = self._interaction_side(parts[:depth]), self._interaction_side(parts[depth:])
-        return self.interact(nu, nv).view(repeats, batch)
+        sides = [self.neighbourhood(users, repeats, generator), self.neighbourhood(items, repeats, generator)]
+        user_parts, item_parts = self.embed(sides)
+        nu, nv = self._interaction_side(user_parts), self._interaction_side(item_parts)
+        return self.interact(nu, nv).view(repeats, users.shape[0])
 
     def _interaction_side(self, blocks: list[Tensor]) -> Tensor:
         """Run the GCN layers; return N = [centre, its hop-1 neighbours], (R*B, 1+n1, h)."""

@@ -10,6 +10,8 @@ table-sized autograd result.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import math
 import os
@@ -25,6 +27,7 @@ import torch.nn.functional as F
 from . import protocol
 from .config import RunConfig
 from .data.prepare import PreparedData
+from .errors import KniError
 from .metrics import Metrics, evaluate_scores
 from .model import KNI
 from .results import EpochResult, FitSummary
@@ -38,6 +41,51 @@ log = logging.getLogger(__name__)
 EVAL_ROWS_BUDGET = {"cpu": 1 << 17, "cuda": 1 << 22}
 
 
+#: The setting to lower when the device runs out of memory, by the phase of the run.
+MEMORY_SETTINGS = {"setup": ("model.max_degree", "model.hidden"), "training": ("train.batch_size",),
+                   "evaluation": ("eval.batch_size", "eval.n_eval")}
+
+
+class OutOfMemory(KniError):
+    """The device ran out of memory; the message names the setting to lower."""
+
+
+def out_of_memory(cfg: RunConfig, phase: str, device: str, error: BaseException) -> OutOfMemory:
+    """``error`` (``torch.cuda.OutOfMemoryError``) as a message a user can act on."""
+    keys = MEMORY_SETTINGS.get(phase, MEMORY_SETTINGS["training"])
+    now = {k: getattr(getattr(cfg, k.split(".")[0]), k.split(".")[1]) for k in keys}
+    first, value = keys[0], now[keys[0]]
+    hint = f", e.g. --set {first}={max(1, value // 2)}" if isinstance(value, int) and value > 1 else ""
+    settings = " or ".join(f"{k} (now {v})" for k, v in now.items())
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return OutOfMemory(f"{device} ran out of memory during {phase}: lower {settings}{hint}. ({detail})")
+
+
+_MALLOC_TUNED = False
+
+
+def keep_freed_memory() -> None:
+    """Let glibc keep freed heap memory for the next step instead of giving it back.
+
+    A CPU training step allocates and frees a few MB of temporaries; by default glibc trims
+    the freed top of the heap and maps it afresh next step: ~50-100k page faults per bc
+    epoch, 0.1-0.25 s of kernel time. With a fixed mmap threshold (32 MB, glibc's maximum:
+    larger blocks, allocated once, are still mapped) and no trimming below 1 GB, the
+    temporaries reuse the same pages. Process-wide, once; a no-op without glibc's mallopt.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3            # glibc's malloc.h
+    mallopt(m_mmap_threshold, 32 << 20)
+    mallopt(m_trim_threshold, 1 << 30)
+
+
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -48,24 +96,31 @@ def resolve_device(name: str) -> torch.device:
 
 
 def seed_everything(seed: int, device: torch.device) -> None:
-    """Seed torch (CPU and CUDA); on CUDA also ask for deterministic kernels."""
+    """Seed torch (CPU and CUDA); on CUDA also ask for deterministic kernels.
+
+    On CUDA that makes the table's ``index_add_`` sort instead of racing atomics (same seed,
+    same numbers) and needs cuBLAS's fixed workspace, set before cuBLAS starts. TF32 stays
+    off (PyTorch's default for matmuls): it rounds the interaction's dot products to a 10-bit
+    mantissa, which would move the numbers away from the CPU's."""
     torch.manual_seed(seed)
     if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.cuda.manual_seed_all(seed)
         torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cuda.matmul.allow_tf32 = False
 
 
-def tf_adam_eps(optimizer: torch.optim.Optimizer, eps: float) -> None:
-    """Make PyTorch's Adam take TensorFlow's step.
+def tf_adam_eps(optimizer: torch.optim.Optimizer, eps: float, step: int) -> None:
+    """Make PyTorch's Adam take TensorFlow's step number ``step`` (1 for the first).
 
     TF divides by ``sqrt(v_t) + eps`` after folding the bias corrections into the learning
     rate; PyTorch divides by ``sqrt(v_t / (1 - b2^t)) + eps``. They agree when PyTorch's eps is
     ``eps / sqrt(1 - b2^t)``. It matters here: rows a batch does not touch see only the L2
-    gradient (~1e-7), the same order as eps.
+    gradient (~1e-7), the same order as eps. The caller counts the steps on the host: reading
+    the optimizer's own ``state["step"]`` would wait for the GPU at every step (fused Adam
+    keeps it there).
     """
     for group in optimizer.param_groups:
-        state = optimizer.state.get(group["params"][0], {})
-        step = int(state["step"]) + 1 if "step" in state else 1
         group["eps"] = eps / math.sqrt(1.0 - group["betas"][1] ** step)
 
 
@@ -81,17 +136,23 @@ class RowSparseAdam:
     def __init__(self, table: torch.nn.Parameter, lr: float, eps: float, l2: float):
         self.table = table
         self.eps = eps
+        self.steps = 0
         table.grad = torch.zeros_like(table)
         fused = table.device.type in ("cpu", "cuda")
         self.adam = torch.optim.Adam([table], lr=lr, eps=eps, weight_decay=l2, fused=fused)
 
-    def step(self, ids: torch.Tensor, row_grad: torch.Tensor) -> None:
+    def step(self, rows: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """``rows``: ``(ids, gradient of those rows)`` pairs, added in order (repeated ids
+        accumulate, as one ``index_add_`` over the concatenation would)."""
         grad = self.table.grad
-        grad.index_add_(0, ids, row_grad)
+        for ids, row_grad in rows:
+            grad.index_add_(0, ids, row_grad)
         grad[0].zero_()                     # padding stays a fixed zero vector
-        tf_adam_eps(self.adam, self.eps)
+        self.steps += 1
+        tf_adam_eps(self.adam, self.eps, self.steps)
         self.adam.step()
-        grad.index_fill_(0, ids, 0.0)
+        for ids, _ in rows:
+            grad.index_fill_(0, ids, 0.0)
 
     def state_dict(self) -> dict:
         return self.adam.state_dict()
@@ -115,8 +176,11 @@ class Trainer:
         self.cfg = cfg
         self.progress = progress
         self.data = data
+        self.phase = "setup"              # then training / evaluation: what ran out of memory, if the device does
         self.device = resolve_device(cfg.device) if device is None else torch.device(device)
         self.checkpoint = Path(checkpoint) if checkpoint else None
+        if self.device.type == "cpu":
+            keep_freed_memory()
         seed_everything(cfg.seed, self.device)
         adjacency = torch.from_numpy(data.adjacency).to(self.device)
         self.model = KNI(data.n_entity, adjacency, cfg.model).to(self.device)
@@ -129,34 +193,52 @@ class Trainer:
         groups = [g for g in ({"params": weights, "weight_decay": t.l2}, {"params": biases, "weight_decay": 0.0})
                   if g["params"]]
         self.dense_opt = torch.optim.Adam(groups, lr=t.lr, eps=t.adam_eps) if groups else None
+        self.dense_steps = 0
+        # The shuffle: numpy's permutation on CPU (the numbers every CPU run so far has
+        # produced), a seeded torch generator on a GPU (drawn there, never copied over).
         self.rng = np.random.default_rng(cfg.seed)
+        self.shuffle_generator = (torch.Generator(device=self.device).manual_seed(cfg.seed)
+                                  if self.device.type != "cpu" else None)
         self.splits = {name: torch.from_numpy(getattr(data, name)).to(self.device)
                        for name in ("train", "valid", "test")}
         self.summary: FitSummary | None = None
 
     # -- one epoch ------------------------------------------------------------------------
+    def shuffled_order(self) -> torch.Tensor:
+        """A fresh permutation of the training rows, on the device."""
+        n = len(self.splits["train"])
+        if self.shuffle_generator is None:
+            return torch.from_numpy(self.rng.permutation(n))
+        return torch.randperm(n, generator=self.shuffle_generator, device=self.device)
+
+    def train_step(self, batch: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on ``batch`` (rows of user, item, label). Returns the batch's mean
+        BCE as a tensor, not read back: on a GPU nothing here waits for the device."""
+        model, t = self.model, self.cfg.train
+        model.train()
+        logits = model(batch[:, 0], batch[:, 1])[0]
+        loss = F.binary_cross_entropy_with_logits(logits, batch[:, 2].float())
+        if self.dense_opt is not None:
+            self.dense_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.table_opt.step([(ids, leaf.grad) for ids, leaf in model.last_rows])
+        if self.dense_opt is not None:
+            self.dense_steps += 1
+            tf_adam_eps(self.dense_opt, t.adam_eps, self.dense_steps)
+            self.dense_opt.step()
+        return loss.detach()
+
     def train_epoch(self) -> float:
         """One pass over the shuffled training set; returns mean BCE + the L2 term at the end
         (evaluating the table-wide L2 sum at every step would cost a pass over the table)."""
         model, t = self.model, self.cfg.train
         model.train()
         train = self.splits["train"]
-        order = torch.from_numpy(self.rng.permutation(len(train))).to(self.device)
+        order = self.shuffled_order()
         total, n_batches = 0.0, 0
         steps = -(-len(train) // t.batch_size)
         for start in range(0, len(train), t.batch_size):
-            batch = train[order[start:start + t.batch_size]]
-            logits = model(batch[:, 0], batch[:, 1])[0]
-            loss = F.binary_cross_entropy_with_logits(logits, batch[:, 2].float())
-            if self.dense_opt is not None:
-                self.dense_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            ids, leaf = model.last_rows
-            self.table_opt.step(ids, leaf.grad)
-            if self.dense_opt is not None:
-                tf_adam_eps(self.dense_opt, t.adam_eps)
-                self.dense_opt.step()
-            total += loss.detach()
+            total += self.train_step(train[order[start:start + t.batch_size]])
             n_batches += 1
             if self.progress is not None:
                 self.progress("train", n_batches, steps)
@@ -171,9 +253,7 @@ class Trainer:
         model = self.model
         model.eval()
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        support = sum(math.prod(model.hops[:k + 1]) for k in range(len(model.hops)))
-        budget = EVAL_ROWS_BUDGET.get(self.device.type, 1 << 16)
-        chunk = max(1, min(self.cfg.eval.batch_size, budget // (repeats * 2 * support)))
+        chunk = self.eval_chunk(repeats)
         scores = []
         steps = -(-len(pairs) // chunk)
         for start in range(0, len(pairs), chunk):
@@ -182,6 +262,15 @@ class Trainer:
             if phase is not None and self.progress is not None:
                 self.progress(phase, start // chunk + 1, steps)
         return torch.cat(scores).cpu().numpy() if scores else np.zeros(0)
+
+    def eval_chunk(self, repeats: int | None = None) -> int:
+        """Examples per evaluation step: ``eval.batch_size``, fewer when the gathered rows of
+        ``repeats`` passes would exceed the device's budget."""
+        repeats = repeats or self.cfg.eval.n_eval
+        hops = self.model.hops
+        support = sum(math.prod(hops[:k + 1]) for k in range(len(hops)))
+        budget = EVAL_ROWS_BUDGET.get(self.device.type, 1 << 16)
+        return max(1, min(self.cfg.eval.batch_size, budget // (repeats * 2 * support)))
 
     def evaluate(self, split: str, seed: int = 0) -> Metrics:
         pairs = self.splits[split]
@@ -200,8 +289,10 @@ class Trainer:
         topk = TopKHook(self)
         for epoch in range(1, t.epochs + 1):
             t0 = time.perf_counter()
+            self.phase = "training"
             loss = self.train_epoch()
             t1 = time.perf_counter()
+            self.phase = "evaluation"
             valid = self.evaluate("valid", seed=seed * 100003 + epoch)
             test = self.evaluate("test", seed=seed * 100003 + epoch + 50000)
             result = EpochResult(seed, epoch, loss, valid.auc, valid.logloss, valid.acc,

@@ -148,3 +148,12 @@ def test_data_info_of_a_missing_dataset_says_it_once_and_fails(env, tmp_path):
     out = result.stdout + result.stderr
     assert out.count("not found") == 1 and out.count("How to obtain it") == 1
     assert "ab.pkl" in out and "statistic" not in out                   # no empty statistics table
+
+def test_bench_steps_json(env):
+    """`kni bench --steps N`: the keys issue 8 asks for, on the CPU."""
+    result = kni("bench", "--recipe", str(QUICKSTART), "--steps", "4", "--device", "cpu", "--json", env_extra=env)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert {"prepare_seconds", "train_step_seconds", "eval_step_seconds", "train_epoch_seconds_estimate",
+            "peak_rss_mb"} <= set(out)
+    assert out["steps"] == 4 and out["device"] == "cpu" and out["train_step_seconds"] > 0

@@ -148,14 +148,13 @@ def test_row_sparse_adam_equals_dense_adam_on_the_full_loss(attention):
         torch.manual_seed(step)
         loss = torch.nn.functional.binary_cross_entropy_with_logits(fast(users, items)[0], labels)
         loss.backward()
-        ids, leaf = fast.last_rows
-        opt_fast.step(ids, leaf.grad)
+        opt_fast.step([(ids, leaf.grad) for ids, leaf in fast.last_rows])
 
         torch.manual_seed(step)
         opt_dense.zero_grad()
         loss = torch.nn.functional.binary_cross_entropy_with_logits(dense(users, items)[0], labels)
         (loss + l2 * dense.embedding[1:].pow(2).sum() / 2).backward()
-        tf_adam_eps(opt_dense, 1e-8)
+        tf_adam_eps(opt_dense, 1e-8, step + 1)
         opt_dense.step()
         torch.testing.assert_close(fast.embedding, dense.embedding, rtol=1e-5, atol=1e-7)
     assert torch.all(fast.embedding[0] == 0)

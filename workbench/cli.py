@@ -113,8 +113,15 @@ def bench(dataset: str = typer.Option("bc", "--dataset", help="Registry dataset;
           set_: List[str] = typer.Option([], "--set", help=SET_HELP),
           device: Optional[str] = typer.Option(None, "--device", help=DEVICE_HELP),
           repeats: int = typer.Option(3, "--repeats", min=1, help="Timed rounds (the median is reported)."),
+          steps: Optional[int] = typer.Option(None, "--steps", min=1,
+                                              help="Time N training steps and N evaluation batches and "
+                                                   "extrapolate to an epoch, instead of full epochs."),
           json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
-    """Time a training epoch and a full evaluation (valid + test, n_eval passes) after a warm-up."""
+    """Time a training epoch and a full evaluation (valid + test, n_eval passes) after a warm-up.
+
+    With --steps N: N training steps and N evaluation batches, per-step seconds and the epoch
+    they extrapolate to (for data too large for full epochs, e.g. recipes/synthetic-ml20m.yaml).
+    """
     from rich.table import Table
 
     from kni_core.bench import benchmark
@@ -123,7 +130,7 @@ def bench(dataset: str = typer.Option("bc", "--dataset", help="Registry dataset;
     console = _consoles(json_out)
     try:
         rec = load_recipe(recipe, overrides=set_, device=device) if recipe else _paper_config(dataset, set_, device)
-        result = benchmark(rec.base, repeats=repeats)
+        result = benchmark(rec.base, repeats=repeats, steps=steps)
     except KniError as error:
         _fail(console, error)
     if json_out:

@@ -13,14 +13,17 @@ survives such a failure whole.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import torch
+
 from kni_core.config import RunConfig
 from kni_core.data import PreparedData, prepare
 from kni_core.errors import KniError
-from kni_core.train import EpochResult, FitSummary, ProgressHook, Trainer, resolve_device
+from kni_core.train import EpochResult, FitSummary, ProgressHook, Trainer, out_of_memory, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,19 @@ class RunStart:
     from_cache: bool
 
 
+def describe_device(device: torch.device) -> str:
+    """The device text a run records: the device, the GPU's name, the CPU threads the run
+    uses, and how many runs may share its GPU (``KNI_GPU_SHARED_BY``, set by the launcher),
+    e.g. ``cpu, 1 thread`` or ``cuda:0 NVIDIA H100 80GB HBM3, 8 threads, GPU shared by up to 2 runs``."""
+    threads = torch.get_num_threads()
+    name = f"{device} {torch.cuda.get_device_name(device)}" if device.type == "cuda" else str(device)
+    text = f"{name}, {threads} thread{'s' if threads != 1 else ''}"
+    shared = int(os.environ.get("KNI_GPU_SHARED_BY") or 1)
+    if device.type == "cuda" and shared > 1:
+        text += f", GPU shared by up to {shared} runs"
+    return text
+
+
 class RunListener(Protocol):
     def started(self, start: RunStart) -> None: ...
     def epoch(self, result: EpochResult) -> None: ...
@@ -48,12 +64,18 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
             checkpoint: str | None = None, progress: ProgressHook | None = None) -> FitSummary:
     """Prepare (or reuse) the data, train, and report every step to ``listeners``; save the
     best model (Trainer.fit's rule: strictly better AUC on ``select_on``) to ``checkpoint``
-    (``progress`` is the Trainer's hook for positions inside an epoch)."""
+    (``progress`` is the Trainer's hook for positions inside an epoch).
+
+    A CUDA out-of-memory error becomes :class:`kni_core.train.OutOfMemory`, whose message
+    names the setting to lower for the phase that ran out (setup, training or evaluation);
+    the epochs already reported stay recorded."""
+    trainer: Trainer | None = None
+    device: torch.device | str = config.device
     try:
         data = data or prepare(config)
         device = resolve_device(config.device)
         trainer = Trainer(config, data, device=device, progress=progress)
-        start = RunStart(config, str(device), data.stats, data.from_cache)
+        start = RunStart(config, describe_device(device), data.stats, data.from_cache)
         for listener in listeners:
             listener.started(start)
         select_on = config.train.select_on
@@ -65,12 +87,16 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
                 best = result
                 _save(trainer, Path(checkpoint), result.epoch)
     except BaseException as error:        # KeyboardInterrupt too: listeners record the end
+        if isinstance(error, torch.cuda.OutOfMemoryError):
+            explained = out_of_memory(config, trainer.phase if trainer else "setup", str(device), error)
+            explained.__cause__ = error
+            error = explained
         for listener in listeners:
             try:
                 listener.failed(error)
             except Exception as e2:       # noqa: BLE001 - the original error matters more
                 log.error("could not record the failure: %s", e2)
-        raise
+        raise error
     assert trainer.summary is not None
     for listener in listeners:
         listener.finished(trainer.summary)

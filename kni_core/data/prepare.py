@@ -33,6 +33,7 @@ if TYPE_CHECKING:                    # scipy is imported where a graph is built:
 from ..config import RunConfig, stable_hash
 from ..errors import DataError
 from .raw import RawDataset
+from .setops import unique_ids, unique_rows
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ def build(raw: RawDataset, cfg: RunConfig) -> PreparedData:
         return np.column_stack([part[:, 0] + 1, part[:, 1] + shift, part[:, 2]])
 
     train, valid, test = (to_entities(p) for p in (train, valid, test))
-    seeds = np.unique(np.concatenate([p[:, :2].ravel() for p in (train, valid, test)]))
+    seeds = unique_ids(np.concatenate([p[:, :2].ravel() for p in (train, valid, test)]), n_nodes)
     kg = kg_edges(raw.kg, s["min_relation_triples"]) + shift if s["kg"] else np.zeros((0, 2), np.int64)
     if s["kg"]:
         triples, n_relation = kg_triples(raw.kg, s["min_relation_triples"])
@@ -264,9 +265,9 @@ def build(raw: RawDataset, cfg: RunConfig) -> PreparedData:
         table = np.zeros((n_entity, 0), dtype=np.int32)
     degree = np.diff(adj.indptr)
     stats = {
-        "users": int(len(np.unique(train[:, 0]))), "items": int(len(np.unique(np.concatenate(
-            [train[:, 1], valid[:, 1], test[:, 1]])))),
-        "entities": n_entity, "kg_edges": int(len(np.unique(np.sort(kg, axis=1), axis=0))) if len(kg) else 0,
+        "users": int(len(unique_ids(train[:, 0], n_entity))), "items": int(len(unique_ids(np.concatenate(
+            [train[:, 1], valid[:, 1], test[:, 1]]), n_entity))),
+        "entities": n_entity, "kg_edges": int(len(unique_rows(np.sort(kg, axis=1)))) if len(kg) else 0,
         "user_item_edges": int(len(positives)), "train": int(len(train)), "valid": int(len(valid)),
         "test": int(len(test)), "mean_degree": float(degree[1:].mean()) if n_entity > 1 else 0.0,
         "isolated": int((degree[1:] == 0).sum()), "relations": n_relation,

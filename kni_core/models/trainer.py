@@ -22,6 +22,7 @@ class ModelTrainer(Trainer):
                  checkpoint: str | Path | None = None, progress: ProgressHook | None = None):
         self.cfg = cfg
         self.progress = progress
+        self.phase = "setup"              # then training / evaluation (Trainer.fit): OOM messages
         self.data = data
         self.device = resolve_device(cfg.device) if device is None else torch.device(device)
         self.checkpoint = Path(checkpoint) if checkpoint else None
@@ -29,6 +30,7 @@ class ModelTrainer(Trainer):
         self.model = build_model(cfg, data).to(self.device)
         t = cfg.train
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=t.lr, eps=t.adam_eps)
+        self.adam_steps = 0               # counted on the host (see kni_core.train.tf_adam_eps)
         self.rng = np.random.default_rng(cfg.seed)
         self.splits = {name: torch.from_numpy(getattr(data, name)).to(self.device)
                        for name in ("train", "valid", "test")}
@@ -49,7 +51,8 @@ class ModelTrainer(Trainer):
             loss = model.loss(batch[:, 0], batch[:, 1], batch[:, 2])
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            tf_adam_eps(self.optimizer, t.adam_eps)
+            self.adam_steps += 1
+            tf_adam_eps(self.optimizer, t.adam_eps, self.adam_steps)
             self.optimizer.step()
             total += loss.detach()
             steps += 1
