@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -191,8 +192,10 @@ class _JsonReport:
 
 
 def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Optional[str], json_out: bool,
-               checkpoint_dir: Optional[Path], jobs: int, db: str) -> None:
-    """The body of ``kni run``: queue one stored run per seed and execute them in child processes."""
+               checkpoint_dir: Optional[Path], jobs: Optional[int], db: str, *, executor: Optional[str] = None,
+               ray_address: Optional[str] = None, ray_cpus: Optional[int] = None) -> None:
+    """The body of ``kni run``: queue one stored run per seed and execute them in child processes
+    (here, or as Ray tasks with ``executor="ray"``)."""
     from kni_core.data import prepare
 
     from .console import summary_table
@@ -205,6 +208,9 @@ def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Opti
         if store.in_memory:
             raise StoreError("--db: an in-memory database cannot be shared with run processes")
         configs = rec.configs()
+        executor = executor or rec.executor
+        jobs = jobs or (len(configs) if executor == "ray" else 1)
+        runner = _executor(executor, ray_address, ray_cpus, jobs, rec.base.device, store, console)
         prepared = prepare(configs[0])        # once, before the children: they share the cache
     except KniError as error:
         _fail(error)
@@ -215,8 +221,9 @@ def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Opti
     ids: list[int] = []
     try:
         for cfg in configs:
-            ids.append(store.create_run(new_run(rec.name, rec.text, cfg, rec.path, prov)))
-        statuses, launcher = _launch(store, rec, configs, ids, prepared, json_out, checkpoint_dir, jobs, console)
+            ids.append(store.create_run(new_run(rec.name, rec.text, cfg, rec.path, prov), executor=executor))
+        statuses, launcher = _launch(store, rec, configs, ids, prepared, json_out, checkpoint_dir, jobs, console,
+                                     runner)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted before the runs started[/]")
         statuses, launcher = {}, None
@@ -263,8 +270,23 @@ def _cancel_queued(store: Store, ids: list[int]) -> None:
             return
 
 
+def _executor(name: str, address: Optional[str], cpus: Optional[int], jobs: int, device: str, store: Store,
+              console: Console) -> Any:
+    """The executor of ``kni run --executor NAME`` (a Ray one starts or connects in :func:`_launch`)."""
+    from .executors import EXECUTORS, cores, make_executor
+    if name not in EXECUTORS:
+        raise KniError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {name!r}")
+    if name == "ray" and (address or os.environ.get("RAY_ADDRESS")) and store.url.startswith("sqlite"):
+        console.print(f"[yellow]warning:[/] the runs write to the SQLite file {escape(store.where)}, which only "
+                      f"this machine reaches; Ray nodes on other machines need a shared store "
+                      f"(--db postgresql://USER@HOST/DB)", highlight=False)
+    return make_executor(name, address=address, cpus_per_run=cpus or max(1, cores() // jobs), device=device)
+
+
 def _launch(store: Store, rec: Any, configs: list, ids: list[int], prepared: Any, json_out: bool,
-            checkpoint_dir: Optional[Path], jobs: int, console: Console) -> tuple[dict[int, str], Any]:
+            checkpoint_dir: Optional[Path], jobs: int, console: Console, runner: Any) -> tuple[dict[int, str], Any]:
+    from contextlib import nullcontext
+
     from .runner import Launcher, visible_gpus
     group = store.runs(config_hash=configs[0].config_hash())
     if not json_out:
@@ -277,16 +299,27 @@ def _launch(store: Store, rec: Any, configs: list, ids: list[int], prepared: Any
         if others:
             console.print(f"group {configs[0].config_hash()} already holds {len(others)} run(s) of seeds "
                           f"{', '.join(str(r.seed) for r in others)}; these seeds join it", highlight=False)
-    gpus = visible_gpus(rec.base.device)
+    gpus = visible_gpus(rec.base.device) if runner.name == "local" else []     # Ray assigns its GPUs itself
     checkpoints = {}
     if checkpoint_dir is not None:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         checkpoints = {i: str((checkpoint_dir / f"{rec.name}-seed{c.seed}-run{i}.pt").absolute())
                        for i, c in zip(ids, configs)}
     report: Any = _JsonReport() if json_out else _LiveReport(console)
-    launcher = Launcher(store, jobs=jobs, gpus=gpus, checkpoints=checkpoints, on_epoch=report.on_epoch,
+    launcher = Launcher(store, jobs=jobs, gpus=gpus, executor=runner, checkpoints=checkpoints, on_epoch=report.on_epoch,
                         on_start=getattr(report, "on_start", None), on_end=report.on_end,
                         on_problem=report.on_problem)
+    if runner.name == "ray" and not json_out:
+        console.print(f"connecting to the Ray cluster at {runner.address}..." if runner.address else
+                      "starting a local Ray instance (--ray-address or RAY_ADDRESS: a cluster)...", highlight=False)
+    # a Ray instance started here ends with the command
+    with runner if runner.name == "ray" else nullcontext():
+        if runner.name == "ray" and not json_out:
+            console.print(f"runs execute on {runner.describe()}", highlight=False)
+        return _run_launcher(launcher, ids, report, json_out)
+
+
+def _run_launcher(launcher: Any, ids: list[int], report: Any, json_out: bool) -> tuple[dict[int, str], Any]:
     if not json_out:
         report.start()
     try:
@@ -428,7 +461,8 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
                                                f"logloss {_fmt(run.best_test_logloss)}, acc {_fmt(run.best_test_acc)}"
                                                f"; valid auc {_fmt(run.best_valid_auc)}")
     head.add_row("group", f"{run.config_hash}  (kni compare --recipe {run.recipe})")
-    head.add_row("process", f"pid {run.pid} on {run.host}, device {run.device}")
+    head.add_row("process", f"pid {run.pid} on {run.host}, device {run.device}"
+                            + (f", executor {run.executor}" if run.executor else ""))
     created = f"{run.created_at:%Y-%m-%d %H:%M:%S} UTC" if run.created_at is not None else "? (damaged)"
     head.add_row("times", f"created {created}, ran {_duration(run)}"
                           + (f", heartbeat {_ago(run.heartbeat_at)}" if status in LIVE else ""))

@@ -40,9 +40,12 @@ __all__ = ["Recipe", "RecipeError", "find_recipes", "load_recipe", "parse_recipe
            "TOP_KEYS", "MAX_SEEDS"]
 
 #: Keys allowed at the top level of a recipe, in the order they are usually written.
-TOP_KEYS: tuple[str, ...] = ("name", "description", "dataset", "model", "train", "eval", "seeds", "device")
+TOP_KEYS: tuple[str, ...] = ("name", "description", "dataset", "model", "train", "eval", "seeds", "device",
+                             "executor")
 #: Top-level keys that hold a single value (as opposed to a section).
-_SCALAR_KEYS = ("name", "description", "seeds", "device")
+_SCALAR_KEYS = ("name", "description", "seeds", "device", "executor")
+#: Values of the top-level ``executor`` key (where the runs execute; not part of the config hash).
+EXECUTORS = ("local", "ray")
 #: Upper bound on the number of seeds of one recipe (guards against ``1..100000000``).
 MAX_SEEDS = 10_000
 
@@ -110,6 +113,7 @@ class Recipe:
     seeds: list[int]
     device: str
     base: RunConfig
+    executor: str = "local"
 
     def config_for(self, seed: int) -> RunConfig:
         """A copy of ``base`` with ``seed`` (any non-negative integer, not only one of ``seeds``)."""
@@ -123,7 +127,7 @@ class Recipe:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "path": self.path, "description": self.description,
-                "seeds": list(self.seeds), "device": self.device,
+                "seeds": list(self.seeds), "device": self.device, "executor": self.executor,
                 "config_hash": self.base.config_hash(), "config": self.base.to_dict(),
                 "text": self.text}
 
@@ -484,6 +488,10 @@ class _Builder:
             if value is not None and not isinstance(value, str):
                 raise self.fail(key, f"expected a string, got {type(value).__name__} ({value!r})", line, origin)
             return
+        if key == "executor":
+            if value not in EXECUTORS:
+                raise self.fail(key, f"expected one of {', '.join(EXECUTORS)}, got {value!r}", line, origin)
+            return
         f = next(f for f in dataclasses.fields(RunConfig) if f.name == key)
         try:
             check_value(key, f, value)
@@ -627,7 +635,7 @@ class _Builder:
             raise RecipeError.many([self.errors[i] for i in order])
         return Recipe(name=name, path=None if self.path.startswith("<") else self.path, text=text,
                       description=self.values.get("description"), seeds=list(seeds), device=device,
-                      base=base)
+                      base=base, executor=self.values.get("executor", "local"))
 
 
 def _covers(outer: str, inner: str | None) -> bool:

@@ -50,17 +50,25 @@ class StartRequest:
     seeds: str
     device: str
     jobs: int
+    executor: str = "local"
+
+
+#: The executor choices of the start dialog when Ray is installed.
+EXECUTOR_OPTIONS = [("local (processes here)", "local"), ("ray (tasks on a Ray instance or cluster)", "ray")]
 
 
 class StartDialog(ModalScreen["StartRequest | None"]):
-    """Seeds, device and parallel jobs for starting a recipe."""
+    """Seeds, device and parallel jobs for starting a recipe; the executor when ``executors``
+    are offered (Ray is installed)."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "start", "Start")]
 
-    def __init__(self, recipe_name: str, seeds: str, device: str, devices: list[tuple[str, str]], jobs: int = 1):
+    def __init__(self, recipe_name: str, seeds: str, device: str, devices: list[tuple[str, str]], jobs: int = 1,
+                 executor: str = "local", executors: list[tuple[str, str]] | None = None):
         super().__init__(classes="dialog")
         self.recipe_name = recipe_name
         self._seeds, self._device, self._devices, self._jobs = seeds, device, devices, jobs
+        self._executor, self._executors = executor, executors or []
 
     def compose(self) -> ComposeResult:
         values = [v for _, v in self._devices]
@@ -74,6 +82,11 @@ class StartDialog(ModalScreen["StartRequest | None"]):
                              allow_blank=False, id="device", compact=True)
                 yield Label("Parallel jobs", classes="form-label")
                 yield Input(str(self._jobs), id="jobs", type="integer", compact=True)
+                if self._executors:
+                    names = [v for _, v in self._executors]
+                    yield Label("Executor", classes="form-label")
+                    yield Select(self._executors, value=self._executor if self._executor in names else names[0],
+                                 allow_blank=False, id="executor", compact=True)
             yield Static("", id="start-error", classes="dialog-error")
             yield Static("Each seed becomes a run in its own process (the path `kni run` uses); "
                          "runs keep going if the workbench closes.", classes="dialog-hint")
@@ -102,7 +115,8 @@ class StartDialog(ModalScreen["StartRequest | None"]):
             self.query_one("#jobs", Input).focus()
             return
         device = self.query_one("#device", Select).value
-        self.dismiss(StartRequest(seeds, str(device), int(jobs_text)))
+        executor = str(self.query_one("#executor", Select).value) if self._executors else self._executor
+        self.dismiss(StartRequest(seeds, str(device), int(jobs_text), executor))
 
     @on(Input.Submitted)
     def _submitted(self) -> None:

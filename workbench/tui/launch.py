@@ -15,7 +15,8 @@ closed or killed. So
    keeping the queued rows' heartbeat fresh meanwhile;
 4. runs the queue with ``runner.Launcher`` (``jobs`` at a time, GPUs from
    ``runner.visible_gpus``), each run a child started by ``runner.spawn``: the path ``kni
-   run`` uses.
+   run`` uses; with ``executor="ray"`` each run a Ray task (``workbench.executors``, a local
+   Ray instance for this launcher, or ``RAY_ADDRESS``'s cluster).
 
 A SIGTERM to the launcher cancels its queue and its running children (``Launcher``'s own
 handling; before the queue starts, the rows are marked cancelled).
@@ -27,6 +28,7 @@ workbench process stays light.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -80,7 +82,7 @@ class Launch:
 
 
 def start_recipe(store: Store, path: str | Path, *, seeds: str | None = None, device: str | None = None,
-                 jobs: int = 1, timeout: float = HANDSHAKE_SECONDS) -> Launch:
+                 jobs: int = 1, timeout: float = HANDSHAKE_SECONDS, executor: str | None = None) -> Launch:
     """Queue one run per seed of the recipe at ``path`` in a detached launcher process and
     return once the rows exist. Raises :class:`~workbench.recipe.RecipeError` (invalid
     recipe or seeds), :class:`~workbench.store.StoreError` or :class:`LaunchError`."""
@@ -94,6 +96,8 @@ def start_recipe(store: Store, path: str | Path, *, seeds: str | None = None, de
         cmd += ["--seeds", seeds]
     if device:
         cmd += ["--device", device]
+    if executor:
+        cmd += ["--executor", executor]
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -164,6 +168,7 @@ def launcher_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", default=None)
     parser.add_argument("--device", default=None)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--executor", default=None, help="local or ray (default: the recipe's executor key)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
 
@@ -173,6 +178,10 @@ def launcher_main(argv: list[str] | None = None) -> int:
     try:
         rec = load_recipe(args.recipe, seeds=args.seeds, device=args.device)
         store = Store.open(args.db, create=False)
+        from ..executors import cores, make_executor
+        jobs = max(1, args.jobs)
+        executor = make_executor(args.executor or rec.executor, cpus_per_run=max(1, cores() // jobs),
+                                 device=rec.base.device)
     except KniError as e:
         _say({"error": str(e)})
         return 2
@@ -182,7 +191,7 @@ def launcher_main(argv: list[str] | None = None) -> int:
         prov = provenance()
         configs = rec.configs()
         for cfg in configs:
-            ids.append(store.create_run(new_run(rec.name, rec.text, cfg, rec.path, prov)))
+            ids.append(store.create_run(new_run(rec.name, rec.text, cfg, rec.path, prov), executor=executor.name))
         _say({"ids": ids})
         keep = _KeepQueuedAlive(store, ids)
         keep.start()
@@ -193,10 +202,12 @@ def launcher_main(argv: list[str] | None = None) -> int:
             log.warning("preparing the data failed (the runs will report it): %s", e)
         finally:
             keep.stop()
-        launcher = Launcher(store, jobs=max(1, args.jobs), gpus=visible_gpus(rec.base.device))
+        launcher = Launcher(store, jobs=jobs, executor=executor,
+                            gpus=visible_gpus(rec.base.device) if executor.name == "local" else [])
         if stop.is_set():
             launcher.request_stop()
-        statuses = launcher.run(ids)
+        with executor if executor.name == "ray" else contextlib.nullcontext():   # a local Ray ends with us
+            statuses = launcher.run(ids)
         log.info("runs ended: %s", statuses)
         return 0
     except BaseException as e:                 # noqa: BLE001 - recorded on the rows still queued
