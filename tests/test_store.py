@@ -699,14 +699,24 @@ def test_postgres_readers_never_write(postgres_db, sql):
         with pytest.raises(StoreError, match="read-only"):
             reader.delete([run_id])
     assert sql(postgres_db, "SELECT count(*) FROM runs")[0][0] == 1
-    # an older layout is not upgraded by a reader; a writer upgrades it
-    sql(postgres_db, "UPDATE meta SET value = '3' WHERE key = 'schema_version'; "
-                     "ALTER TABLE runs DROP COLUMN executor; ALTER TABLE runs DROP COLUMN cancel_requested_at")
+    # an older layout (version 3, as that release wrote it) is not upgraded by a reader; a writer upgrades it
+    sql(postgres_db, "DROP TABLE epochs; DROP TABLE runs; DROP TABLE meta")
+    engine = create_engine(postgres_db)
+    with engine.begin() as conn:
+        for _, _, step in st.MIGRATIONS[:3]:
+            step(conn)
+        conn.execute(text("INSERT INTO meta VALUES ('schema_version', '3')"))
+        conn.execute(text(
+            "INSERT INTO runs (recipe, recipe_text, config_json, config_hash, dataset, model, seed, device, "
+            "status, created_at, max_epochs, select_on, stopped_early) VALUES ('old', 'name: old', '{}', 'abc', "
+            "'bc', 'KNI', 3, 'cpu', 'completed', '2024-01-01 00:00:00', 5, 'valid', false)"))
+    engine.dispose()
     res = CliRunner().invoke(app, ["runs", "--db", postgres_db])
     assert res.exit_code == 2 and "a writing command" in res.stderr and "upgrades it" in res.stderr
     assert sql(postgres_db, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == "3"
     with Store.open(postgres_db) as store:
-        assert store.schema_version() == st.SCHEMA_VERSION and store.get(run_id).executor is None
+        assert store.schema_version() == st.SCHEMA_VERSION
+        assert [(r.recipe, r.executor) for r in store.runs()] == [("old", None)]
 
 
 @pytest.mark.postgres
