@@ -193,6 +193,12 @@ def test_two_node_cluster_spreads_runs_and_a_dead_nodes_run_crashes(postgres_db)
         cluster.wait_for_nodes(timeout=TIMEOUT)
         ray.init(address=cluster.address, log_to_driver=False)
         raylets = {node: node.all_processes["raylet"][0].process.pid for node in (cluster.head_node, worker)}
+        from workbench.executors import ExecutorError
+        with pytest.raises(ExecutorError, match="largest node of the cluster has 1"):   # 2 CPUs in all, 1 per node
+            RayExecutor(cpus_per_run=2).__enter__()
+        with pytest.raises(ExecutorError, match="no node of the Ray cluster has a GPU"):
+            RayExecutor(device="cuda").__enter__()
+        assert ray.is_initialized()                              # a connection it did not make stays open
         rec = parse_recipe(TINY.format(name="long", epochs=200))
         ids = [store.create_run(new_run(rec.name, rec.text, rec.config_for(s), prov=(None, None)), executor="ray")
                for s in (1, 2)]

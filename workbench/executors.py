@@ -236,15 +236,16 @@ class RayExecutor:
                 raise ExecutorError(f"cannot start or reach {where}: {type(e).__name__}: {e}") from None
             self._owned = True
         self.ray = ray
-        try:
-            gpus = float(ray.cluster_resources().get("GPU", 0))
-            cpus = float(ray.cluster_resources().get("CPU", 0))
+        try:                                  # a task no node can hold would wait forever: say so now
+            nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+            gpus = max((float(n.get("GPU", 0)) for n in nodes), default=0.0)
+            cpus = max((float(n.get("CPU", 0)) for n in nodes), default=0.0)
             if self.device == "cuda" and gpus < 1:
-                raise ExecutorError("--device cuda, but the Ray cluster has no GPU (ray status lists its "
-                                    "resources); use --device cpu or auto")
+                raise ExecutorError("--device cuda, but no node of the Ray cluster has a GPU (ray status lists "
+                                    "its resources); use --device cpu or auto")
             if self.cpus_per_run > cpus:
-                raise ExecutorError(f"each run asks Ray for {self.cpus_per_run} CPUs, but the whole cluster "
-                                    f"has {cpus:g}; ask for fewer (--ray-cpus)")
+                raise ExecutorError(f"each run asks Ray for {self.cpus_per_run} CPUs, but the largest node of the "
+                                    f"cluster has {cpus:g}; ask for fewer (--ray-cpus)")
         except BaseException:
             self.__exit__(None, None, None)
             raise
