@@ -29,3 +29,96 @@ def real_dataset():
                 pytest.fail(f"CI is set but the real dataset {name!r} is missing: {error}")
             pytest.skip(f"real dataset {name!r} not available")
     return find
+
+
+# --------------------------------------------------------------------------------------------
+# run store backends: every store, lifecycle and compare test runs on SQLite and PostgreSQL
+
+#: The admin URL of a PostgreSQL server the tests may create databases in
+#: (``scripts/with-postgres`` starts a throwaway one and sets it).
+POSTGRES_URL_ENV = "KNI_TEST_POSTGRES_URL"
+
+
+def _unavailable(message: str) -> None:
+    """Skip, or fail when CI is set (CI must test every backend)."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The admin URL of the test PostgreSQL server; skip without one (fail under CI)."""
+    url = os.environ.get(POSTGRES_URL_ENV)
+    if not url:
+        _unavailable(f"{POSTGRES_URL_ENV} is not set, so there is no PostgreSQL server to test against "
+                     f"(scripts/with-postgres python -m pytest starts one)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _unavailable('the PostgreSQL driver is not installed (pip install -e ".[dev]" installs it)')
+    from sqlalchemy import create_engine, text
+    engine = create_engine(url, connect_args={"connect_timeout": 10})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as e:                                          # noqa: BLE001
+        pytest.fail(f"{POSTGRES_URL_ENV}={url}: cannot connect: {e}", pytrace=False)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture()
+def postgres_db(postgres_server):
+    """The URL of a fresh, empty PostgreSQL database for one test, dropped after it."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    name = f"kni_test_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:               # FORCE: a leftover run process must not keep it
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path) -> str:
+    """A run database for each backend: a SQLite file path, or a fresh PostgreSQL database URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "runs.db")
+    return request.getfixturevalue("postgres_db")
+
+
+@pytest.fixture()
+def sql():
+    """``sql(db, statement, **params)``: run one statement on a run database behind the
+    store's back (as another program would), on either backend; returns the rows of a query.
+    Datetime parameters are written the way the store writes them."""
+    from datetime import datetime, timezone
+
+    from sqlalchemy import create_engine, text
+
+    from workbench.store import resolve_url
+
+    def run(db: str, statement: str, **params):
+        url = resolve_url(db)
+        sqlite = url.startswith("sqlite")
+        for k, v in params.items():
+            if isinstance(v, datetime):
+                v = v.astimezone(timezone.utc).replace(tzinfo=None)
+                params[k] = v.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else v
+        engine = create_engine(url)
+        try:
+            with engine.begin() as conn:
+                result = conn.execute(text(statement), params)
+                return result.fetchall() if result.returns_rows else result.rowcount
+        finally:
+            engine.dispose()
+    return run

@@ -58,8 +58,9 @@ def add_run(store: Store, seed: int, test_aucs: list[float], *, name: str = "r",
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store.open(tmp_path / "runs.db")
+def store(db_url):
+    """A run store on each backend (SQLite, PostgreSQL)."""
+    s = Store.open(db_url)
     yield s
     s.close()
 
@@ -228,7 +229,7 @@ def test_csv_columns_are_documented():
 def test_export_round_trip(store, tmp_path):
     ids = [add_run(store, s, v) for s, v in ((1, [0.6012345678901234, 0.7]), (2, [0.65]), (3, [0.55, 0.5, 0.58]))]
     add_run(store, 4, [0.9], status=RUNNING)       # running runs count by default (live)
-    db = str(tmp_path / "runs.db")
+    db = store.url
     out = tmp_path / "runs.csv"
     res = CliRunner().invoke(app, ["export", "--db", db, "--csv", str(out)])
     assert res.exit_code == 0, res.output
@@ -262,7 +263,7 @@ def test_compare_cli(store, tmp_path):
     for s, (x, y) in enumerate([(0.70, 0.60), (0.72, 0.61), (0.74, 0.65)], start=1):
         add_run(store, s, [x], name="a")
         add_run(store, s, [y], name="b", kg=False)
-    db = str(tmp_path / "runs.db")
+    db = store.url
     runner = CliRunner()
     res = runner.invoke(app, ["compare", "--db", db, "--all", "--json", "--paired", "a", "b", "--matrix"])
     assert res.exit_code == 0, res.output
@@ -316,7 +317,7 @@ def test_a_completed_seed_counts_until_its_rerun_completes(store, tmp_path):
     assert g.by_seed("test_auc") == {1: 0.82, 2: 0.81, 3: 0.83}
     assert [p.run.id for p in g.pending] == [rerun] and g.superseded == []
     assert g.seed_notes() == [f"seed 2: run {rerun} still training, completed run {ids[1]} counts"]
-    db = str(tmp_path / "runs.db")
+    db = store.url
     res = CliRunner().invoke(app, ["compare", "--db", db, "--all"])
     assert res.exit_code == 0, res.output
     assert "0.8200±0.0100" in res.stdout

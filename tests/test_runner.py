@@ -1,6 +1,6 @@
 """The run lifecycle with real child processes: concurrent writers, SIGKILL -> crashed,
 SIGINT -> cancelled with epochs kept, an exception -> failed with the traceback, and a
-launcher that is interrupted or loses a child."""
+launcher that is interrupted or loses a child; on SQLite and PostgreSQL (``db_url``)."""
 
 from __future__ import annotations
 
@@ -67,10 +67,10 @@ def has_epochs(store: Store, run_id: int, n: int = 1):
     return lambda: len(store.epochs(run_id)) >= n
 
 
-def test_signals_and_exceptions_in_run_processes(tmp_path):
+def test_signals_and_exceptions_in_run_processes(tmp_path, db_url):
     """Three run processes at once: one killed with SIGKILL, one interrupted with SIGINT, one
     whose configuration raises."""
-    db = str(tmp_path / "runs.db")
+    db = db_url
     store = Store.open(db)
     killed, interrupted = queue(store, 1), queue(store, 2)
     failing = queue(store, 3, path=str(tmp_path / "no-such-folder"))
@@ -113,11 +113,11 @@ def test_signals_and_exceptions_in_run_processes(tmp_path):
     store.close()
 
 
-def test_launcher_loses_a_child_then_is_interrupted(tmp_path):
+def test_launcher_loses_a_child_then_is_interrupted(db_url):
     """jobs=1 over three runs: the first child is SIGKILLed (the launcher marks it crashed at
     once), the launcher is stopped during the second (SIGTERM -> cancelled, epochs kept) and
     the third never starts (cancelled)."""
-    store = Store.open(tmp_path / "runs.db")
+    store = Store.open(db_url)
     ids = [queue(store, s) for s in (1, 2, 3)]
     ended: list[tuple[int, str, int]] = []
     launcher: Launcher
@@ -144,12 +144,12 @@ def test_launcher_loses_a_child_then_is_interrupted(tmp_path):
     store.close()
 
 
-def test_kni_run_two_seeds_in_parallel(tmp_path):
+def test_kni_run_two_seeds_in_parallel(tmp_path, db_url):
     """`kni run --jobs 2 --json`: two processes write the same database at the same time; the
     JSON lines are those of console.JsonLines; seeds added later join the group."""
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(TINY.format(name="tiny", epochs=3))
-    db = str(tmp_path / "runs.db")
+    db = db_url
     runner = CliRunner()
     res = runner.invoke(app, ["run", str(recipe), "--seeds", "1,2", "--jobs", "2", "--json", "--db", db])
     assert res.exit_code == 0, res.output
@@ -164,7 +164,8 @@ def test_kni_run_two_seeds_in_parallel(tmp_path):
 
     with Store.open(db) as store:
         runs = store.runs()
-        assert [(r.seed, r.status, r.n_epochs) for r in runs] == [(1, COMPLETED, 3), (2, COMPLETED, 3)]
+        assert [(r.seed, r.status, r.n_epochs, r.executor) for r in runs] == \
+               [(1, COMPLETED, 3, "local"), (2, COMPLETED, 3, "local")]
         a, b = runs
         assert a.pid != b.pid and a.pid != os.getpid()
         assert a.started_at < b.finished_at and b.started_at < a.finished_at     # they overlapped
@@ -184,6 +185,28 @@ def test_kni_run_two_seeds_in_parallel(tmp_path):
     res = runner.invoke(app, ["compare", "--recipe", "tiny", "--json", "--db", db])
     group = json.loads(res.stdout)["groups"]
     assert len(group) == 1 and group[0]["n"] == 2 and group[0]["seeds"] == "1 2"
+
+
+def test_kni_cancel_reaches_a_run_of_another_host_through_its_row(db_url, sql):
+    """A run on another machine (a Ray node): no signal reaches it, so kni cancel asks through
+    the row and the run process stops at its next heartbeat, cancelled with its epochs kept."""
+    store = Store.open(db_url)
+    run_id = queue(store, 1)
+    proc = spawn(store.url, run_id)
+    try:
+        assert wait_for(has_epochs(store, run_id), TIMEOUT)
+        sql(db_url, "UPDATE runs SET host = 'node-7' WHERE id = :i", i=run_id)   # as seen from another host
+        res = CliRunner().invoke(app, ["cancel", str(run_id), "--db", db_url])
+        assert res.exit_code == 0 and f"asked run {run_id} on node-7" in res.stderr, res.output
+        assert proc.wait(TIMEOUT) == EXIT_CANCELLED
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    run = store.get(run_id)
+    assert run.status == CANCELLED and "kni cancel" in run.error and run.n_epochs >= 1
+    assert [e.epoch for e in store.epochs(run_id)] == list(range(1, run.n_epochs + 1))
+    store.close()
 
 
 def test_gpu_assignment():

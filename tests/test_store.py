@@ -1,4 +1,5 @@
-"""The run database: rows, WAL, crash detection, migrations and bad input."""
+"""The run database: rows, WAL, crash detection, migrations and bad input, on SQLite and
+PostgreSQL (the ``db_url`` fixture; ``db`` is a SQLite file for what only SQLite has)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -64,12 +66,16 @@ def dead_pid() -> int:
     return p.pid
 
 
-def test_rows_and_wal(db):
-    with Store.open(db) as store:
+def sqlite_backend(db: str) -> bool:
+    return not db.startswith("postgresql")
+
+
+def test_rows_and_wal(db_url):
+    with Store.open(db_url) as store:
         run_id = queued(store)
         run = store.get(run_id)
-        assert (run.status, run.pid, run.seed, run.recipe, run.dataset, run.model) == \
-               (QUEUED, os.getpid(), 1, "tiny", "synthetic-tiny", "KNI")
+        assert (run.status, run.pid, run.seed, run.recipe, run.dataset, run.model, run.executor) == \
+               (QUEUED, os.getpid(), 1, "tiny", "synthetic-tiny", "KNI", "local")
         assert run.config["train"]["epochs"] == 3 and "name: tiny" in run.recipe_text
         assert store.claim(run_id, 4242, "h") and not store.claim(run_id, 4243, "h")
         store.add_epoch(run_id, result(1, 0.7), result(1, 0.7))
@@ -86,13 +92,14 @@ def test_rows_and_wal(db):
         assert store.runs(status=COMPLETED, recipe="tiny", dataset="synthetic-tiny")[0].id == run_id
         assert store.runs(status=[FAILED]) == []
         assert store.schema_version() == st.SCHEMA_VERSION
-    con = sqlite3.connect(db)
-    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    con.close()
+    if sqlite_backend(db_url):
+        con = sqlite3.connect(db_url)
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        con.close()
 
 
-def test_crash_detection(db):
-    with Store.open(db) as store:
+def test_crash_detection(db_url):
+    with Store.open(db_url) as store:
         gone, alive, remote, fresh = (queued(store, s) for s in (1, 2, 3, 4))
         store.claim(gone, dead_pid(), st.this_host())
         store.claim(alive, os.getpid(), st.this_host())
@@ -118,9 +125,9 @@ def test_crash_detection(db):
         assert Store.effective_status(store.get(alive)) == COMPLETED
 
 
-def test_migration_from_first_version(tmp_path):
-    path = tmp_path / "old.db"
-    engine = create_engine(f"sqlite:///{path}")
+def test_migration_from_first_version(db_url):
+    url = st.resolve_url(db_url)
+    engine = create_engine(url)
     with engine.begin() as conn:                    # a database as version 1 wrote it
         st.MIGRATIONS[0][2](conn)
         conn.execute(text("INSERT INTO meta VALUES ('schema_version', '1')"))
@@ -128,25 +135,35 @@ def test_migration_from_first_version(tmp_path):
             "INSERT INTO runs (recipe, recipe_text, config_json, config_hash, dataset, model, seed, device, "
             "status, created_at, max_epochs, select_on, stopped_early, best_epoch, best_test_auc) VALUES "
             "('old', 'name: old', '{}', 'abc', 'bc', 'KNI', 3, 'cpu', 'completed', '2024-01-01 00:00:00', 5, "
-            "'valid', 0, 2, 0.75)"))
+            "'valid', false, 2, 0.75)"))
         conn.execute(text("INSERT INTO epochs (run_id, epoch, test_auc) VALUES (1, 1, 0.7), (1, 2, 0.75)"))
     cols_v1 = {c["name"] for c in inspect(engine).get_columns("runs")}
     engine.dispose()
     assert "git_commit" not in cols_v1
-    with Store.open(path) as store:
+    with Store.open(db_url) as store:
         assert store.schema_version() == st.SCHEMA_VERSION == st.MIGRATIONS[-1][0]
         run = store.get(1)
-        assert (run.recipe, run.seed, run.best_test_auc, run.n_epochs, run.git_commit, run.pid_start) == \
-               ("old", 3, 0.75, 2, None, None)
+        assert (run.recipe, run.seed, run.best_test_auc, run.n_epochs, run.git_commit, run.pid_start,
+                run.executor) == ("old", 3, 0.75, 2, None, None, None)
         assert (run.sweep_id, run.sweep_point, run.params) == (None, None, {}) and store.sweeps() == []
         assert run.created_at.year == 2024 and run.created_at.tzinfo is not None
-        queued(store)                               # the new columns are usable
+        new = queued(store)                          # the new columns are usable
+        assert store.get(new).executor == "local" and new == 2      # the id sequence goes on
     # the upgraded layout is the ORM's layout
-    engine = create_engine(f"sqlite:///{path}")
+    engine = create_engine(url)
     insp = inspect(engine)
     for table in st.Base.metadata.sorted_tables:
         assert {c["name"] for c in insp.get_columns(table.name)} == {c.name for c in table.columns}, table.name
+    if not sqlite_backend(db_url):                  # what SQLite has implicitly: 64-bit ids, unbounded text
+        types = {c["name"]: str(c["type"]) for c in insp.get_columns("runs")}
+        assert types["id"] == "BIGINT" and types["recipe"] == types["device"] == "TEXT"
+        assert {c["name"]: str(c["type"]) for c in insp.get_columns("epochs")}["run_id"] == "BIGINT"
     engine.dispose()
+    with Store.open(db_url) as store:               # a name longer than any VARCHAR of version 1
+        rec = parse_recipe(RECIPE.replace("name: tiny", "name: " + "x" * 300))
+        long = store.create_run(new_run(rec.name, rec.text, rec.config_for(1), prov=(None, None)),
+                                host="h" * 300)
+        assert store.get(long).recipe == "x" * 300
 
 
 def test_refuses_bad_databases(tmp_path):
@@ -242,12 +259,12 @@ def test_cli_errors_leave_runs_untouched(tmp_path, monkeypatch):
     assert res.exit_code == 0 and res.stdout.strip() == "[]" and not (tmp_path / "none.db").exists()
 
 
-def test_live_runs_cannot_be_removed(db):
-    with Store.open(db) as store:
+def test_live_runs_cannot_be_removed(db_url):
+    with Store.open(db_url) as store:
         run_id = queued(store)                      # owned by this (live) process
-    res = CliRunner().invoke(app, ["rm", str(run_id), "--yes", "--db", db])
+    res = CliRunner().invoke(app, ["rm", str(run_id), "--yes", "--db", db_url])
     assert res.exit_code == 2 and "cancel it first" in res.stderr
-    with Store.open(db) as store:
+    with Store.open(db_url) as store:
         assert store.get(run_id).status == QUEUED
 
 
@@ -264,21 +281,10 @@ def test_url_resolution(tmp_path, monkeypatch):
 # faults (issue 7): reused pids, damaged values, huge ids, read-only commands
 
 
-def sqlite_time(dt) -> str:
-    return dt.strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def set_row(db, run_id: int, **values) -> None:
-    """Change a run row behind the store's back (as another program or a bit flip would);
-    columns this schema lacks are skipped."""
-    con = sqlite3.connect(db)
-    cols = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
-    sets = {k: v for k, v in values.items() if k in cols}
-    if sets:
-        con.execute(f"UPDATE runs SET {', '.join(f'{k} = ?' for k in sets)} WHERE id = ?",
-                    (*sets.values(), run_id))
-    con.commit()
-    con.close()
+def set_row(sql, db, run_id: int, **values) -> None:
+    """Change a run row behind the store's back (as another program or a bit flip would)."""
+    sql(db, f"UPDATE runs SET {', '.join(f'{k} = :{k}' for k in values)} WHERE id = :run_id",
+        run_id=run_id, **values)
 
 
 def sleeper() -> subprocess.Popen:
@@ -286,7 +292,8 @@ def sleeper() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
 
 
-def test_a_reused_pid_does_not_keep_a_run_alive(db):
+def test_a_reused_pid_does_not_keep_a_run_alive(db_url, sql):
+    db = db_url
     other = sleeper()
     try:
         with Store.open(db) as store:
@@ -294,11 +301,11 @@ def test_a_reused_pid_does_not_keep_a_run_alive(db):
             for i in (legacy, rebooted, ours, frozen):
                 store.claim(i, other.pid, st.this_host())
         now = utcnow()
-        months, recent = sqlite_time(now - timedelta(days=330)), sqlite_time(now - timedelta(seconds=40))
-        set_row(db, legacy, heartbeat_at=months, pid_start=None)    # a row from before pid_start: 11 months silent
-        set_row(db, rebooted, heartbeat_at=recent, pid_start="another-boot:4242")   # the pid is someone else's now
-        set_row(db, ours, heartbeat_at=recent)                       # stale, but its own process still lives
-        set_row(db, frozen, heartbeat_at=months)                     # its own process, silent for 11 months
+        months, recent = now - timedelta(days=330), now - timedelta(seconds=40)
+        set_row(sql, db, legacy, heartbeat_at=months, pid_start=None)  # a row from before pid_start: 11 months silent
+        set_row(sql, db, rebooted, heartbeat_at=recent, pid_start="another-boot:4242")  # the pid is someone else's
+        set_row(sql, db, ours, heartbeat_at=recent)                    # stale, but its own process still lives
+        set_row(sql, db, frozen, heartbeat_at=months)                  # its own process, silent for 11 months
         with Store.open(db) as store:
             seen = {r.id: Store.effective_status(r) for r in store.runs()}
             assert seen == {legacy: CRASHED, rebooted: CRASHED, ours: RUNNING, frozen: CRASHED}
@@ -313,7 +320,8 @@ def test_a_reused_pid_does_not_keep_a_run_alive(db):
         other.wait()
 
 
-def test_cancel_never_signals_a_process_that_is_not_the_runs(db):
+def test_cancel_never_signals_a_process_that_is_not_the_runs(db_url, sql):
+    db = db_url
     stranger, own = sleeper(), sleeper()
     try:
         with Store.open(db) as store:
@@ -322,10 +330,10 @@ def test_cancel_never_signals_a_process_that_is_not_the_runs(db):
                 store.claim(i, stranger.pid, st.this_host())
             store.claim(remote, stranger.pid, "another-host")
             store.claim(real, own.pid, st.this_host())
-        months = sqlite_time(utcnow() - timedelta(days=330))
-        set_row(db, legacy, heartbeat_at=months, pid_start=None)
-        set_row(db, rebooted, pid_start="another-boot:4242")        # heartbeat fresh: only the identity tells
-        set_row(db, remote, heartbeat_at=months)
+        months = utcnow() - timedelta(days=330)
+        set_row(sql, db, legacy, heartbeat_at=months, pid_start=None)
+        set_row(sql, db, rebooted, pid_start="another-boot:4242")   # heartbeat fresh: only the identity tells
+        set_row(sql, db, remote, heartbeat_at=months)
         res = CliRunner().invoke(app, ["cancel", str(legacy), str(rebooted), str(remote), str(real), "--db", db])
         assert res.exit_code == 0, res.output
         assert stranger.poll() is None                              # never signalled
@@ -335,8 +343,12 @@ def test_cancel_never_signals_a_process_that_is_not_the_runs(db):
             assert [store.get(i).status for i in (legacy, rebooted, remote, real)] == [CRASHED] * 3 + [RUNNING]
             fresh_remote = queued(store, 5)
             store.claim(fresh_remote, 4242, "another-host")
+        # a live run of another host: no signal reaches it; it is asked through its row
         res = CliRunner().invoke(app, ["cancel", str(fresh_remote), "--db", db])
-        assert res.exit_code == 2 and "cancel it there" in res.stderr
+        assert res.exit_code == 0 and "asked run" in res.stderr and "another-host" in res.stderr, res.output
+        with Store.open(db) as store:
+            assert store.get(fresh_remote).status == RUNNING and store.cancel_requested(fresh_remote)
+            assert not store.cancel_requested(real) and not store.request_cancel(legacy)   # ended: nothing asked
     finally:
         for p in (stranger, own):
             p.kill()
@@ -344,7 +356,8 @@ def test_cancel_never_signals_a_process_that_is_not_the_runs(db):
 
 
 @pytest.mark.parametrize("command", [["show"], ["rm", "--yes"], ["cancel"], ["compare"], ["export", "--csv", "-"]])
-def test_run_ids_beyond_64_bits(db, command):
+def test_run_ids_beyond_64_bits(db_url, command):
+    db = db_url
     with Store.open(db) as store:
         queued(store)
     for big in (2 ** 63, 2 ** 64 + 5):
@@ -357,26 +370,31 @@ def test_run_ids_beyond_64_bits(db, command):
         assert len(store.runs()) == 1
 
 
-def test_damaged_values_are_shown_and_never_used(db):
+def test_damaged_values_are_shown_and_never_used(db_url, sql):
+    db = db_url
+    sqlite = sqlite_backend(db)
     with Store.open(db) as store:
         a, b = queued(store, 1), queued(store, 2)
         for i in (a, b):
             store.claim(i, dead_pid(), "h")
             store.add_epoch(i, result(1, 0.7), result(1, 0.7))
             store.finish(i, COMPLETED, best=result(1, 0.7))
-    set_row(db, a, created_at="garbage", started_at=12)              # unreadable dates
-    set_row(db, b, best_test_auc=-5.65)                                # a bit flip
-    con = sqlite3.connect(db)
-    con.execute("UPDATE epochs SET test_auc = -5.65, train_seconds = -1 WHERE run_id = ?", (b,))
-    con.commit()
-    con.close()
-    before = sha(db)
+    if sqlite:                                                         # PostgreSQL's timestamps cannot be garbage
+        set_row(sql, db, a, created_at="garbage", started_at=12)       # unreadable dates
+    else:
+        set_row(sql, db, a, best_valid_acc=1.5)
+    set_row(sql, db, b, best_test_auc=-5.65)                           # a bit flip
+    sql(db, "UPDATE epochs SET test_auc = -5.65, train_seconds = -1 WHERE run_id = :b", b=b)
+    before = sha(db) if sqlite else None
     runner = CliRunner()
     res = runner.invoke(app, ["runs", "--json", "--db", db])
     assert res.exit_code == 0, res.output
     listed = {r["id"]: r for r in json.loads(res.stdout)}
-    assert listed[a]["created_at"] is None and listed[a]["started_at"] is None
-    assert [d.split(":")[0] for d in listed[a]["damaged"]] == ["created_at", "started_at"]
+    if sqlite:
+        assert listed[a]["created_at"] is None and listed[a]["started_at"] is None
+        assert [d.split(":")[0] for d in listed[a]["damaged"]] == ["created_at", "started_at"]
+    else:
+        assert listed[a]["valid_acc"] is None and listed[a]["damaged"] == ["best_valid_acc: 1.5 is outside [0, 1]"]
     assert listed[b]["test_auc"] is None and listed[b]["damaged"] == ["best_test_auc: -5.65 is outside [0, 1]"]
     res = runner.invoke(app, ["runs", "--db", db])
     assert res.exit_code == 0 and res.stdout.count("completed damaged") == 2 and "-5.65" in res.stderr
@@ -387,15 +405,16 @@ def test_damaged_values_are_shown_and_never_used(db):
     res = runner.invoke(app, ["show", str(b), "--no-plot", "--db", db])
     assert res.exit_code == 0 and "epoch 1 test_auc: -5.65 is outside [0, 1]" in res.stdout
     assert "epoch 1 train_seconds: -1" in res.stdout
-    res = runner.invoke(app, ["show", str(a), "--no-plot", "--db", db])
-    assert res.exit_code == 0 and "created ? (damaged)" in res.stdout
-    assert sha(db) == before
+    if sqlite:
+        res = runner.invoke(app, ["show", str(a), "--no-plot", "--db", db])
+        assert res.exit_code == 0 and "created ? (damaged)" in res.stdout
+        assert sha(db) == before
     from workbench.tui.data import RunData                     # the TUI's reader keeps going too
     with Store.open(db) as store:
         data = RunData(store)
         data.poll_now(force_full=True)
         assert data.error is None and sorted(data.runs) == [a, b]
-        assert data.runs[a].damage and data.runs[a].created_at is None
+        assert data.runs[a].damage and (data.runs[a].created_at is None or not sqlite)
         data.watch([b])
         assert data.epochs[b][0].test_auc is None and data.epochs[b][0].damage
 
@@ -530,3 +549,192 @@ def test_transient_errors_are_retried_with_bounds(db):
         with pytest.raises(StoreError, match="disk is full"):   # a stop request ends the waiting
             st.retry_write(lambda: (_ for _ in ()).throw(full), patience=600, on_wait=stop.append,
                            stop=lambda: bool(stop))
+
+
+# --------------------------------------------------------------------------------------------
+# concurrency (issue 9): four run processes and a reader at once lose nothing, on either backend
+
+WRITER = """
+import os, sys, time
+from kni_core.results import EpochResult, FitSummary
+from workbench.recipe import parse_recipe
+from workbench.runner import StoreListener, new_run
+from workbench.store import Store, this_host
+db, seed, n, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+print("ready", flush=True)
+while not os.path.exists(go):                     # all four start together
+    time.sleep(0.01)
+store = Store.open(db)                            # the first ones race to create the layout
+rec = parse_recipe(sys.stdin.read())
+run = store.create_run(new_run(rec.name, rec.text, rec.config_for(seed), prov=(None, None)))
+assert store.claim(run, os.getpid(), this_host())
+listener = StoreListener(store, run, "valid")     # the writes of a run process, retries included
+for e in range(1, n + 1):
+    r = EpochResult(seed, e, 1.0 / e, 0.5 + e / 1000, 0.6, 0.7, 0.5 + seed / 100 + e / 10000, 0.6, 0.7, 0.01, 0.01)
+    listener.epoch(r)
+    store.heartbeat(run)
+listener.finished(FitSummary(seed, n, r, n, False))
+print(run, flush=True)
+"""
+
+
+def test_four_writers_and_a_reader_lose_nothing(db_url, tmp_path):
+    n = 40
+    go = tmp_path / "go"
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, db_url, str(seed), str(n), str(go)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for seed in (1, 2, 3, 4)]
+    try:
+        for w in writers:
+            w.stdin.write(RECIPE)
+            w.stdin.close()
+            assert w.stdout.readline().strip() == "ready", w.stderr.read()
+        go.touch()
+        reads, seen = 0, {}
+        reader = None
+        while any(w.poll() is None for w in writers):
+            if reader is None:
+                try:
+                    reader = Store.open(db_url, readonly=True)
+                except StoreError:                 # not created yet
+                    continue
+            runs = reader.runs()
+            for r in runs:                         # one statement, one snapshot: the row and its count agree
+                assert r.best_epoch == (r.n_epochs or None), r
+                assert r.n_epochs >= seen.get(r.id, 0)
+                seen[r.id] = r.n_epochs
+            for run_id, epochs in reader.epochs_of(seen).items():
+                assert [e.epoch for e in epochs] == list(range(1, len(epochs) + 1))
+            reads += 1
+            time.sleep(0.02)
+        assert [w.wait(120) for w in writers] == [0] * 4, [w.stderr.read()[-2000:] for w in writers]
+    finally:
+        for w in writers:
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+    assert reads > 0
+    if reader is not None:
+        reader.close()
+    with Store.open(db_url) as store:
+        runs = store.runs()
+        assert sorted(r.seed for r in runs) == [1, 2, 3, 4] and {r.status for r in runs} == {COMPLETED}
+        epochs = store.epochs_of([r.id for r in runs])
+        for r in runs:
+            assert r.n_epochs == n and r.best_epoch == n
+            assert [e.epoch for e in epochs[r.id]] == list(range(1, n + 1))
+            assert [e.test_auc for e in epochs[r.id]] == pytest.approx(
+                [0.5 + r.seed / 100 + e / 10000 for e in range(1, n + 1)])
+        assert store.schema_version() == st.SCHEMA_VERSION
+
+
+# --------------------------------------------------------------------------------------------
+# PostgreSQL specifics (issue 9)
+
+
+def test_postgres_urls_and_a_missing_driver(monkeypatch):
+    assert st.resolve_url("postgresql://kni@db.lab/runs") == "postgresql+psycopg://kni@db.lab/runs"
+    assert st.resolve_url("postgres://kni@db.lab/runs") == "postgresql+psycopg://kni@db.lab/runs"
+    assert st.resolve_url("postgresql+psycopg://kni@db.lab/runs") == "postgresql+psycopg://kni@db.lab/runs"
+    monkeypatch.setitem(sys.modules, "psycopg", None)          # as if the extra were not installed
+    with pytest.raises(StoreError, match=r'pip install "kni-workbench\[postgres\]"'):
+        Store.open("postgresql://kni:secret@127.0.0.1:1/runs")
+    res = CliRunner().invoke(app, ["runs", "--db", "postgresql://kni:secret@127.0.0.1:1/runs"])
+    assert res.exit_code == 2 and "kni-workbench[postgres]" in res.stderr and "Traceback" not in res.output
+    assert "secret" not in res.stderr                            # the password is never shown
+
+
+def test_postgres_errors_are_classified():
+    psycopg = pytest.importorskip("psycopg") if not os.environ.get("CI") else __import__("psycopg")
+    errors = psycopg.errors
+    transient = [errors.LockNotAvailable("canceling statement due to lock timeout"),
+                 errors.DeadlockDetected("deadlock detected"), errors.SerializationFailure("could not serialize"),
+                 errors.DiskFull("could not extend file"), errors.AdminShutdown("terminating connection"),
+                 errors.TooManyConnections("sorry, too many clients already"),
+                 psycopg.OperationalError("connection failed: Connection refused")]
+    for e in transient:
+        assert st._explain(e, "db").transient, e
+    assert "locked" in str(st._explain(transient[0], "db")) and "disk is full" in str(st._explain(transient[3], "db"))
+    assert "cannot reach" in str(st._explain(transient[-1], "db"))
+    for e, words in ((errors.ReadOnlySqlTransaction("read-only"), "opened read-only"),
+                     (errors.InvalidCatalogName('database "x" does not exist'), "createdb"),
+                     (errors.InsufficientPrivilege("permission denied for table runs"), "for writing"),
+                     (errors.UndefinedTable('relation "x" does not exist'), "does not exist")):
+        explained = st._explain(e, "db")
+        assert not explained.transient and words in str(explained), (e, explained)
+
+
+@pytest.mark.postgres
+def test_postgres_refuses_bad_databases(postgres_db, postgres_server, sql):
+    with Store.open(postgres_db) as store:
+        queued(store)
+    sql(postgres_db, "UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="newer kni-workbench"):
+        Store.open(postgres_db)
+    assert sql(postgres_db, "SELECT count(*) FROM runs")[0][0] == 1            # untouched
+    sql(postgres_db, "DROP TABLE epochs; DROP TABLE runs; DROP TABLE meta; CREATE TABLE things (x int)")
+    for readonly in (False, True):
+        with pytest.raises(StoreError, match="not a kni run database"):
+            Store.open(postgres_db, readonly=readonly)
+    missing = postgres_db.rsplit("/", 1)[0] + "/no_such_database"
+    with pytest.raises(StoreError, match="no such database.*createdb"):
+        Store.open(missing)
+    res = CliRunner().invoke(app, ["runs", "--db", missing])
+    assert res.exit_code == 2 and "no such database" in res.stderr
+    closed = "postgresql://kni@127.0.0.1:1/x"                 # nothing listens on port 1
+    with pytest.raises(StoreError, match="cannot reach the database server") as info:
+        Store.open(closed)
+    assert info.value.transient
+
+
+@pytest.mark.postgres
+def test_postgres_readers_never_write(postgres_db, sql):
+    from sqlalchemy.exc import DBAPIError
+    with Store.open(postgres_db) as store:
+        run_id = queued(store)
+    with Store.open(postgres_db, readonly=True) as reader:
+        assert reader.get(run_id).status == QUEUED
+        with pytest.raises(DBAPIError, match="read-only transaction"):   # its sessions cannot write at all
+            with reader.reader.begin() as conn:
+                conn.execute(text("DELETE FROM runs"))
+        with pytest.raises(StoreError, match="read-only"):
+            reader.delete([run_id])
+    assert sql(postgres_db, "SELECT count(*) FROM runs")[0][0] == 1
+    # an older layout (version 3, as that release wrote it) is not upgraded by a reader; a writer upgrades it
+    sql(postgres_db, "DROP TABLE epochs; DROP TABLE runs; DROP TABLE meta")
+    engine = create_engine(postgres_db)
+    with engine.begin() as conn:
+        for _, _, step in st.MIGRATIONS[:3]:
+            step(conn)
+        conn.execute(text("INSERT INTO meta VALUES ('schema_version', '3')"))
+        conn.execute(text(
+            "INSERT INTO runs (recipe, recipe_text, config_json, config_hash, dataset, model, seed, device, "
+            "status, created_at, max_epochs, select_on, stopped_early) VALUES ('old', 'name: old', '{}', 'abc', "
+            "'bc', 'KNI', 3, 'cpu', 'completed', '2024-01-01 00:00:00', 5, 'valid', false)"))
+    engine.dispose()
+    res = CliRunner().invoke(app, ["runs", "--db", postgres_db])
+    assert res.exit_code == 2 and "a writing command" in res.stderr and "upgrades it" in res.stderr
+    assert sql(postgres_db, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == "3"
+    with Store.open(postgres_db) as store:
+        assert store.schema_version() == st.SCHEMA_VERSION
+        assert [(r.recipe, r.executor) for r in store.runs()] == [("old", None)]
+
+
+@pytest.mark.postgres
+def test_postgres_lock_waits_are_bounded_and_retried(postgres_db):
+    from sqlalchemy import create_engine
+    with Store.open(postgres_db) as store:
+        run_id = queued(store)
+    other = create_engine(postgres_db).connect()                  # another session holds the row
+    try:
+        other.execute(text("SELECT * FROM runs WHERE id = :i FOR UPDATE"), {"i": run_id})
+        locked = Store.open(postgres_db, timeout=0.3)
+        assert locked.get(run_id).status == QUEUED                # MVCC: readers still read
+        with pytest.raises(StoreError, match="locked") as info:
+            locked.delete([run_id])
+        assert info.value.transient
+        other.rollback()                                          # released: the retried write goes through
+        assert st.retry_write(lambda: locked.delete([run_id]), patience=10) == 1
+        locked.close()
+    finally:
+        other.close()

@@ -82,16 +82,28 @@ def run(recipe: Path = typer.Argument(..., help="Recipe YAML file, e.g. recipes/
         json_out: bool = typer.Option(False, "--json", help="Print only JSON lines on stdout."),
         checkpoint_dir: Optional[Path] = typer.Option(None, "--checkpoint-dir",
                                                       help="Save each seed's best model here."),
-        jobs: int = typer.Option(1, "--jobs", "-j", min=1,
-                                 help="Seeds run in parallel processes (one GPU each when several are visible)."),
+        jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1,
+                                           help="Seeds run in parallel processes (one GPU each when several are "
+                                                "visible); default 1, with --executor ray every run at once."),
         db: str = typer.Option("runs.db", "--db", envvar="KNI_DB",
-                               help="Run database: a SQLite file path or a SQLAlchemy URL (env KNI_DB).")) -> None:
+                               help="Run database: a SQLite file path or a SQLAlchemy URL, e.g. "
+                                    "postgresql://user@host/db (env KNI_DB)."),
+        executor: Optional[str] = typer.Option(None, "--executor",
+                                               help="local: child processes on this machine (default); ray: each "
+                                                    "run a Ray task (overrides the recipe's executor key)."),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
+                                                  help="With --executor ray: the cluster to use (env RAY_ADDRESS); "
+                                                       "default a local Ray instance for this command."),
+        ray_cpus: Optional[int] = typer.Option(None, "--ray-cpus", min=1,
+                                               help="With --executor ray: CPUs (= threads) each run asks for; "
+                                                    "default max(1, cores // jobs).")) -> None:
     """Train a recipe for each seed (in child processes, stored as runs), live, and close with a per-seed table.
 
     Every seed becomes a run in the database; seeds join the group of runs with the same configuration.
     """
     from .cli_runs import run_recipe
-    run_recipe(recipe, seeds, set_, device, json_out, checkpoint_dir, jobs, db)
+    run_recipe(recipe, seeds, set_, device, json_out, checkpoint_dir, jobs, db, executor=executor,
+               ray_address=ray_address, ray_cpus=ray_cpus)
 
 
 def _paper_config(name: str, overrides: list[str], device: Optional[str]) -> Recipe:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Tuple
 
 import typer
 from rich import box
@@ -224,8 +226,10 @@ class _JsonReport:
 
 
 def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Optional[str], json_out: bool,
-               checkpoint_dir: Optional[Path], jobs: int, db: str) -> None:
-    """The body of ``kni run``: queue one stored run per seed and execute them in child processes."""
+               checkpoint_dir: Optional[Path], jobs: Optional[int], db: str, *, executor: Optional[str] = None,
+               ray_address: Optional[str] = None, ray_cpus: Optional[int] = None) -> None:
+    """The body of ``kni run``: queue one stored run per seed and execute them in child processes
+    (here, or as Ray tasks with ``executor="ray"``)."""
     from kni_core.data import prepare
 
     from .console import summary_table
@@ -235,14 +239,20 @@ def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Opti
     console = _consoles(json_out)
     try:
         rec = load_recipe(recipe, overrides=set_, seeds=seeds, device=device)
-        if rec.sweep is not None:             # every point x every seed (workbench.sweep)
-            from .cli_sweeps import run_sweep
-            run_sweep(rec, json_out, checkpoint_dir, jobs, db, console)
-            return
         store = Store.open(db, create=True)
         if store.in_memory:
             raise StoreError("--db: an in-memory database cannot be shared with run processes")
+        executor = executor or rec.executor
+        if rec.sweep is not None:             # every point x every seed (workbench.sweep)
+            from .cli_sweeps import run_sweep
+            store.close()
+            jobs = jobs or (len(rec.seeds) if executor == "ray" else 1)
+            runner = _executor(executor, ray_address, ray_cpus, jobs, rec.base.device, db, console)
+            run_sweep(rec, json_out, checkpoint_dir, jobs, db, console, runner)
+            return
         configs = rec.configs()
+        jobs = jobs or (len(configs) if executor == "ray" else 1)
+        runner = _executor(executor, ray_address, ray_cpus, jobs, rec.base.device, store.url, console)
         prepared = prepare(configs[0])        # once, before the children: they share the cache
     except KniError as error:
         _fail(error)
@@ -253,8 +263,9 @@ def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Opti
     ids: list[int] = []
     try:
         for cfg in configs:
-            ids.append(store.create_run(new_run(rec.name, rec.text, cfg, rec.path, prov)))
-        statuses, launcher = _launch(store, rec, configs, ids, prepared, json_out, checkpoint_dir, jobs, console)
+            ids.append(store.create_run(new_run(rec.name, rec.text, cfg, rec.path, prov), executor=executor))
+        statuses, launcher = _launch(store, rec, configs, ids, prepared, json_out, checkpoint_dir, jobs, console,
+                                     runner)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted before the runs started[/]")
         statuses, launcher = {}, None
@@ -301,8 +312,23 @@ def _cancel_queued(store: Store, ids: list[int]) -> None:
             return
 
 
+def _executor(name: str, address: Optional[str], cpus: Optional[int], jobs: int, device: str, db_url: str,
+              console: Console) -> Any:
+    """The executor of ``kni run --executor NAME`` (a Ray one starts or connects in
+    :func:`executor_session`)."""
+    from .executors import EXECUTORS, cores, make_executor
+    from .store import resolve_url
+    if name not in EXECUTORS:
+        raise KniError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {name!r}")
+    if name == "ray" and (address or os.environ.get("RAY_ADDRESS")) and resolve_url(db_url).startswith("sqlite"):
+        console.print(f"[yellow]warning:[/] the runs write to the SQLite file {escape(db_url)}, which only "
+                      f"this machine reaches; Ray nodes on other machines need a shared store "
+                      f"(--db postgresql://USER@HOST/DB)", highlight=False)
+    return make_executor(name, address=address, cpus_per_run=cpus or max(1, cores() // jobs), device=device)
+
+
 def _launch(store: Store, rec: Any, configs: list, ids: list[int], prepared: Any, json_out: bool,
-            checkpoint_dir: Optional[Path], jobs: int, console: Console) -> tuple[dict[int, str], Any]:
+            checkpoint_dir: Optional[Path], jobs: int, console: Console, runner: Any) -> tuple[dict[int, str], Any]:
     group = store.runs(config_hash=configs[0].config_hash())
     if not json_out:
         s = prepared.stats
@@ -313,22 +339,43 @@ def _launch(store: Store, rec: Any, configs: list, ids: list[int], prepared: Any
         note = _group_note(configs[0].config_hash(), [r for r in group if r.id not in ids], [c.seed for c in configs])
         if note:
             console.print(note, highlight=False, soft_wrap=True)
-    return _run_launcher(store, rec, configs, ids, json_out, checkpoint_dir, jobs, console)
+    with executor_session(runner, json_out, console):
+        return _run_launcher(store, rec, configs, ids, json_out, checkpoint_dir, jobs, console, runner)
+
+
+@contextmanager
+def executor_session(runner: Any, json_out: bool, console: Console) -> Iterator[Any]:
+    """The executor ready for the whole command: a Ray one connects to its cluster (or starts a
+    local instance that ends with the command); the local one (or None) needs nothing."""
+    if runner is None or runner.name != "ray":
+        yield runner
+        return
+    if not json_out:
+        console.print(f"connecting to the Ray cluster at {runner.address}..." if runner.address else
+                      "starting a local Ray instance (--ray-address or RAY_ADDRESS: a cluster)...", highlight=False)
+    with runner:
+        if not json_out:
+            console.print(f"runs execute on {runner.describe()}", highlight=False)
+        yield runner
 
 
 def _run_launcher(store: Store, rec: Any, configs: list, ids: list[int], json_out: bool,
-                  checkpoint_dir: Optional[Path], jobs: int, console: Console) -> tuple[dict[int, str], Any]:
+                  checkpoint_dir: Optional[Path], jobs: int, console: Console,
+                  runner: Any = None) -> tuple[dict[int, str], Any]:
     """Run queued rows to their end with a Launcher, reporting live (a recipe's seeds, or a
-    batch of a sweep's runs): (final statuses, the launcher)."""
-    from .runner import Launcher, visible_gpus
-    gpus = visible_gpus(rec.base.device)
+    batch of a sweep's runs), on ``runner`` (default: local child processes; a Ray executor
+    must be in its :func:`executor_session`): (final statuses, the launcher)."""
+    from .runner import Launcher, LocalExecutor, visible_gpus
+    runner = runner or LocalExecutor()
+    gpus = visible_gpus(rec.base.device) if runner.name == "local" else []     # Ray assigns its GPUs itself
     checkpoints = {}
     if checkpoint_dir is not None:
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
         checkpoints = {i: str((checkpoint_dir / f"{rec.name}-seed{c.seed}-run{i}.pt").absolute())
                        for i, c in zip(ids, configs)}
     report: Any = _JsonReport() if json_out else _LiveReport(console)
-    launcher = Launcher(store, jobs=jobs, gpus=gpus, checkpoints=checkpoints, on_epoch=report.on_epoch,
+    launcher = Launcher(store, jobs=jobs, gpus=gpus, executor=runner, checkpoints=checkpoints,
+                        on_epoch=report.on_epoch,
                         on_start=getattr(report, "on_start", None), on_end=report.on_end,
                         on_problem=report.on_problem,
                         on_progress=getattr(report, "on_progress", None))
@@ -551,7 +598,8 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
                                                f"logloss {_fmt(run.best_test_logloss)}, acc {_fmt(run.best_test_acc)}"
                                                f"; valid auc {_fmt(run.best_valid_auc)}")
     head.add_row("group", f"{run.config_hash}  (kni compare --recipe {run.recipe})")
-    head.add_row("process", f"pid {run.pid} on {run.host}, device {run.device}")
+    head.add_row("process", f"pid {run.pid} on {run.host}, device {run.device}"
+                            + (f", executor {run.executor}" if run.executor else ""))
     resources = resources_text(run)
     if resources:
         head.add_row("resources", resources)

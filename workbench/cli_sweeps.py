@@ -18,7 +18,7 @@ from kni_core.errors import KniError
 
 from .cli import app
 from .cli_runs import (JSON_HELP, STATUS_STYLE, _ago, _err_console, _fail, _fmt, _out, _pm, _run_launcher,
-                       db_option)
+                       db_option, executor_session)
 from .lazy import lazy_module
 from .statuses import CANCELLED, COMPLETED, CRASHED, FAILED, LIVE, PRUNED, QUEUED
 
@@ -37,8 +37,9 @@ sweep_module: Any = lazy_module("workbench.sweep")
 
 
 def run_sweep(rec: Any, json_out: bool, checkpoint_dir: Optional[Path], jobs: int, db: str,
-              console: Console) -> None:
-    """The body of ``kni run`` for a sweep: every point x every seed through the Launcher."""
+              console: Console, runner: Any = None) -> None:
+    """The body of ``kni run`` for a sweep: every point x every seed through the Launcher, on
+    ``runner`` (default: local child processes; a Ray executor for the whole sweep)."""
     from kni_core.data import prepare
 
     from .runner import provenance
@@ -62,7 +63,7 @@ def run_sweep(rec: Any, json_out: bool, checkpoint_dir: Optional[Path], jobs: in
     stop = {"requested": False}
 
     def launch(ids: list[int], configs: list) -> tuple[dict[int, str], bool]:
-        statuses, launcher = _run_launcher(store, rec, configs, ids, json_out, checkpoint_dir, jobs, console)
+        statuses, launcher = _run_launcher(store, rec, configs, ids, json_out, checkpoint_dir, jobs, console, runner)
         stop["requested"] = stop["requested"] or bool(launcher.stop_requested)
         return statuses, bool(launcher.stop_requested)
 
@@ -72,13 +73,14 @@ def run_sweep(rec: Any, json_out: bool, checkpoint_dir: Optional[Path], jobs: in
                           f"{escape(store.where)}, {jobs} at a time", highlight=False)
 
     driver = sweep_module.SweepDriver(store, rec, launch, jobs=jobs, prov=provenance(), on_queued=queued,
-                                      prepare=prepared)
+                                      prepare=prepared, executor=runner.name if runner is not None else "local")
     if not json_out:
         console.print(f"[bold]{rec.name}[/]: {escape(rec.sweep.describe(len(rec.seeds)))}", highlight=False)
     interrupted = False
     try:
-        driver.start()
-        driver.run()
+        with executor_session(runner, json_out, console):
+            driver.start()
+            driver.run()
     except KeyboardInterrupt:
         interrupted = True
         console.print("[yellow]interrupted: the sweep stops; queued runs are cancelled[/]")

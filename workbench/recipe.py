@@ -53,9 +53,12 @@ __all__ = ["Recipe", "RecipeError", "find_recipes", "load_recipe", "parse_recipe
            "TOP_KEYS", "MAX_SEEDS"]
 
 #: Keys allowed at the top level of a recipe, in the order they are usually written.
-TOP_KEYS: tuple[str, ...] = ("name", "description", "dataset", "model", "train", "eval", "seeds", "device", "sweep")
+TOP_KEYS: tuple[str, ...] = ("name", "description", "dataset", "model", "train", "eval", "seeds", "device",
+                             "executor", "sweep")
 #: Top-level keys that hold a single value (as opposed to a section).
-_SCALAR_KEYS = ("name", "description", "seeds", "device")
+_SCALAR_KEYS = ("name", "description", "seeds", "device", "executor")
+#: Values of the top-level ``executor`` key (where the runs execute; not part of the config hash).
+EXECUTORS = ("local", "ray")
 #: Upper bound on the number of seeds of one recipe (guards against ``1..100000000``).
 MAX_SEEDS = 10_000
 
@@ -140,6 +143,8 @@ class Recipe:
     base: RunConfig
     #: The ``sweep:`` section (None: a plain recipe, one configuration).
     sweep: SweepSpec | None = None
+    #: Where its runs execute: ``local`` child processes or ``ray`` tasks (workbench.executors).
+    executor: str = "local"
 
     def config_for_point(self, params: dict, seed: int) -> RunConfig:
         """The configuration of one sweep point (``{dotted key: value}``) for ``seed``."""
@@ -159,7 +164,7 @@ class Recipe:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "path": self.path, "description": self.description,
-                "seeds": list(self.seeds), "device": self.device,
+                "seeds": list(self.seeds), "device": self.device, "executor": self.executor,
                 "config_hash": self.base.config_hash(), "config": self.base.to_dict(),
                 "text": self.text, "sweep": self.sweep.to_dict() if self.sweep is not None else None}
 
@@ -627,6 +632,10 @@ class _Builder:
             if value is not None and not isinstance(value, str):
                 raise self.fail(key, f"expected a string, got {type(value).__name__} ({value!r})", line, origin)
             return
+        if key == "executor":
+            if value not in EXECUTORS:
+                raise self.fail(key, f"expected one of {', '.join(EXECUTORS)}, got {value!r}", line, origin)
+            return
         f = next(f for f in dataclasses.fields(RunConfig) if f.name == key)
         try:
             check_value(key, f, value)
@@ -819,7 +828,7 @@ class _Builder:
             raise RecipeError.many([self.errors[i] for i in order])
         return Recipe(name=name, path=None if self.path.startswith("<") else self.path, text=text,
                       description=self.values.get("description"), seeds=list(seeds), device=device,
-                      base=base, sweep=self.sweep)
+                      base=base, sweep=self.sweep, executor=self.values.get("executor", "local"))
 
 
 def _covers(outer: str, inner: str | None) -> bool:

@@ -49,7 +49,7 @@ from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterator, Sequence
+from typing import IO, Any, Callable, Iterator, Sequence
 
 from kni_core.config import RunConfig
 from kni_core.results import EpochResult, FitSummary
@@ -61,8 +61,9 @@ from .sweep import OPTUNA_EXTRA, Pruned
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Cancelled", "StoreListener", "Launcher", "new_run", "spawn", "cancel", "child_main",
-           "epoch_result", "fit_summary", "assign_gpus", "visible_gpus", "provenance", "threads_per_run"]
+__all__ = ["Cancelled", "StoreListener", "Launcher", "LocalExecutor", "ProcessHandle", "new_run", "spawn",
+           "cancel", "child_main", "epoch_result", "fit_summary", "assign_gpus", "visible_gpus", "provenance",
+           "threads_per_run"]
 
 #: Exit status of a run process that was cancelled by a signal.
 EXIT_CANCELLED = 130
@@ -275,12 +276,15 @@ class StoreListener:
 
 class Heartbeat(threading.Thread):
     """Refreshes the heartbeat every ``every`` seconds; calls ``on_gone`` once if the run's
-    row disappears. Failures are logged once per outage (the next beat retries)."""
+    row disappears, ``on_cancel`` once when ``kni cancel`` asked through the row (a run on
+    another host than the one cancelling it). Failures are logged once per outage (the next
+    beat retries)."""
 
     def __init__(self, store: Store, run_id: int, every: float = HEARTBEAT_SECONDS,
-                 on_gone: Callable[[], None] | None = None):
+                 on_gone: Callable[[], None] | None = None, on_cancel: Callable[[], None] | None = None):
         super().__init__(name=f"heartbeat-{run_id}", daemon=True)
         self.store, self.run_id, self.every, self.on_gone = store, run_id, every, on_gone
+        self.on_cancel = on_cancel
         self.halt = threading.Event()
 
     def run(self) -> None:
@@ -291,6 +295,10 @@ class Heartbeat(threading.Thread):
                 if not beat and self.store.missing([self.run_id]) and not self.halt.is_set():
                     if self.on_gone is not None:
                         self.on_gone()
+                    return
+                if beat and self.on_cancel is not None and self.store.cancel_requested(self.run_id) \
+                        and not self.halt.is_set():
+                    self.on_cancel()
                     return
             except StoreError as e:          # locked or full for a while: try again next beat
                 if not failing:
@@ -339,7 +347,8 @@ def child_main(argv: Sequence[str] | None = None) -> int:
             print(f"run {args.run_id}: not queued (already started, ended or removed)", file=sys.stderr)
             return 3
         run = store.get(args.run_id)
-        heartbeat = Heartbeat(store, args.run_id, on_gone=lambda: guard.interrupt("removal of its row"))
+        heartbeat = Heartbeat(store, args.run_id, on_gone=lambda: guard.interrupt("removal of its row"),
+                              on_cancel=lambda: guard.interrupt("kni cancel (asked through the database)"))
         heartbeat.start()
         from .execute import execute         # imports torch: after the claim
         if os.environ.get("KNI_THREADS"):    # set by the launcher (spawn): the run's share of the cores
@@ -489,7 +498,8 @@ def signal_process(pid: int, start: str | None, sig: int) -> bool:
 
 def cancel(store: Store, run_id: int) -> str:
     """Ask run ``run_id`` to stop: SIGTERM to its process (it records ``cancelled``); a queued
-    run not started yet is marked cancelled. A running row whose process is gone, or whose pid
+    run not started yet is marked cancelled; a run on another host is asked through its row
+    (:meth:`~workbench.store.Store.request_cancel`). A running row whose process is gone, or whose pid
     now belongs to another process (a reboot), or that has shown no sign of life for
     :func:`~workbench.store.abandoned_seconds` without a recorded process start, is marked
     crashed and nothing is signalled. Returns what was done."""
@@ -502,10 +512,13 @@ def cancel(store: Store, run_id: int) -> str:
         return f"run {run_id} is {run.status}, nothing to cancel"
     now = utcnow()
     alive = owner_alive(run)
-    if alive is None:                          # another host
+    if alive is None:                          # another host (a Ray node, another machine): no signal reaches it
         if is_abandoned(run, now):
             return _mark_crashed(store, run, now)
-        raise StoreError(f"run {run_id} runs on {run.host} (pid {run.pid}); cancel it there")
+        if store.request_cancel(run_id):
+            return (f"asked run {run_id} on {run.host} (pid {run.pid}) to stop: it ends as cancelled at its next "
+                    f"heartbeat (within {HEARTBEAT_SECONDS:.0f} s)")
+        return f"run {run_id} is {store.get(run_id).status}, nothing to cancel"
     if alive and run.pid_start is None and is_abandoned(run, now):
         alive = False                          # an unverifiable pid, silent for long: never signal it
     if alive and run.pid and signal_process(run.pid, run.pid_start, signal.SIGTERM):
@@ -520,12 +533,60 @@ def _mark_crashed(store: Store, run: Run, now) -> str:
     return f"run {run.id} changed meanwhile ({store.get(run.id).status}); nothing signalled"
 
 
+# --------------------------------------------------------------------------------------------
+# executors: where the run processes execute (the Ray executor is workbench.executors.RayExecutor)
+
+
+class ProcessHandle:
+    """A run process started on this machine; what :class:`Launcher` needs of any executor's
+    handle: ``poll()`` (ended?), ``stop(force)``, ``how()`` it ended, ``log_tail()``, ``close()``."""
+
+    def __init__(self, proc: subprocess.Popen, log: IO[bytes] | None = None):
+        self.proc, self.log = proc, log
+
+    def poll(self) -> bool:
+        return self.proc.poll() is not None
+
+    def stop(self, force: bool = False) -> None:
+        """SIGTERM (the run records ``cancelled``), or SIGKILL with ``force``."""
+        _kill(self.proc, signal.SIGKILL if force else signal.SIGTERM)
+
+    def how(self) -> str:
+        rc = self.proc.returncode
+        return f"killed by signal {-rc}" if rc is not None and rc < 0 else f"exit status {rc}"
+
+    def log_tail(self, limit: int = 2000) -> str:
+        if self.log is None:
+            return ""
+        try:
+            self.log.seek(0)
+            data = self.log.read().decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return ""
+        return data[-limit:].strip()
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+
+
+class LocalExecutor:
+    """Each run in a child process of the launcher, on this machine (:func:`spawn`)."""
+
+    name = "local"
+
+    def start(self, db_url: str, run_id: int, *, gpu: str | None = None, checkpoint: str | None = None,
+              threads: int | None = None, gpu_shared_by: int = 1) -> ProcessHandle:
+        log = tempfile.TemporaryFile()
+        return ProcessHandle(spawn(db_url, run_id, gpu=gpu, checkpoint=checkpoint, log_file=log, threads=threads,
+                                   gpu_shared_by=gpu_shared_by), log)
+
+
 @dataclass
 class _Job:
     run_id: int
-    proc: subprocess.Popen | None = None
+    handle: ProcessHandle | None = None      # or any executor's handle (same methods)
     gpu: str | None = None
-    log: IO[bytes] | None = None
     seen: int = 0                             # last epoch reported
     run: Run | None = None
 
@@ -533,6 +594,10 @@ class _Job:
 @dataclass
 class Launcher:
     """Run queued runs as child processes, ``jobs`` at a time, reporting through the database.
+
+    ``executor`` starts each run's process: :class:`LocalExecutor` (a child of this process,
+    the default) or :class:`workbench.executors.RayExecutor` (a Ray task on any node, running
+    the same ``python -m workbench.runner``); the rest is the same for both.
 
     ``on_epoch(run, EpochResult)`` is called for every new epoch row and ``on_end(run,
     epochs)`` once per run after its end is stored (both in the launcher's thread). Call
@@ -548,6 +613,7 @@ class Launcher:
     store: Store
     jobs: int = 1
     gpus: Sequence[str] = ()
+    executor: Any = field(default_factory=LocalExecutor)
     checkpoints: dict[int, str] = field(default_factory=dict)
     on_epoch: Callable[[Run, EpochResult], None] | None = None
     on_start: Callable[[Run], None] | None = None
@@ -598,9 +664,9 @@ class Launcher:
             busy[job.gpu] = busy.get(job.gpu, 0) + 1
         parallel = max(1, min(self.jobs, n_runs))
         shared_by = -(-parallel // len(self.gpus)) if self.gpus else 1     # runs at a time per GPU
-        job.log = tempfile.TemporaryFile()
-        job.proc = spawn(self.store.url, job.run_id, gpu=job.gpu, checkpoint=self.checkpoints.get(job.run_id),
-                         log_file=job.log, threads=threads_per_run(parallel), gpu_shared_by=shared_by)
+        job.handle = self.executor.start(self.store.url, job.run_id, gpu=job.gpu,
+                                         checkpoint=self.checkpoints.get(job.run_id),
+                                         threads=threads_per_run(parallel), gpu_shared_by=shared_by)
 
     def _report(self, job: _Job) -> None:
         if self.on_progress is not None:
@@ -614,20 +680,12 @@ class Launcher:
             job.seen = e.epoch
 
     def _log_tail(self, job: _Job, limit: int = 2000) -> str:
-        if job.log is None:
-            return ""
-        try:
-            job.log.seek(0)
-            data = job.log.read().decode("utf-8", "replace")
-        except (OSError, ValueError):
-            return ""
-        return data[-limit:].strip()
+        return job.handle.log_tail(limit) if job.handle is not None else ""
 
     def _finish(self, job: _Job) -> str:
         """The child has exited: make sure its end is stored, report it. Never raises
         :class:`StoreError`: what cannot be recorded is reported as a problem."""
-        rc = job.proc.returncode if job.proc is not None else None
-        how = f"killed by signal {-rc}" if rc is not None and rc < 0 else f"exit status {rc}"
+        how = job.handle.how() if job.handle is not None else "never started"
         try:
             return retry_write(lambda: self._record_end(job, how), patience=self.patience,
                                stop=lambda: bool(self.stop_requested))
@@ -637,8 +695,8 @@ class Launcher:
                                       f"database still says it is live (readers will show it crashed)")
             return status
         finally:
-            if job.log is not None:
-                job.log.close()
+            if job.handle is not None:
+                job.handle.close()
 
     def _record_end(self, job: _Job, how: str) -> str:
         if self.store.missing([job.run_id]):              # removed meanwhile (e.g. by hand)
@@ -691,15 +749,15 @@ class Launcher:
                         job = pending.popleft()
                         statuses[job.run_id] = self._cancel_queued(job)
                     for job in active:
-                        _kill(job.proc, signal.SIGTERM)
+                        job.handle.stop()
                     deadline = time.monotonic() + self.grace
                 else:                         # second request: stop waiting
                     for job in active:
-                        _kill(job.proc, signal.SIGKILL)
+                        job.handle.stop(force=True)
                 forwarded = self.stop_requested
             if deadline is not None and time.monotonic() > deadline:
                 for job in active:
-                    _kill(job.proc, signal.SIGKILL)
+                    job.handle.stop(force=True)
                 deadline = None
             while pending and len(active) < max(1, self.jobs) and not self.stop_requested:
                 job = pending.popleft()
@@ -714,8 +772,8 @@ class Launcher:
                     self.on_start(job.run)
             time.sleep(self.poll)
             for job in list(active):
-                assert job.proc is not None
-                if job.proc.poll() is not None:
+                assert job.handle is not None
+                if job.handle.poll():
                     active.remove(job)
                     if job.gpu is not None:
                         busy[job.gpu] -= 1

@@ -25,6 +25,10 @@ Tables
             ``peak_gpu_mb`` (resources, written by the run process).
             A run of a sweep also has ``sweep_id``, ``sweep_point`` (the point's number in its
             sweep, from 1) and ``sweep_params`` (JSON: the swept keys and the point's values).
+            The executor (schema version 7): ``executor`` (``local``: a child process of
+            the launcher; ``ray``: a Ray task on any node of a cluster) and
+            ``cancel_requested_at`` (``kni cancel`` of a run on another host: the run process
+            stops at its next heartbeat).
 ``epochs``  one row per finished epoch: ``run_id``, ``epoch`` (1-based), ``train_loss``,
             ``valid_auc``/``valid_logloss``/``valid_acc``, ``test_auc``/``test_logloss``/
             ``test_acc``, ``train_seconds``, ``eval_seconds``, ``created_at``. Metrics that are
@@ -79,6 +83,10 @@ never overwrite an end the run wrote meanwhile. A launcher that sees its child e
 an end marks the row at once. A read-only store cannot write the conclusion; its
 :meth:`Store.runs` reports such rows as crashed instead (status and reason, not stored).
 
+A row's process may run on another host (the Ray executor, several machines sharing one
+PostgreSQL database): its pid proves nothing here, so only its heartbeat counts, and ``kni
+cancel`` asks it to stop through the row (:meth:`Store.request_cancel`) instead of a signal.
+
 Read-only opening
 -----------------
 ``Store.open(db, readonly=True)`` never writes: no file is created, the journal mode is not
@@ -86,7 +94,19 @@ changed, an older layout is not migrated (SQLite: it is read as it is, the colum
 since read as NULL through temporary views; other databases: the user is told to run a
 writing command), and no crash is recorded. SQLite files are opened with ``mode=ro``; when
 that fails because the WAL index (``-shm``) cannot be created (a read-only folder), with
-``immutable=1``: the last checkpointed state, :attr:`Store.snapshot` says so.
+``immutable=1``: the last checkpointed state, :attr:`Store.snapshot` says so. PostgreSQL
+sessions of a read-only store run with ``default_transaction_read_only`` on.
+
+PostgreSQL
+----------
+``--db postgresql://USER@HOST/DB`` (the psycopg 3 driver: ``postgresql+psycopg://``; the
+``postgres`` extra installs it) is a shared run store for several machines. The same
+migrations build it (in one transaction under an advisory lock, so two writers opening a fresh
+database at once do not both create it); ids are BIGINT and free-text columns TEXT there
+(migration 4), as SQLite's are. Lock waits are bounded by ``lock_timeout`` (``KNI_DB_TIMEOUT``),
+connecting by ``connect_timeout``; errors are classified by SQLSTATE (lock timeout, deadlock,
+serialization failure, a lost or refused connection, a full disk or too many connections are
+transient and retried like a locked SQLite file).
 
 Damaged values
 --------------
@@ -98,7 +118,8 @@ bad row never stops a listing, and a bit flip never enters a mean.
 Write failures
 --------------
 Database errors surface as :class:`StoreError`; ``transient`` is set for a lock held
-longer than the busy timeout and for a full disk, where the same write may succeed later.
+longer than the busy timeout and for a full disk (and, on PostgreSQL, for a lost server
+connection), where the same write may succeed later.
 :func:`retry_write` retries those with backoff for :func:`write_patience` seconds (env
 ``KNI_DB_PATIENCE``, default 60) and can be interrupted; run processes use it for every row
 they write, so a stalled database costs time, not finished epochs.
@@ -134,7 +155,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 from urllib.parse import quote
 
-from sqlalchemy import (Boolean, Column, DateTime, Float, ForeignKey, Integer, MetaData,
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Float, ForeignKey, Integer, MetaData,
                         String, Table, Text, create_engine, delete, event, func, inspect, select,
                         text, update)
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -154,7 +175,8 @@ __all__ = ["Store", "StoreError", "RunGone", "Run", "Epoch", "TopK", "topk_to_di
            "abandoned_seconds", "write_patience",
            "retry_write", "pid_alive", "process_start", "process_matches", "resolve_url", "run_to_dict",
            "epoch_to_dict", "METRIC_FIELDS", "DEFAULT_DB", "MAX_ID", "this_host", "utcnow", "RESOURCE_FIELDS",
-           "run_target", "group_target", "check_tag", "Tag", "Note"]
+           "run_target", "group_target", "check_tag", "Tag", "Note", "EXECUTORS",
+           "POSTGRES_EXTRA"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -173,8 +195,14 @@ BUSY_TIMEOUT = 15.0
 #: Default seconds a writer keeps retrying a locked or full database (env ``KNI_DB_PATIENCE``).
 WRITE_PATIENCE = 60.0
 DEFAULT_DB = "runs.db"
+#: PostgreSQL advisory lock key held while a writer upgrades the layout ("kni" in ASCII).
+_MIGRATION_LOCK = 0x6B6E69
 #: The largest id SQLite (and a PostgreSQL BIGINT) can hold; larger ids name no run.
 MAX_ID = 2 ** 63 - 1
+#: Where a run's process executes (``runs.executor``): a child of the launcher, or a Ray task.
+EXECUTORS = ("local", "ray")
+#: What installs the PostgreSQL driver.
+POSTGRES_EXTRA = 'pip install "kni-workbench[postgres]"'
 
 #: The per-epoch metrics, in the order of the ``epochs`` table and of :class:`EpochResult`.
 METRIC_FIELDS = ("train_loss", "valid_auc", "valid_logloss", "valid_acc", "test_auc", "test_logloss",
@@ -396,7 +424,8 @@ class Meta(Base):
 class Run(Base):
     __tablename__ = "runs"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+                                    autoincrement=True)
     recipe: Mapped[str] = mapped_column(String(200), index=True)
     recipe_path: Mapped[str | None] = mapped_column(Text)
     recipe_text: Mapped[str] = mapped_column(Text)
@@ -442,6 +471,9 @@ class Run(Base):
     sweep_id: Mapped[int | None] = mapped_column(Integer, index=True)
     sweep_point: Mapped[int | None] = mapped_column(Integer)
     sweep_params: Mapped[str | None] = mapped_column(Text)
+    # schema version 7
+    executor: Mapped[str | None] = mapped_column(String(20))            # None: a row from before it
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     #: Number of stored epoch rows; filled by the Store's queries (not a column).
     n_epochs = 0
@@ -562,7 +594,7 @@ class SweepLog(Base):
 # --------------------------------------------------------------------------------------------
 # damaged values: checked once, when a row becomes an object
 
-_DATES = ("created_at", "started_at", "finished_at", "heartbeat_at")
+_DATES = ("created_at", "started_at", "finished_at", "heartbeat_at", "cancel_requested_at")
 
 
 def metric_range(name: str) -> tuple[float, float]:
@@ -753,6 +785,24 @@ def _migrate_6(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _migrate_7(conn: Connection) -> None:
+    """Runs beyond one machine: the executor of each run and a cancel request that travels
+    through the row. On PostgreSQL also what SQLite gives implicitly: 64-bit ids (SQLite's
+    INTEGER is 64-bit, a SERIAL is not) and unbounded text where a user's value lands (a long
+    recipe name, dataset folder, hostname or CUDA_VISIBLE_DEVICES list; SQLite ignores the
+    VARCHAR lengths, PostgreSQL would refuse the row)."""
+    _add_column(conn, "runs", Column("executor", String(20)))
+    _add_column(conn, "runs", Column("cancel_requested_at", DateTime))
+    if conn.dialect.name == "postgresql":
+        for table in ("epochs", "topk"):            # the columns that reference runs.id first
+            conn.execute(text(f"ALTER TABLE {table} ALTER COLUMN run_id TYPE BIGINT"))
+        conn.execute(text("ALTER TABLE runs ALTER COLUMN id TYPE BIGINT"))
+        conn.execute(text("ALTER SEQUENCE IF EXISTS runs_id_seq AS BIGINT"))
+        for column in ("recipe", "dataset", "device", "host"):
+            conn.execute(text(f"ALTER TABLE runs ALTER COLUMN {column} TYPE TEXT"))
+        conn.execute(text("ALTER TABLE sweeps ALTER COLUMN name TYPE TEXT"))
+
+
 #: (version reached, what it does, the step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "first layout: meta, runs, epochs", _migrate_1),
@@ -761,6 +811,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (4, "topk: top-N results per run, epoch and protocol", _migrate_4),
     (5, "runs.note/progress/peak_rss_mb/cpu_threads/gpu_name/peak_gpu_mb, tables tags and notes", _migrate_5),
     (6, "sweeps: tables sweeps and sweep_journal, runs.sweep_id/sweep_point/sweep_params", _migrate_6),
+    (7, "runs.executor, runs.cancel_requested_at; PostgreSQL: BIGINT ids, TEXT names", _migrate_7),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -775,6 +826,9 @@ def resolve_url(db: str | os.PathLike | None) -> str:
         db = os.environ.get("KNI_DB") or DEFAULT_DB
     db = str(db)
     if "://" in db:
+        scheme, rest = db.split("://", 1)
+        if scheme in ("postgresql", "postgres"):   # SQLAlchemy's default is psycopg2; ours is psycopg 3
+            return "postgresql+psycopg://" + rest
         return db
     return "sqlite:///" + str(Path(db).expanduser().absolute())
 
@@ -789,10 +843,56 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(u.database)
 
 
+#: SQLSTATEs (PostgreSQL) after which the same write may succeed later, by what they mean.
+_PG_LOCKED = ("55P03", "40P01", "40001")       # lock timeout, deadlock, serialization failure
+_PG_LOST = ("57P01", "57P02", "57P03")          # the server shut down or is starting
+_PG_FULL = ("53100",)                           # disk full
+_PG_OVERLOADED = ("53200", "53300")             # out of memory, too many connections
+
+
+def _explain_postgres(state: str | None, msg: str, where: str) -> StoreError | None:
+    """A user-facing message for a PostgreSQL error (by SQLSTATE); None if it says nothing special."""
+    first = " ".join(msg.split())              # libpq's messages span lines
+    if state in _PG_LOCKED:
+        return StoreError(f"{where}: the database is locked by another session (waited up to "
+                          f"{_busy_timeout():g} s; raise it with KNI_DB_TIMEOUT): {first}; nothing was changed",
+                          transient=True)
+    if state in _PG_FULL:
+        return StoreError(f"{where}: the disk is full ({first}); nothing was changed", transient=True)
+    if state in _PG_OVERLOADED:
+        return StoreError(f"{where}: the database server cannot take this now ({first}); nothing was changed",
+                          transient=True)
+    low = msg.lower()
+    if state is None and "connection" in low:   # failed to connect: libpq gives no SQLSTATE
+        if 'database "' in low and "does not exist" in low:
+            state = "3D000"
+        elif "password authentication failed" in low or "pg_hba.conf" in low or \
+                ('role "' in low and "does not exist" in low):
+            state = "28000"
+    if (state or "").startswith("08") or state in _PG_LOST or (state is None and "connection" in low):
+        return StoreError(f"{where}: cannot reach the database server ({first}); nothing was changed",
+                          transient=True)
+    if state == "25006":
+        return StoreError(f"{where}: opened read-only; nothing was changed")
+    if state == "3D000":
+        return StoreError(f"{where}: no such database on the server ({first}); create it first "
+                          f"(createdb NAME, or CREATE DATABASE NAME)")
+    if state in ("28000", "28P01"):
+        return StoreError(f"{where}: the server refused the login ({first})")
+    if state == "42501":
+        return StoreError(f"{where}: cannot open the database for writing: {first}")
+    return None
+
+
 def _explain(error: BaseException, where: str) -> StoreError:
     """A user-facing message for a database error."""
-    msg = str(getattr(error, "orig", None) or error).strip()
+    orig = getattr(error, "orig", None) or error
+    msg = str(orig).strip()
     low = msg.lower()
+    if type(orig).__module__.split(".")[0] == "psycopg":
+        pg = _explain_postgres(getattr(orig, "sqlstate", None), msg, where)
+        if pg is not None:
+            return pg
     if "locked" in low or "busy" in low:
         return StoreError(f"{where}: the database is locked by another process (waited "
                           f"{_busy_timeout():g} s; raise it with KNI_DB_TIMEOUT); nothing was changed",
@@ -817,12 +917,12 @@ def _busy_timeout() -> float:
         return BUSY_TIMEOUT
 
 
-def _make_engine(url: str, *, immediate: bool, timeout: float) -> Engine:
+def _make_engine(url: str, *, immediate: bool, timeout: float, readonly: bool = False) -> Engine:
     """An engine; on SQLite every connection has a busy timeout and foreign keys on, and
     transactions are begun explicitly (``BEGIN IMMEDIATE`` on the writer engine, so a writer
     waits for the lock up front instead of failing on a read-to-write upgrade). Nothing here
     writes to the file: WAL mode is switched on by :meth:`Store._check_and_upgrade`, once the
-    file is known to be a run database."""
+    file is known to be a run database. On PostgreSQL see :func:`_postgres_connect_args`."""
     u = make_url(url)
     sqlite = u.get_backend_name() == "sqlite"
     kwargs: dict[str, Any] = {}
@@ -831,10 +931,33 @@ def _make_engine(url: str, *, immediate: bool, timeout: float) -> Engine:
         if _sqlite_path(url) is None:         # in-memory: one connection shared by all sessions
             kwargs["connect_args"]["check_same_thread"] = False
             kwargs["poolclass"] = StaticPool
+    elif u.get_backend_name() == "postgresql":
+        kwargs["connect_args"] = _postgres_connect_args(u, timeout, readonly)
+        kwargs["pool_pre_ping"] = True        # a server restart costs a reconnect, not an error
     engine = create_engine(url, **kwargs)
     if sqlite:
         _sqlite_session_setup(engine, timeout, immediate)
     return engine
+
+
+def _postgres_connect_args(u: Any, timeout: float, readonly: bool) -> dict[str, Any]:
+    """libpq settings of every session: lock waits bounded as SQLite's busy timeout bounds them
+    (``lock_timeout``; readers never wait for writers, MVCC), a bounded connect, a read-only
+    store's sessions read-only; a setting given in the URL wins."""
+    def given(name: str) -> str | None:
+        value = u.query.get(name)
+        return value[-1] if isinstance(value, tuple) else value
+
+    options = [o for o in [given("options")] if o]
+    options.append(f"-c lock_timeout={max(1, int(timeout * 1000))}")
+    if readonly:
+        options.append("-c default_transaction_read_only=on")
+    args: dict[str, Any] = {"options": " ".join(options)}
+    if given("connect_timeout") is None:
+        args["connect_timeout"] = max(2, math.ceil(timeout))
+    if given("application_name") is None:
+        args["application_name"] = "kni-workbench"
+    return args
 
 
 def _sqlite_session_setup(engine: Engine, timeout: float, immediate: bool) -> None:
@@ -980,7 +1103,7 @@ class Store:
             if readonly and path is not None:
                 reader = _readonly_sqlite_engine(path, t, flags)
             else:
-                reader = _make_engine(url, immediate=False, timeout=t)
+                reader = _make_engine(url, immediate=False, timeout=t, readonly=readonly)
             # in-memory SQLite (tests, previews) lives in one connection: one engine for both
             writer: Engine | None
             if readonly:
@@ -989,7 +1112,11 @@ class Store:
                 writer = _make_engine(url, immediate=True, timeout=t)
             else:
                 writer = reader
-        except (ArgumentError, NoSuchModuleError, ImportError) as e:
+        except ImportError as e:              # the URL names a driver that is not installed
+            backend = make_url(url).get_backend_name()
+            hint = f"; {POSTGRES_EXTRA} installs it" if backend == "postgresql" else ""
+            raise StoreError(f"--db {where}: the {backend} driver is not installed ({e}){hint}") from None
+        except (ArgumentError, NoSuchModuleError) as e:
             raise StoreError(f"--db {db}: cannot use this database URL ({e})") from None
         store = cls(url, reader, writer)
         store._flags = flags
@@ -1059,6 +1186,8 @@ class Store:
             return
         if version < SCHEMA_VERSION:
             with self.writer.begin() as conn:          # one transaction: the steps and the version
+                if conn.dialect.name == "postgresql":  # SQLite's BEGIN IMMEDIATE serialises writers
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
                 version = _read_version(conn, self.where)          # re-read under the write lock
                 if version > SCHEMA_VERSION:
                     raise StoreError(f"{self.where}: written by a newer kni-workbench (schema version "
@@ -1104,9 +1233,12 @@ class Store:
             raise _explain(e, self.where) from None
 
     # -- the launcher -------------------------------------------------------------------
-    def create_run(self, new: NewRun, *, pid: int | None = None, host: str | None = None) -> int:
+    def create_run(self, new: NewRun, *, pid: int | None = None, host: str | None = None,
+                   executor: str = "local") -> int:
         """Insert a ``queued`` run owned by the launcher process ``pid`` (default: this one) on
-        ``host`` (default: this one)."""
+        ``host`` (default: this one), to be executed by ``executor`` (one of :data:`EXECUTORS`)."""
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
         now = utcnow()
         pid = pid if pid is not None else os.getpid()
         host = host or this_host()
@@ -1116,7 +1248,7 @@ class Store:
                       model=new.model, seed=new.seed, device=new.device, status=QUEUED,
                       pid=pid, pid_start=process_start(pid) if host == this_host() else None, host=host,
                       created_at=now, heartbeat_at=now, max_epochs=new.max_epochs,
-                      select_on=new.select_on, stopped_early=False,
+                      select_on=new.select_on, stopped_early=False, executor=executor,
                       package_version=new.package_version, git_commit=new.git_commit,
                       sweep_id=new.sweep_id, sweep_point=new.sweep_point, sweep_params=new.sweep_params)
             s.add(run)
@@ -1159,6 +1291,20 @@ class Store:
             result = s.execute(update(Run).where(Run.id == run_id, Run.status.in_((RUNNING, CRASHED)))
                                .values(heartbeat_at=utcnow(), status=RUNNING, finished_at=None, error=None))
             return result.rowcount == 1
+
+    def request_cancel(self, run_id: int) -> bool:
+        """Ask the process of running run ``run_id`` to stop (it may run on another host, where
+        no signal reaches): it sees the request at its next heartbeat and ends ``cancelled``.
+        False if the run is not running."""
+        with self._write() as s:
+            result = s.execute(update(Run).where(Run.id == run_id, Run.status == RUNNING)
+                               .values(cancel_requested_at=utcnow()))
+            return result.rowcount == 1
+
+    def cancel_requested(self, run_id: int) -> bool:
+        """Whether :meth:`request_cancel` asked run ``run_id`` to stop."""
+        with self._read() as s:
+            return s.scalar(select(Run.cancel_requested_at).where(Run.id == run_id)) is not None
 
     def add_epoch(self, run_id: int, result: Any, best: Any | None) -> None:
         """One commit: the epoch row, the run's best-so-far and its heartbeat. :class:`RunGone`
@@ -1265,7 +1411,8 @@ class Store:
         if recipe:
             q = q.where(Run.recipe == recipe)
         if config_hash:
-            q = q.where(Run.config_hash.startswith(config_hash))
+            # hex; LIKE is case-sensitive on PostgreSQL
+            q = q.where(Run.config_hash.startswith(config_hash.lower()))
         if sweep is not None:
             q = q.where(Run.sweep_id == sweep)
         q = q.order_by(Run.id)
@@ -1641,7 +1788,8 @@ def run_to_dict(run: Run, status: str | None = None) -> dict:
     return {
         "id": run.id, "recipe": run.recipe, "dataset": run.dataset, "model": run.model, "seed": run.seed,
         "status": status or run.status, "epochs": run.n_epochs, "max_epochs": run.max_epochs,
-        "pid": run.pid, "host": run.host, "device": run.device, "config_hash": run.config_hash,
+        "pid": run.pid, "host": run.host, "executor": run.executor, "device": run.device,
+        "config_hash": run.config_hash,
         "select_on": run.select_on, "best_epoch": run.best_epoch,
         **{f: getattr(run, f"best_{f}") for f in _BEST_FIELDS},
         "stopped_early": bool(run.stopped_early),

@@ -680,17 +680,19 @@ class SweepDriver:
     launcher pass their :class:`~workbench.runner.Launcher` path, so ``--jobs``, GPUs and the
     executor apply as for any recipe); ``on_queued(sweep_id, run_ids)`` hears of each batch of
     queued rows (the workbench's launcher reports the first); ``prepare`` prepares one
-    configuration's data (once per distinct preprocessing)."""
+    configuration's data (once per distinct preprocessing); ``executor`` names what runs them
+    (recorded on each row)."""
 
     def __init__(self, store: "Store", recipe: "Recipe", launch: LaunchFn, *, jobs: int = 1,
                  prov: tuple[str | None, str | None] | None = None,
                  on_queued: Callable[[int, list[int]], None] | None = None,
-                 prepare: Callable[[RunConfig], Any] | None = None):
+                 prepare: Callable[[RunConfig], Any] | None = None, executor: str = "local"):
         if recipe.sweep is None:
             raise SweepError(f"{recipe.name}: not a sweep (no sweep: section)")
         self.store, self.recipe, self.spec = store, recipe, recipe.sweep
         self.launch_fn, self.jobs, self.prov = launch, max(1, jobs), prov
         self.on_queued, self.prepare_fn = on_queued, prepare
+        self.executor = executor                # recorded on each run's row
         self.sweep_id: int | None = None
         self.points: list[Point] = []
         self.statuses: dict[int, str] = {}
@@ -756,7 +758,7 @@ class SweepDriver:
             for cfg in p.configs:
                 new = new_run(self.recipe.name, self.recipe.text, cfg, self.recipe.path, self.prov)
                 new = _with_sweep(new, self.sweep_id, p.number, p.params)
-                p.run_ids.append(self.store.create_run(new))
+                p.run_ids.append(self.store.create_run(new, executor=self.executor))
             ids += p.run_ids
         if self.on_queued is not None and ids:
             self.on_queued(self.sweep_id, ids)

@@ -294,14 +294,17 @@ class WorkbenchApp(App):
                             f"at a time...", timeout=4)
                 self._start(entry.path, request)
 
+        from ..executors import ray_available
+        from .dialogs import EXECUTOR_OPTIONS
         self.push_screen(StartDialog(rec.name, seeds_text(rec.seeds), rec.device, self.device_options(),
-                                     recipe_text=rec.text, recipe_path=str(entry.path)), started)
+                                     recipe_text=rec.text, recipe_path=str(entry.path), executor=rec.executor,
+                                     executors=EXECUTOR_OPTIONS if ray_available() else None), started)
 
     @work(thread=True, group="launch", exit_on_error=False)
     def _start(self, path: Path, request: StartRequest) -> None:
         try:
             launch = start_recipe(self.store, path, seeds=request.seeds, device=request.device, jobs=request.jobs,
-                                  overrides=list(request.overrides))
+                                  overrides=list(request.overrides), executor=request.executor)
         except (RecipeError, StoreError, LaunchError, SweepError) as e:
             self.call_from_thread(self.notify, str(e), title="not started", severity="error", timeout=10)
             return

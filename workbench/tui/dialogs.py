@@ -52,7 +52,12 @@ class StartRequest:
     jobs: int
     #: ``SECTION.KEY=VALUE`` overrides, as ``kni run --set`` takes them (every point of a sweep).
     overrides: tuple[str, ...] = ()
-    # (an executor choice, local or Ray, belongs here and in the dialog's form: see StartDialog)
+    #: Where the runs execute: ``local`` child processes or ``ray`` tasks (offered when Ray is installed).
+    executor: str = "local"
+
+
+#: The executor choices of the start dialog when Ray is installed.
+EXECUTOR_OPTIONS = [("local (processes here)", "local"), ("ray (tasks on a Ray instance or cluster)", "ray")]
 
 
 def override_lines(text: str) -> list[tuple[int, str]]:
@@ -99,16 +104,19 @@ def check_start(recipe_text: str | None, recipe_path: str | None, seeds: str,
 
 class StartDialog(ModalScreen["StartRequest | None"]):
     """Seeds, device, parallel jobs and overrides for starting a recipe (a sweep starts all its
-    points). The overrides are checked as they are typed, with the rules of ``kni run --set``."""
+    points), and the executor when ``executors`` are offered (Ray is installed). The overrides
+    are checked as they are typed, with the rules of ``kni run --set``."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "start", "Start")]
 
     def __init__(self, recipe_name: str, seeds: str, device: str, devices: list[tuple[str, str]], jobs: int = 1,
-                 recipe_text: str | None = None, recipe_path: str | None = None):
+                 recipe_text: str | None = None, recipe_path: str | None = None,
+                 executor: str = "local", executors: list[tuple[str, str]] | None = None):
         super().__init__(classes="dialog")
         self.recipe_name = recipe_name
         self._seeds, self._device, self._devices, self._jobs = seeds, device, devices, jobs
         self._text, self._path = recipe_text, recipe_path
+        self._executor, self._executors = executor, executors or []
         self.problems: list[str] = []
 
     def compose(self) -> ComposeResult:
@@ -123,8 +131,11 @@ class StartDialog(ModalScreen["StartRequest | None"]):
                              allow_blank=False, id="device", compact=True)
                 yield Label("Parallel jobs", classes="form-label")
                 yield Input(str(self._jobs), id="jobs", type="integer", compact=True)
-                # The executor (local processes or Ray) is chosen here when Ray is available: one
-                # more Label + Select pair, its value carried by StartRequest.
+                if self._executors:
+                    names = [v for _, v in self._executors]
+                    yield Label("Executor", classes="form-label")
+                    yield Select(self._executors, value=self._executor if self._executor in names else names[0],
+                                 allow_blank=False, id="executor", compact=True)
             with Horizontal(id="start-overrides-row"):
                 yield Label("Overrides", classes="form-label")
                 yield TextArea("", id="overrides", soft_wrap=False, compact=True,
@@ -183,7 +194,8 @@ class StartDialog(ModalScreen["StartRequest | None"]):
             self.query_one("#jobs", Input).focus()
             return
         device = self.query_one("#device", Select).value
-        self.dismiss(StartRequest(seeds, str(device), int(jobs_text), tuple(o for _, o in overrides)))
+        executor = str(self.query_one("#executor", Select).value) if self._executors else self._executor
+        self.dismiss(StartRequest(seeds, str(device), int(jobs_text), tuple(o for _, o in overrides), executor))
 
     @on(Input.Submitted)
     def _submitted(self) -> None:

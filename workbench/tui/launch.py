@@ -15,7 +15,8 @@ closed or killed. So
    keeping the queued rows' heartbeat fresh meanwhile;
 4. runs the queue with ``runner.Launcher`` (``jobs`` at a time, GPUs from
    ``runner.visible_gpus``), each run a child started by ``runner.spawn``: the path ``kni
-   run`` uses.
+   run`` uses; with ``executor="ray"`` each run a Ray task (``workbench.executors``, a local
+   Ray instance for this launcher, or ``RAY_ADDRESS``'s cluster).
 
 A SIGTERM to the launcher cancels its queue and its running children (``Launcher``'s own
 handling; before the queue starts, the rows are marked cancelled).
@@ -31,6 +32,7 @@ workbench process stays light.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -42,6 +44,7 @@ import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kni_core.errors import KniError
 
@@ -85,12 +88,14 @@ class Launch:
 
 
 def start_recipe(store: Store, path: str | Path, *, seeds: str | None = None, device: str | None = None,
-                 jobs: int = 1, overrides: list[str] | None = None, timeout: float = HANDSHAKE_SECONDS) -> Launch:
+                 jobs: int = 1, overrides: list[str] | None = None, timeout: float = HANDSHAKE_SECONDS,
+                 executor: str | None = None) -> Launch:
     """Queue one run per seed of the recipe at ``path`` (a sweep: per point and seed) in a
     detached launcher process and return once the rows exist. ``overrides`` are ``--set``
-    strings. Raises :class:`~workbench.recipe.RecipeError` (invalid recipe, seeds or
-    overrides), :class:`~workbench.store.StoreError`, :class:`~workbench.sweep.SweepError` (a
-    missing extra) or :class:`LaunchError`."""
+    strings; ``executor`` is ``local`` or ``ray`` (default: the recipe's). Raises
+    :class:`~workbench.recipe.RecipeError` (invalid recipe, seeds or overrides),
+    :class:`~workbench.store.StoreError`, :class:`~workbench.sweep.SweepError` (a missing extra)
+    or :class:`LaunchError`."""
     overrides = list(overrides or [])
     rec = load_recipe(path, overrides=overrides, seeds=seeds or None, device=device or None)  # fast errors, here
     if store.in_memory:
@@ -108,6 +113,8 @@ def start_recipe(store: Store, path: str | Path, *, seeds: str | None = None, de
         cmd += ["--device", device]
     for item in overrides:
         cmd += ["--set", item]
+    if executor:
+        cmd += ["--executor", executor]
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -179,6 +186,7 @@ def launcher_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None)
     parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--set", action="append", default=[], dest="overrides")
+    parser.add_argument("--executor", default=None, help="local or ray (default: the recipe's executor key)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
 
@@ -188,18 +196,22 @@ def launcher_main(argv: list[str] | None = None) -> int:
     try:
         rec = load_recipe(args.recipe, overrides=args.overrides, seeds=args.seeds, device=args.device)
         store = Store.open(args.db, create=False)
+        from ..executors import cores, make_executor
+        jobs = max(1, args.jobs)
+        executor = make_executor(args.executor or rec.executor, cpus_per_run=max(1, cores() // jobs),
+                                 device=rec.base.device)
     except KniError as e:
         _say({"error": str(e)})
         return 2
     if rec.sweep is not None:
-        return _run_sweep(store, rec, max(1, args.jobs), stop)
+        return _run_sweep(store, rec, jobs, stop, executor)
     ids: list[int] = []
     try:
         from ..runner import Launcher, new_run, provenance, visible_gpus
         prov = provenance()
         configs = rec.configs()
         for cfg in configs:
-            ids.append(store.create_run(new_run(rec.name, rec.text, cfg, rec.path, prov)))
+            ids.append(store.create_run(new_run(rec.name, rec.text, cfg, rec.path, prov), executor=executor.name))
         _say({"ids": ids})
         keep = _KeepQueuedAlive(store, ids)
         keep.start()
@@ -210,10 +222,12 @@ def launcher_main(argv: list[str] | None = None) -> int:
             log.warning("preparing the data failed (the runs will report it): %s", e)
         finally:
             keep.stop()
-        launcher = Launcher(store, jobs=max(1, args.jobs), gpus=visible_gpus(rec.base.device))
+        launcher = Launcher(store, jobs=jobs, executor=executor,
+                            gpus=visible_gpus(rec.base.device) if executor.name == "local" else [])
         if stop.is_set():
             launcher.request_stop()
-        statuses = launcher.run(ids)
+        with executor if executor.name == "ray" else contextlib.nullcontext():   # a local Ray ends with us
+            statuses = launcher.run(ids)
         log.info("runs ended: %s", statuses)
         return 0
     except BaseException as e:                 # noqa: BLE001 - recorded on the rows still queued
@@ -231,8 +245,9 @@ def launcher_main(argv: list[str] | None = None) -> int:
         store.close()
 
 
-def _run_sweep(store: Store, rec: Recipe, jobs: int, stop: threading.Event) -> int:
-    """The launcher process of a sweep: the handshake after the first runs are queued."""
+def _run_sweep(store: Store, rec: Recipe, jobs: int, stop: threading.Event, executor: Any) -> int:
+    """The launcher process of a sweep: the handshake after the first runs are queued; every
+    batch of runs on ``executor`` (a Ray one is entered once, for the whole sweep)."""
     from kni_core.data import prepare
 
     from ..runner import Launcher, provenance, visible_gpus
@@ -245,16 +260,19 @@ def _run_sweep(store: Store, rec: Recipe, jobs: int, stop: threading.Event) -> i
             _say({"ids": ids, "sweep": sweep_id})
 
     def launch(ids: list[int], configs: list) -> tuple[dict[int, str], bool]:
-        launcher = Launcher(store, jobs=jobs, gpus=visible_gpus(rec.base.device))
+        launcher = Launcher(store, jobs=jobs, executor=executor,
+                            gpus=visible_gpus(rec.base.device) if executor.name == "local" else [])
         if stop.is_set():
             launcher.request_stop()
         statuses = launcher.run(ids)
         return statuses, bool(launcher.stop_requested) or stop.is_set()
 
-    driver = SweepDriver(store, rec, launch, jobs=jobs, prov=provenance(), on_queued=queued, prepare=prepare)
+    driver = SweepDriver(store, rec, launch, jobs=jobs, prov=provenance(), on_queued=queued, prepare=prepare,
+                         executor=executor.name)
     try:
-        driver.start()
-        statuses = driver.run()
+        with executor if executor.name == "ray" else contextlib.nullcontext():   # a local Ray ends with us
+            driver.start()
+            statuses = driver.run()
         log.info("sweep %s: runs ended: %s", driver.sweep_id, statuses)
         return 0
     except BaseException as e:                 # noqa: BLE001 - the queued rows are marked

@@ -1,0 +1,295 @@
+"""The Ray executor (issue 9): a real local Ray instance and a two-node Ray cluster, both on
+this machine, bounded in time and shut down at the end of their test. Ray is heavy: the tests
+that start it are few, small and marked ``ray`` (``-m ray`` selects them); without Ray they
+skip, except under CI, where they fail. The tests without the mark check what needs no Ray
+running: a clear error without the extra, no ``import ray`` on startup, the recipe key."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from workbench.cli import app
+from workbench.recipe import RecipeError, parse_recipe
+from workbench.runner import Launcher, new_run
+from workbench.store import CANCELLED, COMPLETED, CRASHED, RUNNING, Store, this_host, wait_for
+
+TINY = """\
+name: {name}
+dataset: {{name: synthetic, min_relation_triples: 1, synthetic: {{preset: tiny}}}}
+model: {{hop_n_sample: [1, 4], max_degree: 16}}
+train: {{epochs: {epochs}, patience: 0}}
+eval: {{n_eval: 2}}
+seeds: [1]
+device: cpu
+"""
+#: Seconds any one wait of these tests may take (Ray starts slowly on a loaded 2-core machine).
+TIMEOUT = 180
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("KNI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "ray-cache"))
+    for name in ("KNI_DB", "KNI_STALE_SECONDS", "RAY_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def need_ray():
+    """The ray module; skip without it (fail under CI: the dev extra installs it)."""
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail('CI is set but Ray is not installed (pip install -e ".[dev]" installs it)', pytrace=False)
+        pytest.skip("Ray is not installed (the ray extra)")
+    return ray
+
+
+def recipe_file(tmp_path: Path, name: str = "tiny", epochs: int = 2, extra: str = "") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(TINY.format(name=name, epochs=epochs) + extra)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# without a Ray instance
+
+
+def test_without_the_ray_extra_the_error_names_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)              # as if Ray were not installed
+    db = str(tmp_path / "runs.db")
+    runner = CliRunner()
+    for args in (["--executor", "ray"], []):
+        recipe = recipe_file(tmp_path, extra="" if args else "executor: ray\n")
+        res = runner.invoke(app, ["run", str(recipe), "--db", db, *args])
+        assert res.exit_code == 2, res.output
+        assert 'pip install "kni-workbench[ray]"' in res.stderr and "Traceback" not in res.output
+    res = runner.invoke(app, ["runs", "--json", "--db", db])
+    assert res.exit_code == 0 and json.loads(res.stdout) == []  # nothing was queued
+
+
+def test_the_executor_key_and_option_are_validated(tmp_path):
+    rec = parse_recipe(TINY.format(name="t", epochs=1) + "executor: ray\n")
+    assert rec.executor == "ray" and rec.to_dict()["executor"] == "ray"
+    assert parse_recipe(TINY.format(name="t", epochs=1)).executor == "local"
+    # not part of the configuration: a run executed by Ray joins the local runs' group
+    assert rec.base.config_hash() == parse_recipe(TINY.format(name="t", epochs=1)).base.config_hash()
+    with pytest.raises(RecipeError) as info:
+        parse_recipe(TINY.format(name="t", epochs=1) + "executor: slurm\n", path="r.yaml")
+    assert str(info.value) == "r.yaml:8: executor: expected one of local, ray, got 'slurm'"
+    with pytest.raises(RecipeError, match="--set executor=dask: expected one of local, ray"):
+        parse_recipe(TINY.format(name="t", epochs=1), overrides=["executor=dask"])
+    res = CliRunner().invoke(app, ["run", str(recipe_file(tmp_path)), "--executor", "dask",
+                                   "--db", str(tmp_path / "runs.db")])
+    assert res.exit_code == 2 and "--executor: expected one of local, ray, got 'dask'" in res.stderr
+    from workbench import recipe as recipe_module, store as store_module
+    assert recipe_module.EXECUTORS == store_module.EXECUTORS
+
+
+def test_commands_never_import_ray(tmp_path):
+    """Importing Ray takes seconds: the commands that do not use it never import it."""
+    db = str(tmp_path / "runs.db")
+    recipe = recipe_file(tmp_path, epochs=1)
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from workbench.cli import app\n"
+        "import workbench.executors, workbench.tui.app\n"
+        "for args in (['run', sys.argv[1], '--db', sys.argv[2]], ['runs', '--db', sys.argv[2]],\n"
+        "             ['compare', '--all', '--db', sys.argv[2]], ['show', '1', '--db', sys.argv[2]]):\n"
+        "    res = CliRunner().invoke(app, args)\n"
+        "    assert res.exit_code == 0, (args, res.output)\n"
+        "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(recipe), db], capture_output=True, text=True,
+                         timeout=TIMEOUT, env={**os.environ})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --------------------------------------------------------------------------------------------
+# a local Ray instance started by kni run
+
+
+@pytest.mark.ray
+def test_kni_run_on_a_local_ray_instance_gives_the_local_numbers(tmp_path, monkeypatch):
+    """`kni run --executor ray` starts a local Ray instance, runs each seed as a task writing the
+    same rows as a local run, and shuts Ray down at its end; one thread each way, the numbers
+    are the same as the local executor's."""
+    ray = need_ray()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")                # the local runs' threads: as the tasks'
+    recipe = recipe_file(tmp_path)
+    db = str(tmp_path / "runs.db")
+    runner = CliRunner()
+    res = runner.invoke(app, ["run", str(recipe), "--seeds", "1,2", "--jobs", "2", "--json", "--db", db])
+    assert res.exit_code == 0, res.output
+    local = [json.loads(line) for line in res.stdout.splitlines()]
+    try:
+        res = runner.invoke(app, ["run", str(recipe), "--seeds", "1,2", "--executor", "ray", "--ray-cpus", "1",
+                                  "--json", "--db", db])
+        assert res.exit_code == 0, res.output
+        assert not ray.is_initialized()                        # the command's Ray instance has ended
+    finally:
+        ray.shutdown()
+    remote = [json.loads(line) for line in res.stdout.splitlines()]
+    key = lambda e: (e["event"], e["seed"], e.get("epoch", 0))            # noqa: E731
+    drop = lambda e: {k: v for k, v in e.items() if not k.endswith("_seconds")}   # noqa: E731
+    assert [drop(e) for e in sorted(remote, key=key)] == [drop(e) for e in sorted(local, key=key)]
+    assert len([e for e in remote if e["event"] == "epoch"]) == 4
+    with Store.open(db) as store:
+        runs = store.runs()
+        assert [(r.seed, r.executor, r.status, r.n_epochs) for r in runs] == [
+            (1, "local", COMPLETED, 2), (2, "local", COMPLETED, 2), (1, "ray", COMPLETED, 2), (2, "ray", COMPLETED, 2)]
+        ray_runs = runs[2:]
+        assert all(r.host == this_host() and r.pid not in (None, os.getpid()) and r.pid_start for r in ray_runs)
+        assert len({r.config_hash for r in runs}) == 1         # one group: the executor is not configuration
+    res = runner.invoke(app, ["show", str(ray_runs[0].id), "--no-plot", "--db", db])
+    assert res.exit_code == 0 and "executor ray" in res.stdout
+    res = runner.invoke(app, ["compare", "--all", "--json", "--db", db])
+    assert json.loads(res.stdout)["groups"][0]["n"] == 2        # one run per seed counts
+
+
+# --------------------------------------------------------------------------------------------
+# a two-node cluster: runs spread over the nodes, a dead node's run crashed, Ctrl-C cancels
+
+
+def _ancestors(pid: int, depth: int = 6) -> list[int]:
+    """pid's parent, grandparent... (from /proc)."""
+    out = []
+    for _ in range(depth):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            break
+        pid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if pid <= 1:
+            break
+        out.append(pid)
+    return out
+
+
+@pytest.mark.ray
+@pytest.mark.postgres
+def test_two_node_cluster_spreads_runs_and_a_dead_nodes_run_crashes(postgres_db):
+    """Two nodes of one CPU each, two runs of one CPU each (on PostgreSQL, the store a cluster
+    shares): one run per node; the worker node is killed: its run ends crashed, with its
+    epochs; then a stop request (Ctrl-C) cancels the other through Ray, its epochs kept."""
+    ray = need_ray()
+    from ray.cluster_utils import Cluster
+
+    from workbench.executors import RayExecutor
+    cluster = None
+    store = Store.open(postgres_db)
+    try:
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+        worker = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes(timeout=TIMEOUT)
+        ray.init(address=cluster.address, log_to_driver=False)
+        raylets = {node: node.all_processes["raylet"][0].process.pid for node in (cluster.head_node, worker)}
+        from workbench.executors import ExecutorError
+        with pytest.raises(ExecutorError, match="largest node of the cluster has 1"):   # 2 CPUs in all, 1 per node
+            RayExecutor(cpus_per_run=2).__enter__()
+        with pytest.raises(ExecutorError, match="no node of the Ray cluster has a GPU"):
+            RayExecutor(device="cuda").__enter__()
+        assert ray.is_initialized()                              # a connection it did not make stays open
+        rec = parse_recipe(TINY.format(name="long", epochs=200))
+        ids = [store.create_run(new_run(rec.name, rec.text, rec.config_for(s), prov=(None, None)), executor="ray")
+               for s in (1, 2)]
+        statuses: dict = {}
+        with RayExecutor(cpus_per_run=1, device="cpu") as executor:
+            assert not executor.started_locally                  # the cluster's connection is used as it is
+            launcher = Launcher(store, jobs=2, executor=executor, poll=0.2, grace=TIMEOUT)
+            thread = threading.Thread(target=lambda: statuses.update(launcher.run(ids)), daemon=True)
+            thread.start()
+            assert wait_for(lambda: all(len(store.epochs(i)) >= 1 for i in ids), TIMEOUT), \
+                [(r.status, r.error) for r in store.runs()]
+            node_of = {}
+            for run in store.runs(ids=ids):
+                assert run.status == RUNNING and run.host == this_host() and run.executor == "ray"
+                up = _ancestors(run.pid)
+                node_of[run.id] = next(node for node, pid in raylets.items() if pid in up)
+            assert set(node_of.values()) == {cluster.head_node, worker}       # spread over both nodes
+            victim = next(i for i, node in node_of.items() if node is worker)
+            survivor = next(i for i in ids if i != victim)
+            victim_pid = store.get(victim).pid
+            cluster.remove_node(worker, allow_graceful=False)              # the node dies
+            assert wait_for(lambda: store.get(victim).status == CRASHED, TIMEOUT)
+            assert wait_for(lambda: not Path(f"/proc/{victim_pid}").exists(), 30)   # its run process died with it
+            n_survivor = len(store.epochs(survivor))
+            assert store.get(survivor).status == RUNNING
+            assert wait_for(lambda: len(store.epochs(survivor)) > n_survivor, TIMEOUT)   # unaffected
+            launcher.request_stop()                                         # Ctrl-C: Ray cancels the task
+            thread.join(TIMEOUT)
+            assert not thread.is_alive()
+        assert statuses == {victim: CRASHED, survivor: CANCELLED}
+        crashed, cancelled = store.get(victim), store.get(survivor)
+        assert "NodeDiedError" in crashed.error and crashed.n_epochs >= 1
+        assert [e.epoch for e in store.epochs(victim)] == list(range(1, crashed.n_epochs + 1))
+        assert "SIGTERM" in cancelled.error and cancelled.n_epochs > n_survivor and cancelled.best_epoch
+    finally:
+        store.close()
+        ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+
+
+# --------------------------------------------------------------------------------------------
+# the workbench: the executor chosen in the start dialog, on a PostgreSQL store
+
+
+@pytest.mark.ray
+@pytest.mark.postgres
+def test_workbench_starts_ray_runs_on_postgres(tmp_path, monkeypatch, postgres_db):
+    """kni-workbench on PostgreSQL: the start dialog offers the executor (Ray is installed),
+    ray is chosen, the detached launcher runs the seeds as tasks of its own local Ray instance
+    and the Runs tab shows them live until they complete."""
+    import asyncio
+
+    from textual.widgets import Input, Select
+
+    from workbench.tui.app import WorkbenchApp
+    from workbench.tui.dialogs import StartDialog
+    need_ray()
+    monkeypatch.chdir(tmp_path)
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    recipe_file(recipes, name="quickstart", epochs=2)
+    store = Store.open(postgres_db)
+
+    async def until(pilot, predicate, timeout: float, what: str) -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not predicate():
+            await pilot.pause(0.2)
+        assert predicate(), f"timed out after {timeout:.0f} s waiting for {what}"
+
+    async def body() -> None:
+        app = WorkbenchApp(store, recipes, gpus=[])
+        async with app.run_test(size=(120, 40)) as pilot:
+            assert app.query_one("#recipes-pane").select_name("quickstart")
+            await pilot.press("s")
+            await until(pilot, lambda: isinstance(app.screen, StartDialog), 10, "the start dialog")
+            dialog = app.screen
+            assert dialog.query_one("#executor", Select).value == "local"     # the recipe's (default) executor
+            dialog.query_one("#seeds", Input).value = "1..2"
+            dialog.query_one("#jobs", Input).value = "2"
+            dialog.query_one("#executor", Select).value = "ray"
+            await pilot.click("#start")
+            await until(pilot, lambda: len(app.data.runs) == 2, 60, "two queued runs")
+            await until(pilot, lambda: any(r.n_epochs for r in app.data.runs.values()), TIMEOUT, "a first epoch")
+            await until(pilot, lambda: all(app.data.status(r) == COMPLETED for r in app.data.runs.values()),
+                        TIMEOUT, "both runs completed")
+            launches = list(app.launches)
+        for launch in launches:                     # the launcher (and its Ray instance) ends with its runs
+            assert launch.proc.wait(TIMEOUT) == 0
+    asyncio.run(body())
+    runs = store.runs()
+    assert [(r.seed, r.executor, r.status, r.n_epochs) for r in runs] == [(1, "ray", COMPLETED, 2),
+                                                                         (2, "ray", COMPLETED, 2)]
+    store.close()
