@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 from typer.testing import CliRunner
 
 from kni_core.train import EpochResult
@@ -180,11 +181,26 @@ def test_paired_over_shared_seeds(store):
     assert not r.within_noise
     # p = 0.25 is the smallest p three seeds can give: no verdict, whatever the size of the difference
     assert r.min_p == 2 / 8 and r.verdict == "too few seeds" and r.better is None
+    assert (r.a_differs, r.b_differs) == ("model.kg=true", "model.kg=false")   # what the pair differs in
+    assert r.to_dict()["a_differs"] == "model.kg=true"
     r2 = cmp.paired_test(a, b, "test_logloss")     # logloss = 1.5 - auc: lower is better
     assert r2.diff == pytest.approx(-r.diff) and r2.p_value == r.p_value
     assert cmp.resolve_group(groups, a.key[:6]) is a
     with pytest.raises(cmp.CompareError, match="no group"):
         cmp.resolve_group(groups, "zzz")
+
+
+def test_a_setting_added_since_an_old_run_reads_as_its_default(store):
+    """A run stored before `model.name` and `eval.topk` existed has no such keys: it does not
+    differ from a new run with the defaults by `null`."""
+    old, new = add_run(store, 1, [0.7], name="a"), add_run(store, 1, [0.7], name="b")
+    run = store.get(old)
+    raw = json.loads(run.config_json)
+    del raw["model"]["name"], raw["eval"]["topk"]
+    with store.writer.begin() as conn:
+        conn.execute(text("UPDATE runs SET config_json = :c WHERE id = :i"), {"c": json.dumps(raw), "i": old})
+    groups = cmp.group_points(cmp.points(store, [store.get(old), store.get(new)], "best"), "config")
+    assert [g.n for g in groups] == [1, 1] and cmp.differing(groups) == ["", ""]
 
 
 def test_within_noise(store):

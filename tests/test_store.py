@@ -672,7 +672,7 @@ def test_postgres_refuses_bad_databases(postgres_db, postgres_server, sql):
     with pytest.raises(StoreError, match="newer kni-workbench"):
         Store.open(postgres_db)
     assert sql(postgres_db, "SELECT count(*) FROM runs")[0][0] == 1            # untouched
-    sql(postgres_db, "DROP TABLE epochs; DROP TABLE runs; DROP TABLE meta; CREATE TABLE things (x int)")
+    sql(postgres_db, "DROP SCHEMA public CASCADE; CREATE SCHEMA public; CREATE TABLE things (x int)")  # every table
     for readonly in (False, True):
         with pytest.raises(StoreError, match="not a kni run database"):
             Store.open(postgres_db, readonly=readonly)
@@ -701,7 +701,7 @@ def test_postgres_readers_never_write(postgres_db, sql):
             reader.delete([run_id])
     assert sql(postgres_db, "SELECT count(*) FROM runs")[0][0] == 1
     # an older layout (version 3, as that release wrote it) is not upgraded by a reader; a writer upgrades it
-    sql(postgres_db, "DROP TABLE epochs; DROP TABLE runs; DROP TABLE meta")
+    sql(postgres_db, "DROP SCHEMA public CASCADE; CREATE SCHEMA public")            # every table, views too
     engine = create_engine(postgres_db)
     with engine.begin() as conn:
         for _, _, step in st.MIGRATIONS[:3]:

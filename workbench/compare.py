@@ -154,7 +154,7 @@ from typing import IO, Any, Iterable, Sequence
 import numpy as np
 
 from kni_core import protocol
-from kni_core.config import canonical, stable_hash
+from kni_core.config import RunConfig, canonical, stable_hash
 from kni_core.errors import KniError
 
 from .store import COMPLETED, LIVE, PRUNED, RUNNING, STATUSES, Epoch, Run, Store, StoreError, Sweep
@@ -577,25 +577,40 @@ def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _settings(g: Group) -> dict[str, Any]:
+    """A group's configuration, flat, without seed, device and name; keys added since its runs
+    were stored read as their defaults (so an older run does not differ by ``null``)."""
+    run = (g.members or g.without_point)[0].run
+    raw = json.loads(run.config_json)
+    try:
+        cfg = RunConfig.from_dict(raw).to_dict()
+    except (KniError, TypeError, ValueError):
+        cfg = canonical(raw)
+    for k in ("seed", "device", "name"):
+        cfg.pop(k, None)
+    return _flat(cfg)
+
+
+def differing(groups: Sequence[Group], limit: int | None = 80) -> list[str]:
+    """For each group, ``key=value`` of the settings (dataset aside) that differ among ``groups``."""
+    flats = [_settings(g) for g in groups]
+    keys = sorted(set().union(*flats))
+    varying = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
+    out = []
+    for f in flats:
+        text = ", ".join(f"{k}={json.dumps(f.get(k))}" for k in varying if not k.startswith("dataset."))
+        out.append(text if limit is None or len(text) <= limit else text[:limit - 3] + "...")
+    return out
+
+
 def _label(groups: list[Group]) -> None:
     """Labels; for configuration groups, also the settings that differ between them."""
     for g in groups:
         g.label = g.key if g.by not in ("config", "settings") else f"{g.distinct('recipe')} {g.id}"
     if not groups or groups[0].by not in ("config", "settings") or len(groups) < 2:
         return
-    flats = []
-    for g in groups:
-        run = (g.members or g.without_point)[0].run
-        cfg = canonical(json.loads(run.config_json))
-        for k in ("seed", "device", "name"):
-            cfg.pop(k, None)
-        flats.append(_flat(cfg))
-    keys = sorted(set().union(*flats))
-    varying = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
-    for g, f in zip(groups, flats):
-        parts = [f"{k}={json.dumps(f.get(k))}" for k in varying if not k.startswith("dataset.")]
-        text = ", ".join(parts)
-        g.differs = text if len(text) <= 80 else text[:77] + "..."
+    for g, text in zip(groups, differing(groups)):
+        g.differs = text
 
 
 def resolve_group(groups: Sequence[Group], ref: str) -> Group:
@@ -636,6 +651,8 @@ class PairedResult:
     verdict: str = ""           # "significant", "not significant", "inconclusive" or "too few seeds"
     min_p: float = 1.0          # the smallest p-value reachable with these many seeds
     alpha: float = ALPHA
+    a_differs: str = ""         # the settings in which A and B differ (each side's values)
+    b_differs: str = ""
 
     def verdict_text(self) -> str:
         """The verdict in words, with the numbers it rests on (shared by kni compare and the workbench)."""
@@ -660,7 +677,8 @@ class PairedResult:
 
     def to_dict(self) -> dict:
         return {"a": self.a.key, "a_id": self.a.id, "a_label": self.a.label, "b": self.b.key, "b_id": self.b.id,
-                "b_label": self.b.label, "metric": self.metric, "n": len(self.seeds), "seeds": self.seeds,
+                "b_label": self.b.label, "a_differs": self.a_differs, "b_differs": self.b_differs,
+                "metric": self.metric, "n": len(self.seeds), "seeds": self.seeds,
                 "a_values": self.a_values, "b_values": self.b_values, "mean_a": _j(self.mean_a),
                 "mean_b": _j(self.mean_b), "diff": _j(self.diff), "diff_std": _j(self.diff_std),
                 "p_value": _j(self.p_value), "p_exact": self.exact, "min_p": _j(self.min_p), "alpha": self.alpha,
@@ -700,8 +718,9 @@ def paired_test(a: Group, b: Group, metric: str, *, resamples: int = BOOTSTRAP_R
         verdict = "significant"
         a_wins = diff < 0 if lower_is_better(metric) else diff > 0
         better = "A" if a_wins else "B"
+    a_differs, b_differs = differing([a, b], limit=None)
     return PairedResult(a, b, metric, seeds, xa, xb, mean_a, mean_b, diff, mean_std(d)[1], p, exact, ci,
-                        noise, within, better, verdict, min_p)
+                        noise, within, better, verdict, min_p, a_differs=a_differs, b_differs=b_differs)
 
 
 @dataclass
