@@ -416,7 +416,7 @@ def test_kni_config_hash_is_unchanged_by_the_new_keys():
     assert canonical(cfg.to_dict())["eval"]["topk"]["enabled"] is True
 
 
-@pytest.mark.parametrize("name", ["bc-mf", "bc-ripplenet", "bc-kgcn", "lastfm-mf", "lastfm-kgcn"])
+@pytest.mark.parametrize("name", ["bc-mf", "bc-ripplenet", "bc-kgcn", "lastfm-mf", "lastfm-ripplenet", "lastfm-kgcn"])
 def test_baseline_recipes_validate_with_five_seeds(name):
     rec = load_recipe(RECIPES / f"{name}.yaml")
     assert rec.seeds == [1, 2, 3, 4, 5] and rec.base.model.name == name.split("-")[1]
