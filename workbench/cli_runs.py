@@ -728,9 +728,24 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
                     paired: Optional[Tuple[str, str]] = typer.Option(None, "--paired", help="Two groups A B "
                                                                      "(config-hash prefixes or recipe names): "
                                                                      "a paired test over their shared seeds."),
+                    explain: bool = typer.Option(False, "--explain", help="Instead: the early-summarization "
+                                                 "statistic of each KNI/NI run with a saved model (attention on "
+                                                 "the (user, item) cell itself over sampled test rows: mean, "
+                                                 "quartiles), e.g. KNI vs NI."),
+                    explain_rows: int = typer.Option(1000, "--explain-rows", min=1,
+                                                     help="With --explain: test rows sampled per run (seed 0)."),
+                    explain_samples: int = typer.Option(4, "--explain-samples", min=1,
+                                                        help="With --explain: neighbourhood samples per row."),
                     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
                     db: str = db_option()) -> None:
     """One row per group of seeds: n, mean ± std of AUC / logloss / accuracy, best epoch, time per epoch."""
+    if explain:
+        if sweep is not None or matrix or paired or group_by or metric:
+            _fail("--explain compares runs' attention: it takes run ids, --recipe, --all, --dataset or --status, "
+                  "not --sweep, --matrix, --paired, --group-by or --metric")
+        from .cli_explain import compare_explain
+        compare_explain(db, run_ids or [], recipe, all_, dataset, status, explain_rows, explain_samples, 0, json_out)
+        return
     if sweep is not None:
         from .cli_sweeps import compare_sweep
         if run_ids or recipe or all_ or matrix or paired or group_by:
@@ -1035,3 +1050,4 @@ def cancel_command(run_ids: List[int] = typer.Argument(..., help="Run ids to can
 
 from . import cli_notes  # noqa: E402,F401  (kni tag | note | diff; needs the helpers above)
 from . import cli_sweeps  # noqa: E402,F401  (kni sweeps; it imports names defined above)
+from . import cli_explain  # noqa: E402,F401  (kni explain | recommend; likewise)
