@@ -146,18 +146,19 @@ def top_pairs_table(m: PairMatrix, k: int = 5) -> Table:
     return t
 
 
-def stability_table(e: Explanation) -> Table:
+def stability_table(e: Explanation) -> Group:
     n = len(e.samples)
     masses = [m.centre_mass for m in e.samples]
     mean = sum(masses) / n
-    t = Table(title=f"stability over {n} neighbourhood samples (seeds {e.seed}..{e.seed + n - 1}); centre cell "
-                    f"{mean:.4f} on average", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+    head = Text(f"stability over {n} neighbourhood samples (seeds {e.seed}..{e.seed + n - 1}); centre cell "
+                f"{mean:.4f} on average", style="italic")
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False)
     for col in ("user side", "item side", "mean attention", "drawn", "top-1"):
         t.add_column(col, justify="left" if "side" in col else "right")
     for r in e.stability:
         t.add_row(r["user_side"], r["item_side"], f"{r['mean_attention']:.4f}", f"{r['drawn']:.0%}",
                   f"{r['top1']:.0%}")
-    return t
+    return Group(head, t)
 
 
 def headline(opened: OpenRun, e: Explanation) -> Text:

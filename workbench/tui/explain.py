@@ -51,7 +51,6 @@ class ExplainScreen(Screen):
         self.run_id = run_id
         self.opened: Any = None
         self.seed = 0
-        self._busy = False
         #: The view's text as shown (plain), for tests and screen readers of the terminal.
         self.shown = ""
 
@@ -92,7 +91,6 @@ class ExplainScreen(Screen):
                             f"only); m lists the user's top items", style="yellow"))
 
     def _show(self, renderable: Any) -> None:
-        self._busy = False
         self.query_one("#explain-view", Static).update(renderable)
         self.shown = plain_text(renderable, max(40, self.size.width - 4))
 
@@ -149,7 +147,6 @@ class ExplainScreen(Screen):
         ids = self._ids()
         if ids is None:
             return
-        self._busy = True
         self.query_one("#explain-view", Static).update(Text("computing...", style="dim"))
         self._explain(ids[0], ids[1], self.seed, compact=self.size.width < 110)
 
