@@ -283,6 +283,8 @@ def test_explain_errors_exit_2(runs, tmp_path):
     db, env = runs
     mf = kni("explain", "3", "--db", str(db), env=env)
     assert mf.returncode == 2 and "KNI and NI runs only" in mf.stderr and "Traceback" not in mf.stderr
+    gpu = kni("explain", "1", "--device", "gpu", "--db", str(db), env=env)
+    assert gpu.returncode == 2 and "--device gpu" in gpu.stderr and "Traceback" not in gpu.stderr
     bad = kni("explain", "1", "--user", "99999", "--db", str(db), env=env)
     assert bad.returncode == 2 and "no user 99999" in bad.stderr
     shutil.copy(db, tmp_path / "moved.db")

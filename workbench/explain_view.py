@@ -93,6 +93,11 @@ def open_run(store: Store, run_id: int, device: str = "cpu") -> OpenRun:
     if where.missing:
         raise RunNotOpen(f"run {run_id}: its checkpoint {where.path} is missing (was the database moved without "
                          f"its {where.path.parent.name} folder?)")
+    from kni_core.train import resolve_device
+    try:
+        device = str(resolve_device(device))
+    except RuntimeError as e:                 # an unknown name, or CUDA asked for and absent
+        raise RunNotOpen(f"--device {device}: {str(e).splitlines()[0]}") from None
     cfg = RunConfig.from_dict(json.loads(run.config_json))
     model, data = load_model(cfg, where.path, device=device)
     return OpenRun(run, cfg, model, data, Namer(data))
