@@ -152,6 +152,8 @@ class TrainConfig:
     patience: int = _f(10, "early stopping window (0 disables early stopping)", lo=0)
     select_on: str = _f("valid", "split that picks the best epoch and drives early stopping "
                         "('test' is the original code's protocol)", choices=("valid", "test"))
+    checkpoint: bool = _f(True, "save the selected epoch's weights with the run (kni explain / recommend read them); "
+                                "not part of the configuration's hash")
 
 
 TOPK_K = [1, 2, 5, 10, 20, 50, 100]
@@ -338,9 +340,11 @@ def check_section(prefix: str, obj: Any) -> None:
 def canonical(d: dict) -> dict:
     """A config dict without the keys added later while they hold their defaults (what the
     config hash and comparisons of stored configs see): ``model.name: kni`` and a default
-    ``eval.topk``."""
+    ``eval.topk``; ``train.checkpoint`` always (it changes no number)."""
     d = json.loads(json.dumps(d, default=str))
-    model, ev = d.get("model"), d.get("eval")
+    model, ev, train = d.get("model"), d.get("eval"), d.get("train")
+    if isinstance(train, dict):                 # where the weights go, not what they are
+        train.pop("checkpoint", None)
     if isinstance(model, dict) and model.get("name") == "kni":
         model.pop("name")
     if isinstance(ev, dict) and ev.get("topk") == dataclasses.asdict(TopKConfig()):

@@ -200,6 +200,13 @@ class KNI(nn.Module):
 
     def interact(self, nu: Tensor, nv: Tensor) -> Tensor:
         """sum(softmax-attention * (Nu @ Nv^T)) over all (n1+1)^2 neighbour pairs."""
+        logits, coefs = self.pair_terms(nu, nv)
+        return (coefs * logits).sum(dim=1)
+
+    def pair_terms(self, nu: Tensor, nv: Tensor) -> tuple[Tensor, Tensor]:
+        """The pair scores ``Nu @ Nv^T`` and their attention weights (one softmax over all
+        ``(n1+1)^2`` pairs), both flattened to ``(N, (n1+1)^2)``, row-major: user-side neighbour
+        ``i``, item-side ``j`` at ``i * (n1+1) + j`` (kni_core.explain reads them)."""
         nu = dropout(nu, self.cfg.dropout, self.training)
         nv = dropout(nv, self.cfg.dropout, self.training)
         logits = torch.bmm(nu, nv.transpose(1, 2))
@@ -210,7 +217,25 @@ class KNI(nn.Module):
             f_v = (nv @ self.atn_weight_v + self.atn_bias_v).transpose(1, 2)
             scores = torch.tanh(f_u + f_v)
         coefs = torch.softmax(scores.flatten(1) / self.cfg.temperature, dim=1)
-        return (coefs * logits.flatten(1)).sum(dim=1)
+        return logits.flatten(1), coefs
+
+    @torch.no_grad()
+    def neighbour_pairs(self, users: Tensor, items: Tensor, repeats: int = 1,
+                        generator=None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """What one evaluation-mode :meth:`forward` computes, kept: ``(user-side ids (R*B, n1+1),
+        item-side ids, pair scores (R*B, n1+1, n1+1), attention (same))``; the same draws as
+        ``forward(users, items, repeats, generator)``, whose logits are ``sum(attention * scores)``."""
+        was_training = self.training
+        self.eval()
+        try:
+            sides = [self.neighbourhood(users, repeats, generator), self.neighbourhood(items, repeats, generator)]
+            user_parts, item_parts = self.embed(sides)
+            nu, nv = self._interaction_side(user_parts), self._interaction_side(item_parts)
+            logits, coefs = self.pair_terms(nu, nv)
+        finally:
+            self.train(was_training)
+        n = nu.shape[1]
+        return sides[0][0], sides[1][0], logits.view(-1, n, n), coefs.view(-1, n, n)
 
     def l2_parameters(self) -> list[Tensor]:
         """What the L2 penalty covers besides the embedding table: weights, not biases."""

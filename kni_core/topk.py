@@ -192,19 +192,27 @@ class TopKHook:
         return dataclasses.replace(best, topk=tuple(self.evaluate(best.epoch)))
 
     def evaluate(self, epoch: int) -> list[TopKResult]:
-        import torch
-
         trainer = self.trainer
         n_eval = self.cfg.n_eval or trainer.cfg.eval.n_eval
         effective = getattr(trainer, "effective_n_eval", None)
         n_eval = effective(n_eval) if effective else n_eval
 
-        def score(users: np.ndarray, items: np.ndarray, seed: int) -> np.ndarray:
-            matrix = getattr(trainer, "score_matrix", None)      # a model with a shared user part
-            if matrix is not None:
-                return matrix(users, items)
-            pairs = np.stack([np.repeat(users, len(items)), np.tile(items, len(users))], axis=1)
-            scores = trainer.predict(torch.from_numpy(pairs).to(trainer.device), repeats=n_eval, seed=seed)
-            return np.asarray(scores).reshape(len(users), len(items))
+        return self.evaluator.run(score_function(trainer, n_eval), epoch, n_eval,
+                                  seed=trainer.cfg.seed * 100003 + epoch + 70000)
 
-        return self.evaluator.run(score, epoch, n_eval, seed=trainer.cfg.seed * 100003 + epoch + 70000)
+
+def score_function(scorer, n_eval: int) -> ScoreFn:
+    """The top-N score function of ``scorer`` (a Trainer, or kni_core.recommend.ModelScorer):
+    its ``score_matrix`` when the model shares the user's part across items, else its
+    ``predict`` over every (user, item) pair with ``n_eval`` passes."""
+    import torch
+
+    def score(users: np.ndarray, items: np.ndarray, seed: int) -> np.ndarray:
+        matrix = getattr(scorer, "score_matrix", None)      # a model with a shared user part
+        if matrix is not None:
+            return matrix(users, items)
+        pairs = np.stack([np.repeat(users, len(items)), np.tile(items, len(users))], axis=1)
+        scores = scorer.predict(torch.from_numpy(pairs).to(scorer.device), repeats=n_eval, seed=seed)
+        return np.asarray(scores).reshape(len(users), len(items))
+
+    return score

@@ -15,7 +15,6 @@ import ctypes.util
 import logging
 import math
 import os
-import secrets
 import time
 from pathlib import Path
 from typing import Callable, Iterator
@@ -314,25 +313,10 @@ class Trainer:
         self.summary = FitSummary(seed, best.epoch, best, len(history), stopped_early)
 
     def save(self, path: Path) -> None:
-        """Write the checkpoint atomically: into a new file beside ``path``, synced, then renamed
-        over it. A failed write (a full disk) leaves the previous checkpoint whole and no
-        partial file behind."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # the umask applies, as for torch.save
-            with os.fdopen(fd, "wb") as f:
-                torch.save({"config": self.cfg.to_dict(), "model": self.model.state_dict()}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        """Write the checkpoint (config and weights) atomically (:func:`kni_core.checkpoint.write_atomically`):
+        a failed write (a full disk) leaves the previous checkpoint whole and no partial file behind."""
+        from .checkpoint import write_atomically
+        write_atomically(path, {"config": self.cfg.to_dict(), "model": self.model.state_dict()})
 
 
 def should_stop(history: list[EpochResult], split: str, patience: int) -> bool:

@@ -574,10 +574,13 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
         topk = store.topk(run_id)
     except KniError as e:
         _fail(e)
+    from .checkpoints import state as checkpoint_state
     status = Store.effective_status(run)
     damage = list(run.damage) + [d for e in epochs for d in e.damage]
+    checkpoint = checkpoint_state(store.url, run.checkpoint)
     if json_out:
         print(json.dumps({"run": {**run_to_dict(run, status), "damaged": damage}, "config": run.config,
+                          "checkpoint_file": checkpoint.to_dict(),
                           "recipe_text": run.recipe_text,
                           "data_stats": json.loads(run.data_stats) if run.data_stats else None,
                           "traceback": run.traceback, "epochs": [epoch_to_dict(e) for e in epochs],
@@ -617,6 +620,7 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
         head.add_row("code", f"kni-workbench {run.package_version or '?'}, commit {run.git_commit or '?'}")
     if run.recipe_path:
         head.add_row("recipe file", run.recipe_path)
+    head.add_row("checkpoint", Text(checkpoint.text(), style="bold red" if checkpoint.missing else ""))
     if run.sweep_id is not None:
         from .sweep import params_text
         head.add_row("sweep", f"sweep {run.sweep_id}, point {run.sweep_point}: {params_text(run.params)}  "
@@ -724,9 +728,24 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
                     paired: Optional[Tuple[str, str]] = typer.Option(None, "--paired", help="Two groups A B "
                                                                      "(config-hash prefixes or recipe names): "
                                                                      "a paired test over their shared seeds."),
+                    explain: bool = typer.Option(False, "--explain", help="Instead: the early-summarization "
+                                                 "statistic of each KNI/NI run with a saved model (attention on "
+                                                 "the (user, item) cell itself over sampled test rows: mean, "
+                                                 "quartiles), e.g. KNI vs NI."),
+                    explain_rows: int = typer.Option(1000, "--explain-rows", min=1,
+                                                     help="With --explain: test rows sampled per run (seed 0)."),
+                    explain_samples: int = typer.Option(4, "--explain-samples", min=1,
+                                                        help="With --explain: neighbourhood samples per row."),
                     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
                     db: str = db_option()) -> None:
     """One row per group of seeds: n, mean ± std of AUC / logloss / accuracy, best epoch, time per epoch."""
+    if explain:
+        if sweep is not None or matrix or paired or group_by or metric:
+            _fail("--explain compares runs' attention: it takes run ids, --recipe, --all, --dataset or --status, "
+                  "not --sweep, --matrix, --paired, --group-by or --metric")
+        from .cli_explain import compare_explain
+        compare_explain(db, run_ids or [], recipe, all_, dataset, status, explain_rows, explain_samples, 0, json_out)
+        return
     if sweep is not None:
         from .cli_sweeps import compare_sweep
         if run_ids or recipe or all_ or matrix or paired or group_by:
@@ -989,10 +1008,19 @@ def rm_command(run_ids: List[int] = typer.Argument(..., help="Run ids to remove.
         n = store.delete([r.id for r in runs])
     except KniError as e:
         _fail(e)
+    from .checkpoints import remove as remove_checkpoint
+    files = []
+    for r in runs:                  # after the rows: a failed delete leaves no row pointing at nothing
+        try:
+            if remove_checkpoint(store.url, r.checkpoint):
+                files.append(r.id)
+        except OSError as e:
+            _err_console().print(f"[yellow]warning:[/] run {r.id}: checkpoint {escape(str(r.checkpoint))} not "
+                                 f"removed ({escape(e.strerror or str(e))})", highlight=False)
     if json_out:
-        print(json.dumps({"removed": [r.id for r in runs]}))
+        print(json.dumps({"removed": [r.id for r in runs], "checkpoints_removed": files}))
     else:
-        _err_console().print(f"removed {n} run(s)")
+        _err_console().print(f"removed {n} run(s)" + (f" and {len(files)} checkpoint(s)" if files else ""))
 
 
 @app.command("cancel")
@@ -1022,3 +1050,4 @@ def cancel_command(run_ids: List[int] = typer.Argument(..., help="Run ids to can
 
 from . import cli_notes  # noqa: E402,F401  (kni tag | note | diff; needs the helpers above)
 from . import cli_sweeps  # noqa: E402,F401  (kni sweeps; it imports names defined above)
+from . import cli_explain  # noqa: E402,F401  (kni explain | recommend; likewise)

@@ -7,7 +7,8 @@ with the :class:`~kni_core.train.FitSummary` or ``failed`` with the exception.
 The best model is checkpointed here, *after* the listeners have stored the epoch, so a
 checkpoint that cannot be written (a full disk) fails the run with every finished epoch kept;
 :meth:`~kni_core.train.Trainer.save` replaces the file atomically, so the previous checkpoint
-survives such a failure whole.
+survives such a failure whole. The default checkpoint (``train.checkpoint``, not asked for with
+``--checkpoint-dir``) is ``optional``: a failed write is logged and training goes on.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 
@@ -61,10 +62,13 @@ class RunListener(Protocol):
 
 
 def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData | None = None,
-            checkpoint: str | None = None, progress: ProgressHook | None = None) -> FitSummary:
+            checkpoint: str | None = None, progress: ProgressHook | None = None,
+            checkpoint_optional: bool = False, on_checkpoint: Callable[[Path], None] | None = None) -> FitSummary:
     """Prepare (or reuse) the data, train, and report every step to ``listeners``; save the
     best model (Trainer.fit's rule: strictly better AUC on ``select_on``) to ``checkpoint``
-    (``progress`` is the Trainer's hook for positions inside an epoch).
+    (``progress`` is the Trainer's hook for positions inside an epoch). ``on_checkpoint(path)``
+    is called after each successful save; with ``checkpoint_optional`` a save that fails is
+    logged and the run goes on (the previous checkpoint, if any, stays whole).
 
     A CUDA out-of-memory error becomes :class:`kni_core.train.OutOfMemory`, whose message
     names the setting to lower for the phase that ran out (setup, training or evaluation);
@@ -85,7 +89,15 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
                 listener.epoch(result)
             if checkpoint and (best is None or result.metric(select_on, "auc") > best.metric(select_on, "auc")):
                 best = result
-                _save(trainer, Path(checkpoint), result.epoch)
+                try:
+                    _save(trainer, Path(checkpoint), result.epoch)
+                except CheckpointError as e:
+                    if not checkpoint_optional:
+                        raise
+                    log.warning("%s", e)
+                else:
+                    if on_checkpoint is not None:
+                        on_checkpoint(Path(checkpoint))
     except BaseException as error:        # KeyboardInterrupt too: listeners record the end
         if isinstance(error, torch.cuda.OutOfMemoryError):
             explained = out_of_memory(config, trainer.phase if trainer else "setup", str(device), error)

@@ -360,8 +360,21 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         tracker = ProgressTracker(cfg.train.epochs)
         progress = ProgressWriter(store, args.run_id, tracker)
         progress.start()
+        checkpoint, optional = args.checkpoint, False
+        if checkpoint is None and cfg.train.checkpoint:
+            from .checkpoints import default_path
+            checkpoint, optional = str(default_path(store.url, args.run_id)), True
+        recorded: list[bool] = []
+
+        def saved(path) -> None:              # the row names the file once it holds a model
+            if not recorded:
+                from .checkpoints import stored_form
+                listener._write("the checkpoint's path", lambda: store.set_checkpoint(args.run_id,
+                                                                                     stored_form(store.url, path)))
+                recorded.append(True)
+
         execute(cfg, [ProgressListener(tracker, progress), listener, *sweep_listeners(store, run)],
-                checkpoint=args.checkpoint,
+                checkpoint=checkpoint, checkpoint_optional=optional, on_checkpoint=saved,
                 progress=tracker.update)
         return 0
     except BaseException as error:            # noqa: BLE001 - recorded, then reported

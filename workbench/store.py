@@ -474,6 +474,8 @@ class Run(Base):
     # schema version 7
     executor: Mapped[str | None] = mapped_column(String(20))            # None: a row from before it
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # schema version 8: the selected epoch's saved model (workbench.checkpoints resolves it)
+    checkpoint: Mapped[str | None] = mapped_column(Text)
 
     #: Number of stored epoch rows; filled by the Store's queries (not a column).
     n_epochs = 0
@@ -803,6 +805,12 @@ def _migrate_7(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE sweeps ALTER COLUMN name TYPE TEXT"))
 
 
+def _migrate_8(conn: Connection) -> None:
+    """The saved model of a run (issue 11): its file, relative to the database's folder when it
+    lies beside a SQLite file (so a database moved with its checkpoints still finds them)."""
+    _add_column(conn, "runs", Column("checkpoint", Text))
+
+
 #: (version reached, what it does, the step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "first layout: meta, runs, epochs", _migrate_1),
@@ -812,6 +820,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (5, "runs.note/progress/peak_rss_mb/cpu_threads/gpu_name/peak_gpu_mb, tables tags and notes", _migrate_5),
     (6, "sweeps: tables sweeps and sweep_journal, runs.sweep_id/sweep_point/sweep_params", _migrate_6),
     (7, "runs.executor, runs.cancel_requested_at; PostgreSQL: BIGINT ids, TEXT names", _migrate_7),
+    (8, "runs.checkpoint", _migrate_8),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -1282,6 +1291,12 @@ class Store:
                 device=device, data_stats=json.dumps(data_stats, default=str) if data_stats else None,
                 heartbeat_at=utcnow()))
             if result.rowcount == 0:
+                raise self._gone(run_id)
+
+    def set_checkpoint(self, run_id: int, path: str | None) -> None:
+        """Record where the run's saved model is (as :func:`workbench.checkpoints.stored_form` gives it)."""
+        with self._write() as s:
+            if s.execute(update(Run).where(Run.id == run_id).values(checkpoint=path)).rowcount == 0:
                 raise self._gone(run_id)
 
     def heartbeat(self, run_id: int) -> bool:
@@ -1802,6 +1817,7 @@ def run_to_dict(run: Run, status: str | None = None) -> dict:
         "progress": _json_or_none(run.progress) if (status or run.status) == RUNNING else None,
         **{f: getattr(run, f) for f in RESOURCE_FIELDS},
         "sweep_id": run.sweep_id, "sweep_point": run.sweep_point, "sweep_params": run.params or None,
+        "checkpoint": run.checkpoint,
     }
 
 

@@ -62,8 +62,9 @@ def folder_fingerprint(folder: Path, cfg: RunConfig, files: list | None = None) 
             "files": source_fingerprint(folder) if files is None else files}
 
 
-def prepare(cfg: RunConfig, use_cache: bool = True) -> PreparedData:
-    """The preprocessed dataset for ``cfg``: from the cache when its settings were seen before."""
+def prepare(cfg: RunConfig, use_cache: bool = True, mmap: bool = False) -> PreparedData:
+    """The preprocessed dataset for ``cfg``: from the cache when its settings were seen before
+    (``mmap``: its adjacency table memory-mapped, read-only, for readers of a few rows)."""
     folder = source_folder(cfg)
     if folder is None:
         dataset_id = "synthetic"
@@ -73,4 +74,4 @@ def prepare(cfg: RunConfig, use_cache: bool = True) -> PreparedData:
             raise DataError("no such folder (dataset.path)", folder)
         dataset_id = cfg.dataset.name if not cfg.dataset.path else folder.name
         fingerprint = folder_fingerprint(folder, cfg)
-    return prepare_cached(lambda: load_raw(cfg), cfg, dataset_id, fingerprint, use_cache)
+    return prepare_cached(lambda: load_raw(cfg), cfg, dataset_id, fingerprint, use_cache, mmap=mmap)

@@ -62,6 +62,12 @@ class PreparedData:
     n_users: int = 0                 # users are the entities 1..n_users
     # Entity ids of every item that occurs in a split, ascending: the top-N candidates.
     items: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # The ids of the dataset's files (after the reader's renumbering of sparse ids, if any):
+    # per entity, its user id (users) or entity id (items, KG entities), -1 for padding; per
+    # kept relation, its relation id. None in caches written before they were kept (names
+    # then show the internal ids only: kni explain).
+    raw_ids: np.ndarray | None = None
+    raw_relations: np.ndarray | None = None
 
     @property
     def threshold(self) -> float:
@@ -236,8 +242,11 @@ def build(raw: RawDataset, cfg: RunConfig) -> PreparedData:
     if s["kg"]:
         triples, n_relation = kg_triples(raw.kg, s["min_relation_triples"])
         triples[:, [0, 2]] += shift
+        counts = np.bincount(raw.kg[:, 1]) if len(raw.kg) else np.zeros(0, np.int64)
+        raw_relations = np.flatnonzero((counts >= s["min_relation_triples"]) & (counts > 0)).astype(np.int64)
     else:
         triples, n_relation = np.zeros((0, 3), np.int64), 0
+        raw_relations = np.zeros(0, np.int64)
     warnings = []
     if s["kg"] and len(raw.kg) and not len(kg):
         largest = int(np.bincount(raw.kg[:, 1]).max())
@@ -251,6 +260,9 @@ def build(raw: RawDataset, cfg: RunConfig) -> PreparedData:
     triples = triples[inside]
 
     remap = np.cumsum(keep) - 1                 # old id -> new id; padding stays 0
+    old = np.flatnonzero(keep)                  # new id -> old id
+    raw_ids = np.where(old < shift, old - 1, old - shift).astype(np.int64)
+    raw_ids[0] = -1
     n_entity = int(keep.sum())
     n_users = int(keep[1:shift].sum())          # users come first, so they stay 1..n_users
     train, valid, test = (np.column_stack([remap[p[:, 0]], remap[p[:, 1]], p[:, 2]]) for p in (train, valid, test))
@@ -278,7 +290,7 @@ def build(raw: RawDataset, cfg: RunConfig) -> PreparedData:
     for w in warnings:
         log.warning("%s: %s", raw.kg_source or raw.source, w)
     return PreparedData(train, valid, test, table, n_entity, stats, kg_triples=triples, n_relation=n_relation,
-                        n_users=n_users, items=items)
+                        n_users=n_users, items=items, raw_ids=raw_ids, raw_relations=raw_relations)
 
 
 def cache_root() -> Path:
@@ -301,6 +313,8 @@ def save(prepared: PreparedData, directory: Path) -> None:
     np.savez(tmp / "splits.npz", train=prepared.train, valid=prepared.valid, test=prepared.test,
              kg_triples=prepared.kg_triples, items=prepared.items)
     np.save(tmp / "adjacency.npy", prepared.adjacency)
+    if prepared.raw_ids is not None and prepared.raw_relations is not None:
+        np.savez(tmp / "id_maps.npz", entities=prepared.raw_ids, relations=prepared.raw_relations)
     (tmp / "meta.json").write_text(json.dumps({"n_entity": prepared.n_entity, "stats": prepared.stats,
                                                "key": prepared.key, "n_relation": prepared.n_relation,
                                                "n_users": prepared.n_users}, indent=2))
@@ -309,20 +323,26 @@ def save(prepared: PreparedData, directory: Path) -> None:
     tmp.rename(directory)
 
 
-def load(directory: Path) -> PreparedData | None:
+def load(directory: Path, mmap: bool = False) -> PreparedData | None:
     try:
         meta = json.loads((directory / "meta.json").read_text())
         splits = np.load(directory / "splits.npz")
-        table = np.load(directory / "adjacency.npy")
-        return PreparedData(splits["train"], splits["valid"], splits["test"], table, meta["n_entity"],
+        table = np.load(directory / "adjacency.npy", mmap_mode="r" if mmap else None)
+        data = PreparedData(splits["train"], splits["valid"], splits["test"], table, meta["n_entity"],
                             meta["stats"], meta["key"], from_cache=True, kg_triples=splits["kg_triples"],
                             n_relation=meta["n_relation"], n_users=meta["n_users"], items=splits["items"])
     except (OSError, ValueError, KeyError):
         return None
+    try:                                        # optional: older caches lack it
+        with np.load(directory / "id_maps.npz") as maps:
+            data.raw_ids, data.raw_relations = maps["entities"], maps["relations"]
+    except (OSError, ValueError, KeyError):
+        pass
+    return data
 
 
 def prepare_cached(raw_loader, cfg: RunConfig, dataset_id: str, fingerprint: object,
-                   use_cache: bool = True) -> PreparedData:
+                   use_cache: bool = True, mmap: bool = False) -> PreparedData:
     """Load the prepared data for ``cfg`` from the cache, or build and store it.
 
     ``raw_loader`` is only called on a cache miss, so a hit skips reading the source files.
@@ -330,7 +350,7 @@ def prepare_cached(raw_loader, cfg: RunConfig, dataset_id: str, fingerprint: obj
     key = stable_hash({"settings": preprocessing_settings(cfg), "source": fingerprint})
     directory = prepared_dir(dataset_id, key)
     if use_cache:
-        hit = load(directory)
+        hit = load(directory, mmap=mmap)
         if hit is not None:
             log.info("reused the preprocessed cache %s", directory)
             for w in hit.stats.get("warnings", []):

@@ -364,11 +364,18 @@ class WorkbenchApp(App):
 
         def answer(yes: bool | None) -> None:
             if yes:
+                gone = [r for r in runs if r.status not in LIVE]
                 try:
-                    n = self.store.delete([r.id for r in runs if r.status not in LIVE])
+                    n = self.store.delete([r.id for r in gone])
                 except StoreError as e:
                     self.notify(str(e), severity="error")
                     return
+                from ..checkpoints import remove as remove_checkpoint
+                for r in gone:                              # as kni rm: their saved models too
+                    try:
+                        remove_checkpoint(self.store.url, r.checkpoint)
+                    except OSError as e:
+                        self.notify(f"run {r.id}: checkpoint not removed ({e})", severity="warning")
                 self.notify(f"deleted {n} run(s)", timeout=3)
                 self.refresh_now()
 

@@ -39,6 +39,7 @@ class RunDetailScreen(Screen):
         Binding("g", "tags", "Tags"),
         Binding("n", "note", "Note"),
         Binding("c", "cancel", "Cancel"),
+        Binding("x", "explain", "Explain"),
     ]
 
     def __init__(self, run_id: int):
@@ -261,6 +262,11 @@ class RunDetailScreen(Screen):
             self.app.notify("no top-N results for this run (eval.topk in its recipe)", severity="warning")
             return
         self.query_one("#detail-tabs", TabbedContent).active = tab
+
+    def action_explain(self) -> None:
+        """The Explain screen: the run's saved model asked about a (user, item) pair or a user."""
+        from .explain import ExplainScreen
+        self.app.push_screen(ExplainScreen(self.run_id))
 
     def action_tags(self) -> None:
         self.app.annotate([self.run_id], "tags")

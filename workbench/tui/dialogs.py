@@ -350,9 +350,18 @@ time left (`≤`: at most, early stopping may end it sooner; during the first ep
 current phase's). Tags of a run's group are shown in parentheses.
 
 ## Run detail
-`p` plots, `t` epochs table, `o` config, `e` error; `g` tags, `n` note; `c` cancel; `escape` back.
+`p` plots, `t` epochs table, `o` config, `e` error; `g` tags, `n` note; `c` cancel; `x` explain;
+`escape` back.
 The header shows the progress inside the epoch and the run's resources (peak memory, CPU
 threads, GPU and peak GPU memory), as the run process recorded them.
+
+## Explain (`x` on a run)
+Its saved model (the selected epoch's checkpoint) asked about a user and an item, prefilled
+with a test positive (ids as in the dataset's files; `tab` to the fields, enter to explain):
+the predicted probability, the neighbour-pair heatmap of one sampled neighbourhood (attention
+and pair score per cell; rows the user and its neighbours, columns the item and its), the top
+pairs. `r` draws another neighbourhood, `m` lists the user's top 20 unseen items (validation
+and test items marked), `e` explains again, `escape` back. As `kni explain` / `kni recommend`.
 
 ## Compare
 | key | action |

@@ -1,0 +1,115 @@
+"""A run's saved model: written atomically, read back into a model ready to predict.
+
+A checkpoint holds the run's resolved config and the model's ``state_dict``. What the state
+does not hold is rebuilt from the config: the prepared data (cached on disk, seeded by
+``dataset.split_seed``) gives KNI its adjacency table and the baselines their sampled
+structures, exactly as the run had them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import RunConfig
+from .errors import KniError
+
+if TYPE_CHECKING:
+    from .data.prepare import PreparedData
+
+
+class CheckpointMissing(KniError):
+    """The checkpoint file is not there (never written, removed, or not moved with the database)."""
+
+
+class CheckpointUnreadable(KniError):
+    """The file is there but is not a checkpoint of this project (or not of this run)."""
+
+
+def write_atomically(path: str | os.PathLike, obj: Any) -> None:
+    """``torch.save(obj)`` into a new file beside ``path``, synced, then renamed over it. A failed
+    write (a full disk) leaves the previous file whole and no partial file behind."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # the umask applies, as for torch.save
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read(path: str | os.PathLike) -> dict:
+    """The checkpoint's ``{"config", "model"}``; :class:`CheckpointMissing` or
+    :class:`CheckpointUnreadable` with the path when it cannot be used."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointMissing(f"checkpoint {path}: missing (not written, removed, or not copied with the "
+                                f"run database)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as e:
+        raise CheckpointUnreadable(f"checkpoint {path}: cannot be read ({str(e).splitlines()[0] if str(e) else e})") \
+            from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or \
+            not isinstance(state.get("config"), dict):
+        raise CheckpointUnreadable(f"checkpoint {path}: not a kni-workbench checkpoint (no config and model state)")
+    return state
+
+
+def load_model(cfg: RunConfig, path: str | os.PathLike, data: PreparedData | None = None,
+               device: str = "cpu") -> tuple[Any, PreparedData]:
+    """``(model, data)``: the model ``cfg`` builds (KNI, or a baseline), holding the weights saved
+    at ``path``, in evaluation mode, with the prepared data it was trained on. ``data``: the
+    prepared data, when the caller has it (else read from the cache, the adjacency table
+    memory-mapped: a look at one prediction touches a few of its rows)."""
+    import warnings
+
+    import torch
+
+    from .data import prepare
+
+    state = read(path)
+    saved = state["config"]
+    if saved.get("dataset") != cfg.to_dict()["dataset"] or _model(saved) != _model(cfg.to_dict()):
+        raise CheckpointUnreadable(f"checkpoint {path}: saved for another configuration "
+                                   f"(dataset or model settings differ from the run's)")
+    data = data if data is not None else prepare(cfg, mmap=True)
+    torch.manual_seed(cfg.seed)                  # the initial values are overwritten; keep them seeded anyway
+    if getattr(cfg.model, "name", "kni") == "kni":
+        from .model import KNI
+        with warnings.catch_warnings():          # a read-only memory map: the model never writes it
+            warnings.filterwarnings("ignore", message=".*not writable.*")
+            adjacency = torch.from_numpy(data.adjacency)
+        model = KNI(data.n_entity, adjacency, cfg.model)
+    else:
+        from .models import build_model
+        model = build_model(cfg, data)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise CheckpointUnreadable(f"checkpoint {path}: does not fit the model the run's config builds "
+                                   f"({str(e).splitlines()[0]})") from None
+    return model.to(device).eval(), data
+
+
+def _model(d: dict) -> dict:
+    model = dict(d.get("model") or {})
+    model.setdefault("name", "kni")
+    return model

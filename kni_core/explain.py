@@ -1,0 +1,276 @@
+"""Look inside a KNI prediction: the neighbour-pair matrix of the paper's case study.
+
+For a (user, item) pair, KNI samples ``n1`` neighbours on each side, scores every pair
+(user-side neighbour i incl. the user itself, item-side neighbour j incl. the item) with
+``Nu_i . Nv_j`` and mixes those scores with one softmax attention over all ``(n1+1)^2`` pairs.
+:func:`explain` returns, for seeded neighbourhood samples, that matrix with each neighbour
+named (its kind, its id in the dataset's files, the relation linking it to its centre), the
+n_eval-averaged probability the run reports, and how stable the top pairs are across samples.
+:func:`centre_mass` is the paper's early-summarization question in one number per example:
+the attention on the (user itself, item itself) cell, against the rest of the matrix.
+
+Everything here reads a trained :class:`~kni_core.model.KNI`; the draws are the model's own
+(:meth:`~kni_core.model.KNI.neighbour_pairs`), so a sample's logit is exactly the logit of a
+forward pass with the same generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .data.prepare import PreparedData
+from .errors import KniError
+from .model import KNI
+
+PADDING, USER, ITEM, ENTITY = "padding", "user", "item", "KG entity"
+CENTRE = "itself"
+INTERACTED = "interacted"           # a training positive (the graph's user-item edges)
+
+
+class ExplainError(KniError):
+    """The run or the pair cannot be explained (a baseline, an unknown user or item)."""
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    entity: int                     # internal entity id (0 = padding)
+    kind: str                       # user / item / KG entity / padding
+    raw: int | None                 # the id in the dataset's files, when known
+    relation: str                   # how it links to its side's centre ("itself" for the centre)
+
+    @property
+    def name(self) -> str:
+        if self.kind == PADDING:
+            return "padding"
+        kind = "entity" if self.kind == ENTITY else self.kind
+        return f"{kind} {self.raw}" if self.raw is not None else f"{kind} #{self.entity}"
+
+    def to_dict(self) -> dict:
+        return {"entity": self.entity, "kind": self.kind, "raw_id": self.raw, "relation": self.relation,
+                "name": self.name}
+
+
+@dataclass(frozen=True)
+class PairMatrix:
+    """One sampled neighbourhood: rows the user side, columns the item side (centre first)."""
+
+    seed: int
+    users: list[Neighbour]
+    items: list[Neighbour]
+    attention: np.ndarray           # (n1+1, n1+1), sums to 1
+    score: np.ndarray               # (n1+1, n1+1), Nu_i . Nv_j
+    logit: float                    # sum(attention * score)
+
+    @property
+    def probability(self) -> float:
+        return float(1.0 / (1.0 + np.exp(-self.logit)))
+
+    @property
+    def centre_mass(self) -> float:
+        return float(self.attention[0, 0])
+
+    def top_pairs(self, k: int = 5) -> list[dict]:
+        """The ``k`` cells of most attention: position, names, attention, score, contribution."""
+        order = np.argsort(-self.attention, axis=None, kind="stable")[:k]
+        out = []
+        for flat in order:
+            i, j = divmod(int(flat), self.attention.shape[1])
+            out.append({"row": i, "col": j, "user_side": self.users[i].name, "item_side": self.items[j].name,
+                        "attention": float(self.attention[i, j]), "score": float(self.score[i, j]),
+                        "contribution": float(self.attention[i, j] * self.score[i, j])})
+        return out
+
+    def to_dict(self, top: int = 5) -> dict:
+        return {"seed": self.seed, "rows": [n.to_dict() for n in self.users],
+                "cols": [n.to_dict() for n in self.items], "attention": self.attention.tolist(),
+                "score": self.score.tolist(), "logit": self.logit, "probability": self.probability,
+                "centre_mass": self.centre_mass, "top_pairs": self.top_pairs(top)}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    user: Neighbour
+    item: Neighbour
+    probability: float              # mean sigmoid over n_eval sampled passes (what the run reports)
+    n_eval: int
+    seed: int
+    label: str | None               # "train/valid/test positive|negative", or None for an unseen pair
+    samples: list[PairMatrix]
+    stability: list[dict] = field(default_factory=list)
+
+    def to_dict(self, top: int = 5) -> dict:
+        return {"user": self.user.to_dict(), "item": self.item.to_dict(), "probability": self.probability,
+                "n_eval": self.n_eval, "seed": self.seed, "label": self.label,
+                "samples": [m.to_dict(top) for m in self.samples], "stability": self.stability}
+
+
+class Namer:
+    """Names entities of a prepared dataset and the relations between a centre and its neighbours."""
+
+    def __init__(self, data: PreparedData):
+        self.data = data
+        self.n_users = int(data.n_users)
+        self.items = np.asarray(data.items, dtype=np.int64)
+        self.triples = np.asarray(data.kg_triples, dtype=np.int64)
+        self.raw_ids = data.raw_ids
+        self.raw_relations = data.raw_relations
+
+    def kind(self, entity: int) -> str:
+        if entity <= 0:
+            return PADDING
+        if entity <= self.n_users:
+            return USER
+        i = np.searchsorted(self.items, entity)
+        return ITEM if i < len(self.items) and self.items[i] == entity else ENTITY
+
+    def raw(self, entity: int) -> int | None:
+        if self.raw_ids is None or entity <= 0 or entity >= len(self.raw_ids):
+            return None
+        return int(self.raw_ids[entity])
+
+    def relation_name(self, r: int) -> str:
+        raw = self.raw_relations
+        return f"relation {int(raw[r]) if raw is not None and r < len(raw) else r}"
+
+    def relations(self, centre: int, neighbours: np.ndarray) -> list[str]:
+        """How each neighbour is linked to ``centre`` in the graph: a training interaction, or the
+        KG relation(s) (``relation R`` from centre to neighbour, ``relation R (inverse)`` the
+        other way), ``-`` for padding."""
+        t = self.triples
+        rows = t[(t[:, 0] == centre) | (t[:, 2] == centre)] if len(t) else t
+        out = []
+        for nb in neighbours.tolist():
+            if nb <= 0:
+                out.append("-")
+                continue
+            names = [self.relation_name(int(r)) for r in rows[(rows[:, 0] == centre) & (rows[:, 2] == nb), 1]]
+            names += [self.relation_name(int(r)) + " (inverse)"
+                      for r in rows[(rows[:, 2] == centre) & (rows[:, 0] == nb), 1]]
+            if (centre <= self.n_users) != (nb <= self.n_users):
+                names.insert(0, INTERACTED)
+            out.append(" / ".join(dict.fromkeys(names)) or "?")
+        return out
+
+    def side(self, ids: np.ndarray) -> list[Neighbour]:
+        centre = int(ids[0])
+        rel = [CENTRE] + self.relations(centre, ids[1:])
+        return [Neighbour(int(e), self.kind(int(e)), self.raw(int(e)), r) for e, r in zip(ids.tolist(), rel)]
+
+    def entity(self, entity: int) -> Neighbour:
+        return Neighbour(entity, self.kind(entity), self.raw(entity), CENTRE)
+
+    def lookup(self, kind: str, raw: int) -> int:
+        """The internal entity id of the ``kind`` (user / item) whose id in the dataset's files
+        is ``raw``; without the id maps, ``raw`` is taken as the internal id."""
+        if self.raw_ids is None:
+            entity = int(raw)
+        else:
+            lo, hi = (1, self.n_users + 1) if kind == USER else (self.n_users + 1, len(self.raw_ids))
+            hits = np.flatnonzero(self.raw_ids[lo:hi] == raw)
+            entity = int(hits[0]) + lo if len(hits) else -1
+        if entity <= 0 or self.kind(entity) != kind:
+            what = "users are in the ratings file" if kind == USER else "items are those of the splits"
+            raise ExplainError(f"no {kind} {raw} in this run's prepared data ({what}; ids as in the "
+                               f"dataset's files)")
+        return entity
+
+
+def pair_label(data: PreparedData, user: int, item: int) -> str | None:
+    """Where the pair is in the splits (``test positive``, ...), None when in none."""
+    for split in ("train", "valid", "test"):
+        rows = getattr(data, split)
+        hit = rows[(rows[:, 0] == user) & (rows[:, 1] == item)]
+        if len(hit):
+            return f"{split} {'positive' if hit[0, 2] == 1 else 'negative'}"
+    return None
+
+
+def check_model(model) -> KNI:
+    if not isinstance(model, KNI):
+        raise ExplainError("explain reads KNI's neighbour-pair attention: it works for KNI and NI runs "
+                           "(model.name kni), not for baselines (kni recommend scores them)")
+    return model
+
+
+def explain(model: KNI, data: PreparedData, user: int, item: int, *, n_eval: int = 40, seed: int = 0,
+            samples: int = 1, namer: Namer | None = None) -> Explanation:
+    """Explain the prediction of internal entities ``user`` and ``item``: the probability averaged
+    over ``n_eval`` passes, and ``samples`` neighbourhood samples (sample ``s`` drawn from a
+    generator seeded ``seed + s``) with their pair matrices and the stability of their top pairs."""
+    check_model(model)
+    namer = namer or Namer(data)
+    device = model.embedding.device
+    u = torch.tensor([user], device=device)
+    v = torch.tensor([item], device=device)
+    gen = torch.Generator(device=device)
+    probability = float(model.predict(u, v, n_eval, gen.manual_seed(seed))[0])
+    mats = []
+    for s in range(max(1, samples)):
+        uid, vid, score, atn = model.neighbour_pairs(u, v, 1, gen.manual_seed(seed + s))
+        a, sc = atn[0].double().cpu().numpy(), score[0].double().cpu().numpy()
+        mats.append(PairMatrix(seed + s, namer.side(uid[0].cpu().numpy()), namer.side(vid[0].cpu().numpy()),
+                               a, sc, float((a * sc).sum())))
+    return Explanation(namer.entity(user), namer.entity(item), probability, n_eval, seed, pair_label(data, user, item),
+                       mats, stability(mats))
+
+
+def stability(mats: list[PairMatrix], top: int = 8) -> list[dict]:
+    """Across samples, per pair of *entities* (positions change from sample to sample): the mean
+    attention it gets (summed over the cells it fills - neighbours drawn with replacement can
+    repeat - and 0 in a sample that did not draw it), the share of samples that drew it, and the
+    share in which it filled the matrix's top cell (the first top pair)."""
+    total: dict[tuple[int, int], float] = {}
+    drawn: dict[tuple[int, int], int] = {}
+    first: dict[tuple[int, int], int] = {}
+    names: dict[tuple[int, int], tuple[str, str]] = {}
+    for m in mats:
+        cells: dict[tuple[int, int], float] = {}
+        for i, nu in enumerate(m.users):
+            for j, nv in enumerate(m.items):
+                key = (nu.entity, nv.entity)
+                cells[key] = cells.get(key, 0.0) + float(m.attention[i, j])
+                names.setdefault(key, (nu.name, nv.name))
+        i, j = divmod(int(np.argmax(m.attention)), m.attention.shape[1])
+        best = (m.users[i].entity, m.items[j].entity)
+        first[best] = first.get(best, 0) + 1
+        for key, value in cells.items():
+            total[key] = total.get(key, 0.0) + value
+            drawn[key] = drawn.get(key, 0) + 1
+    n = len(mats)
+    rows = [{"user_side": names[k][0], "item_side": names[k][1], "user_entity": k[0], "item_entity": k[1],
+             "mean_attention": total[k] / n, "drawn": drawn[k] / n, "top1": first.get(k, 0) / n} for k in total]
+    rows.sort(key=lambda r: (-r["top1"], -r["mean_attention"]))
+    return rows[:top]
+
+
+@torch.no_grad()
+def centre_mass(model: KNI, pairs: np.ndarray, *, repeats: int = 4, seed: int = 0,
+                rows_budget: int = 1 << 17) -> np.ndarray:
+    """Per (user, item) row of ``pairs``: the attention on the centre cell (the user itself with
+    the item itself), averaged over ``repeats`` sampled neighbourhoods. ``1 / (n1+1)^2`` is what
+    uniform attention would give; a KNI that "summarises early" would put most mass there."""
+    check_model(model)
+    device = model.embedding.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    hops = model.hops
+    support = sum(int(np.prod(hops[:k + 1])) for k in range(len(hops)))
+    chunk = max(1, rows_budget // (repeats * 2 * support))
+    out = []
+    t = torch.from_numpy(np.asarray(pairs, dtype=np.int64)).to(device)
+    for lo in range(0, len(t), chunk):
+        batch = t[lo:lo + chunk]
+        _, _, _, atn = model.neighbour_pairs(batch[:, 0], batch[:, 1], repeats, gen)
+        out.append(atn[:, 0, 0].view(repeats, len(batch)).mean(dim=0).double().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def summary(values: np.ndarray) -> dict:
+    """Mean and quartiles of a distribution (the early-summarization statistic's view)."""
+    if len(values) == 0:
+        return {"n": 0, "mean": float("nan"), "q1": float("nan"), "median": float("nan"), "q3": float("nan")}
+    q1, med, q3 = np.quantile(values, [0.25, 0.5, 0.75])
+    return {"n": int(len(values)), "mean": float(values.mean()), "q1": float(q1), "median": float(med),
+            "q3": float(q3)}

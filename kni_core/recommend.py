@@ -1,0 +1,119 @@
+"""A user's top-k items from a saved model, scored as the top-N evaluation scores them.
+
+Candidates are the top-N protocol's (:class:`kni_core.topk.TopKEvaluator`): every item of the
+splits except the user's training items (positives and negatives); scores are the mean
+sigmoid over ``n_eval`` sampled passes for KNI, one pass for the baselines, ranked with ties in
+item order (:func:`kni_core.topk.ranked_hits`'s order). :func:`hit_rate` runs the sampled
+protocol's user sample (same seed, same users as the stored top-N when ``users`` matches).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import TopKConfig
+from .data.prepare import PreparedData
+from .model import KNI
+from .topk import ScoreFn, TopKEvaluator, sampled_metrics
+
+#: Embedding rows gathered per scoring step on CPU (kni_core.train.EVAL_ROWS_BUDGET's).
+ROWS_BUDGET = 1 << 17
+
+
+class ModelScorer:
+    """What :func:`kni_core.topk.score_function` needs from a trainer, for a bare model: the
+    same chunked, generator-seeded ``predict`` as :meth:`kni_core.train.Trainer.predict` (and the
+    baselines' ``score_matrix``)."""
+
+    def __init__(self, model, eval_batch: int = 1024):
+        self.model = model.eval()
+        self.device = next(model.parameters()).device
+        self.eval_batch = eval_batch
+        if not isinstance(model, KNI):
+            self.score_matrix = self._score_matrix
+
+    @torch.no_grad()
+    def predict(self, pairs: torch.Tensor, repeats: int = 1, seed: int = 0) -> np.ndarray:
+        model = self.model
+        if not isinstance(model, KNI):
+            return torch.cat([model.scores(pairs[s:s + self.eval_batch, 0], pairs[s:s + self.eval_batch, 1])
+                              for s in range(0, len(pairs), self.eval_batch)]).cpu().numpy()
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        hops = model.hops
+        support = sum(math.prod(hops[:k + 1]) for k in range(len(hops)))
+        chunk = max(1, min(self.eval_batch, ROWS_BUDGET // (repeats * 2 * support)))
+        out = [model.predict(pairs[s:s + chunk, 0], pairs[s:s + chunk, 1], repeats, generator)
+               for s in range(0, len(pairs), chunk)]
+        return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+
+    @torch.no_grad()
+    def _score_matrix(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        items_t = torch.from_numpy(np.asarray(items, dtype=np.int64)).to(self.device)
+        return np.stack([self.model.score_matrix(int(u), items_t).cpu().numpy() for u in users]) \
+            if len(users) else np.zeros((0, len(items)), dtype=np.float32)
+
+
+def effective_n_eval(model, n_eval: int) -> int:
+    """Sampled passes per score: ``n_eval`` for KNI, 1 for the baselines (they do not sample)."""
+    return n_eval if isinstance(model, KNI) or getattr(model, "stochastic", False) else 1
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    user: int
+    items: np.ndarray               # entity ids, best first
+    scores: np.ndarray
+    marks: list[str]                # "test positive", "valid negative", ... or ""
+    candidates: int
+    n_eval: int
+    seed: int
+
+
+def split_marks(data: PreparedData, user: int) -> dict[int, str]:
+    """The user's validation and test items: ``{item: "valid positive" | "test negative" | ...}``."""
+    marks: dict[int, str] = {}
+    for split in ("valid", "test"):
+        rows = getattr(data, split)
+        for item, label in rows[rows[:, 0] == user][:, 1:].tolist():
+            marks[int(item)] = f"{split} {'positive' if label == 1 else 'negative'}"
+    return marks
+
+
+def recommend(model, data: PreparedData, user: int, k: int = 20, *, n_eval: int = 40, seed: int = 0,
+              evaluator: TopKEvaluator | None = None) -> Recommendation:
+    """The user's ``k`` best-scored candidates (internal entity ids)."""
+    from .topk import score_function
+    evaluator = evaluator or TopKEvaluator(data, TopKConfig(full=False))
+    n_eval = effective_n_eval(model, n_eval)
+    score: ScoreFn = score_function(ModelScorer(model), n_eval)
+    scores = np.asarray(score(np.array([user]), evaluator.items, seed), dtype=np.float64).reshape(-1)
+    seen = evaluator.train[user].toarray().reshape(-1) if user < evaluator.train.shape[0] else \
+        np.zeros(len(evaluator.items), dtype=bool)
+    ranked = np.where(seen, -np.inf, scores)
+    order = np.argsort(-ranked, kind="stable")[:min(k, int((~seen).sum()))]
+    marks = split_marks(data, user)
+    items = evaluator.items[order]
+    return Recommendation(user, items, scores[order], [marks.get(int(i), "") for i in items],
+                          int((~seen).sum()), n_eval, seed)
+
+
+def hit_rate(model, data: PreparedData, *, users: int = 100, k: int = 20, n_eval: int = 40, user_seed: int = 0,
+             seed: int = 0) -> dict:
+    """Over ``users`` test users (the sampled top-N protocol's draw with ``user_seed``): the share
+    whose top ``k`` holds a test positive, and precision@k / recall@k as the stored top-N has them."""
+    from .topk import score_function
+    evaluator = TopKEvaluator(data, TopKConfig(users=users, seed=user_seed, full=False, k=[k]))
+    n_eval = effective_n_eval(model, n_eval)
+    sample = evaluator.sampled_users
+    hits = evaluator.hits(score_function(ModelScorer(model), n_eval), sample, k, seed)
+    if hits.shape[1] < k:
+        hits = np.pad(hits, ((0, 0), (0, k - hits.shape[1])))
+    metrics = sampled_metrics(hits, evaluator.n_relevant[sample], [k]) if len(sample) else {}
+    return {"users": int(len(sample)), "k": k, "n_eval": n_eval, "user_seed": user_seed, "seed": seed,
+            f"hit_rate@{k}": float(hits.any(axis=1).mean()) if len(sample) else float("nan"),
+            f"precision@{k}": metrics.get(f"precision@{k}", float("nan")),
+            f"recall@{k}": metrics.get(f"recall@{k}", float("nan"))}

@@ -1,0 +1,106 @@
+"""The workbench's Explain screen (issue 11): opened from a run with ``x``, it loads the saved
+model, explains a test positive (heatmap, top pairs), resamples with ``r`` and recommends with
+``m``, at 120x40 and at 80x24, from a database it opens read-only."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from workbench.store import Store
+from workbench.tui.app import WorkbenchApp
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = """\
+name: {name}
+dataset: {{name: synthetic, min_relation_triples: 1, synthetic: {{preset: tiny}}}}
+model: {model}
+train: {{epochs: 1, patience: 0}}
+eval: {{n_eval: 2}}
+seeds: [1]
+device: cpu
+"""
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    """Run 1: KNI, run 2: MF, each with its default checkpoint."""
+    base = tmp_path_factory.mktemp("tui-explain")
+    env = {**os.environ, "KNI_CACHE_DIR": str(base / "cache")}
+    for name, model in (("kni", "{hop_n_sample: [1, 4], max_degree: 16, hidden: 8}"), ("mf", "{name: mf, dim: 4}")):
+        (base / f"{name}.yaml").write_text(TINY.format(name=name, model=model))
+        res = subprocess.run([sys.executable, "-m", "workbench.cli", "run", str(base / f"{name}.yaml"), "--db",
+                              str(base / "runs.db")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr
+    return base
+
+
+async def until(pilot, predicate, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        await pilot.pause(0.1)
+    assert predicate(), f"timed out after {timeout:.0f} s waiting for {what}"
+
+
+def shown(app) -> str:
+    return getattr(app.screen, "shown", "")
+
+
+def digest(folder: Path) -> str:
+    """The database, its write-ahead log and the checkpoints (a reader's -shm index may change)."""
+    files = [folder / "runs.db", folder / "runs.db-wal", *sorted((folder / "runs.db.checkpoints").iterdir())]
+    return hashlib.sha256(b"".join(p.read_bytes() for p in files if p.is_file())).hexdigest()
+
+
+@pytest.mark.parametrize("size", [(120, 40), (80, 24)])
+def test_explain_screen(db, size, monkeypatch, tmp_path):
+    monkeypatch.setenv("KNI_CACHE_DIR", str(db / "cache"))
+    before = digest(db)
+
+    async def body() -> None:
+        from textual.widgets import Input
+
+        from workbench.tui.explain import ExplainScreen
+        store = Store.open(db / "runs.db", readonly=True)
+        app = WorkbenchApp(store, tmp_path, gpus=[])
+        async with app.run_test(size=size) as pilot:
+            await until(pilot, lambda: 1 in app.data.runs, 10, "the runs")
+            app.open_run(1)
+            await pilot.pause()
+            await pilot.press("x")
+            await until(pilot, lambda: isinstance(app.screen, ExplainScreen), 5, "the explain screen")
+            await until(pilot, lambda: "predicted probability" in shown(app), 60, "the explanation")
+            screen = app.screen
+            assert screen.query_one("#explain-user", Input).value and screen.query_one("#explain-item", Input).value
+            text = shown(app)
+            assert "top pairs by attention" in text and "user side" in text and "(seed 0)" in text
+            assert ("itself" in text) == (size[0] >= 110)              # the relations, when there is room
+            await pilot.press("r")                                       # another neighbourhood
+            await until(pilot, lambda: "(seed 1)" in shown(app), 30, "the resampled explanation")
+            await pilot.press("m")
+            await until(pilot, lambda: "candidates for user" in shown(app), 60, "the recommendation")
+            screen.query_one("#explain-user", Input).value = "999999"
+            await pilot.press("e")
+            await until(pilot, lambda: "no user 999999" in shown(app), 30, "the error")
+            await pilot.press("escape")
+            await pilot.press("escape")
+            app.open_run(2)                                              # a baseline: recommend only
+            await pilot.pause()
+            await pilot.press("x")
+            await until(pilot, lambda: isinstance(app.screen, ExplainScreen) and "KNI and NI runs only"
+                        in shown(app), 60, "the baseline's note")
+            await pilot.press("m")
+            await until(pilot, lambda: "candidates for user" in shown(app), 60, "the baseline's recommendation")
+        store.close()
+
+    asyncio.run(body())
+    assert digest(db) == before                                          # nothing written
