@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import log_loss, roc_auc_score
 
 
 @dataclass(frozen=True)
@@ -20,6 +19,10 @@ def evaluate_scores(labels: np.ndarray, scores: np.ndarray, threshold: float) ->
 
     The original code sets ``threshold`` to the training set's positive rate.
     """
+    # Imported here: scikit-learn pulls in scipy.stats (~1.2 s), which commands that load a
+    # model without evaluating it (kni explain, kni recommend) should not pay for.
+    from sklearn.metrics import log_loss, roc_auc_score
+
     labels = np.asarray(labels, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     if len(np.unique(labels)) < 2:
