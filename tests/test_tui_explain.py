@@ -9,13 +9,14 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from workbench.store import Store
 from workbench.tui.app import WorkbenchApp
+
+from test_tui import until  # the TUI tests' helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = """\
@@ -40,15 +41,6 @@ def db(tmp_path_factory):
                               str(base / "runs.db")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stderr
     return base
-
-
-async def until(pilot, predicate, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    assert predicate(), f"timed out after {timeout:.0f} s waiting for {what}"
 
 
 def shown(app) -> str:

@@ -4,11 +4,8 @@ the workbench's launcher process."""
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import json
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +19,8 @@ from workbench.store import (CANCELLED, COMPLETED, CRASHED, FAILED, PRUNED, QUEU
 from workbench.sweep import Pruned
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.dialogs import StartDialog, StartRequest, check_start, override_lines
+
+from test_tui import sync, until  # the TUI tests' helpers
 
 SWEEP = """\
 name: tiny-sweep
@@ -37,13 +36,6 @@ sweep:
 """
 
 
-def sync(test):
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        asyncio.run(test(*args, **kwargs))
-    return wrapper
-
-
 @pytest.fixture(autouse=True)
 def _env(tmp_path, monkeypatch, tmp_path_factory):
     monkeypatch.chdir(tmp_path)
@@ -57,15 +49,6 @@ def recipes_dir() -> Path:
     folder.mkdir(exist_ok=True)
     (folder / "tiny-sweep.yaml").write_text(SWEEP)
     return folder
-
-
-async def until(pilot, predicate, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    assert predicate(), f"timed out after {timeout:.0f} s waiting for {what}"
 
 
 def test_overrides_are_checked_with_the_rules_of_set_and_named_by_their_line():
