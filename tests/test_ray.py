@@ -199,7 +199,9 @@ def test_two_node_cluster_spreads_runs_and_a_dead_nodes_run_crashes(postgres_db)
         with pytest.raises(ExecutorError, match="no node of the Ray cluster has a GPU"):
             RayExecutor(device="cuda").__enter__()
         assert ray.is_initialized()                              # a connection it did not make stays open
-        rec = parse_recipe(TINY.format(name="long", epochs=200))
+        # Far more epochs than the test lasts: waiting out the node's death took long enough on a
+        # fast machine for a 200-epoch run to finish before the stop request (completed, not cancelled).
+        rec = parse_recipe(TINY.format(name="long", epochs=20000))
         ids = [store.create_run(new_run(rec.name, rec.text, rec.config_for(s), prov=(None, None)), executor="ray")
                for s in (1, 2)]
         statuses: dict = {}
