@@ -578,6 +578,29 @@ print(run, flush=True)
 """
 
 
+def test_a_busy_new_file_opens_now_and_turns_wal_later(tmp_path):
+    """Switching a new file to WAL needs it to itself: while another process reads it, a writer's
+    open does not wait out its busy timeout and fail; a later open makes the switch."""
+    db = tmp_path / "runs.db"
+    Store.open(db).close()
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA journal_mode = DELETE")            # as a file whose creator could not switch
+    con.execute("BEGIN")
+    con.execute("SELECT count(*) FROM runs").fetchone()     # another process reading it
+    try:
+        start = time.monotonic()
+        with Store.open(db):
+            pass
+        assert time.monotonic() - start < 5
+        assert con.execute("PRAGMA journal_mode").fetchone()[0].lower() == "delete"
+    finally:
+        con.execute("COMMIT")
+        con.close()
+    with Store.open(db) as store:
+        queued(store)
+    assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
+
+
 def test_four_writers_and_a_reader_lose_nothing(db_url, tmp_path):
     n = 40
     go = tmp_path / "go"

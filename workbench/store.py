@@ -1217,8 +1217,20 @@ class Store:
         raw = self.writer.raw_connection()
         try:
             conn = raw.driver_connection
-            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                return
+            # The switch needs the file to itself: while other processes keep reading it (several
+            # run processes and a workbench opening a new database at once) it would wait out the
+            # whole busy timeout and fail the open. Try briefly; the next writer to open it switches.
+            timeout = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+            conn.execute("PRAGMA busy_timeout = 1000")
+            try:
                 conn.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e).lower() and "busy" not in str(e).lower():
+                    raise
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
         finally:
             raw.close()
 
