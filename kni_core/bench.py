@@ -78,7 +78,7 @@ def _epochs(trainer: Trainer, repeats: int, warmup: int) -> dict:
 
 
 def _batches(trainer: Trainer) -> int:
-    return math.ceil(len(trainer.splits["train"]) / trainer.cfg.train.batch_size)
+    return trainer.batches_per_epoch()
 
 
 def _steps(trainer: Trainer, steps: int) -> dict:

@@ -13,7 +13,7 @@ import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import RunConfig
+from .config import DEFAULT_MODEL, RunConfig
 from .errors import KniError
 
 if TYPE_CHECKING:
@@ -75,14 +75,13 @@ def read(path: str | os.PathLike) -> dict:
 
 def load_model(cfg: RunConfig, path: str | os.PathLike, data: PreparedData | None = None,
                device: str = "cpu") -> tuple[Any, PreparedData]:
-    """``(model, data)``: the model ``cfg`` builds (KNI, or a baseline), holding the weights saved
+    """``(model, data)``: the model ``cfg`` builds (any ``model.name``), holding the weights saved
     at ``path``, in evaluation mode, with the prepared data it was trained on. ``data``: the
     prepared data, when the caller has it (else read from the cache, the adjacency table
     memory-mapped: a look at one prediction touches a few of its rows)."""
-    import warnings
-
     import torch
 
+    from . import models
     from .data import prepare
 
     state = read(path)
@@ -92,15 +91,7 @@ def load_model(cfg: RunConfig, path: str | os.PathLike, data: PreparedData | Non
                                    f"(dataset or model settings differ from the run's)")
     data = data if data is not None else prepare(cfg, mmap=True)
     torch.manual_seed(cfg.seed)                  # the initial values are overwritten; keep them seeded anyway
-    if getattr(cfg.model, "name", "kni") == "kni":
-        from .model import KNI
-        with warnings.catch_warnings():          # a read-only memory map: the model never writes it
-            warnings.filterwarnings("ignore", message=".*not writable.*")
-            adjacency = torch.from_numpy(data.adjacency)
-        model = KNI(data.n_entity, adjacency, cfg.model)
-    else:
-        from .models import build_model
-        model = build_model(cfg, data)
+    model = models.build_model(cfg, data)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
@@ -111,5 +102,5 @@ def load_model(cfg: RunConfig, path: str | os.PathLike, data: PreparedData | Non
 
 def _model(d: dict) -> dict:
     model = dict(d.get("model") or {})
-    model.setdefault("name", "kni")
+    model.setdefault("name", DEFAULT_MODEL)
     return model

@@ -1,13 +1,13 @@
 """Typed configuration of one run.
 
-Every field carries its constraint in ``metadata`` so that one schema serves the library
-(``validate()``), the YAML recipes (line-accurate errors in ``workbench.recipe``) and the
-help texts. Defaults are the paper's Book-Crossing settings.
+Every field carries its constraint in ``metadata`` (:mod:`kni_core.schema`) so that one schema
+serves the library (``validate()``), the YAML recipes (line-accurate errors in
+``workbench.recipe``) and the help texts. Defaults are the paper's Book-Crossing settings.
 
 The ``model`` section depends on ``model.name``: each model declares its hyperparameters in
-its own dataclass (:data:`MODEL_CONFIGS`; KNI's is :class:`ModelConfig`, the default, so
-recipes written before the baselines existed stay valid). They live here rather than next to
-each model's torch code so that reading and validating a config never imports torch.
+its own file (``kni_core.models``; KNI's :class:`ModelConfig` is the default, so recipes
+written before the baselines existed stay valid). Model files import torch only to build a
+model, so reading and validating a config never imports torch.
 """
 
 from __future__ import annotations
@@ -18,26 +18,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import models
 from .errors import ConfigError
-
-# Bounds that keep a run inside what a machine can hold. The paper's settings are far inside
-# them (max_degree <= 1024, hidden 128, hops of at most 32, temperature 1 to 100); beyond them a
-# run ends in an allocator error or, for the temperature, in float32 overflow (NaN scores).
-MAX_DEGREE = 16_384          # the adjacency table is n_entity x max_degree int32
-MAX_HIDDEN = 8_192           # the embedding table is n_entity x hidden float32
-MAX_HOP_SAMPLE = 4_096       # neighbours sampled per node per hop
-MIN_TEMPERATURE = 1e-4       # logits / temperature must stay finite in float32
-MAX_TEMPERATURE = 1e6
-MAX_N_EVAL = 1_000
-MAX_SEED = 2**63 - 1         # stored in a 64-bit column; torch and numpy take it
-
-
-def _f(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
-       choices: tuple | None = None, lo_open: bool = False) -> Any:
-    meta = {"help": help, "lo": lo, "hi": hi, "choices": choices, "lo_open": lo_open}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta)
-    return field(default=default, metadata=meta)
+from .schema import MAX_N_EVAL, MAX_SEED, check_value, expected_type, field_named as _field, setting as _f  # noqa: F401  (re-exported)
+from .synthetic_spec import spec_from_params
 
 
 @dataclass
@@ -58,88 +42,27 @@ class DatasetConfig:
     synthetic: dict = _f({}, "generator parameters when name is 'synthetic' (see kni data info synthetic)")
 
 
-MODEL_NAMES = ("kni", "mf", "ripplenet", "kgcn")
-
-
-def _name(default: str) -> Any:
-    return _f(default, "the model: kni (default), mf, ripplenet or kgcn; its own keys follow",
-              choices=MODEL_NAMES)
-
-
-@dataclass
-class ModelConfig:
-    """KNI / NI (``kni_core.model``)."""
-
-    name: str = _name("kni")
-    attention: int = _f(1, "1 = ni:1 (softmax of the interaction logits), 2 = ni:2 (additive attention)", choices=(1, 2))
-    kg: bool = _f(True, "use the knowledge graph (false = NI: user-item edges only)")
-    hop_n_sample: list = _f([1, 4], "nodes sampled per hop, the first is the centre node and must be 1")
-    max_degree: int = _f(1024, "width of the fixed-degree adjacency table", lo=1, hi=MAX_DEGREE)
-    hidden: int = _f(128, "embedding size", lo=1, hi=MAX_HIDDEN)
-    dropout: float = _f(0.5, "dropout rate", lo=0.0, hi=0.999)
-    temperature: float = _f(10.0, "softmax temperature of the attention", lo=MIN_TEMPERATURE, hi=MAX_TEMPERATURE)
-    activation: str = _f("relu", "activation of the aggregation layers", choices=("relu", "tanh", "selu", "identity"))
-
-    def graph_needs(self) -> dict:
-        """What preprocessing must build for this model (part of the cache key)."""
-        return {"kg": self.kg, "reach_hops": len(self.hop_n_sample), "max_degree": self.max_degree}
-
-
-# Baselines. Defaults are their authors' Book-Crossing settings; each recipe cites the source.
-
-@dataclass
-class MFConfig:
-    """Logistic matrix factorisation (``kni_core.models.mf``): the no-graph floor."""
-
-    name: str = _name("mf")
-    dim: int = _f(8, "embedding size of users and items", lo=1)
-    bias: bool = _f(True, "add user, item and global biases to the dot product")
-
-    def graph_needs(self) -> dict:
-        return {"kg": False, "reach_hops": 0, "max_degree": 0}
-
-
-@dataclass
-class RippleNetConfig:
-    """RippleNet (Wang et al., CIKM'18; hwwang55/RippleNet, ``kni_core.models.ripplenet``)."""
-
-    name: str = _name("ripplenet")
-    dim: int = _f(4, "entity and relation embedding size", lo=1)
-    n_hop: int = _f(2, "hops of the ripple sets", lo=1)
-    n_memory: int = _f(32, "memories (KG triples) sampled per user and hop", lo=1)
-    kge_weight: float = _f(0.01, "weight of the KGE term (-mean sigmoid(h R t) per hop)", lo=0.0)
-    item_update_mode: str = _f("plus_transform", "how the item vector is updated after each hop",
-                               choices=("replace", "plus", "replace_transform", "plus_transform"))
-    using_all_hops: bool = _f(True, "predict with the sum of every hop's response (false: the last hop only)")
-
-    def graph_needs(self) -> dict:
-        return {"kg": True, "reach_hops": self.n_hop, "max_degree": 0}
-
-
-@dataclass
-class KGCNConfig:
-    """KGCN (Wang et al., WWW'19; hwwang55/KGCN, ``kni_core.models.kgcn``)."""
-
-    name: str = _name("kgcn")
-    dim: int = _f(64, "user, entity and relation embedding size", lo=1)
-    n_iter: int = _f(1, "aggregation iterations (receptive field in KG hops)", lo=1)
-    neighbor_sample_size: int = _f(8, "neighbours sampled once per entity (with replacement when it has fewer)", lo=1)
-    aggregator: str = _f("sum", "sum, concat or neighbor", choices=("sum", "concat", "neighbor"))
-
-    def graph_needs(self) -> dict:
-        return {"kg": True, "reach_hops": self.n_iter, "max_degree": 0}
-
-
+#: The models, in listing order (``kni_core.models`` finds them).
+MODEL_NAMES: tuple[str, ...] = models.REGISTRY.names
+#: The model of a config without ``model.name`` (KNI: configs stored before there were others).
+DEFAULT_MODEL: str = models.REGISTRY.default
 #: ``model.name`` -> the dataclass of its hyperparameters.
-MODEL_CONFIGS: dict[str, type] = {"kni": ModelConfig, "mf": MFConfig, "ripplenet": RippleNetConfig,
-                                  "kgcn": KGCNConfig}
+MODEL_CONFIGS: dict[str, type] = {name: m.config_class for name, m in models.REGISTRY.models.items()}
+#: KNI's hyperparameters (the class name predates the other models).
+ModelConfig = MODEL_CONFIGS[DEFAULT_MODEL]
 
 
 def model_config_class(name: Any) -> type:
     """The hyperparameter dataclass of ``model.name`` (ConfigError for an unknown name)."""
-    if name not in MODEL_CONFIGS:
-        raise ConfigError(f"model.name: expected one of {', '.join(MODEL_NAMES)}; got {name!r}")
-    return MODEL_CONFIGS[name]
+    return models.get(name).config_class
+
+
+def __getattr__(name: str) -> type:
+    # Every model's settings class by its own name (``from kni_core.config import MFConfig``).
+    for model in models.REGISTRY.models.values():
+        if model.config_class.__name__ == name:
+            return model.config_class
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -190,7 +113,7 @@ class EvalConfig:
 class RunConfig:
     name: str = _f("run", "recipe name")
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    model: Any = field(default_factory=ModelConfig)      # the class of MODEL_CONFIGS[model.name]
+    model: Any = field(default_factory=ModelConfig)      # the config_class of model model.name
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = _f(1, "seed of initialisation, shuffling, sampling and dropout", lo=0, hi=MAX_SEED)
@@ -237,16 +160,7 @@ class RunConfig:
             walk(section, getattr(self, section))
         for name in ("seed", "device"):
             ok[name] = check(name, _field(RunConfig, name), getattr(self, name))
-        if self.model.name == "kni" and ok["model.hop_n_sample"]:
-            hops = self.model.hop_n_sample
-            if not hops or hops[0] != 1 or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in hops):
-                out.append(ConfigError(f"model.hop_n_sample: expected a list of positive integers starting with 1 "
-                                       f"(the centre node), e.g. [1, 4]; got {hops}"))
-            elif len(hops) < 2:
-                out.append(ConfigError("model.hop_n_sample: at least one hop is needed, e.g. [1, 4]"))
-            elif max(hops) > MAX_HOP_SAMPLE:
-                out.append(ConfigError(f"model.hop_n_sample: expected at most {MAX_HOP_SAMPLE} neighbours per hop; "
-                                       f"got {hops}"))
+        out += self.model.problems({k.split(".", 1)[1] for k, good in ok.items() if good and k.startswith("model.")})
         for key in ("k", "full_k"):
             if ok.get(f"eval.topk.{key}"):
                 ks = getattr(self.eval.topk, key)
@@ -262,7 +176,6 @@ class RunConfig:
         if self.dataset.name is None and self.dataset.path is None and ok["dataset.name"] and ok["dataset.path"]:
             out.append(ConfigError("dataset: give `name` (a registry dataset) or `path` (a folder)"))
         if ok["dataset.synthetic"] and self.dataset.name == "synthetic" and not self.dataset.path:
-            from .data.synthetic import spec_from_params        # imported only for synthetic data
             try:
                 spec_from_params(self.dataset.synthetic)
             except ConfigError as e:
@@ -300,7 +213,7 @@ SECTIONS: dict[str, type] = {"dataset": DatasetConfig, "model": ModelConfig,
                              "train": TrainConfig, "eval": EvalConfig}
 
 
-def section_class(section: str, name: Any = "kni") -> type:
+def section_class(section: str, name: Any = DEFAULT_MODEL) -> type:
     """The dataclass of ``section``; for ``model`` the one of model ``name``."""
     return model_config_class(name) if section == "model" else SECTIONS[section]
 
@@ -313,7 +226,7 @@ def subsection(f: dataclasses.Field) -> type | None:
 def build_section(section: str, values: dict) -> Any:
     """A section's dataclass from a plain dict (nested sections too)."""
     values = dict(values)
-    klass = section_class(section, values.get("name", "kni")) if section == "model" else SECTIONS[section]
+    klass = section_class(section, values.get("name", DEFAULT_MODEL)) if section == "model" else SECTIONS[section]
     for f in dataclasses.fields(klass):
         sub = subsection(f)
         if sub is not None and isinstance(values.get(f.name), dict):
@@ -339,13 +252,13 @@ def check_section(prefix: str, obj: Any) -> None:
 
 def canonical(d: dict) -> dict:
     """A config dict without the keys added later while they hold their defaults (what the
-    config hash and comparisons of stored configs see): ``model.name: kni`` and a default
-    ``eval.topk``; ``train.checkpoint`` always (it changes no number)."""
+    config hash and comparisons of stored configs see): ``model.name`` of the default model
+    (``kni``) and a default ``eval.topk``; ``train.checkpoint`` always (it changes no number)."""
     d = json.loads(json.dumps(d, default=str))
     model, ev, train = d.get("model"), d.get("eval"), d.get("train")
     if isinstance(train, dict):                 # where the weights go, not what they are
         train.pop("checkpoint", None)
-    if isinstance(model, dict) and model.get("name") == "kni":
+    if isinstance(model, dict) and model.get("name") == DEFAULT_MODEL:
         model.pop("name")
     if isinstance(ev, dict) and ev.get("topk") == dataclasses.asdict(TopKConfig()):
         ev.pop("topk")
@@ -357,49 +270,3 @@ def stable_hash(obj: Any, length: int = 12) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
-def _field(klass: type, name: str) -> dataclasses.Field:
-    return next(f for f in dataclasses.fields(klass) if f.name == name)
-
-
-def expected_type(f: dataclasses.Field) -> tuple[type, ...]:
-    """Python types accepted for a field (ints are accepted where floats are)."""
-    t = f.type if isinstance(f.type, str) else f.type.__name__
-    if t.startswith("str"):
-        return (str, type(None)) if "None" in t else (str,)
-    if t == "bool":
-        return (bool,)
-    if t == "int":
-        return (int,)
-    if t == "float":
-        return (int, float)
-    if t == "list":
-        return (list,)
-    if t == "dict":
-        return (dict,)
-    raise TypeError(f"unsupported field type {t}")
-
-
-def check_value(key: str, f: dataclasses.Field, value: Any) -> None:
-    """Raise ConfigError if ``value`` does not fit field ``f`` (type, range or choices)."""
-    types = expected_type(f)
-    if isinstance(value, bool) and bool not in types:
-        raise ConfigError(f"{key}: expected {_type_name(types)}, got a boolean ({value})")
-    if not isinstance(value, types):
-        raise ConfigError(f"{key}: expected {_type_name(types)}, got {type(value).__name__} ({value!r})")
-    m = f.metadata
-    if m.get("choices") and value not in m["choices"]:
-        raise ConfigError(f"{key}: expected one of {', '.join(map(str, m['choices']))}; got {value!r}")
-    lo, hi = m.get("lo"), m.get("hi")
-    if lo is not None and isinstance(value, (int, float)):
-        if value < lo or (m.get("lo_open") and value == lo):
-            raise ConfigError(f"{key}: expected a value {'>' if m.get('lo_open') else '>='} {lo}; got {value}")
-    if hi is not None and isinstance(value, (int, float)) and value > hi:
-        raise ConfigError(f"{key}: expected a value <= {hi}; got {value}")
-
-
-def _type_name(types: tuple[type, ...]) -> str:
-    names = {str: "a string", bool: "true or false", int: "an integer", float: "a number",
-             list: "a list", dict: "a mapping", type(None): "null"}
-    if types == (int, float):
-        return "a number"
-    return " or ".join(names[t] for t in types)

@@ -9,21 +9,25 @@ n_eval-averaged probability the run reports, and how stable the top pairs are ac
 :func:`centre_mass` is the paper's early-summarization question in one number per example:
 the attention on the (user itself, item itself) cell, against the rest of the matrix.
 
-Everything here reads a trained :class:`~kni_core.model.KNI`; the draws are the model's own
-(:meth:`~kni_core.model.KNI.neighbour_pairs`), so a sample's logit is exactly the logit of a
+Everything here reads a trained model with neighbour-pair attention (``explainable``: KNI,
+:class:`~kni_core.models.kni.KNI`); the draws are the model's own
+(:meth:`~kni_core.models.kni.KNI.neighbour_pairs`), so a sample's logit is exactly the logit of a
 forward pass with the same generator.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .data.prepare import PreparedData
 from .errors import KniError
-from .model import KNI
+
+if TYPE_CHECKING:
+    from .models.kni import KNI
 
 PADDING, USER, ITEM, ENTITY = "padding", "user", "item", "KG entity"
 CENTRE = "itself"
@@ -189,7 +193,7 @@ def pair_label(data: PreparedData, user: int, item: int) -> str | None:
 
 
 def check_model(model) -> KNI:
-    if not isinstance(model, KNI):
+    if not getattr(model, "explainable", False):
         raise ExplainError("explain reads KNI's neighbour-pair attention: it works for KNI and NI runs "
                            "(model.name kni), not for baselines (kni recommend scores them)")
     return model
@@ -265,6 +269,11 @@ def centre_mass(model: KNI, pairs: np.ndarray, *, repeats: int = 4, seed: int = 
         _, _, _, atn = model.neighbour_pairs(batch[:, 0], batch[:, 1], repeats, gen)
         out.append(atn[:, 0, 0].view(repeats, len(batch)).mean(dim=0).double().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def side_size(model) -> int:
+    """``n1 + 1``: a side of the neighbour-pair matrix (the user or the item and its sampled neighbours)."""
+    return check_model(model).hops[1] + 1
 
 
 def summary(values: np.ndarray) -> dict:

@@ -2,14 +2,13 @@
 
 Candidates are the top-N protocol's (:class:`kni_core.topk.TopKEvaluator`): every item of the
 splits except the user's training items (positives and negatives); scores are the mean
-sigmoid over ``n_eval`` sampled passes for KNI, one pass for the baselines, ranked with ties in
-item order (:func:`kni_core.topk.ranked_hits`'s order). :func:`hit_rate` runs the sampled
+sigmoid over ``n_eval`` sampled passes for a model that samples (KNI), one pass for the
+others, ranked with ties in item order (:func:`kni_core.topk.ranked_hits`'s order). :func:`hit_rate` runs the sampled
 protocol's user sample (same seed, same users as the stored top-N when ``users`` matches).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +16,6 @@ import torch
 
 from .config import TopKConfig
 from .data.prepare import PreparedData
-from .model import KNI
 from .topk import ScoreFn, TopKEvaluator, sampled_metrics
 
 #: Embedding rows gathered per scoring step on CPU (kni_core.train.EVAL_ROWS_BUDGET's).
@@ -26,40 +24,26 @@ ROWS_BUDGET = 1 << 17
 
 class ModelScorer:
     """What :func:`kni_core.topk.score_function` needs from a trainer, for a bare model: the
-    same chunked, generator-seeded ``predict`` as :meth:`kni_core.train.Trainer.predict` (and the
-    baselines' ``score_matrix``)."""
+    same chunked, generator-seeded ``predict`` as :meth:`kni_core.train.Trainer.predict`."""
 
     def __init__(self, model, eval_batch: int = 1024):
         self.model = model.eval()
         self.device = next(model.parameters()).device
         self.eval_batch = eval_batch
-        if not isinstance(model, KNI):
-            self.score_matrix = self._score_matrix
 
     @torch.no_grad()
     def predict(self, pairs: torch.Tensor, repeats: int = 1, seed: int = 0) -> np.ndarray:
         model = self.model
-        if not isinstance(model, KNI):
-            return torch.cat([model.scores(pairs[s:s + self.eval_batch, 0], pairs[s:s + self.eval_batch, 1])
-                              for s in range(0, len(pairs), self.eval_batch)]).cpu().numpy()
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        hops = model.hops
-        support = sum(math.prod(hops[:k + 1]) for k in range(len(hops)))
-        chunk = max(1, min(self.eval_batch, ROWS_BUDGET // (repeats * 2 * support)))
+        chunk = model.eval_chunk(self.eval_batch, repeats, ROWS_BUDGET)
         out = [model.predict(pairs[s:s + chunk, 0], pairs[s:s + chunk, 1], repeats, generator)
                for s in range(0, len(pairs), chunk)]
         return torch.cat(out).cpu().numpy() if out else np.zeros(0)
 
-    @torch.no_grad()
-    def _score_matrix(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        items_t = torch.from_numpy(np.asarray(items, dtype=np.int64)).to(self.device)
-        return np.stack([self.model.score_matrix(int(u), items_t).cpu().numpy() for u in users]) \
-            if len(users) else np.zeros((0, len(items)), dtype=np.float32)
-
 
 def effective_n_eval(model, n_eval: int) -> int:
-    """Sampled passes per score: ``n_eval`` for KNI, 1 for the baselines (they do not sample)."""
-    return n_eval if isinstance(model, KNI) or getattr(model, "stochastic", False) else 1
+    """Sampled passes per score: ``n_eval`` for a model that samples (KNI), else 1."""
+    return model.passes(n_eval)
 
 
 @dataclass(frozen=True)

@@ -193,26 +193,35 @@ class TopKHook:
 
     def evaluate(self, epoch: int) -> list[TopKResult]:
         trainer = self.trainer
-        n_eval = self.cfg.n_eval or trainer.cfg.eval.n_eval
-        effective = getattr(trainer, "effective_n_eval", None)
-        n_eval = effective(n_eval) if effective else n_eval
-
+        n_eval = trainer.effective_n_eval(self.cfg.n_eval or trainer.cfg.eval.n_eval)
         return self.evaluator.run(score_function(trainer, n_eval), epoch, n_eval,
                                   seed=trainer.cfg.seed * 100003 + epoch + 70000)
 
 
 def score_function(scorer, n_eval: int) -> ScoreFn:
     """The top-N score function of ``scorer`` (a Trainer, or kni_core.recommend.ModelScorer):
-    its ``score_matrix`` when the model shares the user's part across items, else its
-    ``predict`` over every (user, item) pair with ``n_eval`` passes."""
+    a model that samples averages ``n_eval`` seeded passes of ``predict`` over every (user,
+    item) pair; one that does not scores each user once with its ``score_matrix``, which shares
+    the user's part across the items (:func:`user_matrix`)."""
     import torch
 
     def score(users: np.ndarray, items: np.ndarray, seed: int) -> np.ndarray:
-        matrix = getattr(scorer, "score_matrix", None)      # a model with a shared user part
-        if matrix is not None:
-            return matrix(users, items)
+        if not scorer.model.stochastic:
+            return user_matrix(scorer.model, users, items, scorer.device)
         pairs = np.stack([np.repeat(users, len(items)), np.tile(items, len(users))], axis=1)
         scores = scorer.predict(torch.from_numpy(pairs).to(scorer.device), repeats=n_eval, seed=seed)
         return np.asarray(scores).reshape(len(users), len(items))
 
     return score
+
+
+def user_matrix(model, users: np.ndarray, items: np.ndarray, device) -> np.ndarray:
+    """``(U, I)`` probabilities of every user with every item from the model's
+    ``score_matrix`` (one pass, evaluation mode)."""
+    import torch
+
+    model.eval()
+    items_t = torch.from_numpy(np.asarray(items, dtype=np.int64)).to(device)
+    with torch.no_grad():
+        return np.stack([model.score_matrix(int(u), items_t).cpu().numpy() for u in users]) \
+            if len(users) else np.zeros((0, len(items)), dtype=np.float32)

@@ -1,11 +1,10 @@
-"""Training and evaluation: ``Trainer.fit()`` yields one :class:`EpochResult` per epoch.
+"""Training and evaluation of every model: ``Trainer.fit()`` yields one :class:`EpochResult`
+per epoch.
 
-The loss is the original's: mean BCE + ``l2 * sum(x^2) / 2`` over the whole embedding table,
-the aggregator weights and the ``ni:2`` attention weights. Its gradient is exact on the fast
-path too: the L2 part is Adam's coupled ``weight_decay`` (the same gradient, ``l2 * x``, for
-every row of the table at every step) and the data part reaches the optimizer as the
-gradient of the few rows a batch touched (:class:`RowSparseAdam`), never as a densified
-table-sized autograd result.
+The loop, early stopping, selection, the top-N hook, checkpoints, progress and the phase an
+out-of-memory error names are shared; what differs between models is asked of the model
+(:class:`kni_core.models.base.Recommender`): its loss and optimizer, the shuffle, whether the
+last batch is dropped, how many passes a score averages and how evaluation is chunked.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -21,16 +19,16 @@ from typing import Callable, Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from . import protocol
+from . import models, protocol
 from .config import RunConfig
 from .data.prepare import PreparedData
 from .errors import KniError
 from .metrics import Metrics, evaluate_scores
-from .model import KNI
+from .models.base import tf_adam_eps  # noqa: F401  (re-exported)
+from .models.kni import RowSparseAdam  # noqa: F401  (re-exported)
 from .results import EpochResult, FitSummary
-from .topk import TopKHook
+from .topk import TopKHook, user_matrix
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +38,9 @@ log = logging.getLogger(__name__)
 EVAL_ROWS_BUDGET = {"cpu": 1 << 17, "cuda": 1 << 22}
 
 
-#: The setting to lower when the device runs out of memory, by the phase of the run.
-MEMORY_SETTINGS = {"setup": ("model.max_degree", "model.hidden"), "training": ("train.batch_size",),
-                   "evaluation": ("eval.batch_size", "eval.n_eval")}
+#: The setting to lower when the device runs out of memory, by the phase of the run (during
+#: setup: the model's ``setup_memory``).
+MEMORY_SETTINGS = {"training": ("train.batch_size",), "evaluation": ("eval.batch_size", "eval.n_eval")}
 
 
 class OutOfMemory(KniError):
@@ -51,7 +49,8 @@ class OutOfMemory(KniError):
 
 def out_of_memory(cfg: RunConfig, phase: str, device: str, error: BaseException) -> OutOfMemory:
     """``error`` (``torch.cuda.OutOfMemoryError``) as a message a user can act on."""
-    keys = MEMORY_SETTINGS.get(phase, MEMORY_SETTINGS["training"])
+    keys = models.get(cfg.model.name).setup_memory if phase == "setup" else \
+        MEMORY_SETTINGS.get(phase, MEMORY_SETTINGS["training"])
     now = {k: getattr(getattr(cfg, k.split(".")[0]), k.split(".")[1]) for k in keys}
     first, value = keys[0], now[keys[0]]
     hint = f", e.g. --set {first}={max(1, value // 2)}" if isinstance(value, int) and value > 1 else ""
@@ -109,67 +108,12 @@ def seed_everything(seed: int, device: torch.device) -> None:
         torch.backends.cuda.matmul.allow_tf32 = False
 
 
-def tf_adam_eps(optimizer: torch.optim.Optimizer, eps: float, step: int) -> None:
-    """Make PyTorch's Adam take TensorFlow's step number ``step`` (1 for the first).
-
-    TF divides by ``sqrt(v_t) + eps`` after folding the bias corrections into the learning
-    rate; PyTorch divides by ``sqrt(v_t / (1 - b2^t)) + eps``. They agree when PyTorch's eps is
-    ``eps / sqrt(1 - b2^t)``. It matters here: rows a batch does not touch see only the L2
-    gradient (~1e-7), the same order as eps. The caller counts the steps on the host: reading
-    the optimizer's own ``state["step"]`` would wait for the GPU at every step (fused Adam
-    keeps it there).
-    """
-    for group in optimizer.param_groups:
-        group["eps"] = eps / math.sqrt(1.0 - group["betas"][1] ** step)
-
-
-class RowSparseAdam:
-    """Adam over the embedding table fed with only the rows a batch touched.
-
-    The table's ``.grad`` is a persistent zero buffer: the gradients of the gathered rows
-    are added in (repeated ids accumulate), one fused Adam step runs over the whole table
-    (``weight_decay = l2`` is the exact gradient of the L2 term for every row), and the rows
-    are zeroed again. The update is the dense one, without a table-sized autograd backward.
-    """
-
-    def __init__(self, table: torch.nn.Parameter, lr: float, eps: float, l2: float):
-        self.table = table
-        self.eps = eps
-        self.steps = 0
-        table.grad = torch.zeros_like(table)
-        fused = table.device.type in ("cpu", "cuda")
-        self.adam = torch.optim.Adam([table], lr=lr, eps=eps, weight_decay=l2, fused=fused)
-
-    def step(self, rows: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        """``rows``: ``(ids, gradient of those rows)`` pairs, added in order (repeated ids
-        accumulate, as one ``index_add_`` over the concatenation would)."""
-        grad = self.table.grad
-        for ids, row_grad in rows:
-            grad.index_add_(0, ids, row_grad)
-        grad[0].zero_()                     # padding stays a fixed zero vector
-        self.steps += 1
-        tf_adam_eps(self.adam, self.eps, self.steps)
-        self.adam.step()
-        for ids, _ in rows:
-            grad.index_fill_(0, ids, 0.0)
-
-    def state_dict(self) -> dict:
-        return self.adam.state_dict()
-
-
 #: ``progress(phase, done, total)``: phase ``train`` (batches), ``valid`` or ``test``
 #: (evaluation chunks); called after every step, so it must be cheap (callers throttle).
 ProgressHook = Callable[[str, int, int], None]
 
 
 class Trainer:
-    def __new__(cls, cfg: RunConfig, *args, **kwargs):
-        # model.name other than kni: the baselines' trainer (kni_core.models.trainer), same fit()
-        if cls is Trainer and getattr(cfg.model, "name", "kni") != "kni":
-            from .models.trainer import ModelTrainer
-            return super().__new__(ModelTrainer)
-        return super().__new__(cls)
-
     def __init__(self, cfg: RunConfig, data: PreparedData, device: str | torch.device | None = None,
                  checkpoint: str | Path | None = None, progress: ProgressHook | None = None):
         self.cfg = cfg
@@ -181,23 +125,13 @@ class Trainer:
         if self.device.type == "cpu":
             keep_freed_memory()
         seed_everything(cfg.seed, self.device)
-        adjacency = torch.from_numpy(data.adjacency).to(self.device)
-        self.model = KNI(data.n_entity, adjacency, cfg.model).to(self.device)
-        self.model.row_leaf = True
-        t = cfg.train
-        self.table_opt = RowSparseAdam(self.model.embedding, t.lr, t.adam_eps, t.l2)
-        weights = self.model.l2_parameters()
-        ids = {id(p) for p in weights} | {id(self.model.embedding)}
-        biases = [p for p in self.model.parameters() if id(p) not in ids]
-        groups = [g for g in ({"params": weights, "weight_decay": t.l2}, {"params": biases, "weight_decay": 0.0})
-                  if g["params"]]
-        self.dense_opt = torch.optim.Adam(groups, lr=t.lr, eps=t.adam_eps) if groups else None
-        self.dense_steps = 0
-        # The shuffle: numpy's permutation on CPU (the numbers every CPU run so far has
-        # produced), a seeded torch generator on a GPU (drawn there, never copied over).
+        self.model = models.build_model(cfg, data).to(self.device)
+        self.optimizer = self.model.optimizer(cfg.train)
+        # The shuffle: numpy's permutation (the numbers every CPU run so far has produced); on a
+        # GPU, for a model that asks for it, a seeded torch generator there (never copied over).
         self.rng = np.random.default_rng(cfg.seed)
         self.shuffle_generator = (torch.Generator(device=self.device).manual_seed(cfg.seed)
-                                  if self.device.type != "cpu" else None)
+                                  if self.model.shuffle_on_device and self.device.type != "cpu" else None)
         self.splits = {name: torch.from_numpy(getattr(data, name)).to(self.device)
                        for name in ("train", "valid", "test")}
         self.summary: FitSummary | None = None
@@ -207,48 +141,44 @@ class Trainer:
         """A fresh permutation of the training rows, on the device."""
         n = len(self.splits["train"])
         if self.shuffle_generator is None:
-            return torch.from_numpy(self.rng.permutation(n))
+            return torch.from_numpy(self.rng.permutation(n)).to(self.device)
         return torch.randperm(n, generator=self.shuffle_generator, device=self.device)
 
+    def batches_per_epoch(self) -> int:
+        n, size = len(self.splits["train"]), self.cfg.train.batch_size
+        return n // size if self.model.drop_last else -(-n // size)
+
     def train_step(self, batch: torch.Tensor) -> torch.Tensor:
-        """One optimizer step on ``batch`` (rows of user, item, label). Returns the batch's mean
-        BCE as a tensor, not read back: on a GPU nothing here waits for the device."""
-        model, t = self.model, self.cfg.train
+        """One optimizer step on ``batch`` (rows of user, item, label). Returns the batch's loss
+        as a tensor, not read back: on a GPU nothing here waits for the device."""
+        model = self.model
         model.train()
-        logits = model(batch[:, 0], batch[:, 1])[0]
-        loss = F.binary_cross_entropy_with_logits(logits, batch[:, 2].float())
-        if self.dense_opt is not None:
-            self.dense_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.table_opt.step([(ids, leaf.grad) for ids, leaf in model.last_rows])
-        if self.dense_opt is not None:
-            self.dense_steps += 1
-            tf_adam_eps(self.dense_opt, t.adam_eps, self.dense_steps)
-            self.dense_opt.step()
+        loss = model.loss(batch[:, 0], batch[:, 1], batch[:, 2])
+        self.optimizer.step(loss)
         return loss.detach()
 
     def train_epoch(self) -> float:
-        """One pass over the shuffled training set; returns mean BCE + the L2 term at the end
-        (evaluating the table-wide L2 sum at every step would cost a pass over the table)."""
+        """One pass over the shuffled training set; returns the mean batch loss plus the model's
+        :meth:`~kni_core.models.base.Recommender.epoch_penalty` (KNI's L2 term)."""
         model, t = self.model, self.cfg.train
         model.train()
         train = self.splits["train"]
         order = self.shuffled_order()
         total, n_batches = 0.0, 0
-        steps = -(-len(train) // t.batch_size)
-        for start in range(0, len(train), t.batch_size):
+        steps = self.batches_per_epoch()
+        for start in range(0, steps * t.batch_size, t.batch_size):
             total += self.train_step(train[order[start:start + t.batch_size]])
             n_batches += 1
             if self.progress is not None:
                 self.progress("train", n_batches, steps)
-        penalty = t.l2 * model.l2_penalty().item() if t.l2 > 0 else 0.0
-        return float(total) / max(n_batches, 1) + penalty
+        return float(total) / max(n_batches, 1) + model.epoch_penalty(t.l2)
 
     @torch.no_grad()
     def predict(self, pairs: torch.Tensor, repeats: int | None = None, seed: int = 0,
                 phase: str | None = None) -> np.ndarray:
-        """Mean score over ``repeats`` (default ``n_eval``) sampled passes, batched together."""
-        repeats = repeats or self.cfg.eval.n_eval
+        """Mean score over ``repeats`` (default ``n_eval``) sampled passes, batched together
+        (one pass for a model that does not sample)."""
+        repeats = self.effective_n_eval(repeats or self.cfg.eval.n_eval)
         model = self.model
         model.eval()
         generator = torch.Generator(device=self.device).manual_seed(seed)
@@ -263,13 +193,20 @@ class Trainer:
         return torch.cat(scores).cpu().numpy() if scores else np.zeros(0)
 
     def eval_chunk(self, repeats: int | None = None) -> int:
-        """Examples per evaluation step: ``eval.batch_size``, fewer when the gathered rows of
-        ``repeats`` passes would exceed the device's budget."""
+        """Examples per evaluation step: ``eval.batch_size``, fewer when the model says the
+        rows ``repeats`` passes gather would exceed the device's budget."""
         repeats = repeats or self.cfg.eval.n_eval
-        hops = self.model.hops
-        support = sum(math.prod(hops[:k + 1]) for k in range(len(hops)))
         budget = EVAL_ROWS_BUDGET.get(self.device.type, 1 << 16)
-        return max(1, min(self.cfg.eval.batch_size, budget // (repeats * 2 * support)))
+        return self.model.eval_chunk(self.cfg.eval.batch_size, repeats, budget)
+
+    def effective_n_eval(self, n_eval: int) -> int:
+        """Passes averaged per score: ``n_eval``, 1 for a model that does not sample."""
+        return self.model.passes(n_eval)
+
+    def score_matrix(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``(U, I)`` probabilities of every user with every item, one pass (a model that does
+        not sample; see :func:`kni_core.topk.user_matrix`)."""
+        return user_matrix(self.model, users, items, self.device)
 
     def evaluate(self, split: str, seed: int = 0) -> Metrics:
         pairs = self.splits[split]

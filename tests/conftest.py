@@ -11,11 +11,26 @@ import pytest
 from kni_core.data.registry import locate
 from kni_core.errors import DataError
 
+#: Settings of the user's shell that would reach into the tests (their database, a cluster, a
+#: crash threshold); KNI_DATA_DIR stays: it is where the real datasets are found.
+USER_SETTINGS = ("KNI_DB", "KNI_STALE_SECONDS", "KNI_DB_TIMEOUT", "KNI_DB_PATIENCE", "KNI_CHECKPOINT_DIR",
+                 "RAY_ADDRESS")
+
 
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    """Tests never touch the user's cache; one cache per session keeps real-data reruns cheap."""
+def _env(tmp_path_factory, monkeypatch):
+    """Tests never touch the user's cache or database: one cache per session (so real-data
+    reruns are cheap) and none of the user's settings."""
     monkeypatch.setenv("KNI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "kni-cache"))
+    for name in USER_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture()
+def in_tmp_path(tmp_path, monkeypatch):
+    """The test runs in its own folder (the workbench shows runs.db and recipes/ relative to it)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
 
 
 @pytest.fixture()
@@ -105,7 +120,7 @@ def sql():
 
     from sqlalchemy import create_engine, text
 
-    from workbench.store import resolve_url
+    from workbench.store.engine import resolve_url
 
     def run(db: str, statement: str, **params):
         url = resolve_url(db)

@@ -10,18 +10,28 @@ import numpy as np
 import pytest
 import torch
 
-from kni_core.config import (DatasetConfig, EvalConfig, KGCNConfig, MFConfig, ModelConfig, RippleNetConfig,
-                             RunConfig, TopKConfig, TrainConfig, canonical, stable_hash)
+from kni_core.config import (
+    DatasetConfig,
+    EvalConfig,
+    KGCNConfig,
+    MFConfig,
+    ModelConfig,
+    RippleNetConfig,
+    RunConfig,
+    TopKConfig,
+    TrainConfig,
+    canonical,
+    stable_hash,
+)
 from kni_core.data import prepare
 from kni_core.data.prepare import build, kg_triples
 from kni_core.data.raw import RawDataset
+from kni_core.models import label
 from kni_core.models.kgcn import KGCN, sample_neighbours
 from kni_core.models.mf import MF
 from kni_core.models.ripplenet import RippleNet, ripple_sets
-from kni_core.models.trainer import ModelTrainer
 from kni_core.train import Trainer
 from workbench.recipe import RecipeError, load_recipe, parse_recipe
-from workbench.runner import model_label
 
 
 def sigmoid(x):
@@ -301,13 +311,13 @@ def test_kni_data_unchanged_by_the_new_fields():
 
 @pytest.mark.parametrize("model", [MFConfig(dim=4), RippleNetConfig(dim=4, n_memory=8),
                                    KGCNConfig(dim=4, n_iter=2, neighbor_sample_size=4)])
-def test_trainer_dispatches_and_a_seed_reproduces_the_run(model):
+def test_trainer_builds_the_model_and_a_seed_reproduces_the_run(model):
     cfg = tiny_config(model)
     data = prepare(cfg)
     runs = []
     for _ in range(2):
         trainer = Trainer(cfg, data)
-        assert isinstance(trainer, ModelTrainer)
+        assert type(trainer) is Trainer and trainer.model.name == model.name
         runs.append([r.to_dict() for r in trainer.fit()])
     strip = lambda rs: [{k: v for k, v in r.items() if not k.endswith("seconds")} for r in rs]  # noqa: E731
     assert strip(runs[0]) == strip(runs[1]) and len(runs[0]) == 2
@@ -356,7 +366,7 @@ def test_model_keys_are_the_named_models():
     text = "dataset: {name: bc}\nmodel:\n  dim: 16\n  name: ripplenet\n  n_memory: 8\n"
     base = parse_recipe(text).base
     assert isinstance(base.model, RippleNetConfig) and (base.model.dim, base.model.n_memory) == (16, 8)
-    assert base.model.kge_weight == 0.01 and model_label(base) == "RippleNet"
+    assert base.model.kge_weight == 0.01 and label(base.model) == "RippleNet"
     e = recipe_error("dataset: {name: bc}\nmodel:\n  name: mf\n  attention: 2\n")
     assert (e.line, e.key) == (4, "model.attention")
     assert e.message.startswith("not a key of model 'mf' (a key of kni); model 'mf' takes name, dim, bias")

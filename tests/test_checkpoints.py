@@ -17,24 +17,23 @@ import numpy as np
 import pytest
 import torch
 
-from kni_core.checkpoint import CheckpointMissing, CheckpointUnreadable, load_model, read
+from kni_core.checkpoint import (
+    CheckpointMissing,
+    CheckpointUnreadable,
+    load_model,
+    read,
+)
 from kni_core.config import RunConfig
 from kni_core.data import prepare
 from kni_core.train import Trainer
-from workbench import checkpoints
 from workbench.recipe import parse_recipe
-from workbench.store import Store
+from workbench.runs import checkpoints
+from workbench.store.repository import Store
+
+from helpers import TINY_MODEL, tiny_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = """\
-name: tiny
-dataset: {name: synthetic, min_relation_triples: 1, synthetic: {preset: tiny}}
-model: {hop_n_sample: [1, 4], max_degree: 16, hidden: 16}
-train: {epochs: 3, patience: 0, lr: 0.01}
-eval: {n_eval: 2}
-seeds: [1]
-device: cpu
-"""
+TINY = tiny_recipe("tiny", epochs=3, model=TINY_MODEL + ", hidden: 16", train="lr: 0.01")
 
 
 def kni(*args: str, env: dict, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -128,7 +127,7 @@ def test_checkpoint_key_is_validated_and_left_out_of_the_group_hash():
 
 
 def test_a_default_checkpoint_that_cannot_be_written_does_not_fail_the_run(tmp_path, monkeypatch, caplog):
-    from workbench.execute import execute
+    from workbench.runs.execute import execute
 
     def no_space(self, path):
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -47,8 +47,8 @@ def test_quickstart_end_to_end_json(env, tmp_path):
 def test_same_seed_same_numbers(env):
     runs = [kni("run", str(QUICKSTART), "--json", "--set", "train.epochs=2", env_extra=env) for _ in range(2)]
     assert runs[0].returncode == 0, runs[0].stderr
-    strip = lambda out: [{k: v for k, v in json.loads(l).items() if not k.endswith("seconds") and k != "run_id"}  # noqa: E731
-                         for l in out.splitlines()]
+    strip = lambda out: [{k: v for k, v in json.loads(line).items() if not k.endswith("seconds") and k != "run_id"}  # noqa: E731
+                         for line in out.splitlines()]
     assert strip(runs[0].stdout) == strip(runs[1].stdout)
 
 

@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,28 +17,19 @@ from typer.testing import CliRunner
 
 from kni_core.results import EpochResult
 from workbench.cli import app, package_version
-from workbench.cli_runs import _group_note, epoch_line
+from workbench.cli.live import epoch_line
+from workbench.cli.run import _group_note
 from workbench.recipe import parse_recipe
-from workbench.runner import new_run
-from workbench.store import (CANCELLED, COMPLETED, CRASHED, FAILED, RUNNING, Run, Store, this_host,
-                             utcnow)
+from workbench.runs.rows import new_run
+from workbench.store.liveness import this_host
+from workbench.store.records import Run, utcnow
+from workbench.store.repository import Store
+from workbench.store.statuses import CANCELLED, COMPLETED, CRASHED, FAILED, RUNNING
+
+from helpers import tiny_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = """\
-name: tiny
-dataset: {name: synthetic, min_relation_triples: 1, synthetic: {preset: tiny}}
-model: {hop_n_sample: [1, 4], max_degree: 16}
-train: {epochs: 2, patience: 0}
-eval: {n_eval: 2}
-seeds: [1]
-device: cpu
-"""
-
-
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("KNI_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("KNI_DB", raising=False)
+TINY = tiny_recipe("tiny")
 
 
 def invoke(*args: str, columns: int = 120):
@@ -176,7 +166,7 @@ def test_export_names_the_full_path(tmp_path, monkeypatch):
     assert json.loads(res.stdout)["path"] == str(tmp_path / "out.csv")
 
 
-@pytest.mark.parametrize("module", ["workbench.cli", "workbench.cli_runs", "workbench.cli_notes"])
+@pytest.mark.parametrize("module", ["workbench.cli", "workbench.cli.runs", "workbench.cli.annotate"])
 def test_command_modules_import_in_any_order(module):
     """Each module can be imported first and every command is registered (a circular import
     between the command modules once broke all but one order)."""

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,11 +15,14 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from kni_core.train import EpochResult
-from workbench import compare as cmp
+from workbench import analysis as cmp
 from workbench.cli import app
 from workbench.recipe import parse_recipe
-from workbench.runner import new_run
-from workbench.store import COMPLETED, RUNNING, Store
+from workbench.runs.rows import new_run
+from workbench.store.repository import Store
+from workbench.store.statuses import COMPLETED, RUNNING
+
+ROOT = Path(__file__).resolve().parents[1]
 
 RECIPE = """\
 name: {name}
@@ -29,12 +33,6 @@ eval: {{n_eval: 2}}
 seeds: [1]
 device: cpu
 """
-
-
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("KNI_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("KNI_DB", raising=False)
 
 
 def add_run(store: Store, seed: int, test_aucs: list[float], *, name: str = "r", kg: bool = True,
@@ -235,7 +233,7 @@ def test_matrix(store):
 # -- CSV --------------------------------------------------------------------------------------------
 
 def test_csv_columns_are_documented():
-    doc = cmp.__doc__
+    doc = (ROOT / "docs" / "export.md").read_text()
     for col in cmp.RUN_COLUMNS + ("group", "label", "n", "seeds", "run_ids", "epoch_mean", "seconds_per_epoch"):
         assert col in doc, col
     assert cmp.RUN_COLUMNS[:6] == ("run_id", "recipe", "dataset", "model", "config_hash", "seed")
@@ -314,7 +312,7 @@ def test_replay_of_the_original_protocol():
 
 
 def test_at_original_replays_test_selection_and_stopping(store):
-    from workbench.compare import points
+    from workbench.analysis import points
     aucs = [0.60 + 0.01 * i for i in range(11)] + [0.60, 0.95]   # rule fires at epoch 12
     full = add_run(store, 1, aucs)
     short = add_run(store, 2, [0.6, 0.7])                         # ended before max_epochs (3)
@@ -411,7 +409,7 @@ def test_no_significant_difference_at_005(store):
 def test_inconclusive_when_the_interval_holds_zero(store, monkeypatch):
     # p < 0.05 with an interval that reaches 0 is rare (the percentile bootstrap is the narrower of
     # the two); the verdict must still not call a winner then
-    monkeypatch.setattr(cmp, "bootstrap_ci", lambda d, **kw: (-0.001, 0.02))
+    monkeypatch.setattr("workbench.analysis.paired.bootstrap_ci", lambda d, **kw: (-0.001, 0.02))
     r = paired(store, [0.80, 0.81, 0.82, 0.83, 0.84, 0.85], [0.70, 0.72, 0.71, 0.74, 0.73, 0.76])
     assert r.p_value == 2 / 64 and r.verdict == "inconclusive" and r.better is None
     assert r.verdict_text() == "inconclusive: p = 0.03125 < 0.05 but the 95% CI [-0.0010, +0.0200] includes 0"

@@ -22,18 +22,11 @@ from kni_core.explain import ENTITY, INTERACTED, ITEM, USER, Namer, centre_mass,
 from kni_core.recommend import ModelScorer, hit_rate, recommend
 from kni_core.topk import TopKEvaluator, score_function
 from kni_core.train import Trainer
-from workbench.store import Store
+from workbench.store.repository import Store
+
+from helpers import tiny_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = """\
-name: {name}
-dataset: {{name: synthetic, min_relation_triples: 1, synthetic: {{preset: tiny}}}}
-model: {model}
-train: {{epochs: 2, patience: 0, lr: 0.01}}
-eval: {{n_eval: 3}}
-seeds: [1]
-device: cpu
-"""
 KNI_MODEL = "{hop_n_sample: [1, 4], max_degree: 16, hidden: 16}"
 
 
@@ -49,7 +42,7 @@ def runs(tmp_path_factory):
     env = {"KNI_CACHE_DIR": str(base / "cache"), "COLUMNS": "160"}
     for name, model in (("tiny-kni", KNI_MODEL), ("tiny-ni", KNI_MODEL.replace("{", "{kg: false, ")),
                         ("tiny-mf", "{name: mf, dim: 4}")):
-        (base / f"{name}.yaml").write_text(TINY.format(name=name, model=model))
+        (base / f"{name}.yaml").write_text(tiny_recipe(name, model=model[1:-1], train="lr: 0.01", n_eval=3))
         res = kni("run", str(base / f"{name}.yaml"), "--db", str(base / "runs.db"), env=env)
         assert res.returncode == 0, res.stderr
     return base / "runs.db", env
@@ -159,7 +152,7 @@ def test_a_planted_shared_entity_is_the_top_pair(opened):
     item one large shared vector. With every neighbour drawn (n1 = max_degree, all distinct
     columns), that (item, entity) pair must hold the most attention - in the named cell."""
     cfg, model, data = opened[1]
-    from kni_core.model import KNI
+    from kni_core.models.kni import KNI
     planted = KNI(data.n_entity, torch.from_numpy(np.array(data.adjacency)), cfg.model)
     planted.load_state_dict(model.state_dict())
     planted.hops = [1, planted.max_degree]

@@ -15,13 +15,24 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from kni_core.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+from kni_core.config import (
+    DatasetConfig,
+    EvalConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from kni_core.data import prepare
 from kni_core.train import Trainer
 from workbench.cli import app
-from workbench.execute import execute
-from workbench.runner import StoreListener, new_run, threads_per_run
-from workbench.store import COMPLETED, FAILED, Store
+from workbench.runs.execute import execute
+from workbench.runs.launcher import threads_per_run
+from workbench.runs.listener import StoreListener
+from workbench.runs.rows import new_run
+from workbench.store.repository import Store
+from workbench.store.statuses import COMPLETED, FAILED
+
+from helpers import tiny_recipe
 
 NO_CUDA = "needs CUDA: torch.cuda.is_available() is False on this machine"
 
@@ -88,14 +99,7 @@ def test_cpu_and_cuda_agree_within_float_rounding(cuda):
         assert g["test_acc"] == pytest.approx(c["test_acc"], abs=1.01 / n_test)
 
 
-TINY_RECIPE = """\
-name: gpu-tiny
-dataset: {name: synthetic, min_relation_triples: 1, synthetic: {preset: tiny}}
-model: {hop_n_sample: [1, 4], max_degree: 16}
-train: {epochs: 2, patience: 0}
-eval: {n_eval: 2}
-device: auto
-"""
+TINY_RECIPE = tiny_recipe("gpu-tiny", seeds=None, device="auto")
 
 
 @pytest.mark.gpu

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from kni_core.config import ModelConfig
-from kni_core.model import KNI, dropout
+from kni_core.models.kni import KNI, dropout
 from kni_core.train import RowSparseAdam, tf_adam_eps
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 
@@ -10,11 +11,14 @@ import pytest
 from typer.testing import CliRunner
 
 from kni_core.results import EpochResult
+from workbench.analysis.diff import config_diff
 from workbench.cli import app
-from workbench.diff import config_diff
 from workbench.recipe import parse_recipe
-from workbench.runner import new_run
-from workbench.store import COMPLETED, Store, StoreError, group_target, run_target
+from workbench.runs.rows import new_run
+from workbench.store.errors import StoreError
+from workbench.store.records import group_target, run_target
+from workbench.store.repository import Store
+from workbench.store.statuses import COMPLETED
 
 RECIPE = """\
 name: {name}
@@ -24,12 +28,6 @@ train: {{epochs: 3}}
 eval: {{n_eval: 2}}
 device: cpu
 """
-
-
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("KNI_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("KNI_DB", raising=False)
 
 
 def completed(store: Store, seed: int, name: str = "tiny", hidden: int = 16, device: str = "cpu") -> int:
@@ -69,11 +67,11 @@ def test_store_tags_and_notes(db):
         store.set_note(run_target(2), "  lr too high  ")
         store.set_note(group_target(h), "the paper's settings")
         runs = {r.id: r for r in store.runs()}
-        assert runs[1].tags == ["base", "try-1"] and runs[2].note == "lr too high"
-        assert runs[1].group_tags == ["paper"] and runs[1].group_note == "the paper's settings"
-        assert runs[3].tags == [] and runs[3].group_tags == [] and runs[3].group_note is None
+        assert runs[1].tags == ("base", "try-1") and runs[2].note == "lr too high"
+        assert runs[1].group_tags == ("paper",) and runs[1].group_note == "the paper's settings"
+        assert runs[3].tags == () and runs[3].group_tags == () and runs[3].group_note is None
         store.set_tags(run_target(1), ["try-2"])
-        assert store.get(1).tags == ["try-2"]
+        assert store.get(1).tags == ("try-2",)
         assert store.remove_tags([run_target(2)], ["base"]) == 1
         store.set_note(run_target(2), "")
         assert store.get(2).note is None
@@ -172,8 +170,7 @@ def test_diff_shows_keys_only_one_config_has(db):
         cfg = json.loads(b.config_json)
         cfg["model"]["experimental"] = True
         del cfg["train"]["patience"]
-        b.config_json = json.dumps(cfg)
-        b.git_commit = "def"
+        b = dataclasses.replace(b, config_json=json.dumps(cfg), git_commit="def")
         d = config_diff(a, b).to_dict()
     keys = {r["key"]: r for r in d["differences"]}
     assert keys["model.experimental"]["absent"] == ["a"] and keys["model.experimental"]["b"] is True

@@ -8,10 +8,16 @@ import scipy.sparse as sp
 
 from kni_core.config import DatasetConfig, ModelConfig, RunConfig
 from kni_core.data import prepare
-from kni_core.data.prepare import build, fixed_degree_table, kg_edges, reachable, split_ratings
+from kni_core.data.prepare import (
+    build,
+    fixed_degree_table,
+    kg_edges,
+    reachable,
+    split_ratings,
+)
 from kni_core.data.raw import RawDataset
-from kni_core.errors import DataError
 from kni_core.data.synthetic import generate, spec_from_params
+from kni_core.errors import DataError
 
 
 @pytest.fixture()

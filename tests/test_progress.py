@@ -8,17 +8,16 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from kni_core.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+from kni_core.config import (
+    DatasetConfig,
+    EvalConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from kni_core.data import prepare
 from kni_core.train import Trainer
-from workbench import progress as pg
-from workbench import resources
-
-
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("KNI_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("KNI_DB", raising=False)
+from workbench.runs import progress as pg, resources
 
 
 def tiny(epochs: int = 2, batch_size: int = 64) -> RunConfig:
@@ -126,8 +125,12 @@ def test_run_process_stores_progress_and_resources(tmp_path):
     import signal
 
     from workbench.recipe import parse_recipe
-    from workbench.runner import new_run, spawn
-    from workbench.store import CANCELLED, RUNNING, Store, wait_for
+    from workbench.runs.launcher import spawn
+    from workbench.runs.rows import new_run
+    from workbench.store.repository import Store
+    from workbench.store.statuses import CANCELLED, RUNNING
+
+    from helpers import wait_for
 
     store = Store.open(str(tmp_path / "runs.db"))
     rec = parse_recipe("name: long\ndataset: {name: synthetic, min_relation_triples: 1, synthetic: {preset: tiny}}\n"

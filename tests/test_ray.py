@@ -19,27 +19,16 @@ from typer.testing import CliRunner
 
 from workbench.cli import app
 from workbench.recipe import RecipeError, parse_recipe
-from workbench.runner import Launcher, new_run
-from workbench.store import CANCELLED, COMPLETED, CRASHED, RUNNING, Store, this_host, wait_for
+from workbench.runs.launcher import Launcher
+from workbench.runs.rows import new_run
+from workbench.store.liveness import this_host
+from workbench.store.repository import Store
+from workbench.store.statuses import CANCELLED, COMPLETED, CRASHED, RUNNING
 
-TINY = """\
-name: {name}
-dataset: {{name: synthetic, min_relation_triples: 1, synthetic: {{preset: tiny}}}}
-model: {{hop_n_sample: [1, 4], max_degree: 16}}
-train: {{epochs: {epochs}, patience: 0}}
-eval: {{n_eval: 2}}
-seeds: [1]
-device: cpu
-"""
+from helpers import tiny_recipe, wait_for
+
 #: Seconds any one wait of these tests may take (Ray starts slowly on a loaded 2-core machine).
 TIMEOUT = 180
-
-
-@pytest.fixture(autouse=True)
-def _env(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("KNI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "ray-cache"))
-    for name in ("KNI_DB", "KNI_STALE_SECONDS", "RAY_ADDRESS"):
-        monkeypatch.delenv(name, raising=False)
 
 
 def need_ray():
@@ -55,7 +44,7 @@ def need_ray():
 
 def recipe_file(tmp_path: Path, name: str = "tiny", epochs: int = 2, extra: str = "") -> Path:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(TINY.format(name=name, epochs=epochs) + extra)
+    path.write_text(tiny_recipe(name, epochs=epochs) + extra)
     return path
 
 
@@ -77,21 +66,22 @@ def test_without_the_ray_extra_the_error_names_it(tmp_path, monkeypatch):
 
 
 def test_the_executor_key_and_option_are_validated(tmp_path):
-    rec = parse_recipe(TINY.format(name="t", epochs=1) + "executor: ray\n")
+    rec = parse_recipe(tiny_recipe("t", epochs=1) + "executor: ray\n")
     assert rec.executor == "ray" and rec.to_dict()["executor"] == "ray"
-    assert parse_recipe(TINY.format(name="t", epochs=1)).executor == "local"
+    assert parse_recipe(tiny_recipe("t", epochs=1)).executor == "local"
     # not part of the configuration: a run executed by Ray joins the local runs' group
-    assert rec.base.config_hash() == parse_recipe(TINY.format(name="t", epochs=1)).base.config_hash()
+    assert rec.base.config_hash() == parse_recipe(tiny_recipe("t", epochs=1)).base.config_hash()
     with pytest.raises(RecipeError) as info:
-        parse_recipe(TINY.format(name="t", epochs=1) + "executor: slurm\n", path="r.yaml")
+        parse_recipe(tiny_recipe("t", epochs=1) + "executor: slurm\n", path="r.yaml")
     assert str(info.value) == "r.yaml:8: executor: expected one of local, ray, got 'slurm'"
     with pytest.raises(RecipeError, match="--set executor=dask: expected one of local, ray"):
-        parse_recipe(TINY.format(name="t", epochs=1), overrides=["executor=dask"])
+        parse_recipe(tiny_recipe("t", epochs=1), overrides=["executor=dask"])
     res = CliRunner().invoke(app, ["run", str(recipe_file(tmp_path)), "--executor", "dask",
                                    "--db", str(tmp_path / "runs.db")])
     assert res.exit_code == 2 and "--executor: expected one of local, ray, got 'dask'" in res.stderr
-    from workbench import recipe as recipe_module, store as store_module
-    assert recipe_module.EXECUTORS == store_module.EXECUTORS
+    from workbench.recipe import EXECUTORS as recipe_executors
+    from workbench.store.records import EXECUTORS as store_executors
+    assert recipe_executors == store_executors
 
 
 def test_commands_never_import_ray(tmp_path):
@@ -102,7 +92,7 @@ def test_commands_never_import_ray(tmp_path):
         "import sys\n"
         "from typer.testing import CliRunner\n"
         "from workbench.cli import app\n"
-        "import workbench.executors, workbench.tui.app\n"
+        "import workbench.runs.ray_executor, workbench.tui.app\n"
         "for args in (['run', sys.argv[1], '--db', sys.argv[2]], ['runs', '--db', sys.argv[2]],\n"
         "             ['compare', '--all', '--db', sys.argv[2]], ['show', '1', '--db', sys.argv[2]]):\n"
         "    res = CliRunner().invoke(app, args)\n"
@@ -184,7 +174,7 @@ def test_two_node_cluster_spreads_runs_and_a_dead_nodes_run_crashes(postgres_db)
     ray = need_ray()
     from ray.cluster_utils import Cluster
 
-    from workbench.executors import RayExecutor
+    from workbench.runs.ray_executor import RayExecutor
     cluster = None
     store = Store.open(postgres_db)
     try:
@@ -193,7 +183,7 @@ def test_two_node_cluster_spreads_runs_and_a_dead_nodes_run_crashes(postgres_db)
         cluster.wait_for_nodes(timeout=TIMEOUT)
         ray.init(address=cluster.address, log_to_driver=False)
         raylets = {node: node.all_processes["raylet"][0].process.pid for node in (cluster.head_node, worker)}
-        from workbench.executors import ExecutorError
+        from workbench.runs.ray_executor import ExecutorError
         with pytest.raises(ExecutorError, match="largest node of the cluster has 1"):   # 2 CPUs in all, 1 per node
             RayExecutor(cpus_per_run=2).__enter__()
         with pytest.raises(ExecutorError, match="no node of the Ray cluster has a GPU"):
@@ -201,7 +191,7 @@ def test_two_node_cluster_spreads_runs_and_a_dead_nodes_run_crashes(postgres_db)
         assert ray.is_initialized()                              # a connection it did not make stays open
         # Far more epochs than the test lasts: waiting out the node's death took long enough on a
         # fast machine for a 200-epoch run to finish before the stop request (completed, not cancelled).
-        rec = parse_recipe(TINY.format(name="long", epochs=20000))
+        rec = parse_recipe(tiny_recipe("long", epochs=20000))
         ids = [store.create_run(new_run(rec.name, rec.text, rec.config_for(s), prov=(None, None)), executor="ray")
                for s in (1, 2)]
         statuses: dict = {}
@@ -257,7 +247,7 @@ def test_workbench_starts_ray_runs_on_postgres(tmp_path, monkeypatch, postgres_d
     from textual.widgets import Input, Select
 
     from workbench.tui.app import WorkbenchApp
-    from workbench.tui.dialogs import StartDialog
+    from workbench.tui.screens.dialogs import StartDialog
     need_ray()
     monkeypatch.chdir(tmp_path)
     recipes = tmp_path / "recipes"

@@ -391,8 +391,7 @@ def test_download_verifies_checksums_and_keeps_nothing_bad(tmp_path, monkeypatch
     import dataclasses
     import hashlib
 
-    from kni_core.data import download as dl
-    from kni_core.data import registry
+    from kni_core.data import download as dl, registry
 
     served = tmp_path / "served"
     served.mkdir()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from kni_core.config import DatasetConfig, RunConfig, TrainConfig
-import numpy as np
-
 from kni_core.data import load_raw, prepare
 from kni_core.data.prepare import kg_edges, reachable, split_ratings
 from kni_core.data.registry import spec

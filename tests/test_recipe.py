@@ -6,10 +6,23 @@ import textwrap
 
 import pytest
 
-from kni_core.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+from kni_core.config import (
+    DatasetConfig,
+    EvalConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from kni_core.errors import ConfigError
-from workbench.recipe import (MAX_SEEDS, Recipe, RecipeError, find_recipes, load_recipe,
-                              parse_recipe, parse_seeds)
+from workbench.recipe import (
+    MAX_SEEDS,
+    Recipe,
+    RecipeError,
+    find_recipes,
+    load_recipe,
+    parse_recipe,
+    parse_seeds,
+)
 
 VALID = """\
 name: bc

@@ -22,39 +22,25 @@ from typer.testing import CliRunner
 from kni_core.config import RunConfig
 from kni_core.data import prepare
 from kni_core.train import Trainer
-from workbench import runner as runner_module
 from workbench.cli import app
-from workbench.execute import execute
 from workbench.recipe import parse_recipe
-from workbench.runner import EXIT_CANCELLED, EXIT_REMOVED, Launcher, StoreListener, assign_gpus, new_run, spawn
-from workbench.store import CANCELLED, COMPLETED, CRASHED, FAILED, RUNNING, Store, StoreError, wait_for
+from workbench.runs import launcher as launcher_module
+from workbench.runs.child import EXIT_CANCELLED, EXIT_REMOVED
+from workbench.runs.execute import execute
+from workbench.runs.launcher import Launcher, assign_gpus, spawn
+from workbench.runs.listener import StoreListener
+from workbench.runs.rows import new_run
+from workbench.store.errors import StoreError
+from workbench.store.repository import Store
+from workbench.store.statuses import CANCELLED, COMPLETED, CRASHED, FAILED, RUNNING
 
-TINY = """\
-name: {name}
-dataset: {{name: synthetic, min_relation_triples: 1, synthetic: {{preset: tiny}}}}
-model: {{hop_n_sample: [1, 4], max_degree: 16}}
-train: {{epochs: {epochs}, patience: 0}}
-eval: {{n_eval: 2}}
-seeds: [1]
-device: cpu
-"""
+from helpers import tiny_recipe, wait_for
+
 TIMEOUT = 90
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("cache"))
-
-
-@pytest.fixture(autouse=True)
-def _env(cache, monkeypatch):
-    monkeypatch.setenv("KNI_CACHE_DIR", cache)
-    monkeypatch.delenv("KNI_DB", raising=False)
-    monkeypatch.delenv("KNI_STALE_SECONDS", raising=False)
-
-
 def queue(store: Store, seed: int, epochs: int = 200, name: str = "long", **dataset) -> int:
-    rec = parse_recipe(TINY.format(name=name, epochs=epochs))
+    rec = parse_recipe(tiny_recipe(name, epochs=epochs))
     cfg = rec.config_for(seed)
     for k, v in dataset.items():
         setattr(cfg.dataset, k, v)
@@ -148,7 +134,7 @@ def test_kni_run_two_seeds_in_parallel(tmp_path, db_url):
     """`kni run --jobs 2 --json`: two processes write the same database at the same time; the
     JSON lines are those of console.JsonLines; seeds added later join the group."""
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(TINY.format(name="tiny", epochs=3))
+    recipe.write_text(tiny_recipe("tiny", epochs=3))
     db = db_url
     runner = CliRunner()
     res = runner.invoke(app, ["run", str(recipe), "--seeds", "1,2", "--jobs", "2", "--json", "--db", db])
@@ -254,7 +240,7 @@ def test_launcher_with_a_full_disk_ends_quietly(tmp_path, monkeypatch, caplog):
     run is reported (not 2,216 identical warnings and a hang)."""
     store = Store.open(tmp_path / "runs.db")
     run_id = queue(store, 1, epochs=2)
-    monkeypatch.setattr(runner_module, "spawn", dies_at_once)
+    monkeypatch.setattr(launcher_module, "spawn", dies_at_once)
     disk_full(store)
     problems = []
     launcher = Launcher(store, poll=0.05, patience=1.0, on_problem=lambda i, m: problems.append((i, m)))
@@ -270,7 +256,7 @@ def test_launcher_with_a_full_disk_ends_quietly(tmp_path, monkeypatch, caplog):
 def test_launcher_obeys_a_stop_while_the_disk_is_full(tmp_path, monkeypatch):
     store = Store.open(tmp_path / "runs.db")
     ids = [queue(store, s, epochs=2) for s in (1, 2)]
-    monkeypatch.setattr(runner_module, "spawn", dies_at_once)
+    monkeypatch.setattr(launcher_module, "spawn", dies_at_once)
     failed_once = threading.Event()
 
     def refuse(statement):
@@ -333,7 +319,7 @@ def test_a_write_lock_costs_time_not_epochs(tmp_path, monkeypatch):
 
 def test_removing_a_live_runs_row_stops_it_and_fails_kni_run(tmp_path):
     recipe = tmp_path / "long.yaml"
-    recipe.write_text(TINY.format(name="long", epochs=200))
+    recipe.write_text(tiny_recipe("long", epochs=200))
     db = tmp_path / "runs.db"
 
     def remove_when_training():
@@ -360,7 +346,7 @@ def test_removing_a_live_runs_row_stops_it_and_fails_kni_run(tmp_path):
 
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
-    rec = parse_recipe(TINY.format(name="ck", epochs=1))
+    rec = parse_recipe(tiny_recipe("ck", epochs=1))
     cfg = rec.config_for(1)
     trainer = Trainer(cfg, prepare(cfg))
     path = tmp_path / "ck" / "best.pt"
@@ -396,8 +382,8 @@ def test_a_checkpoint_that_cannot_be_saved_keeps_the_epoch(tmp_path, monkeypatch
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(Trainer, "save", no_space)
-    cfg = parse_recipe(TINY.format(name="ck", epochs=3)).config_for(1)
-    from workbench.execute import CheckpointError
+    cfg = parse_recipe(tiny_recipe("ck", epochs=3)).config_for(1)
+    from workbench.runs.execute import CheckpointError
     with pytest.raises(CheckpointError, match="No space left on device"):
         execute(cfg, [Collect()], checkpoint=str(tmp_path / "best.pt"))
     assert seen == [1] and isinstance(ended[0], CheckpointError) and "stored epochs are kept" in str(ended[0])

@@ -19,11 +19,22 @@ from sqlalchemy import create_engine, inspect, text
 from typer.testing import CliRunner
 
 from kni_core.train import EpochResult
-from workbench import store as st
 from workbench.cli import app
 from workbench.recipe import parse_recipe
-from workbench.runner import new_run
-from workbench.store import (CANCELLED, COMPLETED, CRASHED, FAILED, QUEUED, RUNNING, Store, StoreError, utcnow)
+from workbench.runs.rows import new_run
+from workbench.store import engine as store_engine, errors, liveness, migrations
+from workbench.store.errors import StoreError
+from workbench.store.records import utcnow
+from workbench.store.repository import Store
+from workbench.store.schema import Base
+from workbench.store.statuses import (
+    CANCELLED,
+    COMPLETED,
+    CRASHED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+)
 
 RECIPE = """\
 name: tiny
@@ -33,13 +44,6 @@ train: {epochs: 3}
 eval: {n_eval: 2}
 device: cpu
 """
-
-
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("KNI_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("KNI_DB", raising=False)
-    monkeypatch.delenv("KNI_STALE_SECONDS", raising=False)
 
 
 @pytest.fixture
@@ -91,7 +95,7 @@ def test_rows_and_wal(db_url):
         assert run.status == COMPLETED and run.stopped_early and run.error is None and run.finished_at
         assert store.runs(status=COMPLETED, recipe="tiny", dataset="synthetic-tiny")[0].id == run_id
         assert store.runs(status=[FAILED]) == []
-        assert store.schema_version() == st.SCHEMA_VERSION
+        assert store.schema_version() == migrations.SCHEMA_VERSION
     if sqlite_backend(db_url):
         con = sqlite3.connect(db_url)
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -101,10 +105,10 @@ def test_rows_and_wal(db_url):
 def test_crash_detection(db_url):
     with Store.open(db_url) as store:
         gone, alive, remote, fresh = (queued(store, s) for s in (1, 2, 3, 4))
-        store.claim(gone, dead_pid(), st.this_host())
-        store.claim(alive, os.getpid(), st.this_host())
+        store.claim(gone, dead_pid(), liveness.this_host())
+        store.claim(alive, os.getpid(), liveness.this_host())
         store.claim(remote, os.getpid(), "another-host")
-        store.claim(fresh, dead_pid(), st.this_host())
+        store.claim(fresh, dead_pid(), liveness.this_host())
         store.add_epoch(gone, result(1), result(1))
         later = utcnow() + timedelta(seconds=31)
         # fresh heartbeats: nothing is crashed yet, whatever the pids
@@ -126,10 +130,10 @@ def test_crash_detection(db_url):
 
 
 def test_migration_from_first_version(db_url):
-    url = st.resolve_url(db_url)
+    url = store_engine.resolve_url(db_url)
     engine = create_engine(url)
     with engine.begin() as conn:                    # a database as version 1 wrote it
-        st.MIGRATIONS[0][2](conn)
+        migrations.MIGRATIONS[0][2](conn)
         conn.execute(text("INSERT INTO meta VALUES ('schema_version', '1')"))
         conn.execute(text(
             "INSERT INTO runs (recipe, recipe_text, config_json, config_hash, dataset, model, seed, device, "
@@ -141,7 +145,7 @@ def test_migration_from_first_version(db_url):
     engine.dispose()
     assert "git_commit" not in cols_v1
     with Store.open(db_url) as store:
-        assert store.schema_version() == st.SCHEMA_VERSION == st.MIGRATIONS[-1][0]
+        assert store.schema_version() == migrations.SCHEMA_VERSION == migrations.MIGRATIONS[-1][0]
         run = store.get(1)
         assert (run.recipe, run.seed, run.best_test_auc, run.n_epochs, run.git_commit, run.pid_start,
                 run.executor) == ("old", 3, 0.75, 2, None, None, None)
@@ -152,7 +156,7 @@ def test_migration_from_first_version(db_url):
     # the upgraded layout is the ORM's layout
     engine = create_engine(url)
     insp = inspect(engine)
-    for table in st.Base.metadata.sorted_tables:
+    for table in Base.metadata.sorted_tables:
         assert {c["name"] for c in insp.get_columns(table.name)} == {c.name for c in table.columns}, table.name
     if not sqlite_backend(db_url):                  # what SQLite has implicitly: 64-bit ids, unbounded text
         types = {c["name"]: str(c["type"]) for c in insp.get_columns("runs")}
@@ -222,7 +226,7 @@ def test_cli_errors_leave_runs_untouched(tmp_path, monkeypatch):
     db = str(tmp_path / "runs.db")
     with Store.open(db) as store:
         run_id = queued(store)
-        store.claim(run_id, dead_pid(), st.this_host())
+        store.claim(run_id, dead_pid(), liveness.this_host())
         store.finish(run_id, CANCELLED, error="cancelled by SIGINT")
     before = sha(db)
     runner = CliRunner()
@@ -269,10 +273,10 @@ def test_live_runs_cannot_be_removed(db_url):
 
 
 def test_url_resolution(tmp_path, monkeypatch):
-    assert st.resolve_url("sqlite:///x.db") == "sqlite:///x.db"
-    assert st.resolve_url(tmp_path / "a.db") == f"sqlite:///{tmp_path / 'a.db'}"
+    assert store_engine.resolve_url("sqlite:///x.db") == "sqlite:///x.db"
+    assert store_engine.resolve_url(tmp_path / "a.db") == f"sqlite:///{tmp_path / 'a.db'}"
     monkeypatch.setenv("KNI_DB", str(tmp_path / "env.db"))
-    assert st.resolve_url(None).endswith("env.db")
+    assert store_engine.resolve_url(None).endswith("env.db")
     with pytest.raises(StoreError):
         Store.open("nosuchdialect://x/y")
 
@@ -299,7 +303,7 @@ def test_a_reused_pid_does_not_keep_a_run_alive(db_url, sql):
         with Store.open(db) as store:
             legacy, rebooted, ours, frozen = (queued(store, s) for s in (1, 2, 3, 4))
             for i in (legacy, rebooted, ours, frozen):
-                store.claim(i, other.pid, st.this_host())
+                store.claim(i, other.pid, liveness.this_host())
         now = utcnow()
         months, recent = now - timedelta(days=330), now - timedelta(seconds=40)
         set_row(sql, db, legacy, heartbeat_at=months, pid_start=None)  # a row from before pid_start: 11 months silent
@@ -313,7 +317,7 @@ def test_a_reused_pid_does_not_keep_a_run_alive(db_url, sql):
             assert "another process" in store.get(rebooted).error
             assert "no heartbeat for" in store.get(legacy).error
             assert store.get(ours).status == RUNNING
-            assert store.get(ours).pid_start == st.process_start(other.pid) is not None
+            assert store.get(ours).pid_start == liveness.process_start(other.pid) is not None
         assert other.poll() is None
     finally:
         other.kill()
@@ -327,9 +331,9 @@ def test_cancel_never_signals_a_process_that_is_not_the_runs(db_url, sql):
         with Store.open(db) as store:
             legacy, rebooted, remote, real = (queued(store, s) for s in (1, 2, 3, 4))
             for i in (legacy, rebooted):
-                store.claim(i, stranger.pid, st.this_host())
+                store.claim(i, stranger.pid, liveness.this_host())
             store.claim(remote, stranger.pid, "another-host")
-            store.claim(real, own.pid, st.this_host())
+            store.claim(real, own.pid, liveness.this_host())
         months = utcnow() - timedelta(days=330)
         set_row(sql, db, legacy, heartbeat_at=months, pid_start=None)
         set_row(sql, db, rebooted, pid_start="another-boot:4242")   # heartbeat fresh: only the identity tells
@@ -409,7 +413,7 @@ def test_damaged_values_are_shown_and_never_used(db_url, sql):
         res = runner.invoke(app, ["show", str(a), "--no-plot", "--db", db])
         assert res.exit_code == 0 and "created ? (damaged)" in res.stdout
         assert sha(db) == before
-    from workbench.tui.data import RunData                     # the TUI's reader keeps going too
+    from workbench.tui.data import RunData  # the TUI's reader keeps going too
     with Store.open(db) as store:
         data = RunData(store)
         data.poll_now(force_full=True)
@@ -448,7 +452,7 @@ def test_read_only_commands_never_write(tmp_path):
     old = tmp_path / "old.db"                 # an older layout is read as it is, not migrated
     engine = create_engine(f"sqlite:///{old}")
     with engine.begin() as conn:
-        for _, _, step in st.MIGRATIONS[:2]:
+        for _, _, step in migrations.MIGRATIONS[:2]:
             step(conn)
         conn.execute(text("INSERT INTO meta VALUES ('schema_version', '2')"))
         conn.execute(text(
@@ -471,7 +475,7 @@ def test_read_only_commands_never_write(tmp_path):
         with pytest.raises(StoreError, match="read-only"):
             store.delete([1])
     with Store.open(old) as store:             # a writer upgrades it
-        assert store.schema_version() == st.SCHEMA_VERSION
+        assert store.schema_version() == migrations.SCHEMA_VERSION
 
 
 @contextmanager
@@ -524,10 +528,10 @@ def test_read_only_commands_work_in_a_read_only_folder(tmp_path):
 def test_transient_errors_are_retried_with_bounds(db):
     with Store.open(db) as store:
         run_id = queued(store)
-        full = st._explain(sqlite3.OperationalError("database or disk is full"), store.where)
+        full = store_engine.explain(sqlite3.OperationalError("database or disk is full"), store.where)
         assert full.transient and "disk is full" in str(full)
-        assert st._explain(sqlite3.OperationalError("database is locked"), store.where).transient
-        assert not st._explain(sqlite3.OperationalError("no such table: x"), store.where).transient
+        assert store_engine.explain(sqlite3.OperationalError("database is locked"), store.where).transient
+        assert not store_engine.explain(sqlite3.OperationalError("no such table: x"), store.where).transient
         calls = []
 
         def flaky():
@@ -537,17 +541,17 @@ def test_transient_errors_are_retried_with_bounds(db):
             return store.get(run_id).id
 
         waits = []
-        assert st.retry_write(flaky, patience=30, on_wait=waits.append) == run_id
+        assert errors.retry_write(flaky, patience=30, on_wait=waits.append) == run_id
         assert len(calls) == 3 and waits == [full, full]
         with pytest.raises(StoreError, match="still failing after"):
-            st.retry_write(lambda: (_ for _ in ()).throw(full), patience=0.6)
+            errors.retry_write(lambda: (_ for _ in ()).throw(full), patience=0.6)
         calls.clear()
         with pytest.raises(StoreError) as info:          # not transient: no retry
-            st.retry_write(lambda: calls.append(1) or store.get(2 ** 63), patience=30)
+            errors.retry_write(lambda: calls.append(1) or store.get(2 ** 63), patience=30)
         assert len(calls) == 1 and "no run with id" in str(info.value)
         stop = []
         with pytest.raises(StoreError, match="disk is full"):   # a stop request ends the waiting
-            st.retry_write(lambda: (_ for _ in ()).throw(full), patience=600, on_wait=stop.append,
+            errors.retry_write(lambda: (_ for _ in ()).throw(full), patience=600, on_wait=stop.append,
                            stop=lambda: bool(stop))
 
 
@@ -558,8 +562,10 @@ WRITER = """
 import os, sys, time
 from kni_core.results import EpochResult, FitSummary
 from workbench.recipe import parse_recipe
-from workbench.runner import StoreListener, new_run
-from workbench.store import Store, this_host
+from workbench.runs.listener import StoreListener
+from workbench.runs.rows import new_run
+from workbench.store.repository import Store
+from workbench.store.liveness import this_host
 db, seed, n, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 print("ready", flush=True)
 while not os.path.exists(go):                     # all four start together
@@ -648,7 +654,7 @@ def test_four_writers_and_a_reader_lose_nothing(db_url, tmp_path):
             assert [e.epoch for e in epochs[r.id]] == list(range(1, n + 1))
             assert [e.test_auc for e in epochs[r.id]] == pytest.approx(
                 [0.5 + r.seed / 100 + e / 10000 for e in range(1, n + 1)])
-        assert store.schema_version() == st.SCHEMA_VERSION
+        assert store.schema_version() == migrations.SCHEMA_VERSION
 
 
 # --------------------------------------------------------------------------------------------
@@ -656,9 +662,9 @@ def test_four_writers_and_a_reader_lose_nothing(db_url, tmp_path):
 
 
 def test_postgres_urls_and_a_missing_driver(monkeypatch):
-    assert st.resolve_url("postgresql://kni@db.lab/runs") == "postgresql+psycopg://kni@db.lab/runs"
-    assert st.resolve_url("postgres://kni@db.lab/runs") == "postgresql+psycopg://kni@db.lab/runs"
-    assert st.resolve_url("postgresql+psycopg://kni@db.lab/runs") == "postgresql+psycopg://kni@db.lab/runs"
+    assert store_engine.resolve_url("postgresql://kni@db.lab/runs") == "postgresql+psycopg://kni@db.lab/runs"
+    assert store_engine.resolve_url("postgres://kni@db.lab/runs") == "postgresql+psycopg://kni@db.lab/runs"
+    assert store_engine.resolve_url("postgresql+psycopg://kni@db.lab/runs") == "postgresql+psycopg://kni@db.lab/runs"
     monkeypatch.setitem(sys.modules, "psycopg", None)          # as if the extra were not installed
     with pytest.raises(StoreError, match=r'pip install "kni-workbench\[postgres\]"'):
         Store.open("postgresql://kni:secret@127.0.0.1:1/runs")
@@ -676,14 +682,15 @@ def test_postgres_errors_are_classified():
                  errors.TooManyConnections("sorry, too many clients already"),
                  psycopg.OperationalError("connection failed: Connection refused")]
     for e in transient:
-        assert st._explain(e, "db").transient, e
-    assert "locked" in str(st._explain(transient[0], "db")) and "disk is full" in str(st._explain(transient[3], "db"))
-    assert "cannot reach" in str(st._explain(transient[-1], "db"))
+        assert store_engine.explain(e, "db").transient, e
+    assert "locked" in str(store_engine.explain(transient[0], "db"))
+    assert "disk is full" in str(store_engine.explain(transient[3], "db"))
+    assert "cannot reach" in str(store_engine.explain(transient[-1], "db"))
     for e, words in ((errors.ReadOnlySqlTransaction("read-only"), "opened read-only"),
                      (errors.InvalidCatalogName('database "x" does not exist'), "createdb"),
                      (errors.InsufficientPrivilege("permission denied for table runs"), "for writing"),
                      (errors.UndefinedTable('relation "x" does not exist'), "does not exist")):
-        explained = st._explain(e, "db")
+        explained = store_engine.explain(e, "db")
         assert not explained.transient and words in str(explained), (e, explained)
 
 
@@ -727,7 +734,7 @@ def test_postgres_readers_never_write(postgres_db, sql):
     sql(postgres_db, "DROP SCHEMA public CASCADE; CREATE SCHEMA public")            # every table, views too
     engine = create_engine(postgres_db)
     with engine.begin() as conn:
-        for _, _, step in st.MIGRATIONS[:3]:
+        for _, _, step in migrations.MIGRATIONS[:3]:
             step(conn)
         conn.execute(text("INSERT INTO meta VALUES ('schema_version', '3')"))
         conn.execute(text(
@@ -739,7 +746,7 @@ def test_postgres_readers_never_write(postgres_db, sql):
     assert res.exit_code == 2 and "a writing command" in res.stderr and "upgrades it" in res.stderr
     assert sql(postgres_db, "SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == "3"
     with Store.open(postgres_db) as store:
-        assert store.schema_version() == st.SCHEMA_VERSION
+        assert store.schema_version() == migrations.SCHEMA_VERSION
         assert [(r.recipe, r.executor) for r in store.runs()] == [("old", None)]
 
 
@@ -757,7 +764,7 @@ def test_postgres_lock_waits_are_bounded_and_retried(postgres_db):
             locked.delete([run_id])
         assert info.value.transient
         other.rollback()                                          # released: the retried write goes through
-        assert st.retry_write(lambda: locked.delete([run_id]), patience=10) == 1
+        assert errors.retry_write(lambda: locked.delete([run_id]), patience=10) == 1
         locked.close()
     finally:
         other.close()

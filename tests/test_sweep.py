@@ -10,18 +10,27 @@ import math
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from kni_core.results import EpochResult
-from workbench import compare as cmp
+from workbench import analysis as cmp
 from workbench.cli import app
 from workbench.recipe import RecipeError, load_recipe, parse_recipe
-from workbench.store import COMPLETED, FAILED, PRUNED, QUEUED, RUNNING, Store, StoreError, this_host, wait_for
-from workbench.sweep import (MAX_POINTS, Pruned, SweepDriver, SweepError, SweepSpec, apply_params, require_optuna)
+from workbench.recipe.sweep import (
+    MAX_POINTS,
+    SweepError,
+    SweepSpec,
+    require_optuna,
+)
+from workbench.runs.errors import Pruned
+from workbench.store.errors import StoreError
+from workbench.store.liveness import this_host
+from workbench.store.repository import Store
+from workbench.store.statuses import COMPLETED, FAILED, PRUNED, QUEUED
+from workbench.sweeps.driver import SweepDriver
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = """\
@@ -53,13 +62,6 @@ def mistakes(text: str, **kw) -> list[RecipeError]:
     with pytest.raises(RecipeError) as info:
         parse_recipe(text, "sw.yaml", **kw)
     return getattr(info.value, "errors", None) or [info.value]
-
-
-@pytest.fixture(autouse=True)
-def _env(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("KNI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "kni-cache"))
-    monkeypatch.delenv("KNI_DB", raising=False)
-    monkeypatch.delenv("KNI_STALE_SECONDS", raising=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,7 +229,7 @@ def test_a_stored_spec_reads_back_the_same():
 
 
 def test_sweep_rows_and_the_runs_of_a_sweep(tmp_path):
-    from workbench.runner import new_run
+    from workbench.runs.rows import new_run
     rec = recipe("sweep:\n  grid:\n    model.temperature: [1, 100]\n")
     with Store.open(tmp_path / "runs.db") as store:
         sid = store.create_sweep(name=rec.name, recipe_text=rec.text, method="grid", spec=rec.sweep.to_dict(),
@@ -296,8 +298,8 @@ def test_the_journal_study_decides_exactly_as_optunas_own_storage(tmp_path):
     needs_optuna()
     import optuna
 
-    from workbench.study import prune_study
-    from workbench.sweep import PruneSpec
+    from workbench.recipe.sweep import PruneSpec
+    from workbench.runs.pruning import prune_study
     prune = PruneSpec("successive_halving", {"min_resource": 1, "reduction_factor": 2,
                                              "min_early_stopping_rate": 0, "bootstrap_count": 0})
     curves = [[0.5 + 0.01 * ((7 * t + 3 * s) % 11) + 0.02 * s for s in range(1, 9)] for t in range(10)]
@@ -325,7 +327,7 @@ def test_the_journal_study_decides_exactly_as_optunas_own_storage(tmp_path):
     path = tmp_path / "runs.db"
     with Store.open(path) as setup:
         sid = setup.create_sweep(name="s", recipe_text="", method="grid", spec={}, seeds=[1], planned=10)
-        from workbench.study import create_studies
+        from workbench.sweeps.search import create_studies
         create_studies(setup, sid, SweepSpec(grid={"model.kg": [True]}, prune=prune))
     with Store.open(path) as a, Store.open(path) as b:     # two connections, as two run processes
         assert play([prune_study(a, sid, prune), prune_study(b, sid, prune)]) == expected
@@ -338,8 +340,8 @@ def test_the_journal_study_decides_exactly_as_optunas_own_storage(tmp_path):
 def play_runs(store: Store, value, epochs: int = 3, status: dict | None = None):
     """A ``launch`` for SweepDriver that plays each queued run into the store as a run process
     would: epochs whose validation AUC is ``value(params, seed, epoch)``."""
-    from workbench.runner import StoreListener
     from kni_core.results import FitSummary
+    from workbench.runs.listener import StoreListener
     launched: list[list[int]] = []
 
     def launch(ids, configs):
@@ -415,7 +417,7 @@ def test_tpe_asks_points_and_is_told_each_points_validation_auc_from_the_store(t
     needs_optuna()
     import optuna
 
-    from workbench.study import search_study
+    from workbench.sweeps.search import search_study
     rec = recipe("sweep:\n  tpe:\n    n: 7\n    seed: 5\n    n_startup_trials: 3\n    space:\n"
                  "      train.lr: {loguniform: [1.0e-4, 1.0e-2]}\n      model.hop_n_sample: {choice: [[1, 4], [1, 8]]}\n")
     value = lambda p, seed, e: 0.9 - 0.05 * (math.log10(p["train.lr"]) + 2.5) ** 2 + 0.01 * seed \
@@ -454,7 +456,7 @@ def _by_point(runs):
 
 def test_without_optuna_grid_sweeps_run_and_tpe_or_pruning_say_which_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "optuna", None)           # as if the extra were not installed
-    monkeypatch.delitem(sys.modules, "workbench.study", raising=False)
+    monkeypatch.delitem(sys.modules, "workbench.runs.pruning", raising=False)
     with pytest.raises(SweepError, match=r'sweep.prune needs Optuna, an optional extra: pip install '
                                          r'"kni-workbench\[sweep\]"'):
         require_optuna("sweep.prune")
@@ -464,7 +466,7 @@ def test_without_optuna_grid_sweeps_run_and_tpe_or_pruning_say_which_extra(tmp_p
         driver = SweepDriver(store, grid, launch, prov=(None, None))
         driver.start()
         assert set(driver.run().values()) == {COMPLETED}
-        from workbench.runner import sweep_listeners
+        from workbench.runs.child import sweep_listeners
         pruning = recipe("sweep:\n  grid:\n    model.temperature: [1, 100]\n  prune: {pruner: median}\n")
         with pytest.raises(SweepError, match="sweep.prune needs Optuna"):
             SweepDriver(store, pruning, launch).start()
@@ -486,7 +488,8 @@ def test_the_prune_listener_prunes_below_the_median_and_never_after_the_last_epo
     needs_optuna()
     from types import SimpleNamespace
 
-    from workbench.study import PruneListener, create_studies
+    from workbench.runs.pruning import PruneListener
+    from workbench.sweeps.search import create_studies
     spec = recipe("sweep:\n  grid: {model.kg: [true]}\n  prune: {pruner: median, n_startup_trials: 2, "
                   "n_warmup_steps: 1}\n").sweep
     with Store.open(tmp_path / "runs.db") as store:
@@ -517,7 +520,6 @@ def test_the_prune_listener_prunes_below_the_median_and_never_after_the_last_epo
         short = listener(5, epochs=2)
         short.epoch(epoch(1, 0.40))
         short.epoch(epoch(2, 0.40))                 # the last epoch: nothing left to save, completes
-        import optuna
         states = [t.state.name for t in listener(6).study.trials]
         assert states[:3] == ["COMPLETE", "COMPLETE", "PRUNED"]
 
@@ -531,8 +533,8 @@ def test_a_pruned_run_process_stops_keeps_its_epochs_and_ends_pruned(tmp_path):
     import optuna
 
     from kni_core.data import prepare
-    from workbench.runner import Launcher
-    from workbench.study import create_studies, prune_study
+    from workbench.runs.launcher import Launcher
+    from workbench.runs.pruning import prune_study
     rec = recipe("sweep:\n  grid: {model.kg: [true]}\n  prune: {pruner: median, n_startup_trials: 1, "
                  "n_warmup_steps: 1}\n", base=BASE.replace("epochs: 3", "epochs: 6").replace("[1, 2]", "[1]"))
     with Store.open(tmp_path / "runs.db") as store:
@@ -602,13 +604,13 @@ def test_sweeps_lists_nothing_in_a_database_without_runs(tmp_path):
 def test_an_older_database_read_only_has_no_sweeps_and_a_writer_adds_them(tmp_path):
     from sqlalchemy import create_engine, text
 
-    import workbench.store as st
+    from workbench.store import migrations
     path = tmp_path / "old.db"
     engine = create_engine(f"sqlite:///{path}")
-    before = next(i for i, (_, what, _) in enumerate(st.MIGRATIONS) if what.startswith("sweeps:"))
-    version = st.MIGRATIONS[before - 1][0]
+    before = next(i for i, (_, what, _) in enumerate(migrations.MIGRATIONS) if what.startswith("sweeps:"))
+    version = migrations.MIGRATIONS[before - 1][0]
     with engine.begin() as conn:                     # a database as the layout before sweeps left it
-        for _, _, step in st.MIGRATIONS[:before]:
+        for _, _, step in migrations.MIGRATIONS[:before]:
             step(conn)
         conn.execute(text(f"INSERT INTO meta VALUES ('schema_version', '{version}')"))
     engine.dispose()
@@ -620,5 +622,5 @@ def test_an_older_database_read_only_has_no_sweeps_and_a_writer_adds_them(tmp_pa
     with Store.open(path, readonly=True) as ro:
         assert ro.schema_version() == version and ro.runs() == []  # read as it is, never upgraded
     with Store.open(path) as store:                  # a writer upgrades it
-        assert store.schema_version() == st.SCHEMA_VERSION and store.sweeps() == []
+        assert store.schema_version() == migrations.SCHEMA_VERSION and store.sweeps() == []
         assert store.create_sweep(name="s", recipe_text="", method="grid", spec={}, seeds=[1], planned=1) == 1

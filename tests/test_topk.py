@@ -14,26 +14,30 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from kni_core.config import (DatasetConfig, EvalConfig, MFConfig, ModelConfig, RunConfig, TopKConfig, TrainConfig)
+from kni_core.config import (
+    DatasetConfig,
+    EvalConfig,
+    MFConfig,
+    ModelConfig,
+    RunConfig,
+    TopKConfig,
+    TrainConfig,
+)
 from kni_core.data import prepare
 from kni_core.data.prepare import PreparedData
 from kni_core.results import EpochResult, TopKResult
 from kni_core.topk import TopKEvaluator, full_metrics, ranked_hits, sampled_metrics
 from kni_core.train import Trainer
-from workbench import compare as cmp
-from workbench import store as st
+from workbench import analysis as cmp
 from workbench.cli import app
 from workbench.recipe import parse_recipe
-from workbench.runner import new_run
-from workbench.store import COMPLETED, Store
+from workbench.runs.rows import new_run
+from workbench.store import migrations
+from workbench.store.repository import Store
+from workbench.store.schema import TopKRow
+from workbench.store.statuses import COMPLETED
 
 LOG2_3 = math.log2(3)
-
-
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch):
-    monkeypatch.setenv("KNI_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("KNI_DB", raising=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,25 +244,26 @@ def test_migration_from_version_2_adds_the_topk_table(tmp_path):
     path = tmp_path / "v2.db"
     engine = create_engine(f"sqlite:///{path}")
     with engine.begin() as conn:
-        for version, _what, step in st.MIGRATIONS:
+        for version, _what, step in migrations.MIGRATIONS:
             if version <= 2:
                 step(conn)
         conn.execute(text("INSERT INTO meta VALUES ('schema_version', '2')"))
     assert "topk" not in inspect(engine).get_table_names()
     engine.dispose()
     with Store.open(path) as s:
-        assert s.schema_version() == st.SCHEMA_VERSION
+        assert s.schema_version() == migrations.SCHEMA_VERSION
         run = add_run(s, 1, [0.6], best=1, recall20=0.3)
         assert s.topk(run)[0].metrics["recall@20"] == 0.3
     engine = create_engine(f"sqlite:///{path}")
     cols = {c["name"] for c in inspect(engine).get_columns("topk")}
-    assert cols == {c.name for c in st.TopK.__table__.columns}
+    assert cols == {c.name for c in TopKRow.__table__.columns}
     engine.dispose()
 
 
 def test_compare_ranks_by_a_topk_metric_at_the_chosen_epoch(store):
     a = [add_run(store, s, [0.6, 0.7], best=2, recall20=r, name="a") for s, r in ((1, 0.2), (2, 0.4))]
-    b = [add_run(store, s, [0.6, 0.7], best=2, recall20=r, name="b") for s, r in ((1, 0.1), (2, 0.1))]
+    for s in (1, 2):
+        add_run(store, s, [0.6, 0.7], best=2, recall20=0.1, name="b")
     add_run(store, 3, [0.6, 0.7], best=2, recall20=None, name="b")     # no top-N: missing, not zero
     assert cmp.check_metric("recall@20") and cmp.check_metric("full_ndcg@10")
     for bad in ("recall@0", "recall@x", "ndcg@10", "Recall@20"):
@@ -315,7 +320,7 @@ def test_tui_run_detail_plots_recall_at_k(tmp_path, monkeypatch):
     import time as _time
 
     from workbench.tui.app import WorkbenchApp
-    from workbench.tui.detail import RunDetailScreen
+    from workbench.tui.screens.detail import RunDetailScreen
 
     monkeypatch.chdir(tmp_path)
     store = Store.open("runs.db")

@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from kni_core.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
+from kni_core.config import (
+    DatasetConfig,
+    EvalConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from kni_core.data import prepare
 from kni_core.train import EpochResult, Trainer, should_stop, tf_adam_eps
 
@@ -45,10 +51,11 @@ def test_host_step_counters_follow_the_optimizers_own():
     trainer = Trainer(cfg, prepare(cfg))
     trainer.train_epoch()
     trainer.train_epoch()
-    table_state = trainer.table_opt.adam.state[trainer.model.embedding]
-    dense_state = next(iter(trainer.dense_opt.state.values()))
+    opt = trainer.optimizer
+    table_state = opt.table.adam.state[trainer.model.embedding]
+    dense_state = next(iter(opt.dense.state.values()))
     steps = -(-len(trainer.data.train) // cfg.train.batch_size) * 2
-    assert trainer.table_opt.steps == trainer.dense_steps == int(table_state["step"]) == int(dense_state["step"]) == steps
+    assert opt.table.steps == opt.dense_steps == int(table_state["step"]) == int(dense_state["step"]) == steps
 
 
 def test_fit_reports_every_epoch_and_selects_the_best_on_the_chosen_split(tmp_path):

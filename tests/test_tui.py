@@ -8,16 +8,13 @@ Update the snapshots with ``pytest tests/test_tui.py --snapshot-update`` and loo
 
 from __future__ import annotations
 
-import asyncio
 import csv
-import functools
 import io
-import json
 import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -25,55 +22,17 @@ import pytest
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from kni_core.config import DatasetConfig, EvalConfig, ModelConfig, RunConfig, TrainConfig
-from workbench.store import (CANCELLED, COMPLETED, CRASHED, FAILED, RUNNING, Epoch, Run, Store, process_start,
-                             this_host)
+from workbench.present import seeds_text
+from workbench.store.liveness import this_host
+from workbench.store.repository import Store
+from workbench.store.schema import EpochRow as Epoch  # rows written as a run process writes them
+from workbench.store.statuses import CANCELLED, COMPLETED, CRASHED, FAILED, RUNNING
 from workbench.tui.app import WorkbenchApp
-from workbench.tui.data import RunData, seeds_text
+from workbench.tui.data import RunData
 
-T0 = datetime(2025, 1, 15, 9, 0, 0, tzinfo=timezone.utc)
-NOW = T0 + timedelta(hours=1)
-TINY = """\
-name: {name}
-description: tiny synthetic recipe for the workbench tests
-dataset: {{name: synthetic, min_relation_triples: 1, synthetic: {{preset: tiny}}}}
-model: {{hop_n_sample: [1, 4], max_degree: 16}}
-train: {{epochs: {epochs}, patience: 0}}
-eval: {{n_eval: 2}}
-seeds: [1]
-device: cpu
-"""
-BROKEN = """\
-name: broken
-dataset: {name: synthetic}
-model:
-  hop_n_sample: [1, 4]
-  temprature: 3
-"""
-TRACEBACK = """\
-Traceback (most recent call last):
-  File "workbench/runner.py", line 261, in child_main
-    execute(cfg, [listener], checkpoint=args.checkpoint)
-  File "kni_core/train.py", line 140, in fit
-    loss = total / count
-ZeroDivisionError: division by zero
-"""
+from tui_helpers import BROKEN, NOW, add_run, cell, config, make_app, metrics, seed_db, sync, until, write_recipes
 
-
-def sync(test):
-    """Run an async test body with asyncio.run (no pytest-asyncio plugin needed)."""
-    @functools.wraps(test)
-    def wrapper(*args, **kwargs):
-        asyncio.run(test(*args, **kwargs))
-    return wrapper
-
-
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch, tmp_path_factory):
-    monkeypatch.chdir(tmp_path)                 # runs.db and recipes/ are shown relative to it
-    monkeypatch.setenv("KNI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "kni-cache"))
-    monkeypatch.delenv("KNI_DB", raising=False)
-    monkeypatch.delenv("KNI_STALE_SECONDS", raising=False)
+pytestmark = pytest.mark.usefixtures("in_tmp_path")   # runs.db and recipes/ shown relative to it
 
 
 @pytest.fixture(scope="module")
@@ -83,96 +42,6 @@ def sleeper():
     yield proc
     proc.kill()
     proc.wait()
-
-
-def write_recipes(folder: Path, *, epochs: int = 3) -> Path:
-    folder.mkdir(exist_ok=True)
-    (folder / "quickstart.yaml").write_text(TINY.format(name="quickstart", epochs=epochs))
-    (folder / "broken.yaml").write_text(BROKEN)
-    return folder
-
-
-def config(seed: int, kg: bool = True, epochs: int = 5, preset: str = "tiny") -> RunConfig:
-    return RunConfig(name="quickstart" if kg else "quickstart-ni",
-                     dataset=DatasetConfig(name="synthetic", min_relation_triples=1, synthetic={"preset": preset}),
-                     model=ModelConfig(kg=kg, hop_n_sample=[1, 4], max_degree=16),
-                     train=TrainConfig(epochs=epochs, patience=0), eval=EvalConfig(n_eval=2),
-                     seed=seed, device="cpu").validate()
-
-
-def metrics(seed: int, epoch: int, kg: bool) -> dict:
-    base = 0.70 if kg else 0.66
-    auc = base + 0.03 * epoch - 0.004 * epoch * epoch + 0.006 * seed
-    return {"train_loss": 0.69 - 0.02 * epoch - 0.001 * seed, "valid_auc": auc, "valid_logloss": 0.70 - auc / 4,
-            "valid_acc": auc - 0.05, "test_auc": auc - 0.01 + 0.002 * seed, "test_logloss": 0.71 - auc / 4,
-            "test_acc": auc - 0.06, "train_seconds": 1.5 + 0.1 * seed, "eval_seconds": 0.5}
-
-
-def add_run(session: Session, *, run_id: int, cfg: RunConfig, status: str, n_epochs: int, kg: bool = True,
-            pid: int = 4242, host: str = "lab-1", error: str | None = None, traceback: str | None = None) -> None:
-    created = T0 + timedelta(minutes=run_id)
-    started = created + timedelta(seconds=5)
-    epochs = [Epoch(run_id=run_id, epoch=e, created_at=started + timedelta(seconds=10 * e),
-                    **metrics(cfg.seed, e, kg)) for e in range(1, n_epochs + 1)]
-    best = max(epochs, key=lambda e: e.valid_auc) if epochs else None
-    live = status == RUNNING
-    end = started + timedelta(seconds=10 * n_epochs + 3)
-    run = Run(id=run_id, recipe=cfg.name, recipe_path=f"recipes/{cfg.name}.yaml",
-              recipe_text=f"name: {cfg.name}\nseeds: [{cfg.seed}]\n",
-              config_json=json.dumps(cfg.to_dict(), sort_keys=True), config_hash=cfg.config_hash(),
-              dataset="synthetic-" + cfg.dataset.synthetic["preset"], model="KNI" if kg else "NI", seed=cfg.seed,
-              device="cpu", status=status, pid=pid, host=host, created_at=created, started_at=started,
-              pid_start=process_start(pid) if host == this_host() else None,   # as a run process records it
-              finished_at=None if live else end, heartbeat_at=NOW - timedelta(seconds=2) if live else end,
-              max_epochs=cfg.train.epochs, select_on="valid", stopped_early=False,
-              best_epoch=best.epoch if best else None, error=error, traceback=traceback,
-              package_version="0.1.0", git_commit="0123456789ab")
-    if best is not None:
-        for f in ("valid_auc", "valid_logloss", "valid_acc", "test_auc", "test_logloss", "test_acc"):
-            setattr(run, f"best_{f}", getattr(best, f))
-    session.add(run)
-    session.flush()
-    session.add_all(epochs)
-
-
-def seed_db(path: Path, running_pid: int | None = None) -> Store:
-    """Two configurations (KNI, NI) x seeds 1-3 completed, a failed, a crashed, a cancelled
-    run and (given a live pid) a running one; fixed timestamps throughout."""
-    store = Store.open(path)
-    with Session(store.writer) as s, s.begin():
-        n = 0
-        for kg in (True, False):
-            for seed in (1, 2, 3):
-                n += 1
-                add_run(s, run_id=n, cfg=config(seed, kg), status=COMPLETED, n_epochs=5, kg=kg)
-        add_run(s, run_id=7, cfg=config(4), status=FAILED, n_epochs=2, error="ZeroDivisionError: division by zero",
-                traceback=TRACEBACK)
-        add_run(s, run_id=8, cfg=config(5), status=CRASHED, n_epochs=1,
-                error="the process (pid 4242 on lab-1) is gone and its last heartbeat was 31 s ago; no end was "
-                      "recorded (killed, out of memory or power cut)")
-        add_run(s, run_id=9, cfg=config(6), status=CANCELLED, n_epochs=3, error="cancelled by SIGTERM")
-        if running_pid is not None:
-            add_run(s, run_id=10, cfg=config(7), status=RUNNING, n_epochs=2, pid=running_pid, host=this_host())
-    return store
-
-
-def make_app(store: Store, recipes: Path | None = None, **kw) -> WorkbenchApp:
-    return WorkbenchApp(store, recipes or write_recipes(Path("recipes")), clock=lambda: NOW, gpus=[], **kw)
-
-
-async def until(pilot, predicate, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        await pilot.pause(0.1)
-    assert predicate(), f"timed out after {timeout:.0f} s waiting for {what}"
-
-
-def cell(app, table_id: str, row: int | str, column: str) -> str:
-    table = app.screen.query_one(table_id)
-    value = table.get_cell(str(row), column)
-    return getattr(value, "plain", str(value))
 
 
 # --------------------------------------------------------------------------------------------
@@ -187,8 +56,8 @@ async def test_start_recipe_from_the_recipes_screen_streams_epochs_live(tmp_path
     from textual.widgets import DataTable, Input, Select
     from textual_plotext import PlotextPlot
 
-    from workbench.tui.detail import RunDetailScreen
-    from workbench.tui.dialogs import StartDialog
+    from workbench.tui.screens.detail import RunDetailScreen
+    from workbench.tui.screens.dialogs import StartDialog
 
     store = Store.open("runs.db")
     app = WorkbenchApp(store, write_recipes(Path("recipes")), gpus=[])   # the real clock
@@ -254,8 +123,8 @@ async def test_start_recipe_from_the_recipes_screen_streams_epochs_live(tmp_path
 @sync
 async def test_cancel_a_running_run(tmp_path):
     """c on a running run asks, then the run process records cancelled with its epochs kept."""
-    from workbench.tui.dialogs import ConfirmDialog
-    from workbench.tui.launch import start_recipe
+    from workbench.services.background import start_recipe
+    from workbench.tui.screens.dialogs import ConfirmDialog
 
     recipes = write_recipes(Path("recipes"), epochs=500)
     store = Store.open("runs.db")
@@ -290,7 +159,7 @@ async def test_compare_two_groups_paired_test_and_csv_export(tmp_path):
     from textual.widgets import DataTable, Input
 
     from workbench.cli import app as kni
-    from workbench.tui.dialogs import ExportDialog
+    from workbench.tui.screens.dialogs import ExportDialog
 
     store = seed_db(Path("runs.db"))
     app = make_app(store)
@@ -344,7 +213,7 @@ async def test_compare_two_groups_paired_test_and_csv_export(tmp_path):
 
 @sync
 async def test_failed_run_shows_its_traceback_and_crashed_runs_show(tmp_path):
-    from workbench.tui.detail import RunDetailScreen
+    from workbench.tui.screens.detail import RunDetailScreen
 
     store = seed_db(Path("runs.db"))
     app = make_app(store)
@@ -365,7 +234,7 @@ async def test_failed_run_shows_its_traceback_and_crashed_runs_show(tmp_path):
 
 @sync
 async def test_delete_a_finished_run(tmp_path):
-    from workbench.tui.dialogs import ConfirmDialog
+    from workbench.tui.screens.dialogs import ConfirmDialog
 
     store = seed_db(Path("runs.db"))
     app = make_app(store)
@@ -397,7 +266,7 @@ async def test_dead_run_process_shows_crashed(tmp_path):
 @pytest.mark.parametrize("choice", ["leave", "cancel"])
 @sync
 async def test_quit_with_active_runs_asks(tmp_path, choice):
-    from workbench.tui.dialogs import QuitDialog
+    from workbench.tui.screens.dialogs import QuitDialog
 
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     try:
@@ -502,7 +371,6 @@ def static_text(app, selector: str, width: int = 200) -> str:
 
 @sync
 async def test_a_rerun_still_training_does_not_replace_its_completed_seed(tmp_path, sleeper):
-    from workbench import compare as cmp
     store = seed_db(Path("runs.db"))
     with Session(store.writer) as s, s.begin():      # seed 2 of the KNI group re-run, one epoch so far
         add_run(s, run_id=11, cfg=config(2), status=RUNNING, n_epochs=1, pid=sleeper.pid, host=this_host())
@@ -552,12 +420,13 @@ async def test_the_paired_view_never_pairs_a_group_with_itself_and_follows_the_t
 @sync
 async def test_one_group_id_in_every_view(tmp_path):
     from textual.widgets import DataTable, SelectionList
-    from workbench import compare as cmp
+
+    from workbench import analysis as cmp
     from workbench.cli import app as kni
     store = seed_db(Path("runs.db"))
     runs = store.runs()
     ids = {r.model: cmp.group_id(r.config_hash) for r in runs}
-    settings = {cmp._key(r, "settings")[:6] for r in runs}       # the old matrix header id
+    settings = {cmp.group_key(r, "settings")[:6] for r in runs}       # the old matrix header id
     app = make_app(store)
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.press("3", "a")
@@ -584,7 +453,7 @@ async def test_one_group_id_in_every_view(tmp_path):
 @sync
 async def test_a_recipe_whose_data_is_missing_is_marked_and_not_started(tmp_path, monkeypatch):
     from kni_core.data import registry
-    from workbench.tui.dialogs import StartDialog
+    from workbench.tui.screens.dialogs import StartDialog
     monkeypatch.setattr(registry, "data_roots", lambda: [tmp_path / "nowhere"])
     recipes = write_recipes(Path("recipes"))
     (recipes / "ab.yaml").write_text("name: ab\ndataset: {name: ab}\nmodel: {attention: 2}\nseeds: 1..5\n")

@@ -13,21 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from workbench.store import Store
+from workbench.store.repository import Store
 from workbench.tui.app import WorkbenchApp
 
-from test_tui import until  # the TUI tests' helpers
+from helpers import tiny_recipe
+from tui_helpers import until
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = """\
-name: {name}
-dataset: {{name: synthetic, min_relation_triples: 1, synthetic: {{preset: tiny}}}}
-model: {model}
-train: {{epochs: 1, patience: 0}}
-eval: {{n_eval: 2}}
-seeds: [1]
-device: cpu
-"""
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +28,7 @@ def db(tmp_path_factory):
     base = tmp_path_factory.mktemp("tui-explain")
     env = {**os.environ, "KNI_CACHE_DIR": str(base / "cache")}
     for name, model in (("kni", "{hop_n_sample: [1, 4], max_degree: 16, hidden: 8}"), ("mf", "{name: mf, dim: 4}")):
-        (base / f"{name}.yaml").write_text(TINY.format(name=name, model=model))
+        (base / f"{name}.yaml").write_text(tiny_recipe(name, model=model[1:-1], epochs=1))
         res = subprocess.run([sys.executable, "-m", "workbench.cli", "run", str(base / f"{name}.yaml"), "--db",
                               str(base / "runs.db")], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stderr
@@ -61,7 +53,7 @@ def test_explain_screen(db, size, monkeypatch, tmp_path):
     async def body() -> None:
         from textual.widgets import Input
 
-        from workbench.tui.explain import ExplainScreen
+        from workbench.tui.screens.explain import ExplainScreen
         store = Store.open(db / "runs.db", readonly=True)
         app = WorkbenchApp(store, tmp_path, gpus=[])
         async with app.run_test(size=size) as pilot:

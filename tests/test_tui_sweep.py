@@ -13,14 +13,28 @@ from textual.widgets import DataTable, TextArea
 
 from kni_core.results import EpochResult, FitSummary
 from workbench.recipe import parse_recipe
-from workbench.runner import StoreListener, new_run
-from workbench.store import (CANCELLED, COMPLETED, CRASHED, FAILED, PRUNED, QUEUED, RUNNING, STATUSES, Store,
-                             this_host, wait_for)
-from workbench.sweep import Pruned
+from workbench.runs.errors import Pruned
+from workbench.runs.listener import StoreListener
+from workbench.runs.rows import new_run
+from workbench.store.liveness import this_host
+from workbench.store.repository import Store
+from workbench.store.statuses import (
+    COMPLETED,
+    PRUNED,
+    QUEUED,
+    RUNNING,
+    STATUSES,
+)
 from workbench.tui.app import WorkbenchApp
-from workbench.tui.dialogs import StartDialog, StartRequest, check_start, override_lines
+from workbench.tui.screens.dialogs import (
+    StartDialog,
+    StartRequest,
+    check_start,
+    override_lines,
+)
 
-from test_tui import sync, until  # the TUI tests' helpers
+from helpers import wait_for
+from tui_helpers import sync, until
 
 SWEEP = """\
 name: tiny-sweep
@@ -36,12 +50,7 @@ sweep:
 """
 
 
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch, tmp_path_factory):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("KNI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "kni-cache"))
-    monkeypatch.delenv("KNI_DB", raising=False)
-    monkeypatch.delenv("KNI_STALE_SECONDS", raising=False)
+pytestmark = pytest.mark.usefixtures("in_tmp_path")   # runs.db and recipes/ shown relative to it
 
 
 def recipes_dir() -> Path:
@@ -176,7 +185,7 @@ async def test_runs_grouped_by_sweep_and_a_sweeps_points_ranked_in_compare(tmp_p
 
 
 def test_the_workbench_launcher_runs_a_sweep_with_its_overrides(tmp_path):
-    from workbench.tui.launch import start_recipe
+    from workbench.services.background import start_recipe
     store = Store.open("runs.db")
     path = recipes_dir() / "tiny-sweep.yaml"
     launch = start_recipe(store, path, seeds="1", device="cpu", jobs=2, overrides=["train.epochs=1"])

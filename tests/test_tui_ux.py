@@ -11,17 +11,11 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Input
 
-from test_tui import NOW, cell, make_app, seed_db, sync, until  # noqa: F401 (fixtures of the TUI tests)
+from workbench.store.records import group_target, run_target
 
-from workbench.store import RUNNING, group_target, run_target
+from tui_helpers import NOW, cell, make_app, seed_db, sync, until
 
-
-@pytest.fixture(autouse=True)
-def _env(tmp_path, monkeypatch, tmp_path_factory):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("KNI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "kni-cache"))
-    monkeypatch.delenv("KNI_DB", raising=False)
-    monkeypatch.delenv("KNI_STALE_SECONDS", raising=False)
+pytestmark = pytest.mark.usefixtures("in_tmp_path")   # runs.db and recipes/ shown relative to it
 
 
 @pytest.fixture
@@ -79,7 +73,7 @@ async def test_runs_tab_shows_progress_with_eta_and_keys_at_120_and_80(tmp_path,
 
 @sync
 async def test_tags_and_notes_are_edited_in_the_tui(tmp_path):
-    from workbench.tui.notes import AnnotateDialog
+    from workbench.tui.screens.annotate import AnnotateDialog
 
     store = seed_db(Path("runs.db"))
     app = make_app(store)
@@ -94,7 +88,7 @@ async def test_tags_and_notes_are_edited_in_the_tui(tmp_path):
         await pilot.press("enter")
         await until(pilot, lambda: not isinstance(app.screen, AnnotateDialog), 5, "the dialog to close")
         await pilot.pause(0.2)
-        assert store.get(1).tags == ["baseline", "seeds-a"] and store.get(2).tags == ["baseline", "seeds-a"]
+        assert store.get(1).tags == ("baseline", "seeds-a") and store.get(2).tags == ("baseline", "seeds-a")
         assert cell(app, "#runs-table", 1, "tags") == "baseline seeds-a"
         # the group of the highlighted run gets a note
         runs.marked.clear()
@@ -123,7 +117,7 @@ async def test_tags_and_notes_are_edited_in_the_tui(tmp_path):
 
 @sync
 async def test_config_diff_of_two_marked_runs(tmp_path):
-    from workbench.tui.notes import DiffScreen
+    from workbench.tui.screens.annotate import DiffScreen
 
     store = seed_db(Path("runs.db"))
     app = make_app(store)

@@ -1,6 +1,7 @@
-"""From a RawDataset to the tensors KNI trains on, exactly as DESIGN.md specifies.
+"""From a RawDataset to the tensors KNI trains on, exactly as docs/design.md specifies.
 
-Steps: seeded 6:2:2 split, by default exactly the original's (users without a training positive dropped from every split);
+Steps: seeded 6:2:2 split, by default exactly the original's (users without a training
+positive dropped from every split);
 one entity space (0 = padding, then users, then items and KG entities); relations with
 fewer than ``min_relation_triples`` triples dropped and the rest collapsed into undirected
 edges; entities kept only if reachable from a user or item within ``len(hop_n_sample)``
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:                    # scipy is imported where a graph is built: validating a
-    import scipy.sparse as sp        # recipe (which imports this package) stays light
+    import scipy.sparse as sp  # recipe (which imports this package) stays light
 
 from ..config import RunConfig, stable_hash
 from ..errors import DataError
@@ -140,8 +141,9 @@ def check_splits(parts: dict[str, np.ndarray], fractions: list[float], raw: RawD
         labels = np.unique(part[:, 2])
         if len(labels) < 2:
             only = "positive" if labels[0] == 1 else "negative"
+            why = "the model cannot learn to tell them apart" if name == "train" else "its AUC is undefined"
             raise DataError(f"degenerate split: the {name} split holds only {only} labels ({len(part):,} rows), so "
-                            f"{'the model cannot learn to tell them apart' if name == 'train' else 'its AUC is undefined'}"
+                            f"{why}"
                             f"; {data}. Each split needs ratings of both labels from several users.", raw.source)
 
 

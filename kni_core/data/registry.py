@@ -91,7 +91,7 @@ DATASETS: dict[str, DatasetSpec] = {spec.name: spec for spec in [
     DatasetSpec(
         "ml-20m", "MovieLens-20M (the paper's Movie-20M)", ("ml-20m", "movielens-20m"), "auto",
         {"users": 59296, "items": 11895, "interactions": 9100000, "entities": 64067, "triples": 1200000},
-        "DESIGN.md (approximate, from the KNI paper)",
+        "docs/design.md (approximate, from the KNI paper)",
         ("ml-20m.pkl", "or RecBole atomic files ml-20m.inter / .kg / .link"),
         "KNI's ml-20m.pkl is in the authors' data release linked from https://github.com/Atomu2014/KNI; "
         "RecBole's ml-20m KG dataset (atomic files) from https://recbole.io/dataset_list.html.",

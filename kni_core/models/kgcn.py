@@ -25,12 +25,29 @@ incomplete batch, as the original's. Dropout is 0 in the original and is not bui
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .base import Recommender, bce, glorot_table, kg_index, lookup
+from ..schema import setting
+from .base import F, ModelSettings, Recommender, bce, glorot_table, kg_index, lookup, model_name, nn, no_grad, np, torch
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+
+@dataclass
+class KGCNConfig(ModelSettings):
+    """KGCN (Wang et al., WWW'19; hwwang55/KGCN, ``kni_core.models.kgcn``)."""
+
+    name: str = model_name("kgcn")
+    dim: int = setting(64, "user, entity and relation embedding size", lo=1)
+    n_iter: int = setting(1, "aggregation iterations (receptive field in KG hops)", lo=1)
+    neighbor_sample_size: int = setting(8, "neighbours sampled once per entity (with replacement when it has fewer)",
+                                        lo=1)
+    aggregator: str = setting("sum", "sum, concat or neighbor", choices=("sum", "concat", "neighbor"))
+
+    def graph_needs(self) -> dict:
+        return {"kg": True, "reach_hops": self.n_iter, "max_degree": 0}
 
 
 def sample_neighbours(triples: np.ndarray, n_rows: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,6 +86,11 @@ def sample_neighbours(triples: np.ndarray, n_rows: int, k: int, seed: int) -> tu
 
 
 class KGCN(Recommender):
+    name = "kgcn"
+    config_class = KGCNConfig
+    label = "KGCN"
+    order = 3
+    setup_memory = ("model.neighbor_sample_size", "model.dim")
     drop_last = True
 
     def __init__(self, n_users: int, n_kg_rows: int, n_relation: int, adj_entity: np.ndarray,
@@ -125,7 +147,7 @@ class KGCN(Recommender):
                        for hop in range(self.n_iter - i)]
         return (user * vectors[0].view(batch, d)).sum(-1)
 
-    @torch.no_grad()
+    @no_grad
     def score_matrix(self, user: int, items: Tensor) -> Tensor:
         """For one user a node's vector after iteration i depends only on the node (its sampled
         subtree is fixed), so one propagation over the whole table serves every item: the

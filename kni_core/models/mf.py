@@ -9,13 +9,35 @@ Glorot-initialised table over the entity space (users and items only: MF asks fo
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor, nn
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .base import Recommender, bce, glorot_table, lookup
+from ..schema import setting
+from .base import ModelSettings, Recommender, bce, glorot_table, lookup, model_name, nn, no_grad, torch
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+
+@dataclass
+class MFConfig(ModelSettings):
+    """Logistic matrix factorisation (``kni_core.models.mf``): the no-graph floor."""
+
+    name: str = model_name("mf")
+    dim: int = setting(8, "embedding size of users and items", lo=1)
+    bias: bool = setting(True, "add user, item and global biases to the dot product")
+
+    def graph_needs(self) -> dict:
+        return {"kg": False, "reach_hops": 0, "max_degree": 0}
 
 
 class MF(Recommender):
+    name = "mf"
+    config_class = MFConfig
+    label = "MF"
+    order = 1
+    setup_memory = ("model.dim",)
+
     def __init__(self, n_entity: int, dim: int, bias: bool, l2: float):
         super().__init__()
         self.embedding = glorot_table(n_entity - 1, dim, padding=True)
@@ -39,7 +61,7 @@ class MF(Recommender):
     def forward(self, users: Tensor, items: Tensor) -> Tensor:
         return self._logits(users, items)[0]
 
-    @torch.no_grad()
+    @no_grad
     def score_matrix(self, user: int, items: Tensor) -> Tensor:
         logits = self.embedding[items] @ self.embedding[user]
         if self.use_bias:

@@ -24,11 +24,44 @@ in float64; this one in float32.
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-from torch import Tensor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .base import Recommender, bce, glorot_bound, glorot_table, kg_index, lookup, uniform_table
+from ..schema import setting
+from .base import (
+    ModelSettings,
+    Recommender,
+    bce,
+    glorot_bound,
+    glorot_table,
+    kg_index,
+    lookup,
+    model_name,
+    no_grad,
+    np,
+    torch,
+    uniform_table,
+)
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+
+@dataclass
+class RippleNetConfig(ModelSettings):
+    """RippleNet (Wang et al., CIKM'18; hwwang55/RippleNet, ``kni_core.models.ripplenet``)."""
+
+    name: str = model_name("ripplenet")
+    dim: int = setting(4, "entity and relation embedding size", lo=1)
+    n_hop: int = setting(2, "hops of the ripple sets", lo=1)
+    n_memory: int = setting(32, "memories (KG triples) sampled per user and hop", lo=1)
+    kge_weight: float = setting(0.01, "weight of the KGE term (-mean sigmoid(h R t) per hop)", lo=0.0)
+    item_update_mode: str = setting("plus_transform", "how the item vector is updated after each hop",
+                                    choices=("replace", "plus", "replace_transform", "plus_transform"))
+    using_all_hops: bool = setting(True, "predict with the sum of every hop's response (false: the last hop only)")
+
+    def graph_needs(self) -> dict:
+        return {"kg": True, "reach_hops": self.n_hop, "max_degree": 0}
 
 
 def ripple_sets(train: np.ndarray, triples: np.ndarray, n_users: int, n_hop: int, n_memory: int,
@@ -68,6 +101,12 @@ def ripple_sets(train: np.ndarray, triples: np.ndarray, n_users: int, n_hop: int
 
 
 class RippleNet(Recommender):
+    name = "ripplenet"
+    config_class = RippleNetConfig
+    label = "RippleNet"
+    order = 2
+    setup_memory = ("model.n_memory", "model.dim")
+
     def __init__(self, n_users: int, n_kg_rows: int, n_relation: int, memories: np.ndarray, dim: int,
                  n_hop: int, kge_weight: float, l2: float, item_update_mode: str, using_all_hops: bool):
         super().__init__()
@@ -128,7 +167,7 @@ class RippleNet(Recommender):
     def forward(self, users: Tensor, items: Tensor) -> Tensor:
         return self._logits(users, items, *self._memories(users))
 
-    @torch.no_grad()
+    @no_grad
     def score_matrix(self, user: int, items: Tensor) -> Tensor:
         """One user's memories, hence ``R h`` and ``t`` per hop, serve every item."""
         hs, rs, ts = self._memories(torch.tensor([user], device=items.device))

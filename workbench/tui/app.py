@@ -1,8 +1,8 @@
 """``kni-workbench``: the Textual workbench that starts runs, streams them live and compares them.
 
-Layers (DESIGN.md): the app reads the run database through :class:`workbench.store.Store`
-(polled by a thread worker, see :mod:`workbench.tui.data`) and starts runs through
-:mod:`workbench.runner` (via :mod:`workbench.tui.launch`); run rows are written by the run
+Layers (docs/design.md): the app reads the run database through the store (polled by a thread
+worker, see :mod:`workbench.tui.data`) and starts runs through a background launcher process
+(:mod:`workbench.services.background`); run rows are written by the run
 processes, never by the app. Runs therefore survive the app closing or being killed, and a
 reopened app shows them live again.
 
@@ -30,12 +30,22 @@ from textual.lazy import Lazy
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
+from ..present import TERMINAL_COLOURS, seeds_text, status_style
 from ..recipe import RecipeError
-from ..sweep import SweepError
-from ..store import CANCELLED, COMPLETED, CRASHED, FAILED, LIVE, PRUNED, QUEUED, RUNNING, Store, StoreError
-from .data import Change, RunData, seeds_text
-from .dialogs import ConfirmDialog, ExportDialog, HelpScreen, QuitDialog, StartDialog, StartRequest
-from .launch import Launch, LaunchError, cancel_run, start_recipe
+from ..recipe.sweep import SweepError
+from ..services.background import Launch, LaunchError, cancel_run, start_recipe
+from ..store.errors import StoreError
+from ..store.repository import Store
+from ..store.statuses import LIVE, QUEUED, RUNNING
+from .data import Change, RunData
+from .screens.dialogs import (
+    ConfirmDialog,
+    ExportDialog,
+    HelpScreen,
+    QuitDialog,
+    StartDialog,
+    StartRequest,
+)
 
 #: Seconds between two polls of the database.
 POLL_SECONDS = 0.5
@@ -103,9 +113,9 @@ class WorkbenchApp(App):
         return self.screen_stack[0]
 
     def compose(self) -> ComposeResult:
-        from .compare_pane import ComparePane
-        from .recipes import RecipesPane
-        from .runs import RunsPane
+        from .panes.compare import ComparePane
+        from .panes.recipes import RecipesPane
+        from .panes.runs import RunsPane
         yield Header(show_clock=False)
         with TabbedContent(initial="runs" if self.data.runs else "recipes", id="main-tabs"):
             with TabPane("Recipes [1]", id="recipes"):
@@ -119,7 +129,7 @@ class WorkbenchApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
-        from .runs import RunsPane
+        from .panes.runs import RunsPane
         self.add_listener(self.main.query_one(RunsPane))
         self.set_interval(self.poll_seconds, self.poll)
         self.theme_changed_signal.subscribe(self, lambda theme: self.refresh_views())
@@ -190,24 +200,16 @@ class WorkbenchApp(App):
 
     # -- styling ----------------------------------------------------------------------------
     def status_style(self, status: str) -> str:
-        """A rich style for a run status, taken from the theme (readable light and dark)."""
+        """The Rich style of a run status (the CLI's look), in the theme's colours: readable light and dark."""
         v = self.theme_variables
-        return {
-            QUEUED: "dim",
-            RUNNING: f"bold {v.get('text-primary', 'blue')}",
-            COMPLETED: v.get("text-success", "green"),
-            FAILED: f"bold {v.get('text-error', 'red')}",
-            CANCELLED: v.get("text-warning", "yellow"),
-            CRASHED: f"bold reverse {v.get('text-error', 'red')}",
-            PRUNED: f"italic {v.get('text-accent', 'cyan')}",
-        }.get(status, "")
+        return status_style(status, {role: v.get(f"text-{role}", colour) for role, colour in TERMINAL_COLOURS.items()})
 
     def action_toggle_theme(self) -> None:
         self.theme = "textual-light" if self.current_theme.dark else "textual-dark"
 
     def refresh_views(self) -> None:
-        from .recipes import RecipesPane
-        from .runs import RunsPane
+        from .panes.recipes import RecipesPane
+        from .panes.runs import RunsPane
         for pane in self.main.query(RunsPane):
             pane.rebuild()
         for pane in self.main.query(RecipesPane):
@@ -245,7 +247,7 @@ class WorkbenchApp(App):
     def with_compare(self, then: Callable[[Any], object]) -> None:
         """Call ``then(pane)`` with the Compare pane once it is mounted: it mounts lazily, just
         after the first screen, so a key pressed at once must wait for it."""
-        from .compare_pane import ComparePane
+        from .panes.compare import ComparePane
         found = self.main.query(ComparePane)
         if found and found.first().is_mounted:
             then(found.first())
@@ -257,7 +259,7 @@ class WorkbenchApp(App):
             self.push_screen(HelpScreen())
 
     def open_run(self, run_id: int) -> None:
-        from .detail import RunDetailScreen
+        from .screens.detail import RunDetailScreen
         if run_id in self.data.runs:
             self.push_screen(RunDetailScreen(run_id))
 
@@ -266,7 +268,7 @@ class WorkbenchApp(App):
         self.with_compare(lambda pane: pane.show_groups([config_hash]))
 
     def compare_sweep(self, sweep_id: int) -> None:
-        from .compare_pane import ComparePane
+        from .panes.compare import ComparePane
         self.action_show_tab("compare")
         self.main.query_one(ComparePane).show_sweep(sweep_id)
 
@@ -294,8 +296,8 @@ class WorkbenchApp(App):
                             f"at a time...", timeout=4)
                 self._start(entry.path, request)
 
-        from ..executors import ray_available
-        from .dialogs import EXECUTOR_OPTIONS
+        from ..runs.ray_executor import ray_available
+        from .screens.dialogs import EXECUTOR_OPTIONS
         self.push_screen(StartDialog(rec.name, seeds_text(rec.seeds), rec.device, self.device_options(),
                                      recipe_text=rec.text, recipe_path=str(entry.path), executor=rec.executor,
                                      executors=EXECUTOR_OPTIONS if ray_available() else None), started)
@@ -315,7 +317,7 @@ class WorkbenchApp(App):
         self.call_from_thread(self._started, launch)
 
     def _started(self, launch: Launch) -> None:
-        from .runs import RunsPane
+        from .panes.runs import RunsPane
         self.launches.append(launch)
         ids = launch.run_ids
         if launch.sweep_id is not None:
@@ -370,7 +372,7 @@ class WorkbenchApp(App):
                 except StoreError as e:
                     self.notify(str(e), severity="error")
                     return
-                from ..checkpoints import remove as remove_checkpoint
+                from ..runs.checkpoints import remove as remove_checkpoint
                 for r in gone:                              # as kni rm: their saved models too
                     try:
                         remove_checkpoint(self.store.url, r.checkpoint)
@@ -386,8 +388,8 @@ class WorkbenchApp(App):
     # -- annotations (the user's own edits) and the config diff ------------------------------------
     def annotate(self, ids: list[int], kind: str) -> None:
         """Edit the tags or the note (``kind``) of runs ``ids`` or of their groups."""
-        from ..store import group_target, run_target
-        from .notes import AnnotateDialog, Scope
+        from ..store.records import group_target, run_target
+        from .screens.annotate import AnnotateDialog, Scope
         runs = [self.data.runs[i] for i in ids if i in self.data.runs]
         if not runs:
             return
@@ -420,7 +422,7 @@ class WorkbenchApp(App):
         self.push_screen(AnnotateDialog(kind, scopes), answer)
 
     def _save_annotation(self, kind: str, result) -> None:
-        from ..notes import parse_tags
+        from ..present import parse_tags
         targets = list(result.scope.targets)
         try:
             if kind == "tags":
@@ -439,8 +441,8 @@ class WorkbenchApp(App):
         self.refresh_now()
 
     def show_diff(self, a: int, b: int) -> None:
-        from ..diff import config_diff
-        from .notes import DiffScreen
+        from ..analysis.diff import config_diff
+        from .screens.annotate import DiffScreen
         if a in self.data.runs and b in self.data.runs:
             self.push_screen(DiffScreen(config_diff(self.data.runs[a], self.data.runs[b])))
 
@@ -461,7 +463,7 @@ class WorkbenchApp(App):
 
         self.push_screen(ExportDialog(pane.default_export_path(),
                                       f"{groups} group(s), {len(pane.points)} run(s); the columns of kni export "
-                                      f"(documented in workbench/compare.py)."), answer)
+                                      f"(documented in docs/export.md)."), answer)
 
     # -- quitting -------------------------------------------------------------------------------
     async def action_quit(self) -> None:

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterable
 
-from ..notes import tags_text  # noqa: F401  (for the views)
-from ..progress import progress_cell  # noqa: F401
-from ..resources import resources_text  # noqa: F401
-from ..store import CRASHED, LIVE, Epoch, Run, Store, StoreError, Sweep, utcnow
+from ..store.errors import StoreError
+from ..store.records import Epoch, Run, Sweep, utcnow
+from ..store.repository import Store
+from ..store.statuses import LIVE
 
 #: Seconds between two full re-reads of the runs table.
 FULL_SECONDS = 5.0
@@ -214,51 +214,3 @@ class RunData:
 
     def sorted_runs(self) -> list[Run]:
         return [self.runs[i] for i in sorted(self.runs)]
-
-
-# --------------------------------------------------------------------------------------------
-# formatting
-
-
-def fmt(x: float | None, digits: int = 4) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    return f"{x:.{digits}f}"
-
-
-def pm(mean: float, std: float, digits: int = 4, sep: str = " ± ") -> str:
-    """``mean ± std`` (just the mean when the std is undefined)."""
-    if mean is None or not math.isfinite(mean):
-        return "-"
-    if std is None or not math.isfinite(std):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f}{sep}{std:.{digits}f}"
-
-
-def elapsed_seconds(run: Run, now: datetime) -> float | None:
-    if run.started_at is None:
-        return None
-    if run.status == CRASHED:
-        end = run.heartbeat_at or run.finished_at or run.started_at
-    elif run.status in LIVE:
-        end = now
-    else:
-        end = run.finished_at or run.heartbeat_at or run.started_at
-    return max(0.0, (end - run.started_at).total_seconds())
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f}m"
-    return f"{seconds / 3600:.1f}h"
-
-
-def seeds_text(seeds: list[int]) -> str:
-    """``1..5`` for a contiguous run of seeds, else ``1,3,7``."""
-    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):
-        return f"{seeds[0]}..{seeds[-1]}"
-    return ",".join(map(str, seeds))

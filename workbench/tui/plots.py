@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..store import Epoch
+from ..store.records import Epoch
 
 #: Readable on light and dark backgrounds (the widget supplies the background).
 PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),

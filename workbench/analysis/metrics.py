@@ -1,0 +1,79 @@
+"""What a comparison can rank by and when: the metric names, the ``--at`` epoch, group ids."""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from kni_core.errors import KniError
+
+from ..store.records import METRICS
+from ..store.statuses import COUNTED
+
+GROUP_BY = ("config", "dataset", "model", "recipe")
+#: Statuses that count unless --status says otherwise (a pruned run counts at its best epoch).
+DEFAULT_STATUSES = COUNTED
+GROUP_ID_LENGTH = 8
+
+
+def group_id(config_hash: str) -> str:
+    """The short id of a configuration group: the first characters of its config hash."""
+    return config_hash[:GROUP_ID_LENGTH]
+
+
+#: Top-N metric families, in column order (``kni_core.topk``).
+TOPK_FAMILIES = ("precision", "recall", "f1", "full_recall", "full_ndcg")
+_TOPK = re.compile(r"^(" + "|".join(TOPK_FAMILIES) + r")@([1-9][0-9]*)$")
+
+
+class CompareError(KniError):
+    """A selection or comparison that cannot be made (unknown group, no shared seeds...)."""
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric.endswith("loss")
+
+
+def is_topk_metric(metric: str) -> bool:
+    return bool(_TOPK.match(metric))
+
+
+def topk_order(metric: str) -> tuple[int, int]:
+    m = _TOPK.match(metric)
+    assert m is not None
+    return TOPK_FAMILIES.index(m.group(1)), int(m.group(2))
+
+
+def check_metric(metric: str) -> str:
+    if metric not in METRICS and not is_topk_metric(metric):
+        raise CompareError(f"--metric: expected one of {', '.join(METRICS)}, or a top-N metric such as "
+                           f"recall@20, precision@10, f1@5, full_recall@20, full_ndcg@20; got {metric!r}")
+    return metric
+
+
+def topk_columns(rows: Sequence[dict], suffixes: Sequence[str] = ("",)) -> list[str]:
+    """The top-N metric columns present in ``rows`` (``METRIC`` + each suffix), in family and K order."""
+    names: set[str] = set()
+    for row in rows:
+        for key in row:
+            for suffix in suffixes:
+                base = key[:len(key) - len(suffix)] if key.endswith(suffix) else ""
+                if is_topk_metric(base):
+                    names.add(base)
+    return [f"{m}{s}" for m in sorted(names, key=topk_order) for s in suffixes]
+
+
+def parse_at(at: str | int) -> str | int:
+    """``best``, ``last``, ``original`` or a positive epoch number."""
+    if isinstance(at, int):
+        value = at
+    else:
+        s = str(at).strip().lower()
+        if s in ("best", "last", "original"):
+            return s
+        if not s.isdigit():
+            raise CompareError(f"--at: expected best, last, original or an epoch number; got {at!r}")
+        value = int(s)
+    if value < 1:
+        raise CompareError(f"--at: epochs are numbered from 1; got {value}")
+    return value

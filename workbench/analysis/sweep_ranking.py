@@ -1,0 +1,181 @@
+"""A sweep's points ranked by their mean over seeds, and which swept keys matter."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..store.records import METRICS, Run, Sweep
+from ..store.repository import Store
+from ..store.statuses import PRUNED
+from .export import json_value
+from .groups import Group, group_points
+from .metrics import group_id, lower_is_better
+from .selection import RunPoint, points, statuses_counted
+
+#: Numeric keys with more distinct values than this are cut into this many bins (key effects).
+EFFECT_LEVELS = 3
+
+
+@dataclass
+class SweepPoint:
+    """One point of a sweep: its number, values, the group of its counted runs and the
+    statuses of all its runs."""
+
+    number: int
+    params: dict
+    group: Group | None                          # None: no run of the point counts (yet)
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def statuses(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.runs:
+            out[r.status] = out.get(r.status, 0) + 1
+        return out
+
+    @property
+    def pruned(self) -> int:
+        """Seeds whose counted run was pruned."""
+        return sum(1 for m in (self.group.members if self.group else []) if m.run.status == PRUNED)
+
+    @property
+    def n(self) -> int:
+        return self.group.n if self.group else 0
+
+    def stat(self, metric: str) -> tuple[float, float]:
+        return self.group.stat(metric) if self.group else (math.nan, math.nan)
+
+    @property
+    def config_hash(self) -> str:
+        return self.runs[0].config_hash if self.runs else ""
+
+    @property
+    def id(self) -> str:
+        return group_id(self.config_hash)
+
+
+@dataclass
+class KeyEffect:
+    """How one swept key moves the metric: ``levels`` are (value or bin, mean of the points'
+    means, number of points with a mean)."""
+
+    key: str
+    levels: list[tuple[str, float, int]]
+    spread: float                                # best level - worst level (NaN with fewer than 2)
+
+
+@dataclass
+class SweepRanking:
+    sweep: Sweep
+    points: list[SweepPoint]                     # ranked, points without a value last
+    keys: list[str]
+    metric: str
+    at: str | int
+    effects: list[KeyEffect]
+
+    @property
+    def best(self) -> SweepPoint | None:
+        return self.points[0] if self.points and math.isfinite(self.points[0].stat(self.metric)[0]) else None
+
+
+def _rank(points: list[SweepPoint], metric: str) -> list[SweepPoint]:
+    def key(p: SweepPoint) -> tuple:
+        mean = p.stat(metric)[0]
+        if not math.isfinite(mean):
+            return (1, 0.0, p.number)
+        return (0, mean if lower_is_better(metric) else -mean, p.number)
+    return sorted(points, key=key)
+
+
+def sweep_points(all_runs: Sequence[Run], pts: Sequence[RunPoint], metric: str) -> list[SweepPoint]:
+    """The points of one sweep, ranked by ``metric``: ``all_runs`` are every run of the sweep
+    (for the statuses), ``pts`` the runs that may count (with their epoch at ``--at``)."""
+    by_number: dict[int, SweepPoint] = {}
+    for r in sorted(all_runs, key=lambda r: r.id):
+        number = r.sweep_point if r.sweep_point is not None else 0
+        by_number.setdefault(number, SweepPoint(number, r.params, None)).runs.append(r)
+    for g in group_points(pts, "config"):
+        member = (g.members or g.without_point)[0].run
+        point = by_number.setdefault(member.sweep_point or 0, SweepPoint(member.sweep_point or 0, member.params, None))
+        point.group = g
+    return _rank(list(by_number.values()), metric)
+
+
+def _level_label(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else json.dumps(v)
+
+
+def key_effects(points: Sequence[SweepPoint], keys: Sequence[str], metric: str) -> list[KeyEffect]:
+    """Per swept key, the mean of the points' means for each of its values (or value bins),
+    sorted by spread, the keys that matter most first."""
+    scored = [(p, p.stat(metric)[0]) for p in points]
+    scored = [(p, m) for p, m in scored if math.isfinite(m)]
+    out = []
+    for key in keys:
+        values = [(p.params.get(key), m) for p, m in scored if key in p.params]
+        distinct = {json.dumps(v, sort_keys=True) for v, _ in values}
+        numeric = values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v, _ in values)
+        levels: list[tuple[str, float, int]] = []
+        if numeric and len(distinct) > EFFECT_LEVELS:
+            ordered = sorted(values, key=lambda vm: vm[0])
+            for chunk in np.array_split(np.arange(len(ordered)), EFFECT_LEVELS):
+                part = [ordered[i] for i in chunk]
+                if part:
+                    label = f"{_level_label(part[0][0])}..{_level_label(part[-1][0])}"
+                    levels.append((label, float(np.mean([m for _, m in part])), len(part)))
+        else:
+            groups: dict[str, list[float]] = {}
+            for v, m in sorted(values, key=lambda vm: vm[0]) if numeric else values:
+                groups.setdefault(_level_label(v), []).append(m)
+            levels = [(lbl, float(np.mean(ms)), len(ms)) for lbl, ms in groups.items()]
+        means = [m for _, m, _ in levels]
+        spread = (max(means) - min(means)) if len(means) > 1 else math.nan
+        out.append(KeyEffect(key, levels, spread))
+    out.sort(key=lambda e: (not math.isfinite(e.spread), -(e.spread if math.isfinite(e.spread) else 0.0)))
+    return out
+
+
+def stored_best(run: Run) -> Any:
+    """The run's selected epoch as its row stores it (``best_*``), standing in for the epoch row
+    where epoch rows are not at hand (the workbench's sweep views); None before any epoch. Only
+    the metrics at the best epoch are there: ``--at best``, no seconds, no training loss."""
+    if run.best_epoch is None:
+        return None
+    from types import SimpleNamespace
+    return SimpleNamespace(epoch=run.best_epoch, train_loss=None, train_seconds=None, eval_seconds=None,
+                           **{m: getattr(run, f"best_{m}") for m in METRICS if m != "train_loss"})
+
+
+def rank_sweep(store: Store, sweep_id: int, *, metric: str = "valid_auc", at: str | int = "best",
+               status: Sequence[str] | None = None, dataset: str | None = None) -> SweepRanking:
+    """The points of sweep ``sweep_id`` ranked (see "Sweeps" in the module docstring)."""
+    sweep = store.get_sweep(sweep_id)
+    all_runs = store.runs(sweep=sweep_id, dataset=dataset)
+    statuses = statuses_counted(status, explicit_ids=False)
+    counted = [r for r in all_runs if statuses is None or r.status in statuses]
+    pts = points(store, counted, at)
+    ranked = sweep_points(all_runs, pts, metric)
+    keys = list(dict.fromkeys(k for p in ranked for k in p.params))
+    return SweepRanking(sweep, ranked, keys, metric, at, key_effects(ranked, keys, metric))
+
+
+def sweep_rows(ranking: SweepRanking) -> list[dict]:
+    """JSON rows of a ranking (``kni compare --sweep --json``)."""
+    rows = []
+    for rank, p in enumerate(ranking.points, start=1):
+        row: dict[str, Any] = {"rank": rank, "point": p.number, "group": p.id, "config_hash": p.config_hash,
+                               "params": p.params, "n": p.n, "seeds": p.group.seeds if p.group else [],
+                               "pruned": p.pruned, "statuses": p.statuses,
+                               "run_ids": [r.id for r in p.runs]}
+        for m in METRICS:
+            mean, std = p.stat(m)
+            row[f"{m}_mean"], row[f"{m}_std"] = json_value(mean), json_value(std)
+        e_mean, e_std = p.group.epoch_stat() if p.group else (math.nan, math.nan)
+        row["epoch_mean"], row["epoch_std"] = json_value(e_mean), json_value(e_std)
+        rows.append(row)
+    return rows

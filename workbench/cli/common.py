@@ -1,0 +1,95 @@
+"""What every ``kni`` command shares: its consoles, one way to fail, opening the store, the
+common options and their help texts.
+
+Errors print one line on stderr and exit with status 2 without touching the stored runs;
+``--json`` output goes to stdout, human output to stderr when stdout is reserved for JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, List, NoReturn, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
+
+from ..present import status_style
+from ..store.statuses import STATUSES
+
+if TYPE_CHECKING:                               # imported where used, so `kni --help` starts fast
+    from ..store.repository import Store
+
+DB_HELP = "Run database: a SQLite file path or a SQLAlchemy URL (env KNI_DB)."
+JSON_HELP = "Print machine-readable JSON on stdout."
+SEEDS_HELP = "Seeds to run, e.g. 1,2,3 or 1..5 (overrides the recipe's seeds)."
+SET_HELP = "Override a recipe value, e.g. --set train.epochs=3 --set dataset.path=DIR (repeatable)."
+DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N."
+
+
+def db_option() -> Any:
+    return typer.Option("runs.db", "--db", envvar="KNI_DB", help=DB_HELP, show_default=True)
+
+
+def consoles(json_out: bool) -> Console:
+    """The console of a command that logs: human output goes to stderr when stdout is reserved
+    for JSON, and a pipe or a file gets wide lines (Rich would otherwise wrap them at 80 columns)."""
+    from rich.logging import RichHandler
+    console = Console(stderr=json_out)
+    if not console.is_terminal:              # a pipe or a file: plain, unpadded log lines
+        console = Console(stderr=json_out, width=max(console.width, 200))
+        handler: logging.Handler = logging.StreamHandler(console.file)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    else:
+        handler = RichHandler(console=console, show_time=False, show_path=False)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True, handlers=[handler])
+    return console
+
+
+def out() -> Console:
+    """stdout; when it is not a terminal (a pipe, a file) tables are not squeezed to 80 columns."""
+    console = Console()
+    return console if console.is_terminal else Console(width=200)
+
+
+def err_console() -> Console:
+    return Console(stderr=True)
+
+
+def fail(error: BaseException | str, code: int = 2) -> NoReturn:
+    """Report a user error on stderr (stdout may be reserved for JSON) and exit with ``code``."""
+    err_console().print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def open_store(db: str, write: bool = False) -> Store:
+    """The store, read-only unless ``write``; an error exits with status 2."""
+    from kni_core.errors import KniError
+
+    from ..store.repository import Store
+    try:
+        return Store.open(db, create=False, readonly=not write)
+    except KniError as e:
+        fail(e)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=status_style(status))
+
+
+def check_statuses(values: Optional[List[str]]) -> list[str]:
+    """``--status`` values (repeatable, comma-separated), each one of the statuses."""
+    out_: list[str] = []
+    for v in values or []:
+        for part in v.split(","):
+            part = part.strip().lower()
+            if part not in STATUSES:
+                fail(f"--status: expected one of {', '.join(STATUSES)}; got {part!r}")
+            out_.append(part)
+    return out_

@@ -1,0 +1,316 @@
+"""``kni compare`` (groups, the matrix, paired tests; ``--sweep`` and ``--explain`` hand over to
+their modules) and ``kni export`` (CSV). Both read only; docs/export.md has the rules and columns."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from kni_core.errors import KniError
+
+from .. import analysis as cmp
+from ..present import fmt, pm
+from .common import JSON_HELP, db_option, err_console, fail, open_store, out
+
+if TYPE_CHECKING:                                  # imported where used, so `kni --help` starts fast
+
+    from ..store.repository import Store
+
+
+
+# --------------------------------------------------------------------------------------------
+# kni compare / export
+
+
+def _selection(store: Store, run_ids: List[int], recipe: Optional[str], all_: bool, dataset: Optional[str],
+               status: Optional[List[str]], at: str,
+               sweep: Optional[int] = None) -> tuple[list[cmp.RunPoint], str | int]:
+    at_value = cmp.parse_at(at)
+    runs = cmp.select_runs(store, ids=run_ids, recipe=recipe, all_=all_, dataset=dataset, status=status, sweep=sweep)
+    return cmp.points(store, runs, at_value), at_value
+
+
+def _at_text(at: str | int, pts: list[cmp.RunPoint]) -> str:
+    if at == "best":
+        splits = sorted({p.run.select_on for p in pts}) or ["valid"]
+        return f"the best {'/'.join(splits)} epoch"
+    if at == "original":
+        return "the epoch the original protocol selects (test-based selection and stopping, replayed)"
+    return "the last epoch" if at == "last" else f"epoch {at}"
+
+
+def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (default: every run)."),
+                    recipe: Optional[str] = typer.Option(None, "--recipe", help="The runs of this recipe."),
+                    sweep: Optional[int] = typer.Option(None, "--sweep", help="Rank the points of this sweep "
+                                                        "(kni sweeps lists them) and show which keys matter."),
+                    all_: bool = typer.Option(False, "--all", help="Every run (the default without ids or --recipe)."),
+                    dataset: Optional[str] = typer.Option(None, "--dataset", help="Only runs of this dataset."),
+                    status: Optional[List[str]] = typer.Option(None, "--status", help="Statuses that count "
+                                                               "(default completed,running; 'all' for every one)."),
+                    group_by: Optional[str] = typer.Option(None, "--group-by", help="config | dataset | model | "
+                                                           "recipe (default config; model with --matrix)."),
+                    metric: Optional[str] = typer.Option(None, "--metric", help="Metric to rank, test and tabulate: "
+                                                         "test_auc (the default; valid_auc with --sweep), valid_auc, "
+                                                         "..., "
+                                                         "or a top-N metric (recall@20, precision@10, f1@5, "
+                                                         "full_recall@20, full_ndcg@20)."),
+                    at: str = typer.Option("best", "--at", help="best | last | N | original (the original's "
+                                               "test-based selection and "
+                                               "early stopping, replayed on the stored test metrics): the epoch each "
+                                               "run contributes."),
+                    matrix: bool = typer.Option(False, "--matrix", help="Dataset x configuration table; columns "
+                                                "by --group-by: model (default), recipe or config (its settings "
+                                                "without the dataset)."),
+                    paired: Optional[Tuple[str, str]] = typer.Option(None, "--paired", help="Two groups A B "
+                                                                     "(config-hash prefixes or recipe names): "
+                                                                     "a paired test over their shared seeds."),
+                    explain: bool = typer.Option(False, "--explain", help="Instead: the early-summarization "
+                                                 "statistic of each KNI/NI run with a saved model (attention on "
+                                                 "the (user, item) cell itself over sampled test rows: mean, "
+                                                 "quartiles), e.g. KNI vs NI."),
+                    explain_rows: int = typer.Option(1000, "--explain-rows", min=1,
+                                                     help="With --explain: test rows sampled per run (seed 0)."),
+                    explain_samples: int = typer.Option(4, "--explain-samples", min=1,
+                                                        help="With --explain: neighbourhood samples per row."),
+                    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+                    db: str = db_option()) -> None:
+    """One row per group of seeds: n, mean ± std of AUC / logloss / accuracy, best epoch, time per epoch."""
+    if explain:
+        if sweep is not None or matrix or paired or group_by or metric:
+            fail("--explain compares runs' attention: it takes run ids, --recipe, --all, --dataset or --status, "
+                  "not --sweep, --matrix, --paired, --group-by or --metric")
+        from .explain import compare_explain
+        compare_explain(db, run_ids or [], recipe, all_, dataset, status, explain_rows, explain_samples, 0, json_out)
+        return
+    if sweep is not None:
+        from .sweeps import compare_sweep
+        if run_ids or recipe or all_ or matrix or paired or group_by:
+            fail("--sweep ranks one sweep's points; it takes no run ids, --recipe, --all, --matrix, --paired "
+                  "or --group-by")
+        compare_sweep(open_store(db), sweep, metric or "valid_auc", at, status, dataset, json_out)
+        return
+    metric = metric or "test_auc"
+    group_by = group_by or ("model" if matrix else "config")
+    store = open_store(db)
+    try:
+        cmp.check_metric(metric)
+        if group_by not in cmp.GROUP_BY:
+            raise cmp.CompareError(f"--group-by: expected one of {', '.join(cmp.GROUP_BY)}; got {group_by!r}")
+        store.refresh_crashed()
+        pts, at_value = _selection(store, run_ids or [], recipe, all_, dataset, status, at)
+        if not pts:
+            raise cmp.CompareError("no runs to compare (kni runs lists them; --status all includes unfinished runs)")
+        groups = cmp.group_points(pts, group_by)
+        groups.sort(key=lambda g: _rank_key(g, metric))
+        paired_result = None
+        if paired:
+            config_groups = cmp.group_points(pts, "config")
+            a = cmp.resolve_group(config_groups, paired[0])
+            b = cmp.resolve_group(config_groups, paired[1])
+            paired_result = cmp.paired_test(a, b, metric)
+        mat = None
+        if matrix:
+            mat = cmp.matrix(pts, group_by, metric)
+    except KniError as e:
+        fail(e)
+    if json_out:
+        result: dict[str, Any] = {"group_by": group_by, "metric": metric, "at": str(at_value),
+                                  "groups": cmp.group_rows(groups, at_value)}
+        if paired_result is not None:
+            result["paired"] = paired_result.to_dict()
+        if mat is not None:
+            result["matrix"] = _matrix_json(mat)
+        if at_value == "original":
+            result["truncated_runs"] = [p.run.id for p in pts if p.truncated]
+        print(json.dumps(result, indent=2))
+        return
+    console = out()
+    if mat is not None:
+        console.print(_matrix_table(mat, at_value, pts))
+    else:
+        console.print(_groups_table(groups, metric, group_by, at_value, pts))
+    notes = []
+    for g in groups:
+        notes += [f"{g.label}: {line}" for line in g.seed_notes()]
+        if g.without_point:
+            seeds = ", ".join(str(m.run.seed) for m in sorted(g.without_point, key=lambda m: m.run.seed))
+            notes.append(f"{g.label}: seed(s) {seeds} left out: their counted run has no {_at_text(at_value, pts)}"
+                         f" (run(s) {', '.join(str(m.run.id) for m in g.without_point)})")
+    truncated = [p.run.id for p in pts if p.truncated]
+    if truncated:
+        notes.append(f"runs {', '.join(map(str, truncated))} stopped (on their own split) before the original "
+                     "rule would have: their value is the best test epoch among the epochs they ran")
+    for n in notes:
+        console.print(f"[dim]{escape(n)}[/]", highlight=False)
+    if paired_result is not None:
+        console.print(_paired_table(paired_result, at_value, pts))
+
+
+def _rank_key(g: cmp.Group, metric: str) -> tuple:
+    mean, _ = g.stat(metric)
+    if not math.isfinite(mean):
+        return (1, 0.0)
+    return (0, mean if cmp.lower_is_better(metric) else -mean)
+
+
+def _groups_table(groups: list[cmp.Group], metric: str, by: str, at: str | int, pts: list[cmp.RunPoint]) -> Table:
+    split = "valid" if metric.startswith("valid") else "test"
+    table = Table(title=f"compare by {by}: mean ± std over seeds at {_at_text(at, pts)} (ranked by {metric})",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  caption="group: the group id, the first 8 characters of the config hash (as in kni runs and the "
+                          "workbench)" if by == "config" else None, caption_justify="left")
+    cols = [("group", "left"), ("recipe", "left"), ("dataset", "left"), ("model", "left")]
+    if by == "config" and any(g.differs for g in groups):
+        cols.append(("differs", "left"))
+    cols += [("n", "right"), ("seeds", "left")]
+    metric_cols = [f"{split}_auc", f"{split}_logloss", f"{split}_acc"]
+    if metric not in metric_cols:
+        metric_cols.insert(0, metric)
+    for c, just in cols:
+        table.add_column(c, justify=just, overflow="fold")  # type: ignore[arg-type]
+    for m in metric_cols:
+        table.add_column(m.replace("_", " "), justify="right", style="bold" if m == metric else None,
+                         overflow="fold")
+    table.add_column("epoch", justify="right", overflow="fold")
+    table.add_column("s/epoch", justify="right", overflow="fold")
+    best_mean = None
+    for g in groups:
+        mean = g.stat(metric)[0]
+        if math.isfinite(mean):
+            best_mean = mean if best_mean is None else (min(best_mean, mean) if cmp.lower_is_better(metric)
+                                                        else max(best_mean, mean))
+    for g in groups:
+        row = [g.id, g.distinct("recipe"), g.distinct("dataset"),
+               g.distinct("model")]
+        if by == "config" and any(x.differs for x in groups):
+            row.append(g.differs)
+        seeds = g.seeds
+        row += [str(g.n), ",".join(map(str, seeds)) if len(seeds) <= 8 else f"{seeds[0]}..{seeds[-1]}"]
+        for m in metric_cols:
+            mean, std = g.stat(m)
+            cell = pm(mean, std, sep="±")
+            row.append(f"[green]{cell}[/]" if m == metric and best_mean is not None and mean == best_mean
+                       and len(groups) > 1 else cell)
+        e_mean, e_std = g.epoch_stat()
+        row.append(pm(e_mean, e_std, 1, sep="±"))
+        row.append(fmt(g.seconds()[2], 2))
+        table.add_row(*row)
+    return table
+
+
+def _matrix_table(mat: cmp.Matrix, at: str | int, pts: list[cmp.RunPoint]) -> Table:
+    table = Table(title=f"{mat.metric}: mean ± std (n) at {_at_text(at, pts)}", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    table.add_column("dataset")
+    for c in mat.cols:
+        table.add_column(escape(mat.col_labels[c]), justify="right")
+    for ds in mat.rows:
+        cells = []
+        for c in mat.cols:
+            g = mat.cells.get((ds, c))
+            if g is None or not g.n:
+                cells.append("-")
+                continue
+            mean, std = g.stat(mat.metric)
+            mixed = "*" if len(g.distinct("config_hash").split(";")) > 1 else ""
+            ids = f" {' '.join(mat.cell_ids(ds, c))}" if mat.by == "config" else ""
+            cells.append(f"{pm(mean, std, sep='±')} ({g.n}){mixed}{ids}")
+        table.add_row(escape(ds), *cells)
+    captions = []
+    if mat.by == "config":
+        captions.append("columns: the settings without the dataset; each cell ends with its group id "
+                        "(as in kni compare)")
+    if any(len(g.distinct("config_hash").split(";")) > 1 for g in mat.cells.values() if g.n):
+        captions.append("* the cell mixes several configurations")
+    if captions:
+        table.caption = "; ".join(captions)
+        table.caption_justify = "left"
+    return table
+
+
+def _matrix_json(mat: cmp.Matrix) -> dict:
+    cells = []
+    for (ds, c), g in mat.cells.items():
+        mean, std = g.stat(mat.metric)
+        cells.append({"dataset": ds, "column": c, "label": mat.col_labels.get(c, c), "n": g.n,
+                      "mean": cmp.json_value(mean), "std": cmp.json_value(std),
+                      "configs": g.distinct("config_hash").split(";"),
+                      "groups": mat.cell_ids(ds, c),
+                      "run_ids": [m.run.id for m in g.members]})
+    return {"metric": mat.metric, "rows": mat.rows, "columns": mat.cols, "cells": cells}
+
+
+def _paired_table(r: cmp.PairedResult, at: str | int, pts: list[cmp.RunPoint]) -> Table:
+    table = Table(title=f"paired {r.metric} at {_at_text(at, pts)}: A - B over {len(r.seeds)} shared seed(s)",
+                  title_justify="left", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("A", escape(r.a.label + (f" [{r.a_differs}]" if r.a_differs else "")))
+    table.add_row("B", escape(r.b.label + (f" [{r.b_differs}]" if r.b_differs else "")))
+    table.add_row("shared seeds", ", ".join(map(str, r.seeds)))
+    table.add_row("mean A / B", f"{fmt(r.mean_a)} / {fmt(r.mean_b)}")
+    table.add_row("difference", f"{r.diff:+.4f}  (std of the differences {fmt(r.diff_std)})")
+    table.add_row("bootstrap 95% CI", f"\\[{r.ci[0]:+.4f}, {r.ci[1]:+.4f}]  ({cmp.BOOTSTRAP_RESAMPLES:,} resamples, "
+                                      f"seed {cmp.BOOTSTRAP_SEED})")
+    kind = (f"exact over {2 ** len(r.seeds):,} sign patterns" if r.exact
+            else f"Monte Carlo, {cmp.MC_PATTERNS:,} patterns")
+    table.add_row("sign-flip p", f"{r.p_value:.4g}  ({kind}, two-sided; smallest reachable {r.min_p:.4g})")
+    table.add_row("seed noise", escape(r.noise_text()))
+    style = {"significant": "green", "too few seeds": "yellow", "inconclusive": "yellow"}.get(r.verdict, "")
+    text = escape(r.verdict_text())
+    table.add_row("verdict", f"[{style}]{text}[/]" if style else text)
+    return table
+
+
+def export_command(run_ids: List[int] = typer.Argument(None, help="Run ids (default: every run)."),
+                   csv_path: str = typer.Option(..., "--csv", help="Output file; '-' writes to stdout."),
+                   groups_: bool = typer.Option(False, "--groups", help="One row per group instead of per run."),
+                   recipe: Optional[str] = typer.Option(None, "--recipe", help="The runs of this recipe."),
+                   sweep: Optional[int] = typer.Option(None, "--sweep", help="The runs of this sweep."),
+                   all_: bool = typer.Option(False, "--all", help="Every run (the default)."),
+                   dataset: Optional[str] = typer.Option(None, "--dataset", help="Only runs of this dataset."),
+                   status: Optional[List[str]] = typer.Option(None, "--status", help="Statuses that count "
+                                                              "(default completed,running; 'all')."),
+                   group_by: str = typer.Option("config", "--group-by", help="config | dataset | model | recipe."),
+                   at: str = typer.Option("best", "--at", help="best | last | N."),
+                   json_out: bool = typer.Option(False, "--json", help="Print {path, rows, columns} as JSON."),
+                   db: str = db_option()) -> None:
+    """Write per-run (or --groups: per-group) rows as CSV; columns are documented in docs/export.md."""
+    if json_out and csv_path == "-":
+        fail("--json and --csv - both want stdout; give --csv a file")
+    store = open_store(db)
+    try:
+        if group_by not in cmp.GROUP_BY:
+            raise cmp.CompareError(f"--group-by: expected one of {', '.join(cmp.GROUP_BY)}; got {group_by!r}")
+        store.refresh_crashed()
+        pts, at_value = _selection(store, run_ids or [], recipe, all_, dataset, status, at, sweep)
+        if groups_:
+            rows = cmp.group_rows(cmp.group_points(pts, group_by), at_value)
+            columns = (*cmp.GROUP_COLUMNS, *cmp.topk_columns(rows, ("_mean", "_std")))
+        else:
+            rows = cmp.run_rows(pts, at_value)
+            columns = (*cmp.RUN_COLUMNS, *cmp.topk_columns(rows))
+    except KniError as e:
+        fail(e)
+    text = cmp.csv_text(rows, columns)
+    if csv_path == "-":
+        sys.stdout.write(text)
+        return
+    target = Path(csv_path).expanduser().absolute()
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as e:
+        fail(f"--csv {csv_path}: cannot write ({e.strerror or e})")
+    if json_out:
+        print(json.dumps({"path": str(target), "rows": len(rows), "columns": list(columns)}))
+    else:
+        err_console().print(f"wrote {len(rows)} {'group' if groups_ else 'run'} row(s) to {escape(str(target))}",
+                             highlight=False, soft_wrap=True)

@@ -1,0 +1,127 @@
+"""Where a run's saved model lives, and what is left of it.
+
+By default a run writes its selected epoch's model beside its SQLite database, in a folder
+named after the file: ``runs.db`` -> ``runs.db.checkpoints/run-<id>.pt``. The row stores that
+path relative to the database's folder, so a database moved (or renamed) together with its
+checkpoints folder still finds them, and one moved without it opens and reports them missing.
+
+A database that is not a local file (PostgreSQL, in-memory SQLite) has no folder to sit
+beside: its runs write to ``$KNI_CHECKPOINT_DIR`` (default ``kni-checkpoints`` in the run
+process's working directory), in a folder named after the database, and the row holds the
+absolute path. ``kni run --checkpoint-dir DIR`` still picks another folder for one launch.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+from ..store.engine import sqlite_path
+
+CHECKPOINT_DIR_ENV = "KNI_CHECKPOINT_DIR"
+DEFAULT_DIR_NAME = "kni-checkpoints"
+
+
+def default_dir(url: str) -> Path:
+    """The folder the runs of database ``url`` save their models in by default (absolute)."""
+    db_file = sqlite_path(url)
+    if db_file is not None:
+        return db_file.absolute().with_name(db_file.name + ".checkpoints")
+    root = Path(os.environ.get(CHECKPOINT_DIR_ENV) or DEFAULT_DIR_NAME).expanduser().absolute()
+    u = make_url(url)
+    label = "-".join(str(p) for p in (u.get_backend_name(), u.host, u.port, u.database) if p) or "db"
+    return root / re.sub(r"[^A-Za-z0-9._-]+", "_", label)
+
+
+def default_path(url: str, run_id: int) -> Path:
+    return default_dir(url) / f"run-{run_id}.pt"
+
+
+def stored_form(url: str, path: str | os.PathLike) -> str:
+    """What the row keeps: relative to a SQLite file's folder when inside it, else absolute."""
+    path = Path(path).absolute()
+    db_file = sqlite_path(url)
+    if db_file is not None:
+        try:
+            return path.relative_to(db_file.absolute().parent).as_posix()
+        except ValueError:
+            pass
+    return str(path)
+
+
+def resolve(url: str, stored: str) -> Path:
+    """The file a row's ``checkpoint`` names, on this machine: relative to the database's folder,
+    or - for a database renamed together with its folder (``old.db`` -> ``new.db`` and
+    ``new.db.checkpoints``) - the same file name in the folder named after it now."""
+    path = Path(stored)
+    if path.is_absolute():
+        return path
+    db_file = sqlite_path(url)
+    first = (db_file.absolute().parent if db_file is not None else Path.cwd()) / path
+    if db_file is not None and not first.exists():
+        renamed = default_dir(url) / path.name
+        if renamed.exists():
+            return renamed
+    return first
+
+
+@dataclass(frozen=True)
+class CheckpointState:
+    """A run's checkpoint as found: ``path`` None when the run has none recorded."""
+
+    path: Path | None
+    size: int | None            # bytes; None when missing
+
+    @property
+    def missing(self) -> bool:
+        return self.path is not None and self.size is None
+
+    def text(self) -> str:
+        if self.path is None:
+            return "none saved"
+        if self.size is None:
+            return f"{self.path} (missing)"
+        return f"{self.path} ({human_size(self.size)})"
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path) if self.path else None, "bytes": self.size,
+                "missing": self.missing}
+
+
+def state(url: str, stored: str | None) -> CheckpointState:
+    if not stored:
+        return CheckpointState(None, None)
+    path = resolve(url, stored)
+    try:
+        return CheckpointState(path, path.stat().st_size if path.is_file() else None)
+    except OSError:
+        return CheckpointState(path, None)
+
+
+def remove(url: str, stored: str | None) -> bool:
+    """Delete a run's checkpoint file (and its folder once empty); False when there was none."""
+    if not stored:
+        return False
+    path = resolve(url, stored)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    try:
+        path.parent.rmdir()                 # only when empty
+    except OSError:
+        pass
+    return True
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

@@ -1,0 +1,145 @@
+"""The run process: ``python -m workbench.runs.child RUN_ID --db URL`` executes one queued run.
+
+A fresh interpreter per run (no inherited CUDA state, a GIL of its own, cancellation by signal).
+The parent (``kni run``, the workbench's launcher, a Ray task) only writes the ``queued`` row;
+the child claims it, trains (:mod:`.execute`) and records its end itself (:mod:`.listener`).
+A run whose row is removed while it trains stops with :data:`EXIT_REMOVED`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import traceback as tb
+from typing import Sequence
+
+from kni_core.config import RunConfig
+
+from ..recipe.sweep import OPTUNA_EXTRA
+from ..store.errors import RunGone, StoreError
+from ..store.liveness import this_host
+from ..store.records import Run
+from ..store.repository import Store
+from .errors import Cancelled, Pruned
+from .listener import Heartbeat, SignalGuard, StoreListener
+
+log = logging.getLogger(__name__)
+
+#: Exit status of a run process that was cancelled by a signal.
+EXIT_CANCELLED = 130
+#: Exit status of a run process whose row was removed from the database while it ran.
+EXIT_REMOVED = 4
+
+def child_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of a run process: ``python -m workbench.runs.child RUN_ID --db URL``."""
+    parser = argparse.ArgumentParser(prog="python -m workbench.runs.child",
+                                     description="Execute one stored run (normally started by kni run).")
+    parser.add_argument("run_id", type=int)
+    parser.add_argument("--db", required=True, help="SQLAlchemy URL or SQLite path of the run database")
+    parser.add_argument("--checkpoint", default=None, help="save the best model here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
+
+    guard = SignalGuard()
+    guard.install()                           # from here on a signal means cancelled
+    try:
+        store = Store.open(args.db, create=False)
+    except (StoreError, Cancelled) as e:
+        print(f"run {args.run_id}: {e}", file=sys.stderr)
+        return 2
+    listener = StoreListener(store, args.run_id, "valid", guard)
+    heartbeat: Heartbeat | None = None
+
+    def removed() -> bool:
+        try:
+            return bool(store.missing([args.run_id]))
+        except StoreError:
+            return False
+
+    progress = None
+    try:
+        claimed = listener._write("the claim", lambda: store.claim(args.run_id, os.getpid(), this_host()))
+        if not claimed:
+            print(f"run {args.run_id}: not queued (already started, ended or removed)", file=sys.stderr)
+            return 3
+        run = store.get(args.run_id)
+        heartbeat = Heartbeat(store, args.run_id, on_gone=lambda: guard.interrupt("removal of its row"),
+                              on_cancel=lambda: guard.interrupt("kni cancel (asked through the database)"))
+        heartbeat.start()
+        from .execute import execute  # imports torch: after the claim
+        if os.environ.get("KNI_THREADS"):    # set by the launcher (spawn): the run's share of the cores
+            import torch
+            torch.set_num_threads(int(os.environ["KNI_THREADS"]))
+        cfg = RunConfig.from_dict(json.loads(run.config_json)).validate()
+        listener.select_on = cfg.train.select_on
+        from .progress import ProgressListener, ProgressTracker, ProgressWriter
+        tracker = ProgressTracker(cfg.train.epochs)
+        progress = ProgressWriter(store, args.run_id, tracker)
+        progress.start()
+        checkpoint, optional = args.checkpoint, False
+        if checkpoint is None and cfg.train.checkpoint:
+            from .checkpoints import default_path
+            checkpoint, optional = str(default_path(store.url, args.run_id)), True
+        recorded: list[bool] = []
+
+        def saved(path) -> None:              # the row names the file once it holds a model
+            if not recorded:
+                from .checkpoints import stored_form
+                listener._write("the checkpoint's path", lambda: store.set_checkpoint(args.run_id,
+                                                                                     stored_form(store.url, path)))
+                recorded.append(True)
+
+        execute(cfg, [ProgressListener(tracker, progress), listener, *sweep_listeners(store, run)],
+                checkpoint=checkpoint, checkpoint_optional=optional, on_checkpoint=saved,
+                progress=tracker.update)
+        return 0
+    except BaseException as error:            # noqa: BLE001 - recorded, then reported
+        if not listener.ended:                # an error before execute's listeners took over
+            try:
+                listener.failed(error)
+            except BaseException as e2:      # noqa: BLE001
+                print(f"run {args.run_id}: could not record the end: {e2}", file=sys.stderr)
+        if isinstance(error, Pruned):
+            return 0
+        if isinstance(error, RunGone) or (isinstance(error, (Cancelled, StoreError)) and removed()):
+            print(f"run {args.run_id}: its row was removed from {store.where} while it ran; stopped",
+                  file=sys.stderr)
+            return EXIT_REMOVED
+        if isinstance(error, (Cancelled, KeyboardInterrupt)):
+            return EXIT_CANCELLED
+        if isinstance(error, StoreError):     # one clear line, no traceback
+            print(f"run {args.run_id}: failed: {error}", file=sys.stderr)
+            return 1
+        tb.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+        return 1
+    finally:
+        if progress is not None:
+            progress.stop()
+        if heartbeat is not None:
+            heartbeat.stop()
+        store.close()
+
+
+def sweep_listeners(store: Store, run: Run) -> list:
+    """The listeners a run of a sweep adds (its pruning hook); none outside a pruning sweep.
+    Without Optuna here the run trains unpruned and says which extra would prune it."""
+    if run.sweep_id is None:
+        return []
+    try:
+        from .pruning import prune_listener
+    except ImportError:
+        log.warning("run %d: its sweep may prune, but Optuna is not installed here (%s); training unpruned",
+                    run.id, OPTUNA_EXTRA)
+        return []
+    listener = prune_listener(store, run)
+    return [listener] if listener is not None else []
+
+
+if __name__ == "__main__":
+    from workbench.runs.child import (
+        child_main as _child_main,  # the importable module, not __main__
+    )
+    sys.exit(_child_main())

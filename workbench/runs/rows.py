@@ -1,0 +1,82 @@
+"""Runs as rows and rows as typed records: a recipe seed's queued row, the labels it is listed
+under, and the :class:`~kni_core.results.EpochResult` / :class:`~kni_core.results.FitSummary`
+of stored rows (torch-free: the launcher and the views use them)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Sequence
+
+from kni_core import models
+from kni_core.config import RunConfig
+from kni_core.results import EpochResult, FitSummary
+
+from ..store.records import Epoch, NewRun, Run
+
+
+def model_label(cfg: RunConfig) -> str:
+    """``KNI`` (with the knowledge graph), ``NI`` (user-item graph only), or the baseline's
+    name: ``MF``, ``RippleNet``, ``KGCN``."""
+    return models.label(cfg.model)
+
+
+def dataset_label(cfg: RunConfig) -> str:
+    d = cfg.dataset
+    if d.name == "synthetic" and not d.path:
+        preset = (d.synthetic or {}).get("preset")
+        return f"synthetic-{preset}" if preset else "synthetic"
+    return d.name or Path(d.path or "?").name
+
+
+def _nan(x: float | None) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def epoch_result(seed: int, e: Epoch) -> EpochResult:
+    """The :class:`EpochResult` of a stored epoch row (NULL metrics become NaN)."""
+    return EpochResult(seed, e.epoch, _nan(e.train_loss), _nan(e.valid_auc), _nan(e.valid_logloss),
+                       _nan(e.valid_acc), _nan(e.test_auc), _nan(e.test_logloss), _nan(e.test_acc),
+                       _nan(e.train_seconds), _nan(e.eval_seconds))
+
+
+def fit_summary(run: Run, epochs: Sequence[Epoch]) -> FitSummary | None:
+    """The :class:`FitSummary` of a stored run (None without epochs)."""
+    if not epochs:
+        return None
+    by_epoch = {e.epoch: e for e in epochs}
+    best = by_epoch.get(run.best_epoch or -1) or epochs[-1]
+    return FitSummary(run.seed, best.epoch, epoch_result(run.seed, best), len(epochs), bool(run.stopped_early))
+
+
+def provenance() -> tuple[str | None, str | None]:
+    """(package version, git commit of the source tree, ``+dirty`` when modified) when known."""
+    version = commit = None
+    try:
+        from importlib.metadata import version as _version
+        version = _version("kni-workbench")
+    except Exception:                       # noqa: BLE001 - not installed as a package
+        pass
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        if out.returncode == 0 and out.stdout.strip():
+            commit = out.stdout.strip()[:40]
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                                   capture_output=True, text=True, timeout=5)
+            if dirty.returncode == 0 and dirty.stdout.strip():
+                commit = commit[:12] + "+dirty"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return version, commit
+
+
+def new_run(recipe_name: str, recipe_text: str, cfg: RunConfig, recipe_path: str | None = None,
+            prov: tuple[str | None, str | None] | None = None) -> NewRun:
+    """The queued row of one seed of a recipe."""
+    version, commit = prov if prov is not None else provenance()
+    return NewRun(recipe=recipe_name, recipe_text=recipe_text, config_json=json.dumps(cfg.to_dict(), sort_keys=True),
+                  config_hash=cfg.config_hash(), dataset=dataset_label(cfg), model=model_label(cfg), seed=cfg.seed,
+                  device=cfg.device, max_epochs=cfg.train.epochs, select_on=cfg.train.select_on,
+                  recipe_path=recipe_path, package_version=version, git_commit=commit)

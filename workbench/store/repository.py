@@ -1,0 +1,695 @@
+"""The run database's repository: :class:`Store`, every read and write the workbench makes.
+
+A run process writes its own rows (one commit per epoch, plus a heartbeat); ``kni runs``,
+``kni show``, ``kni compare`` and ``kni export`` only read, through a store opened with
+``readonly=True``, which never writes (no file created, no migration, no crash recorded).
+Writers also record the crashes they find (:meth:`Store.refresh_crashed`). Readers get plain
+records (:mod:`.records`). docs/storage.md describes the tables and the rules.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, Iterable, Iterator, Sequence
+
+from sqlalchemy import delete, func, inspect, select, update
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from .engine import (
+    POSTGRES_EXTRA,
+    busy_timeout,
+    display,
+    explain,
+    has_sqlite_header,
+    make_engine,
+    readonly_sqlite_engine,
+    resolve_url,
+    sqlite_path,
+)
+from .errors import RunGone, StoreError
+from .liveness import (
+    crash_reason,
+    effective_status,
+    looks_dead,
+    process_start,
+    stale_seconds,
+    this_host,
+)
+from .migrations import SCHEMA_VERSION, read_version, shadow_old_layout, upgrade
+from .records import (
+    BEST_FIELDS,
+    EXECUTORS,
+    MAX_ID,
+    METRIC_FIELDS,
+    NOTE_MAX,
+    RESOURCE_FIELDS,
+    Epoch,
+    NewRun,
+    Run,
+    Sweep,
+    TopK,
+    check_tag,
+    epoch_record,
+    group_target,
+    run_record,
+    run_target,
+    utcnow,
+)
+from .schema import EpochRow, NoteRow, RunRow, SweepLog, SweepRow, TagRow, TopKRow
+from .statuses import CRASHED, FINAL, LIVE, QUEUED, RUNNING
+
+RUNS, EPOCHS, TOPK, SWEEPS = RunRow.__table__, EpochRow.__table__, TopKRow.__table__, SweepRow.__table__
+
+
+class Store:
+    """The run database. ``Store.open(db)`` checks, creates or upgrades it.
+
+    Every method opens its own short session and returns detached objects, so a Store can
+    be shared by threads (the heartbeat thread of a run process) and held by a long-lived UI.
+    Database errors surface as :class:`StoreError` with a readable message.
+    """
+
+    def __init__(self, url: str, reader: Engine, writer: Engine | None):
+        self.url = url
+        self.reader = reader
+        self.writer = writer
+        self._flags: dict[str, bool] = {}
+
+    # -- opening ------------------------------------------------------------------------
+    @classmethod
+    def open(cls, db: str | os.PathLike | None = None, *, create: bool = True,
+             timeout: float | None = None, readonly: bool = False) -> "Store":
+        """Open ``db`` (URL or path; default env ``KNI_DB`` or ``runs.db``), creating it when
+        ``create`` and upgrading an older layout. ``readonly``: never write (see
+        the module docstring); implies ``create=False``. Raises :class:`StoreError`."""
+        create = create and not readonly
+        url = resolve_url(db)
+        where = display(url)
+        try:
+            path = sqlite_path(url)
+        except ArgumentError as e:
+            raise StoreError(f"--db {db}: not a database URL or path ({e})") from None
+        if path is not None:
+            if path.is_dir():
+                raise StoreError(f"{where}: is a folder, expected a database file")
+            if not path.exists():
+                if not create:
+                    raise StoreError(f"{where}: no run database here (kni run RECIPE creates one; "
+                                     f"or give --db / KNI_DB)")
+                if not path.parent.is_dir():
+                    raise StoreError(f"{where}: the folder {path.parent} does not exist")
+            elif not os.access(path, os.R_OK):
+                raise StoreError(f"{where}: cannot read the file (permission denied)")
+            elif path.stat().st_size and not has_sqlite_header(path):
+                raise StoreError(f"{where}: not a SQLite database (give --db a runs.db file or a "
+                                 f"SQLAlchemy URL)")
+            elif not path.stat().st_size and not create:
+                raise StoreError(f"{where}: no run database here (an empty file; kni run RECIPE --db {path} "
+                                 f"creates one in it)")
+        t = busy_timeout() if timeout is None else timeout
+        flags: dict[str, bool] = {}
+        try:
+            if readonly and path is not None:
+                reader = readonly_sqlite_engine(path, t, flags)
+            else:
+                reader = make_engine(url, immediate=False, timeout=t, readonly=readonly)
+            # in-memory SQLite (tests, previews) lives in one connection: one engine for both
+            writer: Engine | None
+            if readonly:
+                writer = None
+            elif path is not None or make_url(url).get_backend_name() != "sqlite":
+                writer = make_engine(url, immediate=True, timeout=t)
+            else:
+                writer = reader
+        except ImportError as e:              # the URL names a driver that is not installed
+            backend = make_url(url).get_backend_name()
+            hint = f"; {POSTGRES_EXTRA} installs it" if backend == "postgresql" else ""
+            raise StoreError(f"--db {where}: the {backend} driver is not installed ({e}){hint}") from None
+        except (ArgumentError, NoSuchModuleError) as e:
+            raise StoreError(f"--db {db}: cannot use this database URL ({e})") from None
+        store = cls(url, reader, writer)
+        store._flags = flags
+        try:
+            store._check_and_upgrade(create)
+        except StoreError:
+            store.close()
+            raise
+        except (DBAPIError, sqlite3.Error) as e:
+            store.close()
+            raise explain(e, where) from None
+        except SQLAlchemyError as e:
+            store.close()
+            raise StoreError(f"{where}: {e}") from None
+        return store
+
+    def close(self) -> None:
+        self.reader.dispose()
+        if self.writer is not None:
+            self.writer.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def where(self) -> str:
+        return display(self.url)
+
+    @property
+    def readonly(self) -> bool:
+        """Opened with ``readonly=True``: every write raises :class:`StoreError`."""
+        return self.writer is None
+
+    @property
+    def snapshot(self) -> bool:
+        """Read-only SQLite read with ``immutable=1`` (its folder is not writable): changes not
+        yet checkpointed from the WAL file, if any, are not seen."""
+        return bool(self._flags.get("snapshot"))
+
+    @property
+    def in_memory(self) -> bool:
+        """An in-memory SQLite database (usable in one process only)."""
+        return make_url(self.url).get_backend_name() == "sqlite" and sqlite_path(self.url) is None
+
+    def schema_version(self) -> int:
+        with self.reader.connect() as conn:
+            return read_version(conn, self.where)
+
+    def _check_and_upgrade(self, create: bool) -> None:
+        with self.reader.connect() as conn:
+            version = read_version(conn, self.where)
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.where}: written by a newer kni-workbench (schema version {version}; "
+                             f"this one reads up to {SCHEMA_VERSION}); upgrade kni-workbench to open it")
+        if version == 0 and not create:
+            raise StoreError(f"{self.where}: no run database here (kni run RECIPE creates one)")
+        if self.writer is None:
+            if version < SCHEMA_VERSION:
+                if self.reader.dialect.name != "sqlite":
+                    raise StoreError(f"{self.where}: written by an older kni-workbench (schema version "
+                                     f"{version}, this one uses {SCHEMA_VERSION}); a writing command "
+                                     f"(kni run, kni cancel, kni rm, kni-workbench) upgrades it")
+                shadow_old_layout(self.reader)
+            return
+        if version < SCHEMA_VERSION:
+            upgrade(self.writer, self.where)
+        self._use_wal()
+
+    def _use_wal(self) -> None:
+        """Switch a SQLite file to WAL (readers never block the writer); persistent, so done
+        once, by a writer, after the file proved to be a run database."""
+        if sqlite_path(self.url) is None or self.writer is None:
+            return
+        raw = self.writer.raw_connection()
+        try:
+            conn = raw.driver_connection
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+                return
+            # The switch needs the file to itself: while other processes keep reading it (several
+            # run processes and a workbench opening a new database at once) it would wait out the
+            # whole busy timeout and fail the open. Try briefly; the next writer to open it switches.
+            timeout = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+            conn.execute("PRAGMA busy_timeout = 1000")
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e).lower() and "busy" not in str(e).lower():
+                    raise
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(timeout)}")
+        finally:
+            raw.close()
+
+    # -- sessions -----------------------------------------------------------------------
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        try:
+            with Session(self.reader, expire_on_commit=False) as session:
+                yield session
+        except (DBAPIError, sqlite3.Error) as e:
+            raise explain(e, self.where) from None
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        if self.writer is None:
+            raise StoreError(f"{self.where}: opened read-only; nothing was changed")
+        try:
+            with Session(self.writer, expire_on_commit=False) as session, session.begin():
+                yield session
+        except (DBAPIError, sqlite3.Error) as e:
+            raise explain(e, self.where) from None
+
+    # -- the launcher -------------------------------------------------------------------
+    def create_run(self, new: NewRun, *, pid: int | None = None, host: str | None = None,
+                   executor: str = "local") -> int:
+        """Insert a ``queued`` run owned by the launcher process ``pid`` (default: this one) on
+        ``host`` (default: this one), to be executed by ``executor`` (one of :data:`EXECUTORS`)."""
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
+        now = utcnow()
+        pid = pid if pid is not None else os.getpid()
+        host = host or this_host()
+        with self._write() as s:
+            run = RunRow(recipe=new.recipe, recipe_path=new.recipe_path, recipe_text=new.recipe_text,
+                      config_json=new.config_json, config_hash=new.config_hash, dataset=new.dataset,
+                      model=new.model, seed=new.seed, device=new.device, status=QUEUED,
+                      pid=pid, pid_start=process_start(pid) if host == this_host() else None, host=host,
+                      created_at=now, heartbeat_at=now, max_epochs=new.max_epochs,
+                      select_on=new.select_on, stopped_early=False, executor=executor,
+                      package_version=new.package_version, git_commit=new.git_commit,
+                      sweep_id=new.sweep_id, sweep_point=new.sweep_point, sweep_params=new.sweep_params)
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def touch(self, run_ids: Iterable[int], statuses: Sequence[str] = LIVE) -> None:
+        """Refresh the heartbeat of the given runs that are still in ``statuses``."""
+        ids = _storable(run_ids)
+        if not ids:
+            return
+        with self._write() as s:
+            s.execute(update(RunRow).where(RunRow.id.in_(ids), RunRow.status.in_(statuses))
+                      .values(heartbeat_at=utcnow()))
+
+    # -- the run process ----------------------------------------------------------------
+    def claim(self, run_id: int, pid: int, host: str) -> bool:
+        """queued -> running for process ``pid`` (its start recorded with it); False if the run
+        is not queued."""
+        now = utcnow()
+        start = process_start(pid) if host == this_host() else None
+        with self._write() as s:
+            result = s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status == QUEUED)
+                               .values(status=RUNNING, pid=pid, pid_start=start, host=host, started_at=now,
+                                       heartbeat_at=now))
+            return result.rowcount == 1
+
+    def record_start(self, run_id: int, device: str, data_stats: dict | None) -> None:
+        with self._write() as s:
+            result = s.execute(update(RunRow).where(RunRow.id == run_id).values(
+                device=device, data_stats=json.dumps(data_stats, default=str) if data_stats else None,
+                heartbeat_at=utcnow()))
+            if result.rowcount == 0:
+                raise self._gone(run_id)
+
+    def set_checkpoint(self, run_id: int, path: str | None) -> None:
+        """Record where the run's saved model is (as :func:`workbench.runs.checkpoints.stored_form` gives it)."""
+        with self._write() as s:
+            if s.execute(update(RunRow).where(RunRow.id == run_id).values(checkpoint=path)).rowcount == 0:
+                raise self._gone(run_id)
+
+    def heartbeat(self, run_id: int) -> bool:
+        """Refresh a running run's heartbeat; also revives a run a reader wrongly took for
+        crashed (its process is evidently alive). False if the row is gone or ended."""
+        with self._write() as s:
+            result = s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status.in_((RUNNING, CRASHED)))
+                               .values(heartbeat_at=utcnow(), status=RUNNING, finished_at=None, error=None))
+            return result.rowcount == 1
+
+    def request_cancel(self, run_id: int) -> bool:
+        """Ask the process of running run ``run_id`` to stop (it may run on another host, where
+        no signal reaches): it sees the request at its next heartbeat and ends ``cancelled``.
+        False if the run is not running."""
+        with self._write() as s:
+            result = s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status == RUNNING)
+                               .values(cancel_requested_at=utcnow()))
+            return result.rowcount == 1
+
+    def cancel_requested(self, run_id: int) -> bool:
+        """Whether :meth:`request_cancel` asked run ``run_id`` to stop."""
+        with self._read() as s:
+            return s.scalar(select(RunRow.cancel_requested_at).where(RunRow.id == run_id)) is not None
+
+    def add_epoch(self, run_id: int, result: Any, best: Any | None) -> None:
+        """One commit: the epoch row, the run's best-so-far and its heartbeat. :class:`RunGone`
+        if the run's row was removed.
+
+        ``result`` and ``best`` are :class:`~kni_core.train.EpochResult` (or anything with the
+        same attributes)."""
+        now = utcnow()
+        with self._write() as s:
+            values: dict[str, Any] = {"heartbeat_at": now}
+            if best is not None:
+                values.update(best_epoch=best.epoch, **{f"best_{f}": _num(getattr(best, f)) for f in BEST_FIELDS})
+            if s.execute(update(RunRow).where(RunRow.id == run_id).values(**values)).rowcount == 0:
+                raise self._gone(run_id)
+            s.add(EpochRow(run_id=run_id, epoch=result.epoch, created_at=now,
+                        **{f: _num(getattr(result, f)) for f in METRIC_FIELDS}))
+            _merge_topk(s, run_id, getattr(result, "topk", ()), now)
+
+    def _gone(self, run_id: int) -> RunGone:
+        return RunGone(f"run {run_id} is no longer in {self.where} (its row was removed while it ran)")
+
+    def finish(self, run_id: int, status: str, *, error: str | None = None, traceback: str | None = None,
+               best: Any | None = None, stopped_early: bool | None = None) -> bool:
+        """Record the end of a run (only if it has not ended already)."""
+        if status not in FINAL:
+            raise ValueError(f"not a final status: {status}")
+        values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "error": error,
+                                  "traceback": traceback}
+        if best is not None:
+            values.update(best_epoch=best.epoch, **{f"best_{f}": _num(getattr(best, f)) for f in BEST_FIELDS})
+        if stopped_early is not None:
+            values["stopped_early"] = stopped_early
+        with self._write() as s:
+            result = s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status.in_(LIVE + (CRASHED,)))
+                               .values(**values))
+            if result.rowcount == 1 and best is not None:   # top-N of the selected epoch, if it ran
+                _merge_topk(s, run_id, getattr(best, "topk", ()), values["finished_at"])
+            return result.rowcount == 1
+
+    def mark(self, run_id: int, status: str, reason: str, only_if: Sequence[str] = LIVE) -> bool:
+        """Set a final ``status`` with ``reason`` as error, if the run is still in ``only_if``."""
+        with self._write() as s:
+            result = s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status.in_(only_if))
+                               .values(status=status, error=reason, finished_at=utcnow()))
+            return result.rowcount == 1
+
+    def mark_crashed(self, run: Run, reason: str, now: datetime | None = None) -> bool:
+        """``run`` (as read) -> crashed, unless its row changed since it was read (compare and
+        set on status and heartbeat: a run that ended or beat meanwhile is left alone)."""
+        with self._write() as s:
+            cond = [RunRow.id == run.id, RunRow.status == run.status]
+            cond.append(RunRow.heartbeat_at == run.heartbeat_at if run.heartbeat_at is not None
+                        else RunRow.heartbeat_at.is_(None))
+            result = s.execute(update(RunRow).where(*cond).values(status=CRASHED, error=reason,
+                                                               finished_at=now or utcnow()))
+            return result.rowcount == 1
+
+    # -- readers ------------------------------------------------------------------------
+    def refresh_crashed(self, stale: float | None = None, now: datetime | None = None) -> list[int]:
+        """Mark live runs whose process is gone (the rules of :mod:`.liveness`) as crashed.
+
+        Returns the ids marked now. Idempotent; safe against a run ending meanwhile. A
+        read-only store writes nothing (its :meth:`runs` reports such rows as crashed); when
+        the database cannot be written (locked, full) the rows stay as they are."""
+        if self.readonly:
+            return []
+        stale = stale_seconds() if stale is None else stale
+        now = now or utcnow()
+        with self._read() as s:
+            live = [run_record(row) for row in s.execute(select(RUNS).where(RUNS.c.status.in_(LIVE))).mappings()]
+        marked = []
+        for r in live:
+            if not looks_dead(r, now, stale):
+                continue
+            try:
+                if self.mark_crashed(r, crash_reason(r, now, stale), now):
+                    marked.append(r.id)
+            except StoreError:
+                break
+        return marked
+
+    #: The status a reader should show: a live row whose process is gone is crashed.
+    effective_status = staticmethod(effective_status)
+
+    def runs(self, *, ids: Iterable[int] | None = None, status: Iterable[str] | str | None = None,
+             dataset: str | None = None, recipe: str | None = None, config_hash: str | None = None,
+             order: str = "id", sweep: int | None = None) -> list[Run]:
+        """Runs matching every given filter (``status``/``dataset``/``recipe``/``sweep`` exact,
+        several statuses allowed), each with ``n_epochs`` set, ordered by id. In a read-only
+        store a live row whose process is gone comes back crashed (status and error; not stored)."""
+        wanted = None if not status else ([status] if isinstance(status, str) else list(status))
+        count = (select(EpochRow.run_id, func.count().label("n")).group_by(EpochRow.run_id).subquery())
+        q = select(RUNS, func.coalesce(count.c.n, 0).label("n_epochs")).outerjoin(count, count.c.run_id == RUNS.c.id)
+        if ids is not None:
+            q = q.where(RunRow.id.in_(_storable(ids)))
+        if wanted:
+            q = q.where(RunRow.status.in_(wanted + list(LIVE) if self.readonly and CRASHED in wanted else wanted))
+        if dataset:
+            q = q.where(RunRow.dataset == dataset)
+        if recipe:
+            q = q.where(RunRow.recipe == recipe)
+        if config_hash:
+            # hex; LIKE is case-sensitive on PostgreSQL
+            q = q.where(RunRow.config_hash.startswith(config_hash.lower()))
+        if sweep is not None:
+            q = q.where(RunRow.sweep_id == sweep)
+        q = q.order_by(RunRow.id)
+        now, stale = utcnow(), stale_seconds()
+        with self._read() as s:
+            rows = list(s.execute(q).mappings())
+        tags, notes = (self.tags(), self.group_notes()) if rows else ({}, {})
+        out = []
+        for row in rows:
+            group = group_target(row["config_hash"])
+            run = run_record(row, n_epochs=int(row["n_epochs"]), tags=tuple(tags.get(run_target(row["id"]), ())),
+                             group_tags=tuple(tags.get(group, ())), group_note=notes.get(group))
+            if self.readonly and looks_dead(run, now, stale):
+                run = replace(run, status=CRASHED, error=run.error or crash_reason(run, now, stale))
+            if not wanted or run.status in wanted:
+                out.append(run)
+        return out
+
+    def get(self, run_id: int) -> Run:
+        """The run ``run_id``; StoreError if there is none."""
+        found = self.runs(ids=[run_id])
+        if not found:
+            raise StoreError(f"no run with id {run_id} in {self.where} (kni runs lists them)")
+        return found[0]
+
+    def epochs(self, run_id: int, after: int = 0) -> list[Epoch]:
+        """Epoch rows of ``run_id`` with ``epoch > after``, in order."""
+        if not _storable([run_id]):
+            return []
+        with self._read() as s:
+            return [epoch_record(row) for row in s.execute(
+                select(EPOCHS).where(EPOCHS.c.run_id == run_id, EPOCHS.c.epoch > after)
+                .order_by(EPOCHS.c.epoch)).mappings()]
+
+    def epochs_of(self, run_ids: Iterable[int]) -> dict[int, list[Epoch]]:
+        ids = list(run_ids)
+        out: dict[int, list[Epoch]] = {i: [] for i in ids}
+        ids = _storable(ids)
+        if not ids:
+            return out
+        with self._read() as s:
+            for chunk in range(0, len(ids), 500):
+                part = ids[chunk:chunk + 500]
+                for row in s.execute(select(EPOCHS).where(EPOCHS.c.run_id.in_(part))
+                                     .order_by(EPOCHS.c.run_id, EPOCHS.c.epoch)).mappings():
+                    out[row["run_id"]].append(epoch_record(row))
+        return out
+
+    def topk(self, run_id: int) -> list[TopK]:
+        """Top-N rows of ``run_id`` by epoch, ``sampled`` before ``full``."""
+        return self.topk_of([run_id])[run_id]
+
+    def topk_of(self, run_ids: Iterable[int]) -> dict[int, list[TopK]]:
+        ids = list(run_ids)
+        out: dict[int, list[TopK]] = {i: [] for i in ids}
+        with self._read() as s:
+            for chunk in range(0, len(ids), 500):
+                rows = s.execute(select(TOPK).where(TOPK.c.run_id.in_(ids[chunk:chunk + 500]))
+                                 .order_by(TOPK.c.run_id, TOPK.c.epoch, TOPK.c.protocol.desc())).mappings()
+                for row in rows:
+                    values = dict(row)
+                    out[row["run_id"]].append(TopK(metrics_json=values.pop("metrics"), **values))
+        return out
+
+    def missing(self, run_ids: Iterable[int]) -> list[int]:
+        """The ids among ``run_ids`` that name no run (ids beyond :data:`MAX_ID` never do)."""
+        ids = list(dict.fromkeys(run_ids))
+        with self._read() as s:
+            found = set(s.scalars(select(RunRow.id).where(RunRow.id.in_(_storable(ids)))))
+        return [i for i in ids if i not in found]
+
+    # -- sweeps -------------------------------------------------------------------------
+    def create_sweep(self, *, name: str, recipe_text: str, method: str, spec: dict, seeds: Sequence[int],
+                     planned: int, prune: str | None = None, recipe_path: str | None = None) -> int:
+        """Insert a sweep (its runs are created with :meth:`create_run` and its id)."""
+        with self._write() as s:
+            sweep = SweepRow(name=name, recipe_path=recipe_path, recipe_text=recipe_text, method=method,
+                          spec=json.dumps(spec, sort_keys=True), seeds=json.dumps(list(seeds)),
+                          planned=planned, prune=prune, created_at=utcnow())
+            s.add(sweep)
+            s.flush()
+            return sweep.id
+
+    def finish_sweep(self, sweep_id: int) -> None:
+        """Record that the process driving the sweep has ended (whatever its runs did)."""
+        with self._write() as s:
+            s.execute(update(SweepRow).where(SweepRow.id == sweep_id).values(finished_at=utcnow()))
+
+    def _has_sweeps(self) -> bool:
+        """Whether the layout has the sweeps tables (a read-only store may read an older one)."""
+        if self.writer is not None:
+            return True                         # writers upgrade on open
+        with self.reader.connect() as conn:
+            return "sweeps" in inspect(conn).get_table_names()
+
+    def sweeps(self, ids: Iterable[int] | None = None) -> list[Sweep]:
+        """Sweeps by id (every one by default), oldest first; none in a layout without them."""
+        try:
+            if not self._has_sweeps():
+                return []
+            q = select(SWEEPS).order_by(SWEEPS.c.id)
+            if ids is not None:
+                q = q.where(SWEEPS.c.id.in_(_storable(ids)))
+            with self._read() as s:
+                return [Sweep(**row) for row in s.execute(q).mappings()]
+        except (DBAPIError, sqlite3.Error) as e:
+            raise explain(e, self.where) from None
+
+    def get_sweep(self, sweep_id: int) -> Sweep:
+        """The sweep ``sweep_id``; StoreError if there is none."""
+        found = self.sweeps(ids=[sweep_id])
+        if not found:
+            known = ", ".join(str(w.id) for w in self.sweeps()[-10:])
+            raise StoreError(f"no sweep with id {sweep_id} in {self.where}"
+                             + (f" (sweeps: {known}; kni sweeps lists them)" if known else " (it holds no sweep)"))
+        return found[0]
+
+    def append_journal(self, sweep_id: int, logs: Sequence[dict]) -> None:
+        """Append Optuna journal operations to a sweep's journal, numbered without gaps.
+
+        Each append takes the next numbers in one transaction; two writers that pick the same
+        number collide on the primary key and the loser retries, so a reader never sees a
+        later operation before an earlier one (on PostgreSQL as on SQLite)."""
+        if not logs:
+            return
+        blobs = [json.dumps(log, separators=(",", ":")) for log in logs]
+        for attempt in range(50):
+            try:
+                with self._write() as s:
+                    top = s.scalar(select(func.max(SweepLog.seq)).where(SweepLog.sweep_id == sweep_id))
+                    start = 0 if top is None else top + 1
+                    s.add_all(SweepLog(sweep_id=sweep_id, seq=start + i, log=b) for i, b in enumerate(blobs))
+                return
+            except StoreError as e:
+                if "unique" not in str(e).lower() and "duplicate" not in str(e).lower() or attempt == 49:
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+
+    def read_journal(self, sweep_id: int, start: int = 0) -> list[dict]:
+        """A sweep's journal operations numbered ``start`` and later, in order, up to the first gap."""
+        out: list[dict] = []
+        with self._read() as s:
+            for seq, blob in s.execute(select(SweepLog.seq, SweepLog.log)
+                                       .where(SweepLog.sweep_id == sweep_id, SweepLog.seq >= start)
+                                       .order_by(SweepLog.seq)):
+                if seq != start + len(out):
+                    break
+                out.append(json.loads(blob))
+        return out
+
+    def delete(self, run_ids: Iterable[int]) -> int:
+        """Delete runs and their epochs in one transaction; returns the number deleted."""
+        ids = _storable(dict.fromkeys(run_ids))
+        with self._write() as s:
+            s.execute(delete(EpochRow).where(EpochRow.run_id.in_(ids)))
+            s.execute(delete(TopKRow).where(TopKRow.run_id.in_(ids)))
+            s.execute(delete(TagRow).where(TagRow.target.in_([run_target(i) for i in ids])))  # ids can be reused
+            return s.execute(delete(RunRow).where(RunRow.id.in_(ids))).rowcount
+
+    # -- the run process: progress and resources ----------------------------------------
+    def record_progress(self, run_id: int, progress: dict | None = None,
+                        resources: dict | None = None) -> bool:
+        """Store the run process's latest position inside the epoch (``progress``, JSON) and
+        its resource use (``peak_rss_mb``, ``cpu_threads``, ``gpu_name``, ``peak_gpu_mb``;
+        ``None`` values are left as they are). Only while the run is running; False otherwise."""
+        values: dict[str, Any] = {}
+        if progress is not None:
+            values["progress"] = json.dumps(progress, separators=(",", ":"))
+        for key in RESOURCE_FIELDS:
+            if resources and resources.get(key) is not None:
+                values[key] = resources[key]
+        if not values:
+            return True
+        with self._write() as s:
+            result = s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status == RUNNING).values(**values))
+            return result.rowcount == 1
+
+    # -- user annotations: tags and notes (the user's own edits, from kni tag/note or the TUI) --
+    def add_tags(self, targets: Iterable[str], tags: Iterable[str]) -> int:
+        """Tag every target (``run_target`` / ``group_target``); returns the tags added."""
+        targets, tags = list(dict.fromkeys(targets)), [check_tag(t) for t in dict.fromkeys(tags)]
+        now = utcnow()
+        added = 0
+        with self._write() as s:
+            have = {(t.target, t.tag) for t in s.scalars(select(TagRow).where(TagRow.target.in_(targets)))}
+            for target in targets:
+                for tag in tags:
+                    if (target, tag) not in have:
+                        s.add(TagRow(target=target, tag=tag, created_at=now))
+                        added += 1
+        return added
+
+    def remove_tags(self, targets: Iterable[str], tags: Iterable[str]) -> int:
+        """Remove tags from targets; returns the number removed."""
+        with self._write() as s:
+            gone = delete(TagRow).where(TagRow.target.in_(list(targets)), TagRow.tag.in_(list(tags)))
+            return s.execute(gone).rowcount
+
+    def set_tags(self, target: str, tags: Iterable[str]) -> None:
+        """Replace the tags of one target (the TUI's edit box)."""
+        tags = [check_tag(t) for t in dict.fromkeys(tags)]
+        now = utcnow()
+        with self._write() as s:
+            gone = delete(TagRow).where(TagRow.target == target)
+            s.execute(gone.where(TagRow.tag.notin_(tags)) if tags else gone)
+            have = set(s.scalars(select(TagRow.tag).where(TagRow.target == target)))
+            s.add_all(TagRow(target=target, tag=t, created_at=now) for t in tags if t not in have)
+
+    def tags(self) -> dict[str, list[str]]:
+        """Every target's tags, sorted (the tables are small: one query for a whole listing)."""
+        out: dict[str, list[str]] = {}
+        with self._read() as s:
+            for target, tag in s.execute(select(TagRow.target, TagRow.tag).order_by(TagRow.target, TagRow.tag)):
+                out.setdefault(target, []).append(tag)
+        return out
+
+    def set_note(self, target: str, text: str | None) -> None:
+        """Set (or with an empty text, clear) the note of a run or a group."""
+        text = (text or "").strip() or None
+        if text is not None and len(text) > NOTE_MAX:
+            raise StoreError(f"note: at most {NOTE_MAX:,} characters; got {len(text):,}")
+        with self._write() as s:
+            if target.startswith("run:"):
+                run_id = int(target[4:])
+                if not s.execute(update(RunRow).where(RunRow.id == run_id).values(note=text)).rowcount:
+                    raise StoreError(f"no run with id {run_id} in {self.where}")
+                return
+            s.execute(delete(NoteRow).where(NoteRow.target == target))
+            if text is not None:
+                s.add(NoteRow(target=target, text=text, updated_at=utcnow()))
+
+    def group_notes(self) -> dict[str, str]:
+        """``{group target: note}`` for every group with a note."""
+        with self._read() as s:
+            return {t: x for t, x in s.execute(select(NoteRow.target, NoteRow.text))}
+
+    def config_hashes(self, prefix: str) -> list[str]:
+        """The distinct config hashes of stored runs that start with ``prefix``."""
+        with self._read() as s:
+            return sorted(set(s.scalars(select(RunRow.config_hash).where(RunRow.config_hash.startswith(prefix)))))
+
+
+def _merge_topk(session: Session, run_id: int, results: Iterable[Any], now: datetime) -> None:
+    """Insert or replace :class:`~kni_core.results.TopKResult` rows (one per epoch and protocol)."""
+    for r in results:
+        session.merge(TopKRow(run_id=run_id, epoch=r.epoch, protocol=r.protocol, users=r.users, seed=r.seed,
+                              n_eval=r.n_eval, seconds=_num(r.seconds), created_at=now,
+                              metrics_json=json.dumps({k: _num(v) for k, v in r.metrics.items()})))
+
+
+def _num(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return None if x != x else x           # NaN -> NULL (SQLite would do the same)
+
+
+def _storable(ids: Iterable[int]) -> list[int]:
+    """The ids a row can have (SQLite's integers are 64-bit; larger ones would overflow)."""
+    return [i for i in ids if -MAX_ID - 1 <= i <= MAX_ID]
+

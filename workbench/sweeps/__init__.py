@@ -1,0 +1,1 @@
+"""Running sweeps: the driver (:mod:`.driver`) and its Optuna search study (:mod:`.search`)."""

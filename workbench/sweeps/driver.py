@@ -1,0 +1,256 @@
+"""Runs a sweep: the sweep row, its queued runs, their launches, and for TPE the asking and telling.
+
+Grid and random points are known before anything runs: their rows are queued at once and run
+through the launcher (``--jobs`` at a time). A TPE sweep asks Optuna's sampler for
+``ceil(jobs / seeds)`` points at a time, runs them, and tells each point the mean over its
+seeds of the validation AUC at its validation-selected epoch (a point with a pruned seed is
+told *pruned* with its mean per-epoch validation AUC, one whose runs failed *failed*).
+docs/sweeps.md has the user's side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from kni_core.config import RunConfig
+from kni_core.data.prepare import preprocessing_settings
+from kni_core.errors import KniError
+
+from ..recipe import Recipe
+from ..recipe.sweep import MAX_RUNS, SweepError, SweepSpec, params_text, require_optuna
+from ..runs.rows import new_run
+from ..store.records import NewRun, Run
+from ..store.repository import Store
+from ..store.statuses import COMPLETED, PRUNED, QUEUED
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Point:
+    """One point of a running sweep: its number (from 1), values and runs."""
+
+    number: int
+    params: dict
+    configs: list[RunConfig]
+    run_ids: list[int] = field(default_factory=list)
+    trial: Any = None                           # the TPE trial it answers
+
+
+#: ``launch(run_ids, configs) -> (final statuses, stop requested)``: runs queued rows to their end.
+LaunchFn = Callable[[list[int], list[RunConfig]], "tuple[dict[int, str], bool]"]
+
+
+class SweepDriver:
+    """Runs a sweep recipe: the sweep row, the queued runs, the launches, and for TPE the
+    asking and telling. ``launch`` executes queued runs (``kni run`` and the workbench's
+    launcher pass their :class:`~workbench.runs.launcher.Launcher` path, so ``--jobs``, GPUs and the
+    executor apply as for any recipe); ``on_queued(sweep_id, run_ids)`` hears of each batch of
+    queued rows (the workbench's launcher reports the first); ``prepare`` prepares one
+    configuration's data (once per distinct preprocessing); ``executor`` names what runs them
+    (recorded on each row)."""
+
+    def __init__(self, store: Store, recipe: Recipe, launch: LaunchFn, *, jobs: int = 1,
+                 prov: tuple[str | None, str | None] | None = None,
+                 on_queued: Callable[[int, list[int]], None] | None = None,
+                 prepare: Callable[[RunConfig], Any] | None = None, executor: str = "local"):
+        if recipe.sweep is None:
+            raise SweepError(f"{recipe.name}: not a sweep (no sweep: section)")
+        self.store, self.recipe, self.spec = store, recipe, recipe.sweep
+        self.launch_fn, self.jobs, self.prov = launch, max(1, jobs), prov
+        self.on_queued, self.prepare_fn = on_queued, prepare
+        self.executor = executor                # recorded on each run's row
+        self.sweep_id: int | None = None
+        self.points: list[Point] = []
+        self.statuses: dict[int, str] = {}
+        self.stopped = False
+        self._prepared: set[str] = set()
+        self._search: Any = None
+        self.told: dict[int, str] = {}          # point number -> what TPE was told
+
+    # -- setup ---------------------------------------------------------------------------
+    def check(self) -> None:
+        """Refuse early what cannot run here (a missing extra), before anything is written."""
+        for what in self.spec.needs_optuna:
+            require_optuna(what)
+
+    def _configs(self, params: dict) -> list[RunConfig]:
+        return [self.recipe.config_for_point(params, seed) for seed in self.recipe.seeds]
+
+    def prepare(self, cfg: RunConfig) -> Any:
+        """Prepare ``cfg``'s data unless a point with the same preprocessing was prepared."""
+        if self.prepare_fn is None:
+            return None
+        key = json.dumps({"dataset": cfg.to_dict()["dataset"], "settings": preprocessing_settings(cfg)},
+                         sort_keys=True, default=str)
+        if key in self._prepared:
+            return None
+        result = self.prepare_fn(cfg)
+        self._prepared.add(key)
+        return result
+
+    def start(self) -> int:
+        """Check, prepare the data of the first point, write the sweep and queue its first
+        runs; returns the sweep id. Nothing is written when a check or the data fails (the
+        other points' data is prepared before their runs start, once per preprocessing)."""
+        self.check()
+        planned = self.spec.planned
+        if self.spec.tpe is None:
+            self.points = [Point(i + 1, p, self._configs(p)) for i, p in enumerate(self.spec.points())]
+            planned = len(self.points)
+            self.prepare(self.points[0].configs[0])
+        else:
+            self.prepare(self.recipe.configs()[0])
+        if planned * len(self.recipe.seeds) > MAX_RUNS:
+            raise SweepError(f"{self.recipe.name}: {planned:,} points x {len(self.recipe.seeds)} seeds is more "
+                             f"than {MAX_RUNS:,} runs")
+        self.sweep_id = self.store.create_sweep(
+            name=self.recipe.name, recipe_text=self.recipe.text, recipe_path=self.recipe.path,
+            method=self.spec.method, spec=self.spec.to_dict(), seeds=self.recipe.seeds, planned=planned,
+            prune=self.spec.prune.pruner if self.spec.prune else None)
+        if self.spec.needs_optuna:
+            from .search import create_studies  # Optuna: only sweeps that need it
+            create_studies(self.store, self.sweep_id, self.spec)
+        if self.spec.tpe is None:
+            self._queue(self.points)
+        else:
+            self._ask_wave()
+        return self.sweep_id
+
+    def _queue(self, points: list[Point]) -> list[int]:
+        ids = []
+        for p in points:
+            for cfg in p.configs:
+                new = new_run(self.recipe.name, self.recipe.text, cfg, self.recipe.path, self.prov)
+                new = _with_sweep(new, self.sweep_id, p.number, p.params)
+                p.run_ids.append(self.store.create_run(new, executor=self.executor))
+            ids += p.run_ids
+        if self.on_queued is not None and ids:
+            self.on_queued(self.sweep_id, ids)
+        return ids
+
+    # -- TPE -------------------------------------------------------------------------------
+    def wave_size(self) -> int:
+        """Points asked at once: enough runs to keep ``jobs`` busy."""
+        return max(1, math.ceil(self.jobs / max(1, len(self.recipe.seeds))))
+
+    def _ask_wave(self) -> list[Point]:
+        assert self.spec.tpe is not None and self.sweep_id is not None
+        if self._search is None:
+            from .search import search_study
+            self._search = search_study(self.store, self.sweep_id, self.spec.tpe)
+        space = self.spec.tpe.space
+        dists = {k: d.to_optuna() for k, d in space.items()}
+        wave = []
+        while len(self.points) < self.spec.tpe.n and len(wave) < self.wave_size():
+            trial = self._search.ask(dists)
+            params = {k: space[k].from_optuna(trial.params[k]) for k in space}
+            number = len(self.points) + 1
+            try:
+                configs = self._configs(params)
+            except KniError as e:             # a combination the recipe refuses: told failed
+                log.warning("sweep %s point %d (%s) is not a valid configuration: %s", self.sweep_id, number,
+                            params_text(params), e)
+                self._search.tell(trial, state=_state("FAIL"))
+                self.points.append(Point(number, params, [], trial=trial))
+                self.told[number] = "fail"
+                continue
+            p = Point(number, params, configs, trial=trial)
+            self.points.append(p)
+            wave.append(p)
+        self._queue(wave)
+        return wave
+
+    def _tell(self, points: list[Point]) -> None:
+        runs = {r.id: r for r in self.store.runs(ids=[i for p in points for i in p.run_ids])}
+        epochs = self.store.epochs_of([i for p in points for i in p.run_ids])
+        for p in points:
+            mine = [runs[i] for i in p.run_ids if i in runs]
+            statuses = {r.status for r in mine}
+            values = [r.best_valid_auc for r in mine if r.best_valid_auc is not None]
+            if mine and statuses == {COMPLETED} and len(values) == len(mine):
+                self._search.tell(p.trial, sum(values) / len(values))
+                self.told[p.number] = "complete"
+            elif mine and statuses <= {COMPLETED, PRUNED} and PRUNED in statuses:
+                for epoch, value in _mean_curve([epochs.get(r.id, []) for r in mine]):
+                    p.trial.report(value, epoch - 1)          # Optuna counts steps from 0
+                self._search.tell(p.trial, state=_state("PRUNED"))
+                self.told[p.number] = "pruned"
+            else:
+                self._search.tell(p.trial, state=_state("FAIL"))
+                self.told[p.number] = "fail"
+
+    # -- running ----------------------------------------------------------------------------
+    def run(self) -> dict[int, str]:
+        """Run the queued points to their end (TPE: wave after wave); returns every run's status."""
+        assert self.sweep_id is not None, "start() first"
+        try:
+            if self.spec.tpe is None:
+                self._launch([p for p in self.points])
+            else:
+                wave = [p for p in self.points if p.run_ids and p.number not in self.told]
+                while wave:
+                    self._launch(wave)
+                    self._tell(wave)
+                    if self.stopped:
+                        break
+                    wave = self._ask_wave()
+        finally:
+            try:
+                self.store.finish_sweep(self.sweep_id)
+            except KniError as e:
+                log.warning("could not record the end of sweep %s: %s", self.sweep_id, e)
+        return self.statuses
+
+    def _launch(self, points: list[Point]) -> None:
+        ids = [i for p in points for i in p.run_ids]
+        configs = [c for p in points for c in p.configs]
+        for p in points:                       # once per preprocessing: parallel runs share the cache
+            try:
+                self.prepare(p.configs[0])
+            except KniError as e:              # each run of the point will record it
+                log.warning("sweep %s point %d: preparing its data failed: %s", self.sweep_id, p.number, e)
+            try:
+                self.store.touch(ids, statuses=(QUEUED,))     # queued rows stay alive meanwhile
+            except KniError as e:              # a locked database: the launcher touches them next
+                log.warning("sweep %s: %s", self.sweep_id, e)
+        statuses, stop = self.launch_fn(ids, configs)
+        self.statuses.update(statuses)
+        self.stopped = self.stopped or bool(stop)
+
+    @property
+    def run_ids(self) -> list[int]:
+        return [i for p in self.points for i in p.run_ids]
+
+
+def _with_sweep(new: NewRun, sweep_id: int | None, number: int, params: dict) -> NewRun:
+    return dataclasses.replace(new, sweep_id=sweep_id, sweep_point=number,
+                               sweep_params=json.dumps(params, sort_keys=False))
+
+
+def _state(name: str) -> Any:
+    return getattr(require_optuna("a tpe sweep").trial.TrialState, name)
+
+
+def _mean_curve(runs_epochs: list[list[Any]]) -> list[tuple[int, float]]:
+    """(epoch, mean valid AUC) over the epochs every run has."""
+    if not runs_epochs or not all(runs_epochs):
+        return []
+    steps = set.intersection(*({e.epoch for e in rows if e.valid_auc is not None} for rows in runs_epochs))
+    out = []
+    for step in sorted(steps):
+        vals = [e.valid_auc for rows in runs_epochs for e in rows if e.epoch == step]
+        out.append((step, sum(vals) / len(vals)))
+    return out
+
+
+def sweep_of(store: Store, run: Run) -> SweepSpec | None:
+    """The spec of ``run``'s sweep (None outside a sweep)."""
+    if run.sweep_id is None:
+        return None
+    return SweepSpec.from_dict(store.get_sweep(run.sweep_id).spec_dict)

@@ -1,0 +1,1 @@
+"""The panes of the main tabs: Recipes, Runs, Compare."""

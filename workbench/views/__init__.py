@@ -1,0 +1,1 @@
+"""Rich renderables that the CLI and the workbench both draw."""
