@@ -48,7 +48,12 @@ def visible(text: object, one_line: bool = False) -> str:
     s = str(text)
     if one_line:
         s = s.replace("\n", "\\n").replace("\t", "\\t")
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256 else f"\\u{ord(m.group()):04x}", s)
+    return _CONTROLS.sub(_escape, s)
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}"
 
 
 def status_style(status: str, colours: Mapping[str, str] = TERMINAL_COLOURS) -> str:

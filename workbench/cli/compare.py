@@ -54,7 +54,7 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
                     all_: bool = typer.Option(False, "--all", help="Every run (the default without ids or --recipe)."),
                     dataset: Optional[str] = typer.Option(None, "--dataset", help="Only runs of this dataset."),
                     status: Optional[List[str]] = typer.Option(None, "--status", help="Statuses that count "
-                                                               "(default completed,running; 'all' for every one)."),
+                                                               "(default completed,running,pruned; 'all' for every one)."),
                     group_by: Optional[str] = typer.Option(None, "--group-by", help="config | dataset | model | "
                                                            "recipe (default config; model with --matrix)."),
                     metric: Optional[str] = typer.Option(None, "--metric", help="Metric to rank, test and tabulate: "
@@ -278,7 +278,7 @@ def export_command(run_ids: List[int] = typer.Argument(None, help="Run ids (defa
                    all_: bool = typer.Option(False, "--all", help="Every run (the default)."),
                    dataset: Optional[str] = typer.Option(None, "--dataset", help="Only runs of this dataset."),
                    status: Optional[List[str]] = typer.Option(None, "--status", help="Statuses that count "
-                                                              "(default completed,running; 'all')."),
+                                                              "(default completed,running,pruned; 'all')."),
                    group_by: str = typer.Option("config", "--group-by", help="config | dataset | model | recipe."),
                    at: str = typer.Option("best", "--at", help="best | last | N."),
                    json_out: bool = typer.Option(False, "--json", help="Print {path, rows, columns} as JSON."),

@@ -17,9 +17,7 @@ from rich.text import Text
 
 from kni_core.errors import KniError
 
-from ..analysis.diff import flatten
 from ..present import ago, duration, elapsed_seconds, fmt, tags_text
-from ..runs.resources import resources_text
 from ..store.statuses import LIVE, PRUNED, RUNNING, STATUSES
 from .common import (
     JSON_HELP,
@@ -176,6 +174,8 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
                  db: str = db_option()) -> None:
     """One run: its status, progress, resources, tags and note, configuration, per-epoch table, a
     plot of AUC and logloss, and its top-N results when it has any."""
+    from ..analysis.diff import flatten
+    from ..runs.resources import resources_text
     from ..store.records import epoch_to_dict, run_to_dict, topk_to_dict
     from ..store.repository import Store
     store = open_store(db)

@@ -16,8 +16,6 @@ from kni_core.errors import KniError
 
 from .. import analysis as cmp
 from ..present import ago, fmt, pm, status_style
-from ..store.liveness import effective_status
-from ..store.records import sweep_to_dict
 from ..store.statuses import CANCELLED, COMPLETED, CRASHED, FAILED, LIVE, PRUNED, QUEUED
 from .common import JSON_HELP, db_option, err_console, fail, out
 
@@ -36,6 +34,7 @@ METRIC_COLUMNS = ("valid_auc", "test_auc", "test_logloss", "test_acc")
 
 def compare_sweep(store: Store, sweep_id: int, metric: str, at: str, status: Optional[List[str]],
                   dataset: Optional[str], json_out: bool) -> None:
+    from ..store.records import sweep_to_dict
     try:
         cmp.check_metric(metric)
         at_value = cmp.parse_at(at)
@@ -128,6 +127,7 @@ def _statuses_text(statuses: dict[str, int]) -> str:
 
 def sweep_state(sweep: Any, runs: list) -> str:
     """running (a run is live), done (its driver ended), or interrupted (no live run, no end)."""
+    from ..store.liveness import effective_status
     if any(effective_status(r) in LIVE for r in runs):
         return "running"
     return "done" if sweep.finished_at is not None else "interrupted"
@@ -141,6 +141,8 @@ def sweeps_command(sweep_ids: List[int] = typer.Argument(None, help="Sweep ids (
     Reads only. kni compare --sweep ID ranks one sweep's points."""
     from ..recipe.sweep import params_text
     from ..store.errors import StoreError
+    from ..store.liveness import effective_status
+    from ..store.records import sweep_to_dict
     try:
         from ..store.repository import Store
         store = Store.open(db, readonly=True)
