@@ -1,13 +1,16 @@
 """A run's saved model: written atomically, read back into a model ready to predict.
 
-A checkpoint holds the run's resolved config and the model's ``state_dict``. What the state
-does not hold is rebuilt from the config: the prepared data (cached on disk, seeded by
+A checkpoint holds the run's resolved config, the model's ``state_dict`` and the sha256 of
+its tensors (``digest``): a file whose weights were overwritten in place (same size, a disk
+or copy fault) is refused when read, as are weights that are not finite. What the state does
+not hold is rebuilt from the config: the prepared data (cached on disk, seeded by
 ``dataset.split_seed``) gives KNI its adjacency table and the baselines their sampled
 structures, exactly as the run had them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -26,6 +29,24 @@ class CheckpointMissing(KniError):
 
 class CheckpointUnreadable(KniError):
     """The file is there but is not a checkpoint of this project (or not of this run)."""
+
+
+def state_digest(state: dict) -> str:
+    """The sha256 of a ``state_dict``'s names, dtypes, shapes and values, in name order."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)};".encode())
+        if tensor.numel():
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def model_checkpoint(config: dict, state: dict) -> dict:
+    """What a run's checkpoint file holds: the config, the weights and their digest."""
+    return {"config": config, "model": state, "digest": state_digest(state)}
 
 
 def write_atomically(path: str | os.PathLike, obj: Any) -> None:
@@ -70,6 +91,14 @@ def read(path: str | os.PathLike) -> dict:
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or \
             not isinstance(state.get("config"), dict):
         raise CheckpointUnreadable(f"checkpoint {path}: not a kni-workbench checkpoint (no config and model state)")
+    weights = state["model"]
+    if "digest" in state and state["digest"] != state_digest(weights):   # checkpoints before digests: none
+        raise CheckpointUnreadable(f"checkpoint {path}: damaged (its weights are not those written with it: the "
+                                   f"digest differs); train the run again or restore the file")
+    bad = [name for name, t in weights.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointUnreadable(f"checkpoint {path}: holds weights that are not finite (NaN or infinite) in "
+                                   f"{', '.join(bad[:3])}; the run diverged or the file is damaged")
     return state
 
 

@@ -169,10 +169,11 @@ class RunConfig:
                                            f"e.g. {getattr(TopKConfig(), key)}; got {ks}"))
         split = self.dataset.split
         if ok["dataset.split"] and (
-                len(split) != 3 or any(isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 for x in split)
-                or abs(sum(split) - 1.0) > 1e-6 or split[0] <= 0):
-            out.append(ConfigError(f"dataset.split: expected three non-negative fractions summing to 1 "
-                                   f"with a positive train share, e.g. [0.6, 0.2, 0.2]; got {split}"))
+                len(split) != 3 or any(isinstance(x, bool) or not isinstance(x, (int, float)) or x <= 0 for x in split)
+                or abs(sum(split) - 1.0) > 1e-6):
+            # every split is needed: train learns, validation selects the epoch, test reports it
+            out.append(ConfigError(f"dataset.split: expected three positive fractions (train, validation, test) "
+                                   f"summing to 1, e.g. [0.6, 0.2, 0.2]; got {split}"))
         if self.dataset.name is None and self.dataset.path is None and ok["dataset.name"] and ok["dataset.path"]:
             out.append(ConfigError("dataset: give `name` (a registry dataset) or `path` (a folder)"))
         if ok["dataset.synthetic"] and self.dataset.name == "synthetic" and not self.dataset.path:

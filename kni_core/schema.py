@@ -6,10 +6,21 @@ models' own settings (``kni_core.models``): a field's constraint lives in its ``
 from __future__ import annotations
 
 import dataclasses
+import reprlib
 from dataclasses import field
 from typing import Any
 
 from .errors import ConfigError
+
+#: How long a value may be quoted in an error message: a message names the value, it does not
+#: reprint a list of 100,000 items.
+_QUOTED = reprlib.Repr()
+_QUOTED.maxlevel, _QUOTED.maxlist, _QUOTED.maxdict, _QUOTED.maxstring, _QUOTED.maxother = 3, 8, 8, 60, 60
+
+
+def short_repr(value: object) -> str:
+    """``repr(value)``, cut to a few items and characters for an error message."""
+    return _QUOTED.repr(value)
 
 MAX_N_EVAL = 1_000
 MAX_SEED = 2**63 - 1         # stored in a 64-bit column; torch and numpy take it
@@ -52,10 +63,10 @@ def check_value(key: str, f: dataclasses.Field, value: Any) -> None:
     if isinstance(value, bool) and bool not in types:
         raise ConfigError(f"{key}: expected {_type_name(types)}, got a boolean ({value})")
     if not isinstance(value, types):
-        raise ConfigError(f"{key}: expected {_type_name(types)}, got {type(value).__name__} ({value!r})")
+        raise ConfigError(f"{key}: expected {_type_name(types)}, got {type(value).__name__} ({short_repr(value)})")
     m = f.metadata
     if m.get("choices") and value not in m["choices"]:
-        raise ConfigError(f"{key}: expected one of {', '.join(map(str, m['choices']))}; got {value!r}")
+        raise ConfigError(f"{key}: expected one of {', '.join(map(str, m['choices']))}; got {short_repr(value)}")
     lo, hi = m.get("lo"), m.get("hi")
     if lo is not None and isinstance(value, (int, float)):
         if value < lo or (m.get("lo_open") and value == lo):

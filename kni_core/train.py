@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -45,6 +46,15 @@ MEMORY_SETTINGS = {"training": ("train.batch_size",), "evaluation": ("eval.batch
 
 class OutOfMemory(KniError):
     """The device ran out of memory; the message names the setting to lower."""
+
+
+class Diverged(KniError):
+    """The training diverged: a loss or a prediction that is not finite, or a loss orders of
+    magnitude above what predicting at chance costs. The run ends failed, its epochs kept."""
+
+
+#: A chance predictor's mean BCE (ln 2); an epoch's loss this many times above it has exploded.
+CHANCE_LOSS, EXPLODED = math.log(2), 1000.0
 
 
 def out_of_memory(cfg: RunConfig, phase: str, device: str, error: BaseException) -> OutOfMemory:
@@ -164,14 +174,28 @@ class Trainer:
         model.train()
         train = self.splits["train"]
         order = self.shuffled_order()
-        total, n_batches = 0.0, 0
+        total, n_batches, losses = 0.0, 0, []
         steps = self.batches_per_epoch()
         for start in range(0, steps * t.batch_size, t.batch_size):
-            total += self.train_step(train[order[start:start + t.batch_size]])
+            loss = self.train_step(train[order[start:start + t.batch_size]])
+            total += loss
+            losses.append(loss)                # read back only when the epoch's mean is not finite
             n_batches += 1
             if self.progress is not None:
                 self.progress("train", n_batches, steps)
-        return float(total) / max(n_batches, 1) + model.epoch_penalty(t.l2)
+        mean = float(total) / max(n_batches, 1) + model.epoch_penalty(t.l2)
+        if not math.isfinite(mean):
+            bad = (~torch.isfinite(torch.stack(losses))).nonzero() if losses else []
+            where = (f"at batch {int(bad[0, 0]) + 1} of {n_batches}" if len(bad)
+                     else "at the end of the epoch (the regulariser of the weights is not finite)")
+            raise Diverged(f"the loss diverged {where} (not finite){self._lower_it()}")
+        if mean > EXPLODED * CHANCE_LOSS:
+            raise Diverged(f"the loss exploded to {mean:.3g} (predicting at chance costs {CHANCE_LOSS:.3f})"
+                           f"{self._lower_it()}")
+        return mean
+
+    def _lower_it(self) -> str:
+        return f"; train.lr={self.cfg.train.lr:g} is likely too high: lower it"
 
     @torch.no_grad()
     def predict(self, pairs: torch.Tensor, repeats: int | None = None, seed: int = 0,
@@ -213,6 +237,8 @@ class Trainer:
         if len(pairs) == 0:
             return Metrics(float("nan"), float("nan"), float("nan"))
         scores = self.predict(pairs, seed=seed, phase=split)
+        if not np.isfinite(scores).all():
+            raise Diverged(f"the {split} predictions are not finite (the model diverged){self._lower_it()}")
         return evaluate_scores(pairs[:, 2].cpu().numpy(), scores, self.data.threshold)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -226,11 +252,17 @@ class Trainer:
         for epoch in range(1, t.epochs + 1):
             t0 = time.perf_counter()
             self.phase = "training"
-            loss = self.train_epoch()
+            try:
+                loss = self.train_epoch()
+            except Diverged as e:
+                raise Diverged(f"epoch {epoch}: {e}") from None
             t1 = time.perf_counter()
             self.phase = "evaluation"
-            valid = self.evaluate("valid", seed=seed * 100003 + epoch)
-            test = self.evaluate("test", seed=seed * 100003 + epoch + 50000)
+            try:
+                valid = self.evaluate("valid", seed=seed * 100003 + epoch)
+                test = self.evaluate("test", seed=seed * 100003 + epoch + 50000)
+            except Diverged as e:
+                raise Diverged(f"epoch {epoch}: {e}") from None
             result = EpochResult(seed, epoch, loss, valid.auc, valid.logloss, valid.acc,
                                  test.auc, test.logloss, test.acc, t1 - t0, time.perf_counter() - t1)
             result = topk.after_epoch(result)
@@ -252,8 +284,8 @@ class Trainer:
     def save(self, path: Path) -> None:
         """Write the checkpoint (config and weights) atomically (:func:`kni_core.checkpoint.write_atomically`):
         a failed write (a full disk) leaves the previous checkpoint whole and no partial file behind."""
-        from .checkpoint import write_atomically
-        write_atomically(path, {"config": self.cfg.to_dict(), "model": self.model.state_dict()})
+        from .checkpoint import model_checkpoint, write_atomically
+        write_atomically(path, model_checkpoint(self.cfg.to_dict(), self.model.state_dict()))
 
 
 def should_stop(history: list[EpochResult], split: str, patience: int) -> bool:

@@ -17,7 +17,7 @@ from kni_core.data.prepare import (
 )
 from kni_core.data.raw import RawDataset
 from kni_core.data.synthetic import generate, spec_from_params
-from kni_core.errors import DataError
+from kni_core.errors import ConfigError, DataError
 
 
 @pytest.fixture()
@@ -135,8 +135,8 @@ def test_ni_graph_has_no_kg_entities():
 def test_unified_ids_padding_users_then_items():
     ratings = np.array([[0, 0, 1], [0, 1, 0], [1, 1, 1], [1, 0, 0]] * 5)
     raw = RawDataset.from_arrays(ratings, np.array([[0, 0, 2], [1, 0, 2]] * 3))
-    cfg = RunConfig(dataset=DatasetConfig(name="x", split=[1.0, 0.0, 0.0], min_relation_triples=1),
-                    model=ModelConfig(max_degree=4)).validate()
+    cfg = RunConfig(dataset=DatasetConfig(name="x", split=[1.0, 0.0, 0.0], min_relation_triples=1),   # all in
+                    model=ModelConfig(max_degree=4))                         # training: build() takes it
     data = build(raw, cfg)
     assert data.n_entity == 1 + 2 + 3           # padding, 2 users, 2 items + 1 KG entity
     assert set(data.train[:, 0].tolist()) == {1, 2} and set(data.train[:, 1].tolist()) == {3, 4}
@@ -191,10 +191,12 @@ def test_degenerate_splits_are_refused(tmp_path, cache, rows, message):
     assert not (cache / "prepared").exists() or not any((cache / "prepared").iterdir())
 
 
-def test_an_unrequested_split_may_be_empty(tmp_path, cache):
+def test_every_split_must_be_asked_for(tmp_path, cache):
+    """Validation selects the epoch and test reports it: a split without one is refused before
+    any data is read (it used to train and report every metric as undefined)."""
     folder = write_folder(tmp_path / "d", mixed_rows())
-    data = prepare(folder_config(folder, split=[0.8, 0.0, 0.2]))
-    assert len(data.valid) == 0 and len(data.test) > 0
+    with pytest.raises(ConfigError, match=r"dataset\.split: expected three positive fractions .* got \[0\.8, 0\.0, 0\.2\]"):
+        folder_config(folder, split=[0.8, 0.0, 0.2])
 
 
 def test_a_vanishing_knowledge_graph_is_reported(tmp_path, cache, caplog):

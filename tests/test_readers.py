@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -282,6 +283,37 @@ def test_kni_pickle_single_matrix_and_no_adj(tmp_path: Path) -> None:
     write_pickle(tmp_path, kni_dataset(adj=None))
     raw = kni_pkl.read(tmp_path, cfg_for(tmp_path))
     assert raw.kg.shape == (0, 3) and raw.n_entities == 3
+
+
+class _RunsAShellCommand:
+    """What a hostile pickle looks like: loading it calls os.system."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_naming_the_call(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    write_pickle(tmp_path, kni_dataset(train_data=_RunsAShellCommand(marker)))
+    with pytest.raises(DataError, match=r"bc\.pkl: refused to load: the pickle calls posix\.system") as info:
+        kni_pkl.read(tmp_path, cfg_for(tmp_path))
+    assert "nothing of it was run" in str(info.value)
+    assert not marker.exists()
+
+
+def test_the_authors_layout_still_loads_with_every_sparse_format_and_python2_encoding(tmp_path: Path) -> None:
+    """Dicts of numpy arrays and scipy sparse matrices (csr, csc, coo, lil), as the authors'
+    files hold them, and a protocol-2 pickle as Python 2 wrote them."""
+    base = kni_dataset(adj=None)
+    for fmt in ("csr", "csc", "coo", "lil"):
+        m = sp.coo_matrix((np.ones(2), ([11, 1], [1, 3])), shape=(25, 25)).asformat(fmt)
+        write_pickle(tmp_path, {**base, "adj": [m]})
+        assert sorted(kni_pkl.read(tmp_path, cfg_for(tmp_path)).kg.tolist()) == [[2, 0, 3], [3, 0, 0]], fmt
+    (tmp_path / "bc.pkl").write_bytes(pickle.dumps({**base, "n": np.int64(3), "kept": {1, 2}}, protocol=2))
+    assert kni_pkl.read(tmp_path, cfg_for(tmp_path)).n_users == 2
 
 
 def test_kni_pickle_missing_key_names_keys(tmp_path: Path) -> None:

@@ -11,7 +11,10 @@ items first among entities, then the other KG entities by sorted original id. KG
 touch a user are dropped (users are not KG entities; KNI adds user-item edges itself).
 Without ``adj``, the ``kg_triples`` array written by KNI's ``process_rip.py`` is used if present.
 
-Pickles run code when loaded: read only files you made or trust.
+A pickle can name any function to call while it loads (``os.system`` included). These files
+are read by :class:`SafeUnpickler`, which knows only what the authors' files hold (numpy
+arrays and their dtypes, scipy sparse matrices, dicts, lists, tuples, sets and numbers) and
+refuses any other name with the file and the name it met, before anything runs.
 """
 
 from __future__ import annotations
@@ -59,15 +62,53 @@ def _choose_pickle(folder: Path, cfg: DatasetConfig) -> Path:
                     f"{', '.join(Path(n).stem for n in present)} to choose", folder)
 
 
+#: Globals a KNI pickle may name: numpy's array and scalar reconstructors (both module paths,
+#: numpy 1 and 2), dtypes, and the few builtins their states use.
+_ALLOWED = {
+    **dict.fromkeys(("numpy.core.multiarray", "numpy._core.multiarray"), {"_reconstruct", "scalar"}),
+    "numpy": {"ndarray", "dtype"},
+    **dict.fromkeys(("copyreg", "copy_reg"), {"_reconstructor"}),          # Python 3 and 2 names
+    **dict.fromkeys(("builtins", "__builtin__"), {"object", "set", "frozenset", "complex", "slice"}),
+    "_codecs": {"encode"},                  # protocol-2 pickles carry bytes as latin-1 text through it
+}
+#: scipy.sparse matrix and array classes, under any of scipy's module paths for them.
+_SPARSE = {f"{kind}_{form}" for kind in ("csr", "csc", "coo", "lil", "dok", "dia", "bsr")
+           for form in ("matrix", "array")}
+
+
+class RefusedGlobal(DataError):
+    """The pickle names a function or class outside what KNI's pickles hold."""
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals of :data:`_ALLOWED` (and scipy's sparse
+    classes); any other one is refused before it can be called."""
+
+    def __init__(self, handle, path: Path, encoding: str):
+        super().__init__(handle, encoding=encoding)
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        allowed = name in _ALLOWED.get(module, ()) or \
+            (name in _SPARSE and (module == "scipy.sparse" or module.startswith("scipy.sparse.")))
+        if not allowed:
+            raise RefusedGlobal(f"refused to load: the pickle calls {module}.{name}, which KNI's pickles never "
+                                "hold (they hold numpy arrays, scipy sparse matrices, dicts, lists and numbers); "
+                                "nothing of it was run", self.path)
+        return super().find_class(module, name)
+
+
 def _load(path: Path) -> Mapping:
-    """Unpickle, retrying as Latin-1 for pickles written by Python 2 (numpy arrays inside)."""
+    """Unpickle safely, retrying as Latin-1 for pickles written by Python 2 (numpy arrays inside)."""
     for encoding in ("ASCII", "latin1"):
         try:
             with open(path, "rb") as handle:
-                dataset = pickle.load(handle, encoding=encoding)
+                dataset = SafeUnpickler(handle, path, encoding).load()
             break
         except UnicodeDecodeError:
             continue
+        except RefusedGlobal:
+            raise
         except Exception as exc:  # unpickling can raise almost anything on a foreign file
             raise DataError(f"not a readable pickle ({type(exc).__name__}: {exc})", path) from None
     else:

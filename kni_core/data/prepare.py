@@ -16,6 +16,8 @@ a group and repeated runs share one copy.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import logging
 import os
@@ -308,39 +310,107 @@ def prepared_dir(dataset_id: str, key: str) -> Path:
     return cache_root() / "prepared" / f"{dataset_id}-{key}"
 
 
-def save(prepared: PreparedData, directory: Path) -> None:
-    """Write atomically: a half-written cache is never taken for a good one."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=".tmp-"))
-    np.savez(tmp / "splits.npz", train=prepared.train, valid=prepared.valid, test=prepared.test,
-             kg_triples=prepared.kg_triples, items=prepared.items)
-    np.save(tmp / "adjacency.npy", prepared.adjacency)
-    if prepared.raw_ids is not None and prepared.raw_relations is not None:
-        np.savez(tmp / "id_maps.npz", entities=prepared.raw_ids, relations=prepared.raw_relations)
-    (tmp / "meta.json").write_text(json.dumps({"n_entity": prepared.n_entity, "stats": prepared.stats,
-                                               "key": prepared.key, "n_relation": prepared.n_relation,
-                                               "n_users": prepared.n_users}, indent=2))
-    if directory.exists():
-        shutil.rmtree(directory)
-    tmp.rename(directory)
+#: The files of a prepared cache; each one's sha256 is written in meta.json with it.
+CACHE_FILES = ("splits.npz", "adjacency.npy", "id_maps.npz")
+
+
+class CacheDamaged(Exception):
+    """A prepared cache that does not load or does not check: it is rebuilt, never used."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save(prepared: PreparedData, directory: Path) -> bool:
+    """Write atomically: a half-written cache is never taken for a good one. A write that fails
+    (a full disk) leaves nothing behind and is logged, saying where; the run goes on with the
+    data in memory. Returns whether the cache was written."""
+    tmp: Path | None = None
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=".tmp-"))
+        np.savez(tmp / "splits.npz", train=prepared.train, valid=prepared.valid, test=prepared.test,
+                 kg_triples=prepared.kg_triples, items=prepared.items)
+        np.save(tmp / "adjacency.npy", prepared.adjacency)
+        if prepared.raw_ids is not None and prepared.raw_relations is not None:
+            np.savez(tmp / "id_maps.npz", entities=prepared.raw_ids, relations=prepared.raw_relations)
+        digests = {name: _sha256(tmp / name) for name in CACHE_FILES if (tmp / name).exists()}
+        (tmp / "meta.json").write_text(json.dumps({"n_entity": prepared.n_entity, "stats": prepared.stats,
+                                                   "key": prepared.key, "n_relation": prepared.n_relation,
+                                                   "n_users": prepared.n_users, "digests": digests}, indent=2))
+        if directory.exists():
+            shutil.rmtree(directory)
+        tmp.rename(directory)
+        return True
+    except OSError as e:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        log.warning("could not cache the prepared data in %s (%s%s); the data is used from memory and "
+                    "prepared again next time", directory.parent, e.strerror or e, _space_left(directory.parent, e))
+        return False
+
+
+def _space_left(folder: Path, error: OSError) -> str:
+    """What to say of the disk a write failed on (numpy's short writes carry no errno)."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return ""
+    if error.errno == errno.ENOSPC or free < 1 << 20:
+        return f"; {free:,} bytes free there: the disk is full, free space or set KNI_CACHE_DIR elsewhere"
+    return f"; {free:,} bytes free there"
 
 
 def load(directory: Path, mmap: bool = False) -> PreparedData | None:
+    """The cache in ``directory``; None when there is none. :class:`CacheDamaged` when it does
+    not load or does not check: a file whose digest differs from the one written with it, or
+    arrays whose shapes or ids do not fit its entity count."""
+    if not (directory / "meta.json").exists():
+        return None
     try:
         meta = json.loads((directory / "meta.json").read_text())
-        splits = np.load(directory / "splits.npz")
+        for name, digest in (meta.get("digests") or {}).items():      # caches before digests: none
+            if _sha256(directory / name) != digest:
+                raise CacheDamaged(f"{name} is not the file written with it (its sha256 differs)")
+        with np.load(directory / "splits.npz") as splits:
+            arrays = {k: splits[k] for k in ("train", "valid", "test", "kg_triples", "items")}
         table = np.load(directory / "adjacency.npy", mmap_mode="r" if mmap else None)
-        data = PreparedData(splits["train"], splits["valid"], splits["test"], table, meta["n_entity"],
-                            meta["stats"], meta["key"], from_cache=True, kg_triples=splits["kg_triples"],
-                            n_relation=meta["n_relation"], n_users=meta["n_users"], items=splits["items"])
-    except (OSError, ValueError, KeyError):
-        return None
-    try:                                        # optional: older caches lack it
-        with np.load(directory / "id_maps.npz") as maps:
-            data.raw_ids, data.raw_relations = maps["entities"], maps["relations"]
-    except (OSError, ValueError, KeyError):
-        pass
+        data = PreparedData(arrays["train"], arrays["valid"], arrays["test"], table, meta["n_entity"],
+                            meta["stats"], meta["key"], from_cache=True, kg_triples=arrays["kg_triples"],
+                            n_relation=meta["n_relation"], n_users=meta["n_users"], items=arrays["items"])
+    except CacheDamaged:
+        raise
+    except Exception as e:               # a truncated zip, a bad header, a missing key: not a usable cache
+        raise CacheDamaged(f"{type(e).__name__}: {e}") from None
+    _check(data)
+    if (directory / "id_maps.npz").exists():
+        try:
+            with np.load(directory / "id_maps.npz") as maps:
+                data.raw_ids, data.raw_relations = maps["entities"], maps["relations"]
+        except Exception as e:           # noqa: BLE001 - the digest passed; an older numpy's file?
+            raise CacheDamaged(f"id_maps.npz: {type(e).__name__}: {e}") from None
     return data
+
+
+def _check(data: PreparedData) -> None:
+    """Shapes and id ranges that every prepared cache has (CacheDamaged otherwise)."""
+    n = data.n_entity
+    for name in ("train", "valid", "test"):
+        rows = getattr(data, name)
+        if rows.ndim != 2 or rows.shape[1] != 3:
+            raise CacheDamaged(f"{name} rows have shape {rows.shape}, expected (N, 3)")
+        if len(rows) and (rows[:, :2].min() < 0 or rows[:, :2].max() >= n or not np.isin(rows[:, 2], (0, 1)).all()):
+            raise CacheDamaged(f"{name} rows hold ids outside [0, {n}) or labels other than 0/1")
+    table = data.adjacency
+    if table.ndim != 2 or table.shape[0] != n:
+        raise CacheDamaged(f"the adjacency table has shape {table.shape}, expected ({n}, max_degree)")
+    if table.size and (table.min() < 0 or table.max() >= n):
+        raise CacheDamaged(f"the adjacency table holds ids outside [0, {n})")
 
 
 def prepare_cached(raw_loader, cfg: RunConfig, dataset_id: str, fingerprint: object,
@@ -352,7 +422,11 @@ def prepare_cached(raw_loader, cfg: RunConfig, dataset_id: str, fingerprint: obj
     key = stable_hash({"settings": preprocessing_settings(cfg), "source": fingerprint})
     directory = prepared_dir(dataset_id, key)
     if use_cache:
-        hit = load(directory, mmap=mmap)
+        try:
+            hit = load(directory, mmap=mmap)
+        except CacheDamaged as e:
+            log.warning("the preprocessed cache %s is damaged (%s); it is rebuilt", directory, e)
+            hit = None
         if hit is not None:
             log.info("reused the preprocessed cache %s", directory)
             for w in hit.stats.get("warnings", []):
@@ -361,7 +435,6 @@ def prepare_cached(raw_loader, cfg: RunConfig, dataset_id: str, fingerprint: obj
     raw = raw_loader()
     prepared = build(raw, cfg)
     prepared.key = key
-    if use_cache:
-        save(prepared, directory)
+    if use_cache and save(prepared, directory):
         log.info("preprocessed in %.1f s, cached at %s", prepared.stats["seconds"], directory)
     return prepared

@@ -8,6 +8,7 @@ import math
 from datetime import datetime
 from typing import IO, Any, Sequence
 
+from ..present import visible
 from ..store.records import METRICS
 from .groups import Group, group_points
 from .metrics import topk_order
@@ -79,6 +80,18 @@ def group_rows(groups: Sequence[Group], at: str | int) -> list[dict]:
     return rows
 
 
+#: What a spreadsheet reads as the start of a formula in a text cell (OWASP, CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def text_cell(text: str) -> str:
+    """A text cell a spreadsheet cannot run and a terminal cannot act on: control characters
+    made visible, and a leading ``= + - @``, tab or carriage return quoted with ``'`` (OWASP's
+    advice), so a tag ``=HYPERLINK(...)`` arrives as text."""
+    text = visible(text)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def _cell(v: Any) -> str:
     if v is None:
         return ""
@@ -86,7 +99,9 @@ def _cell(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, float):
         return repr(v)
-    return str(v)
+    if isinstance(v, int):
+        return str(v)
+    return text_cell(str(v))
 
 
 def write_csv(rows: Sequence[dict], columns: Sequence[str], stream: IO[str]) -> None:

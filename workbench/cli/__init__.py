@@ -10,12 +10,12 @@ from __future__ import annotations
 import sys
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from kni_core.errors import KniError
 
 from . import annotate, compare, data, explain, run, runs, sweeps
+from .common import err_console
 from .help import typer_app
 
 app = typer_app(help="KNI workbench: reproduce, extend and compare knowledge-graph recommenders.",
@@ -62,5 +62,5 @@ def main() -> None:
     try:
         app()
     except KniError as error:                 # anything not already caught per command
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(error))}")
+        err_console().print(f"[bold red]error:[/] {escape(str(error))}")
         sys.exit(2)

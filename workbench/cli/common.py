@@ -12,11 +12,12 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, List, NoReturn, Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType, RenderHook, RenderResult
 from rich.markup import escape
+from rich.segment import Segment
 from rich.text import Text
 
-from ..present import status_style
+from ..present import status_style, visible
 from ..store.statuses import STATUSES
 
 if TYPE_CHECKING:                               # imported where used, so `kni --help` starts fast
@@ -33,29 +34,60 @@ def db_option() -> Any:
     return typer.Option("runs.db", "--db", envvar="KNI_DB", help=DB_HELP, show_default=True)
 
 
+class _Visible:
+    """A renderable drawn as ``inner`` is, with every control character of its text made
+    visible. Rich's own styles and cursor moves travel apart from the text (as styles and
+    control segments), so whatever control character is left in the text came from the data."""
+
+    def __init__(self, inner: RenderableType):
+        self.inner = inner
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for segment in console.render(self.inner, options):
+            yield segment if segment.control else Segment(visible(segment.text), segment.style)
+
+
+class _ShowControlsVisible(RenderHook):
+    def process_renderables(self, renderables: list[RenderableType]) -> list[RenderableType]:
+        return [_Visible(r) for r in renderables]
+
+
+class _VisibleFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return visible(super().format(record))
+
+
+def console(stderr: bool = False, **kwargs: Any) -> Console:
+    """A console through which no stored text (a note, a name, an error) reaches the terminal
+    with a control character in it: one path for every command's output."""
+    made = Console(stderr=stderr, **kwargs)
+    made.push_render_hook(_ShowControlsVisible())
+    return made
+
+
 def consoles(json_out: bool) -> Console:
     """The console of a command that logs: human output goes to stderr when stdout is reserved
     for JSON, and a pipe or a file gets wide lines (Rich would otherwise wrap them at 80 columns)."""
     from rich.logging import RichHandler
-    console = Console(stderr=json_out)
-    if not console.is_terminal:              # a pipe or a file: plain, unpadded log lines
-        console = Console(stderr=json_out, width=max(console.width, 200))
-        handler: logging.Handler = logging.StreamHandler(console.file)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    shown = console(stderr=json_out)
+    if not shown.is_terminal:                # a pipe or a file: plain, unpadded log lines
+        shown = console(stderr=json_out, width=max(shown.width, 200))
+        handler: logging.Handler = logging.StreamHandler(shown.file)
+        handler.setFormatter(_VisibleFormatter("%(levelname)s %(message)s"))
     else:
-        handler = RichHandler(console=console, show_time=False, show_path=False)
+        handler = RichHandler(console=shown, show_time=False, show_path=False)
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True, handlers=[handler])
-    return console
+    return shown
 
 
 def out() -> Console:
     """stdout; when it is not a terminal (a pipe, a file) tables are not squeezed to 80 columns."""
-    console = Console()
-    return console if console.is_terminal else Console(width=200)
+    shown = console()
+    return shown if shown.is_terminal else console(width=200)
 
 
 def err_console() -> Console:
-    return Console(stderr=True)
+    return console(stderr=True)
 
 
 def fail(error: BaseException | str, code: int = 2) -> NoReturn:

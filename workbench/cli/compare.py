@@ -54,7 +54,8 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
                     all_: bool = typer.Option(False, "--all", help="Every run (the default without ids or --recipe)."),
                     dataset: Optional[str] = typer.Option(None, "--dataset", help="Only runs of this dataset."),
                     status: Optional[List[str]] = typer.Option(None, "--status", help="Statuses that count "
-                                                               "(default completed,running,pruned; 'all' for every one)."),
+                                                               "(default completed,running,pruned; 'all': every "
+                                                               "one)."),
                     group_by: Optional[str] = typer.Option(None, "--group-by", help="config | dataset | model | "
                                                            "recipe (default config; model with --matrix)."),
                     metric: Optional[str] = typer.Option(None, "--metric", help="Metric to rank, test and tabulate: "

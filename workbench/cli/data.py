@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from kni_core.errors import KniError
 
-from .common import SET_HELP, consoles, fail
+from .common import SET_HELP, consoles, fail, out
 
 if TYPE_CHECKING:                                  # imported where used, so `kni --help` starts fast
 
@@ -40,7 +39,7 @@ def data_list(json_out: bool = typer.Option(False, "--json", help="Print JSON.")
         table.add_column(col)
     for r in rows:
         table.add_row(r["name"], r["title"], r["format"], r["found"] or "[red]missing[/] (kni data info NAME)")
-    Console().print(table)
+    out().print(table)
 
 
 def data_info(name: str = typer.Argument(..., help="Registry name, e.g. bc."),

@@ -106,12 +106,17 @@ def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Opti
     from kni_core.data import prepare
 
     from ..recipe import load_recipe
+    from ..runs.checkpoints import checkpoint_folder
     from ..runs.rows import fit_summary, new_run, provenance
     from ..store.errors import StoreError
     from ..store.repository import Store
     console = consoles(json_out)
     try:
         rec = load_recipe(recipe, overrides=set_, seeds=seeds, device=device)
+        for warning in rec.warnings:
+            err_console().print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+        if checkpoint_dir is not None:
+            checkpoint_dir = checkpoint_folder(checkpoint_dir)
         store = Store.open(db, create=True)
         if store.in_memory:
             raise StoreError("--db: an in-memory database cannot be shared with run processes")
@@ -238,13 +243,13 @@ def run_launcher(store: Store, rec: Any, configs: list, ids: list[int], json_out
     """Run queued rows to their end with a Launcher, reporting live (a recipe's seeds, or a
     batch of a sweep's runs), on ``runner`` (default: local child processes; a Ray executor
     must be in its :func:`executor_session`): (final statuses, the launcher)."""
+    from ..runs.checkpoints import file_in, slug
     from ..runs.launcher import Launcher, LocalExecutor, visible_gpus
     runner = runner or LocalExecutor()
     gpus = visible_gpus(rec.base.device) if runner.name == "local" else []     # Ray assigns its GPUs itself
     checkpoints = {}
-    if checkpoint_dir is not None:
-        checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        checkpoints = {i: str((checkpoint_dir / f"{rec.name}-seed{c.seed}-run{i}.pt").absolute())
+    if checkpoint_dir is not None:              # checked by checkpoint_folder before anything was queued
+        checkpoints = {i: str(file_in(checkpoint_dir, f"{slug(rec.name)}-seed{c.seed}-run{i}.pt"))
                        for i, c in zip(ids, configs)}
     report: Any = JsonReport() if json_out else LiveReport(console)
     launcher = Launcher(store, jobs=jobs, gpus=gpus, executor=runner, checkpoints=checkpoints,

@@ -22,6 +22,9 @@ from .errors import RecipeError
 from .recipe import EXECUTORS, Recipe
 from .seeds import MAX_SEEDS, parse_seeds
 
+#: The largest recipe file read (the shipped ones are under 2 KB).
+MAX_RECIPE_BYTES = 1 << 20
+
 __all__ = ["Recipe", "RecipeError", "find_recipes", "load_recipe", "parse_recipe", "parse_seeds",
            "TOP_KEYS", "MAX_SEEDS", "EXECUTORS", "paper_recipe"]
 
@@ -41,6 +44,10 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = (), seeds: str | li
                 device: str | None = None) -> Recipe:
     """Read and validate the recipe at ``path``; see :func:`parse_recipe` for the arguments."""
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_RECIPE_BYTES:
+            raise RecipeError(f"{size:,} bytes: a recipe is at most {MAX_RECIPE_BYTES:,} bytes (is this a recipe?)",
+                              path=path)
         text = Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise RecipeError("no such file", path=path) from None

@@ -34,6 +34,7 @@ from kni_core.config import (
     subsection,
 )
 from kni_core.errors import ConfigError
+from kni_core.schema import short_repr
 
 from .errors import RecipeError
 from .recipe import EXECUTORS, Recipe
@@ -47,6 +48,7 @@ from .yaml_nodes import (
     node_kind,
     strip_key,
     suggest,
+    too_big,
     yaml_error_text,
 )
 
@@ -94,6 +96,7 @@ class Builder:
         self.sweep_reader: SweepReader | None = None
         self.swept: dict[str, int | None] = {}            # swept key -> line
         self.overridden: dict[str, str] = {}              # key set by --set -> the override
+        self.seed_warning: str | None = None              # seeds given twice (they run once)
 
     @property
     def model_name(self) -> str:
@@ -148,6 +151,9 @@ class Builder:
         for key, key_node, value_node in self.entries(root, None):
             line = line_of(key_node)
             try:
+                problem = too_big(value_node)
+                if problem:
+                    raise self.fail(key, problem, line)
                 if key not in TOP_KEYS:
                     raise self.fail(key, f"unknown key; {suggest(key, TOP_KEYS)}", line)
                 if key in SECTIONS:
@@ -387,11 +393,12 @@ class Builder:
     def check_top(self, key: str, value: Any, line: int | None, origin: str | None) -> None:
         if key == "description":
             if value is not None and not isinstance(value, str):
-                raise self.fail(key, f"expected a string, got {type(value).__name__} ({value!r})", line, origin)
+                raise self.fail(key, f"expected a string, got {type(value).__name__} ({short_repr(value)})",
+                                line, origin)
             return
         if key == "executor":
             if value not in EXECUTORS:
-                raise self.fail(key, f"expected one of {', '.join(EXECUTORS)}, got {value!r}", line, origin)
+                raise self.fail(key, f"expected one of {', '.join(EXECUTORS)}, got {short_repr(value)}", line, origin)
             return
         f = next(f for f in dataclasses.fields(RunConfig) if f.name == key)
         try:
@@ -400,20 +407,26 @@ class Builder:
             raise self.fail(key, strip_key(str(e), key), line, origin) from None
         if key == "name" and not value.strip():
             raise self.fail(key, "expected a non-empty name", line, origin)
+        if key == "name" and not value.isprintable():
+            raise self.fail(key, f"expected one line of printable characters (a name shown in every listing); "
+                                 f"got {short_repr(value)}", line, origin)
 
     def check_seeds(self, value: Any, node: yaml.Node | None, line: int | None,
                     origin: str | None) -> list[int]:
+        repeated: list[int] = []
         if isinstance(value, str):
             try:
-                return parse_seeds(value)
+                seeds = parse_seeds(value, repeated)
             except ConfigError as e:
                 raise self.fail("seeds", strip_key(str(e), "seeds"), line, origin) from None
+            self.note_repeats(repeated, line, origin)
+            return seeds
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value]
             node = None
         if not isinstance(value, list):
             got = "a boolean" if isinstance(value, bool) else type(value).__name__
-            raise self.fail("seeds", f"{SEEDS_EXPECTED}, got {got} ({value!r})", line, origin)
+            raise self.fail("seeds", f"{SEEDS_EXPECTED}, got {got} ({short_repr(value)})", line, origin)
         if not value:
             raise self.fail("seeds", "expected at least one seed", line, origin)
         out: list[int] = []
@@ -422,7 +435,7 @@ class Builder:
             if origin is None and isinstance(node, yaml.SequenceNode) and i < len(node.value):
                 item_line = line_of(node.value[i])
             if isinstance(item, bool) or not isinstance(item, int):
-                raise self.fail("seeds", f"expected non-negative integers, got {item!r} at position {i + 1}",
+                raise self.fail("seeds", f"expected non-negative integers, got {short_repr(item)} at position {i + 1}",
                                 item_line, origin)
             if item < 0:
                 raise self.fail("seeds", f"expected non-negative integers, got {item} at position {i + 1}",
@@ -432,9 +445,21 @@ class Builder:
                                 item_line, origin)
             if item not in out:
                 out.append(item)
+            else:
+                repeated.append(item)
         if len(out) > MAX_SEEDS:
             raise self.fail("seeds", f"more than {MAX_SEEDS} seeds", line, origin)
+        self.note_repeats(repeated, line, origin)
         return out
+
+    def note_repeats(self, repeated: list[int], line: int | None, origin: str | None) -> None:
+        """A seed given twice runs once: say so (a warning, not a mistake). The seeds given last
+        (--seeds after the file) are the ones that count, so only their warning is kept."""
+        self.seed_warning = None
+        if repeated:
+            where = origin or (f"{self.path}:{line}" if line else self.path)
+            seeds = ", ".join(map(str, dict.fromkeys(repeated)))
+            self.seed_warning = f"{where}: seeds: {seeds} given more than once; each seed runs once"
 
     # -- the command line ------------------------------------------------------------------
     def apply_override(self, text: Any) -> None:
@@ -488,6 +513,9 @@ class Builder:
         except yaml.YAMLError as e:
             _line_no, problem = yaml_error_text(e)
             raise self.fail(key, f"invalid YAML value: {problem}", origin=origin) from None
+        problem = too_big(node) if node is not None else None
+        if problem:
+            raise self.fail(key, f"the value {problem}", origin=origin)
         self.set_node(key, node, origin=origin)
         return key
 
@@ -585,4 +613,5 @@ class Builder:
             raise RecipeError.many([self.errors[i] for i in order])
         return Recipe(name=name, path=None if self.path.startswith("<") else self.path, text=text,
                       description=self.values.get("description"), seeds=list(seeds), device=device,
-                      base=base, sweep=self.sweep, executor=self.values.get("executor", "local"))
+                      base=base, sweep=self.sweep, executor=self.values.get("executor", "local"),
+                      warnings=(self.seed_warning,) if self.seed_warning else ())

@@ -28,6 +28,8 @@ class Recipe:
     sweep: SweepSpec | None = None
     #: Where its runs execute: ``local`` child processes or ``ray`` tasks (workbench.runs).
     executor: str = "local"
+    #: What reading it did that its author should know (repeated seeds dropped), one line each.
+    warnings: tuple[str, ...] = ()
 
     def config_for_point(self, params: dict, seed: int) -> RunConfig:
         """The configuration of one sweep point (``{dotted key: value}``) for ``seed``."""

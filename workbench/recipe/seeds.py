@@ -15,10 +15,11 @@ _SEED_INT = re.compile(r"^-?[0-9]+$")
 _SEED_RANGE = re.compile(r"^(-?[0-9]+)\s*\.\.\s*(-?[0-9]+)$")
 
 
-def parse_seeds(spec: str) -> list[int]:
+def parse_seeds(spec: str, repeated: list[int] | None = None) -> list[int]:
     """Read a seed list such as ``1,2,3``, ``1..5`` (inclusive) or ``1..3, 7``.
 
-    Whitespace is ignored and duplicates are dropped, keeping the first occurrence.
+    Whitespace is ignored and duplicates are dropped, keeping the first occurrence (appended
+    to ``repeated`` when given, so the caller can say so).
     """
     if not isinstance(spec, str):
         raise ConfigError(f"seeds: {SEEDS_EXPECTED}, got {type(spec).__name__} ({spec!r})")
@@ -57,6 +58,8 @@ def parse_seeds(spec: str) -> list[int]:
             if v not in seen:
                 seen.add(v)
                 out.append(v)
+            elif repeated is not None:
+                repeated.append(v)
         if len(out) > MAX_SEEDS:
             raise ConfigError(f"seeds: more than {MAX_SEEDS} seeds")
     return out

@@ -15,6 +15,7 @@ import yaml
 
 from kni_core.config import SECTIONS, expected_type
 from kni_core.errors import KniError
+from kni_core.schema import short_repr
 
 from .sweep import (
     DISTRIBUTIONS,
@@ -155,7 +156,8 @@ class SweepReader:
             return None
         pruner, pline = values.pop("pruner")
         if pruner not in PRUNERS:
-            b.record(b.fail("sweep.prune.pruner", f"expected one of {', '.join(PRUNERS)}; got {pruner!r}", pline))
+            b.record(b.fail("sweep.prune.pruner", f"expected one of {', '.join(PRUNERS)}; got {short_repr(pruner)}",
+                            pline))
             return None
         options = {}
         failed = False
@@ -216,7 +218,7 @@ class SweepReader:
             return None
         value, line = given
         if isinstance(value, bool) or not isinstance(value, int):
-            b.record(b.fail(where, f"expected an integer >= {lo}; got {value!r}", line))
+            b.record(b.fail(where, f"expected an integer >= {lo}; got {short_repr(value)}", line))
             return None
         if value < lo:
             b.record(b.fail(where, f"expected an integer >= {lo}; got {value}", line))

@@ -12,6 +12,10 @@ from typing import Iterable
 import yaml
 
 NULL_TAG = "tag:yaml.org,2002:null"
+#: The most values a recipe (or one --set value) may hold once its aliases are expanded. A real
+#: recipe holds a few hundred; anchors nested in each other ("billion laughs") reach billions
+#: from a few lines, and building, hashing or printing them would take minutes and gigabytes.
+MAX_VALUES = 100_000
 
 
 def line_of(node: yaml.Node | None) -> int | None:
@@ -29,6 +33,38 @@ def node_kind(node: yaml.Node, empty: bool = False) -> str:
     if empty and node.value in ("", "~", "null"):
         return "nothing"
     return f"a single value ({node.value})"
+
+
+def expanded_size(node: yaml.Node, limit: int = MAX_VALUES) -> int:
+    """How many values ``node`` holds with every alias expanded, counted up to just past
+    ``limit``. Each distinct node is sized once (aliases share their node), so a bomb is
+    measured in the time of its text, never expanded."""
+    sizes: dict[int, int] = {}
+
+    def size(n: yaml.Node, depth: int) -> int:
+        if id(n) in sizes:
+            return sizes[id(n)]
+        if depth > 100:                          # deeper than any recipe: as good as too big
+            return limit + 1
+        total = 1
+        children = (n.value if isinstance(n, yaml.SequenceNode) else
+                    [part for pair in n.value for part in pair] if isinstance(n, yaml.MappingNode) else [])
+        for child in children:
+            total += size(child, depth + 1)
+            if total > limit:
+                break
+        sizes[id(n)] = total
+        return total
+
+    return size(node, 0)
+
+
+def too_big(node: yaml.Node) -> str | None:
+    """Why ``node`` is refused (it expands past :data:`MAX_VALUES` values), or None."""
+    if expanded_size(node) > MAX_VALUES:
+        return (f"holds more than {MAX_VALUES:,} values once its YAML aliases are expanded (anchors repeated "
+                "inside each other); refused without reading it further")
+    return None
 
 
 def strip_key(message: str, key: str) -> str:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from kni_core.errors import KniError
+
 from ..store.engine import sqlite_path
 
 CHECKPOINT_DIR_ENV = "KNI_CHECKPOINT_DIR"
@@ -125,3 +127,35 @@ def human_size(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
+
+
+class CheckpointFolderError(KniError):
+    """A folder given for saved models that cannot hold them."""
+
+
+def checkpoint_folder(path: str | os.PathLike, option: str = "--checkpoint-dir") -> Path:
+    """``path`` as a folder for saved models, created if absent; CheckpointFolderError (one
+    line naming ``option``) when it is a file or cannot be created."""
+    folder = Path(path).expanduser().absolute()
+    if folder.exists() and not folder.is_dir():
+        raise CheckpointFolderError(f"{option} {path}: is a file, expected a folder for the saved models")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointFolderError(f"{option} {path}: cannot create the folder ({e.strerror or e})") from None
+    return folder
+
+
+def slug(text: str, limit: int = 80) -> str:
+    """A file-name part from user text (a recipe name): letters, digits, ``. _ -`` only, no
+    leading dot, never empty, so ``../../x/evil`` becomes ``x-evil`` and cannot leave a folder."""
+    part = re.sub(r"[^A-Za-z0-9._-]+", "-", str(text)).strip(".-")[:limit]
+    return part or "run"
+
+
+def file_in(folder: Path, name: str) -> Path:
+    """``folder / name``, checked to lie inside ``folder`` (ValueError otherwise)."""
+    path = (folder / name).absolute()
+    if path.parent != folder.absolute():
+        raise ValueError(f"{name!r} would leave {folder}")
+    return path

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
-from .errors import StoreError
+from .errors import StoreError, env_seconds
 
 #: Default busy timeout in seconds (env ``KNI_DB_TIMEOUT``).
 BUSY_TIMEOUT = 15.0
@@ -121,10 +121,8 @@ def explain(error: BaseException, where: str) -> StoreError:
 
 
 def busy_timeout() -> float:
-    try:
-        return float(os.environ.get("KNI_DB_TIMEOUT", BUSY_TIMEOUT))
-    except ValueError:
-        return BUSY_TIMEOUT
+    """Seconds a session waits for a lock (env ``KNI_DB_TIMEOUT``)."""
+    return env_seconds("KNI_DB_TIMEOUT", BUSY_TIMEOUT)
 
 
 def make_engine(url: str, *, immediate: bool, timeout: float, readonly: bool = False) -> Engine:

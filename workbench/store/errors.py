@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import time
+from functools import lru_cache
 from typing import Callable, TypeVar
 
 from kni_core.errors import KniError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: Default seconds a writer keeps retrying a locked or full database (env ``KNI_DB_PATIENCE``).
 WRITE_PATIENCE = 60.0
@@ -28,12 +32,31 @@ class RunGone(StoreError):
     """The run's row is no longer in the database (removed while its process ran)."""
 
 
+def env_seconds(name: str, default: float) -> float:
+    """A duration from environment variable ``name`` (seconds); ``default`` when it is unset. A
+    value that is not a non-negative number is not used: a warning names the variable, its
+    value and the default taken instead (once per process and value)."""
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    return _parse_seconds(name, text, default)
+
+
+@lru_cache(maxsize=None)
+def _parse_seconds(name: str, text: str, default: float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        log.warning("%s=%r is not a number of seconds >= 0; %g s is used instead", name, text, default)
+        return default
+    return value
+
+
 def write_patience() -> float:
     """Seconds a run process keeps retrying a transient write failure before giving up."""
-    try:
-        return max(0.0, float(os.environ.get("KNI_DB_PATIENCE", WRITE_PATIENCE)))
-    except ValueError:
-        return WRITE_PATIENCE
+    return env_seconds("KNI_DB_PATIENCE", WRITE_PATIENCE)
 
 
 def retry_write(write: Callable[[], T], *, patience: float | None = None, stop: Callable[[], bool] | None = None,

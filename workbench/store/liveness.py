@@ -15,6 +15,7 @@ from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
+from .errors import env_seconds
 from .records import Run, utcnow
 from .statuses import CRASHED, LIVE
 
@@ -34,10 +35,7 @@ def this_host() -> str:
 
 def stale_seconds() -> float:
     """Heartbeat age after which a live run whose process is gone counts as crashed."""
-    try:
-        return float(os.environ.get("KNI_STALE_SECONDS", STALE_SECONDS))
-    except ValueError:
-        return STALE_SECONDS
+    return env_seconds("KNI_STALE_SECONDS", STALE_SECONDS)
 
 
 def abandoned_seconds(stale: float | None = None) -> float:

@@ -30,7 +30,7 @@ from textual.lazy import Lazy
 from textual.screen import Screen
 from textual.widgets import Footer, Header, TabbedContent, TabPane
 
-from ..present import TERMINAL_COLOURS, seeds_text, status_style
+from ..present import TERMINAL_COLOURS, seeds_text, status_style, visible
 from ..recipe import RecipeError
 from ..recipe.sweep import SweepError
 from ..services.background import Launch, LaunchError, cancel_run, start_recipe
@@ -198,6 +198,10 @@ class WorkbenchApp(App):
         gpus = detect_gpus()
         self.call_from_thread(setattr, self, "gpus", gpus)
 
+    def notify(self, message: str, *args: Any, **kwargs: Any) -> None:
+        """A notification; its text may quote stored text (an error, a name): controls made visible."""
+        super().notify(visible(message), *args, **kwargs)
+
     # -- styling ----------------------------------------------------------------------------
     def status_style(self, status: str) -> str:
         """The Rich style of a run status (the CLI's look), in the theme's colours: readable light and dark."""
@@ -327,6 +331,8 @@ class WorkbenchApp(App):
         else:
             self.notify(f"{launch.recipe.name}: run(s) {', '.join(map(str, ids))} queued for seed(s) "
                         f"{seeds_text(launch.seeds)}, {launch.jobs} at a time", title="started", timeout=5)
+        for warning in launch.recipe.warnings:
+            self.notify(warning, severity="warning", timeout=8)
         self.refresh_now()
         self.action_show_tab("runs")
         self.main.query_one(RunsPane).select_run(ids[0])

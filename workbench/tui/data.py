@@ -11,17 +11,23 @@
   process vanished (the one write the store allows readers).
 - :meth:`RunData.apply` runs on the UI thread, merges the result and says what changed.
 
+Every text a run or sweep holds (names, notes, tags, errors, paths) reaches the views with its
+control characters made visible (:func:`shown`): whatever a note holds, it cannot clear the
+screen or retitle the terminal.
+
 No UI code here: the module is tested without a terminal.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable, Iterable
 
+from ..present import visible
 from ..store.errors import StoreError
 from ..store.records import Epoch, Run, Sweep, utcnow
 from ..store.repository import Store
@@ -31,6 +37,17 @@ from ..store.statuses import LIVE
 FULL_SECONDS = 5.0
 #: Seconds between two crash checks (refresh_crashed).
 CRASH_CHECK_SECONDS = 10.0
+
+
+def shown(record: Run | Sweep) -> Run | Sweep:
+    """The record as the views show it: every text field with its control characters made
+    visible (the store keeps the text as written)."""
+    json_fields = ("config_json", "sweep_params", "spec")       # JSON escapes its control characters
+    texts = {f.name: visible(v) for f in dataclasses.fields(record)
+             if isinstance(v := getattr(record, f.name), str) and f.name not in json_fields}
+    if isinstance(record, Run):
+        texts.update(tags=tuple(map(visible, record.tags)), group_tags=tuple(map(visible, record.group_tags)))
+    return dataclasses.replace(record, **texts)
 
 
 def _signature(run: Run) -> tuple:
@@ -114,7 +131,7 @@ class RunData:
                     pass                      # read-only or locked: effective_status still shows it
             if req.full:
                 res.runs = self.store.runs()
-                res.sweeps = self.store.sweeps()
+                res.sweeps = [shown(w) for w in self.store.sweeps()]
             else:
                 res.runs = self.store.runs(status=LIVE)
                 seen = {r.id for r in res.runs}
@@ -129,7 +146,8 @@ class RunData:
                     if new:
                         res.epochs[run_id] = new
         except StoreError as e:
-            res.error = str(e)
+            res.error = visible(str(e))
+        res.runs = [shown(r) for r in res.runs]
         return res
 
     def apply(self, res: PollResult) -> Change:

@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Static
 from kni_core.errors import KniError
 
 from ...analysis.metrics import group_id
-from ...present import seeds_text
+from ...present import seeds_text, visible
 from ...recipe import Recipe, RecipeError, find_recipes, load_recipe
 from ...runs.rows import dataset_label, model_label
 from ..keys import ESSENTIAL
@@ -74,7 +74,7 @@ def scan(folder: Path) -> tuple[list[RecipeEntry], str | None]:
     out = []
     for p in paths:
         try:
-            text = p.read_text(encoding="utf-8-sig")
+            text = visible(p.read_text(encoding="utf-8-sig"))
         except (OSError, UnicodeDecodeError) as e:
             out.append(RecipeEntry(p, "", None, RecipeError(f"cannot read: {e}", path=p)))
             continue
@@ -217,14 +217,14 @@ class RecipesPane(Vertical):
             for e in errors:
                 where = f"line {e.line}: " if e.line else e.origin + ": " if e.origin else ""
                 key = f"{e.key}: " if e.key else ""
-                head.append(f"\n{where}{key}{e.message}" if len(errors) > 1 else f" {where}{key}{e.message}")
+                head.append(visible(f"\n{where}{key}{e.message}" if len(errors) > 1 else f" {where}{key}{e.message}"))
         info.update(head)
         lines = sorted({e.line for e in errors if e.line})
         syntax = Syntax(entry.text or "", "yaml", line_numbers=True, word_wrap=False,
                         theme="ansi_light" if not self.app.current_theme.dark else "ansi_dark",
                         highlight_lines=set(lines) or None, background_color="default")
         if lines:
-            marker = Text("\n".join(f"  ^ line {e.line}: {e.key + ': ' if e.key else ''}{e.message}"
+            marker = Text("\n".join(visible(f"  ^ line {e.line}: {e.key + ': ' if e.key else ''}{e.message}")
                                     for e in errors if e.line), style=self.app.status_style("failed"))
             yaml_view.update(RichGroup(syntax, marker))
             scroll = self.query_one("#recipe-yaml-scroll", VerticalScroll)
