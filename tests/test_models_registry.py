@@ -76,13 +76,14 @@ def tiny(model, **train) -> RunConfig:
 
 
 def test_the_registry_lists_the_models_in_their_order():
-    assert MODEL_NAMES == models.REGISTRY.names == ("kni", "mf", "ripplenet", "kgcn")
+    assert MODEL_NAMES == models.REGISTRY.names == ("kni", "mf", "ripplenet", "kgcn", "pop", "itemknn")
     assert models.REGISTRY.default == "kni"
-    assert models.LABELS == {"kni": "KNI", "mf": "MF", "ripplenet": "RippleNet", "kgcn": "KGCN"}
+    assert models.LABELS == {"kni": "KNI", "mf": "MF", "ripplenet": "RippleNet", "kgcn": "KGCN", "pop": "Pop",
+                             "itemknn": "ItemKNN"}
     for name in MODEL_NAMES:
         assert model_config_class(name) is models.get(name).config_class
         assert models.get(name).__module__ == f"kni_core.models.{name}"
-    with pytest.raises(ConfigError, match="model.name: expected one of kni, mf, ripplenet, kgcn; got 'x'"):
+    with pytest.raises(ConfigError, match="model.name: expected one of kni, mf, ripplenet, kgcn, pop, itemknn; got 'x'"):
         models.get("x")
 
 
@@ -142,7 +143,7 @@ def toy_registry(tmp_path, monkeypatch):
 
 
 def test_a_model_file_dropped_into_the_package_is_found_and_runs(toy_registry):
-    assert toy_registry.names == ("kni", "mf", "ripplenet", "kgcn", "toy")
+    assert toy_registry.names == ("kni", "mf", "ripplenet", "kgcn", "pop", "itemknn", "toy")
     cfg = RunConfig.from_dict({"dataset": {"name": "synthetic", "min_relation_triples": 1,
                                            "synthetic": {"preset": "tiny"}},
                                "model": {"name": "toy", "scale": 0.5}, "train": {"epochs": 2, "batch_size": 64},
@@ -152,7 +153,7 @@ def test_a_model_file_dropped_into_the_package_is_found_and_runs(toy_registry):
     assert "toy" in name_field.metadata["choices"] and "or toy;" in name_field.metadata["help"]
     assert len(list(Trainer(cfg, prepare(cfg)).fit())) == 2
     assert benchmark(cfg, steps=2, repeats=1)["steps"] == 2
-    with pytest.raises(ConfigError, match="kni, mf, ripplenet, kgcn, toy; got 'nope'"):
+    with pytest.raises(ConfigError, match="kni, mf, ripplenet, kgcn, pop, itemknn, toy; got 'nope'"):
         RunConfig.from_dict({"model": {"name": "nope"}})
 
 
