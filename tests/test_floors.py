@@ -16,6 +16,8 @@ from kni_core.models.itemknn import ItemKNN, ItemKNNConfig, similarities
 from kni_core.models.pop import Pop, PopConfig, fit_calibration, squash
 from kni_core.train import Trainer
 
+from helpers import tiny_recipe
+
 
 def toy(train, n_users: int = 3, n_items: int = 4) -> PreparedData:
     """Entities: 0 padding, users 1..n_users, items after them."""
@@ -103,3 +105,68 @@ def test_popularity_auc_is_the_ranking_by_count():
     (epoch,) = list(Trainer(cfg, data).fit())
     counts = np.bincount(data.train[data.train[:, 2] == 1, 1], minlength=data.n_entity)
     assert epoch.test_auc == pytest.approx(roc_auc_score(data.test[:, 2], counts[data.test[:, 1]]))
+
+
+# --------------------------------------------------------------------------------------------
+# the floor in every comparison
+
+
+@pytest.fixture(scope="module")
+def floor_db(tmp_path_factory):
+    """A pop run and an MF run barely trained (so below popularity) on the tiny split."""
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+    base = tmp_path_factory.mktemp("floors")
+    db = str(base / "runs.db")
+    for name, model in (("tiny-pop", "name: pop"), ("tiny-mf", "name: mf, dim: 4")):
+        (base / f"{name}.yaml").write_text(tiny_recipe(name, epochs=1, model=model, train="lr: 1.0e-6"))
+        res = CliRunner().invoke(app, ["run", str(base / f"{name}.yaml"), "--db", db])
+        assert res.exit_code == 0, res.output
+    return db
+
+
+def test_the_first_run_of_a_split_stores_its_floor(floor_db):
+    from workbench.store.repository import Store
+    with Store.open(floor_db, readonly=True) as store:
+        (floor,) = store.floors().values()
+        pop = next(r for r in store.runs() if r.model == "Pop")
+    assert floor["dataset"] == "synthetic-tiny"
+    assert floor["metrics"]["test_auc"] == pytest.approx(pop.best_test_auc)       # the pop run's own numbers
+
+
+def test_compare_the_matrix_and_the_export_show_each_group_against_the_floor(floor_db):
+    import csv
+    import io
+    import json
+
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+    run = lambda *a: CliRunner().invoke(app, [*a, "--db", floor_db])  # noqa: E731
+    groups = {g["model"]: g for g in json.loads(run("compare", "--all", "--json").stdout)["groups"]}
+    assert groups["Pop"]["vs_pop_test_auc"] == pytest.approx(0.0)
+    assert groups["MF"]["vs_pop_test_auc"] < 0 and groups["MF"]["pop_test_auc"] == groups["Pop"]["test_auc_mean"]
+    text = run("compare", "--all").stdout
+    assert "vs pop" in text and "▼-" in text
+    cells = {c["label"]: c for c in json.loads(run("compare", "--all", "--matrix", "--json").stdout)["matrix"]["cells"]}
+    assert cells["MF"]["below_pop"] and not cells["Pop"]["below_pop"]
+    assert "pop (floor)" in run("compare", "--all", "--matrix").stdout
+    rows = list(csv.DictReader(io.StringIO(run("export", "--groups", "--csv", "-").stdout)))
+    assert {"pop_test_auc", "vs_pop_test_auc"} <= set(rows[0])
+
+
+def test_a_floor_absent_from_the_store_is_computed_on_demand(floor_db, tmp_path):
+    import shutil
+
+    from workbench import analysis
+    from workbench.store.repository import Store
+    copy = tmp_path / "copy.db"
+    shutil.copy(floor_db, copy)
+    with Store.open(copy) as store:
+        stored = store.floors()
+        with store.writer.begin() as conn:
+            from sqlalchemy import text
+            conn.execute(text("DELETE FROM floors"))
+        computed = analysis.floors_for(store, store.runs())
+    assert computed == {k: pytest.approx(v["metrics"]) for k, v in stored.items()}

@@ -15,6 +15,8 @@ _HOME = {
     **dict.fromkeys(('ConfigDiff', 'config_diff', 'value_text'), "diff"),
     **dict.fromkeys(('GROUP_COLUMNS', 'RUN_COLUMNS', 'csv_text', 'group_rows', 'json_value', 'run_rows',
                      'write_csv'), "export"),
+    **dict.fromkeys(('FLOOR_METRICS', 'floors_for', 'group_floor', 'vs_floor', 'below_floor', 'run_floor_key'),
+                    "floors"),
     **dict.fromkeys(('Group', 'counted_run', 'differing', 'group_key', 'group_points', 'resolve_group'), "groups"),
     **dict.fromkeys(('Matrix', 'matrix'), "matrix"),
     **dict.fromkeys(('METRICS', 'DEFAULT_STATUSES', 'GROUP_BY', 'GROUP_ID_LENGTH', 'TOPK_FAMILIES',

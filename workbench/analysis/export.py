@@ -8,8 +8,11 @@ import math
 from datetime import datetime
 from typing import IO, Any, Sequence
 
+from kni_core.floor import FLOOR_METRICS
+
 from ..present import visible
 from ..store.records import METRICS
+from .floors import group_floor, vs_floor
 from .groups import Group, group_points
 from .metrics import topk_order
 from .selection import RunPoint
@@ -20,7 +23,8 @@ RUN_COLUMNS = ("run_id", "recipe", "dataset", "model", "config_hash", "seed", "s
                "git_commit", "tags", "note", "group_tags", "group_note")
 GROUP_COLUMNS = ("group", "group_by", "label", "recipe", "dataset", "model", "config_hash", "n", "seeds", "at",
                  *[f"{m}_{s}" for m in METRICS for s in ("mean", "std")], "epoch_mean", "epoch_std",
-                 "train_seconds_per_epoch", "eval_seconds_per_epoch", "seconds_per_epoch", "run_ids", "tags", "note")
+                 "train_seconds_per_epoch", "eval_seconds_per_epoch", "seconds_per_epoch", "run_ids", "tags", "note",
+                 *[f"{prefix}{m}" for m in FLOOR_METRICS for prefix in ("pop_", "vs_pop_")])
 
 
 
@@ -56,7 +60,9 @@ def run_rows(pts: Sequence[RunPoint], at: str | int) -> list[dict]:
     return rows
 
 
-def group_rows(groups: Sequence[Group], at: str | int) -> list[dict]:
+def group_rows(groups: Sequence[Group], at: str | int, floors: dict[str, dict | None] | None = None) -> list[dict]:
+    """One row per group; with ``floors`` (:func:`.floors.floors_for`), each metric beside the
+    split's popularity floor (``pop_M``) and the group's difference from it (``vs_pop_M``)."""
     rows = []
     for g in groups:
         row: dict[str, Any] = {"group": g.key, "group_by": g.by,
@@ -76,6 +82,10 @@ def group_rows(groups: Sequence[Group], at: str | int) -> list[dict]:
         runs = [m.run for m in g.members + g.without_point]
         row["tags"] = " ".join(sorted({t for r in runs for t in r.group_tags}))
         row["note"] = "; ".join(dict.fromkeys(r.group_note for r in runs if r.group_note)) or None
+        floor = group_floor(g, floors) if floors is not None else None
+        for m in FLOOR_METRICS:
+            row[f"pop_{m}"] = floor.get(m) if floor else None
+            row[f"vs_pop_{m}"] = vs_floor(row[f"{m}_mean"], floor, m)
         rows.append({k: json_value(v) for k, v in row.items()})
     return rows
 

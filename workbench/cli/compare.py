@@ -120,24 +120,25 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
         mat = None
         if matrix:
             mat = cmp.matrix(pts, group_by, metric)
+        floors = cmp.floors_for(store, [p.run for p in pts])
     except KniError as e:
         fail(e)
     if json_out:
         result: dict[str, Any] = {"group_by": group_by, "metric": metric, "at": str(at_value),
-                                  "groups": cmp.group_rows(groups, at_value)}
+                                  "groups": cmp.group_rows(groups, at_value, floors)}
         if paired_result is not None:
             result["paired"] = paired_result.to_dict()
         if mat is not None:
-            result["matrix"] = _matrix_json(mat)
+            result["matrix"] = _matrix_json(mat, floors)
         if at_value == "original":
             result["truncated_runs"] = [p.run.id for p in pts if p.truncated]
         print(json.dumps(result, indent=2))
         return
     console = out()
     if mat is not None:
-        console.print(_matrix_table(mat, at_value, pts))
+        console.print(_matrix_table(mat, at_value, pts, floors))
     else:
-        console.print(_groups_table(groups, metric, group_by, at_value, pts))
+        console.print(_groups_table(groups, metric, group_by, at_value, pts, floors))
     notes = []
     for g in groups:
         notes += [f"{g.label}: {line}" for line in g.seed_notes()]
@@ -162,7 +163,15 @@ def _rank_key(g: cmp.Group, metric: str) -> tuple:
     return (0, mean if cmp.lower_is_better(metric) else -mean)
 
 
-def _groups_table(groups: list[cmp.Group], metric: str, by: str, at: str | int, pts: list[cmp.RunPoint]) -> Table:
+def _vs_pop(diff: float | None, metric: str) -> str:
+    """A group's difference from its split's popularity floor; red with ▼ when below it."""
+    if diff is None:
+        return "-"
+    return f"[bold red]▼{diff:+.4f}[/]" if cmp.below_floor(diff, metric) else f"{diff:+.4f}"
+
+
+def _groups_table(groups: list[cmp.Group], metric: str, by: str, at: str | int, pts: list[cmp.RunPoint],
+                  floors: dict) -> Table:
     split = "valid" if metric.startswith("valid") else "test"
     table = Table(title=f"compare by {by}: mean ± std over seeds at {_at_text(at, pts)} (ranked by {metric})",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
@@ -180,6 +189,9 @@ def _groups_table(groups: list[cmp.Group], metric: str, by: str, at: str | int, 
     for m in metric_cols:
         table.add_column(m.replace("_", " "), justify="right", style="bold" if m == metric else None,
                          overflow="fold")
+    with_floor = metric in cmp.FLOOR_METRICS
+    if with_floor:
+        table.add_column("vs pop", justify="right", overflow="fold")
     table.add_column("epoch", justify="right", overflow="fold")
     table.add_column("s/epoch", justify="right", overflow="fold")
     best_mean = None
@@ -200,21 +212,41 @@ def _groups_table(groups: list[cmp.Group], metric: str, by: str, at: str | int, 
             cell = pm(mean, std, sep="±")
             row.append(f"[green]{cell}[/]" if m == metric and best_mean is not None and mean == best_mean
                        and len(groups) > 1 else cell)
+        if with_floor:
+            row.append(_vs_pop(cmp.vs_floor(g.stat(metric)[0], cmp.group_floor(g, floors), metric), metric))
         e_mean, e_std = g.epoch_stat()
         row.append(pm(e_mean, e_std, 1, sep="±"))
         row.append(fmt(g.seconds()[2], 2))
         table.add_row(*row)
+    if with_floor:
+        table.caption = ((table.caption + "; ") if table.caption else "") + \
+            f"vs pop: the mean's difference from the {metric} of item popularity on the same split (the floor)"
+        table.caption_justify = "left"
     return table
 
 
-def _matrix_table(mat: cmp.Matrix, at: str | int, pts: list[cmp.RunPoint]) -> Table:
+def _row_floor(mat: cmp.Matrix, ds: str, floors: dict) -> dict | None:
+    """The floor of a matrix row: its cells' split, when they share one."""
+    found = {id(f): f for c in mat.cols if (g := mat.cells.get((ds, c))) is not None and g.n
+             and (f := cmp.group_floor(g, floors)) is not None}
+    return next(iter(found.values())) if len(found) == 1 else None
+
+
+def _matrix_table(mat: cmp.Matrix, at: str | int, pts: list[cmp.RunPoint], floors: dict) -> Table:
     table = Table(title=f"{mat.metric}: mean ± std (n) at {_at_text(at, pts)}", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("dataset")
+    with_floor = mat.metric in cmp.FLOOR_METRICS
+    if with_floor:
+        table.add_column("pop (floor)", justify="right")
     for c in mat.cols:
         table.add_column(escape(mat.col_labels[c]), justify="right")
+    below_any = False
     for ds in mat.rows:
         cells = []
+        if with_floor:
+            floor = _row_floor(mat, ds, floors)
+            cells.append(fmt(floor[mat.metric]) if floor else "-")
         for c in mat.cols:
             g = mat.cells.get((ds, c))
             if g is None or not g.n:
@@ -223,7 +255,11 @@ def _matrix_table(mat: cmp.Matrix, at: str | int, pts: list[cmp.RunPoint]) -> Ta
             mean, std = g.stat(mat.metric)
             mixed = "*" if len(g.distinct("config_hash").split(";")) > 1 else ""
             ids = f" {' '.join(mat.cell_ids(ds, c))}" if mat.by == "config" else ""
-            cells.append(f"{pm(mean, std, sep='±')} ({g.n}){mixed}{ids}")
+            below = with_floor and cmp.below_floor(cmp.vs_floor(mean, cmp.group_floor(g, floors), mat.metric),
+                                                   mat.metric)
+            below_any = below_any or below
+            text = f"{pm(mean, std, sep='±')} ({g.n}){mixed}{ids}"
+            cells.append(f"[bold red]▼{text}[/]" if below else text)
         table.add_row(escape(ds), *cells)
     captions = []
     if mat.by == "config":
@@ -231,21 +267,27 @@ def _matrix_table(mat: cmp.Matrix, at: str | int, pts: list[cmp.RunPoint]) -> Ta
                         "(as in kni compare)")
     if any(len(g.distinct("config_hash").split(";")) > 1 for g in mat.cells.values() if g.n):
         captions.append("* the cell mixes several configurations")
+    if below_any:
+        captions.append("▼ below the popularity floor of its split")
     if captions:
         table.caption = "; ".join(captions)
         table.caption_justify = "left"
     return table
 
 
-def _matrix_json(mat: cmp.Matrix) -> dict:
+def _matrix_json(mat: cmp.Matrix, floors: dict) -> dict:
     cells = []
     for (ds, c), g in mat.cells.items():
         mean, std = g.stat(mat.metric)
+        floor = cmp.group_floor(g, floors)
+        diff = cmp.vs_floor(mean, floor, mat.metric)
         cells.append({"dataset": ds, "column": c, "label": mat.col_labels.get(c, c), "n": g.n,
                       "mean": cmp.json_value(mean), "std": cmp.json_value(std),
                       "configs": g.distinct("config_hash").split(";"),
                       "groups": mat.cell_ids(ds, c),
-                      "run_ids": [m.run.id for m in g.members]})
+                      "run_ids": [m.run.id for m in g.members],
+                      "pop": cmp.json_value(floor.get(mat.metric)) if floor else None,
+                      "vs_pop": cmp.json_value(diff), "below_pop": cmp.below_floor(diff, mat.metric)})
     return {"metric": mat.metric, "rows": mat.rows, "columns": mat.cols, "cells": cells}
 
 
@@ -294,7 +336,8 @@ def export_command(run_ids: List[int] = typer.Argument(None, help="Run ids (defa
         store.refresh_crashed()
         pts, at_value = _selection(store, run_ids or [], recipe, all_, dataset, status, at, sweep)
         if groups_:
-            rows = cmp.group_rows(cmp.group_points(pts, group_by), at_value)
+            floors = cmp.floors_for(store, [p.run for p in pts])
+            rows = cmp.group_rows(cmp.group_points(pts, group_by), at_value, floors)
             columns = (*cmp.GROUP_COLUMNS, *cmp.topk_columns(rows, ("_mean", "_std")))
         else:
             rows = cmp.run_rows(pts, at_value)

@@ -46,6 +46,7 @@ class RunStart:
     device: str
     data_stats: dict
     from_cache: bool
+    data: PreparedData | None = None
 
 
 def describe_device(device: torch.device) -> str:
@@ -86,7 +87,7 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
         data = data or prepare(config)
         device = resolve_device(config.device)
         trainer = Trainer(config, data, device=device, progress=progress)
-        start = RunStart(config, describe_device(device), data.stats, data.from_cache)
+        start = RunStart(config, describe_device(device), data.stats, data.from_cache, data)
         for listener in listeners:
             listener.started(start)
         select_on = config.train.select_on

@@ -114,6 +114,21 @@ class StoreListener:
         if device.startswith("cuda") and visible:
             device = f"{device} (CUDA_VISIBLE_DEVICES={visible})"
         self._write("the start", lambda: self.store.record_start(self.run_id, device, start.data_stats))
+        if start.data is not None:
+            self._keep_floor(start)
+
+    def _keep_floor(self, start) -> None:
+        """Store the popularity floor of the run's split, the first time a run of it starts
+        (comparisons show every group against it; computing it takes milliseconds here)."""
+        from kni_core.floor import floor_key, popularity_floor
+
+        from .rows import dataset_label
+        key = floor_key(start.config.to_dict()["dataset"])
+        try:
+            if key not in self.store.floors():
+                self.store.save_floor(key, dataset_label(start.config), popularity_floor(start.data))
+        except StoreError as e:               # advice for comparisons, never a reason to fail the run
+            log.warning("run %d: could not store the floor of its split (%s)", self.run_id, e)
 
     def epoch(self, result: EpochResult) -> None:
         # the same rule as Trainer.fit: strictly better on the selection split

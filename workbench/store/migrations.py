@@ -179,6 +179,19 @@ def _migrate_8(conn: Connection) -> None:
     _add_column(conn, "runs", Column("checkpoint", Text))
 
 
+def _migrate_9(conn: Connection) -> None:
+    """Honest comparisons (issue 16): the popularity floor of each split, and a run's AUC by
+    user degree and item popularity stratum at its selected epoch (JSON)."""
+    _add_column(conn, "runs", Column("strata", Text))
+    md = MetaData()
+    Table("floors", md,
+          Column("key", String(64), primary_key=True),
+          Column("dataset", Text, nullable=False),
+          Column("metrics", Text, nullable=False),
+          Column("created_at", DateTime))
+    md.create_all(conn)
+
+
 #: (version reached, what it does, the step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "first layout: meta, runs, epochs", _migrate_1),
@@ -189,6 +202,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (6, "sweeps: tables sweeps and sweep_journal, runs.sweep_id/sweep_point/sweep_params", _migrate_6),
     (7, "runs.executor, runs.cancel_requested_at; PostgreSQL: BIGINT ids, TEXT names", _migrate_7),
     (8, "runs.checkpoint", _migrate_8),
+    (9, "floors: the popularity floor of each split; runs.strata", _migrate_9),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

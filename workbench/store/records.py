@@ -120,6 +120,7 @@ class Run:
     executor: str | None = None               # None: a row from before executors were recorded
     cancel_requested_at: datetime | None = None
     checkpoint: str | None = None
+    strata: str | None = None                 # JSON: AUC by stratum at the selected epoch
     # not columns: filled by the store's queries
     n_epochs: int = 0
     damage: tuple[str, ...] = ()

@@ -127,6 +127,8 @@ class RunRow(Base):
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # schema version 8: the selected epoch's saved model (workbench.runs.checkpoints resolves it)
     checkpoint: Mapped[str | None] = mapped_column(Text)
+    # schema version 9: AUC by user / item stratum at the selected epoch (JSON)
+    strata: Mapped[str | None] = mapped_column(Text)
 
 
 
@@ -177,6 +179,17 @@ class SweepRow(Base):
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+
+
+class FloorRow(Base):
+    """The popularity floor of one split (:mod:`kni_core.floor`): its metrics as JSON."""
+
+    __tablename__ = "floors"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dataset: Mapped[str] = mapped_column(Text)
+    metrics_json: Mapped[str] = mapped_column("metrics", Text)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SweepLog(Base):

@@ -36,6 +36,7 @@ from textual_plotext import PlotextPlot
 from ... import analysis as cmp
 from ...present import METRIC_LABELS, fmt, pm
 from ...recipe.sweep import params_text
+from ...store.errors import StoreError
 from ...store.records import Run
 from ...store.statuses import COMPLETED, COUNTED, RUNNING
 from ..data import Change
@@ -276,11 +277,26 @@ class ComparePane(Horizontal):
                 cells.append(Text(pm(mean, std, sep="±"), justify="right",
                                   style=("bold " + self.app.status_style(COMPLETED)) if win else ""))
             row(m, METRIC_LABELS[m], cells, bold=m == metric)
+            if m == metric and m in cmp.FLOOR_METRICS:
+                row("vs-pop", "vs pop", [self._vs_pop(g, m) for g in self.groups])
         row("epoch", "epoch", [pm(*g.epoch_stat(), 1, sep="±") for g in self.groups])
         row("seconds", "s / epoch", [fmt(g.seconds()[2], 2) for g in self.groups])
         if self.by == "config" and any(g.differs for g in self.groups):
             row("differs", "differs", [g.differs[:40] for g in self.groups])
         self._table_notes()
+
+    def _vs_pop(self, group, metric: str) -> Text:
+        """The group's difference from its split's popularity floor (as stored by its runs)."""
+        try:
+            floors = cmp.floors_for(self.data.store, [m.run for m in group.members], compute=False)
+        except StoreError:
+            floors = {}
+        diff = cmp.vs_floor(group.stat(metric)[0], cmp.group_floor(group, floors), metric)
+        if diff is None:
+            return Text("-", justify="right")
+        below = cmp.below_floor(diff, metric)
+        return Text(("▼" if below else "") + f"{diff:+.4f}", justify="right",
+                    style=self.app.status_style("failed") if below else "")
 
     def _table_notes(self) -> None:
         notes = Text()

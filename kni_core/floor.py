@@ -1,0 +1,44 @@
+"""The floor of a dataset's split: what item popularity alone scores on it.
+
+Every comparison is shown against it (a model below it has learned less than counting). It is
+the ``pop`` model (:mod:`kni_core.models.pop`, ``count: positives``) on the split, with the same
+numbers a ``pop`` run reports, computed from any prepared data of that split: every model sees
+the same rows, whatever its graph. Its key names the split, not the model: the dataset settings
+that decide which rows land where (``min_relation_triples`` and the other graph settings change
+no row). NumPy only: no torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .config import stable_hash
+
+if TYPE_CHECKING:
+    from .data.prepare import PreparedData
+
+#: The dataset settings that decide the split's rows.
+SPLIT_SETTINGS = ("name", "path", "format", "split", "split_seed", "split_method", "rating_threshold", "synthetic")
+#: What the floor reports, as a run's best epoch does.
+FLOOR_METRICS = ("valid_auc", "valid_logloss", "valid_acc", "test_auc", "test_logloss", "test_acc")
+
+
+def floor_key(dataset: dict[str, Any]) -> str:
+    """The key of a split (from a run's ``dataset`` settings, as stored)."""
+    return stable_hash({k: dataset.get(k) for k in SPLIT_SETTINGS})
+
+
+def popularity_floor(data: PreparedData) -> dict[str, float]:
+    """Popularity's valid and test metrics on ``data``'s split."""
+    from .metrics import evaluate_scores
+    from .models.pop import calibrated, fit_calibration, item_counts, squash
+
+    score = squash(item_counts(data, data.n_entity)[0])
+    a, b = fit_calibration(score[data.train[:, 1]], data.train[:, 2])
+    probability = calibrated(score, a, b)[1]
+    out: dict[str, float] = {}
+    for split in ("valid", "test"):
+        rows = getattr(data, split)
+        m = evaluate_scores(rows[:, 2], probability[rows[:, 1]], data.threshold)
+        out.update({f"{split}_auc": m.auc, f"{split}_logloss": m.logloss, f"{split}_acc": m.acc})
+    return out

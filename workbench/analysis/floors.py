@@ -1,0 +1,86 @@
+"""Every group against its split's popularity floor (:mod:`kni_core.floor`): ``vs pop``.
+
+A run process stores the floor of its split when the first run of that split starts. For runs
+stored before, the floor is computed here on demand from the run's prepared data (reused from
+the cache) and stored when the store may be written; when the data is not on this machine the
+floor is unknown (``-``), never guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Iterable
+
+from kni_core.errors import KniError
+from kni_core.floor import FLOOR_METRICS, floor_key
+
+from ..store.errors import StoreError
+from ..store.records import Run
+from .metrics import lower_is_better
+
+if TYPE_CHECKING:
+    from ..store.repository import Store
+    from .groups import Group
+
+log = logging.getLogger(__name__)
+
+
+def run_floor_key(run: Run) -> str | None:
+    try:
+        return floor_key(json.loads(run.config_json).get("dataset") or {})
+    except (ValueError, AttributeError):
+        return None
+
+
+def floors_for(store: Store, runs: Iterable[Run], compute: bool = True) -> dict[str, dict | None]:
+    """``{split key: the floor's metrics, or None when it cannot be known}`` for the runs'
+    splits; absent ones computed from a run's prepared data when ``compute``."""
+    stored = store.floors()
+    out: dict[str, dict | None] = {}
+    for run in runs:
+        key = run_floor_key(run)
+        if key is None or key in out:
+            continue
+        if key in stored:
+            out[key] = stored[key]["metrics"]
+        elif compute:
+            out[key] = _compute(store, run, key)
+        else:
+            out[key] = None
+    return out
+
+
+def _compute(store: Store, run: Run, key: str) -> dict | None:
+    from kni_core.config import RunConfig
+    from kni_core.data import prepare
+    from kni_core.floor import popularity_floor
+    try:
+        metrics = popularity_floor(prepare(RunConfig.from_dict(json.loads(run.config_json))))
+    except (KniError, ValueError, TypeError, OSError) as e:
+        log.info("no floor for %s: its data cannot be prepared here (%s)", run.dataset, e)
+        return None
+    if not store.readonly:
+        try:
+            store.save_floor(key, run.dataset, metrics)
+        except StoreError:
+            pass
+    return metrics
+
+
+def group_floor(group: Group, floors: dict[str, dict | None]) -> dict | None:
+    """The floor of a group whose runs share one split (None for a group over several)."""
+    keys = {run_floor_key(m.run) for m in group.members}
+    return floors.get(keys.pop()) if len(keys) == 1 else None
+
+
+def vs_floor(mean: float, floor: dict | None, metric: str) -> float | None:
+    """``mean - floor`` on ``metric``; None when the floor or the metric has none."""
+    if floor is None or metric not in FLOOR_METRICS or floor.get(metric) is None:
+        return None
+    return mean - floor[metric]
+
+
+def below_floor(diff: float | None, metric: str) -> bool:
+    """Whether a difference from the floor means worse than popularity."""
+    return diff is not None and (diff > 0 if lower_is_better(metric) else diff < 0)
