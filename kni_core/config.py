@@ -107,6 +107,8 @@ class EvalConfig:
     batch_size: int = _f(1024, "examples per evaluation step (repeats are batched inside)", lo=1)
     topk: TopKConfig = field(default_factory=TopKConfig,
                              metadata={"help": "top-N evaluation settings", "section": TopKConfig})
+    strata: list = _f([2, 5, 20], "upper edges of the user buckets of the AUC by stratum (training rows per "
+                                  "user: 1-2, 3-5, 6-20, >20); not part of the configuration's hash")
 
 
 @dataclass
@@ -161,6 +163,11 @@ class RunConfig:
         for name in ("seed", "device"):
             ok[name] = check(name, _field(RunConfig, name), getattr(self, name))
         out += self.model.problems({k.split(".", 1)[1] for k, good in ok.items() if good and k.startswith("model.")})
+        edges = self.eval.strata
+        if ok.get("eval.strata") and (not edges or any(isinstance(e, bool) or not isinstance(e, int) or e < 1
+                                                       for e in edges) or list(edges) != sorted(set(edges))):
+            out.append(ConfigError(f"eval.strata: expected increasing positive integers (the buckets' upper "
+                                   f"edges), e.g. [2, 5, 20]; got {edges}"))
         for key in ("k", "full_k"):
             if ok.get(f"eval.topk.{key}"):
                 ks = getattr(self.eval.topk, key)
@@ -254,11 +261,14 @@ def check_section(prefix: str, obj: Any) -> None:
 def canonical(d: dict) -> dict:
     """A config dict without the keys added later while they hold their defaults (what the
     config hash and comparisons of stored configs see): ``model.name`` of the default model
-    (``kni``) and a default ``eval.topk``; ``train.checkpoint`` always (it changes no number)."""
+    (``kni``) and a default ``eval.topk``; ``train.checkpoint`` and ``eval.strata`` always (they
+    change no number of the training)."""
     d = json.loads(json.dumps(d, default=str))
     model, ev, train = d.get("model"), d.get("eval"), d.get("train")
     if isinstance(train, dict):                 # where the weights go, not what they are
         train.pop("checkpoint", None)
+    if isinstance(ev, dict):                    # how the selected epoch is reported
+        ev.pop("strata", None)
     if isinstance(model, dict) and model.get("name") == DEFAULT_MODEL:
         model.pop("name")
     if isinstance(ev, dict) and ev.get("topk") == dataclasses.asdict(TopKConfig()):

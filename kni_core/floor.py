@@ -10,7 +10,7 @@ no row). NumPy only: no torch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from .config import stable_hash
 
@@ -28,17 +28,22 @@ def floor_key(dataset: dict[str, Any]) -> str:
     return stable_hash({k: dataset.get(k) for k in SPLIT_SETTINGS})
 
 
-def popularity_floor(data: PreparedData) -> dict[str, float]:
-    """Popularity's valid and test metrics on ``data``'s split."""
+def popularity_floor(data: PreparedData, strata_edges: Sequence[int] | None = None) -> dict[str, Any]:
+    """Popularity's valid and test metrics on ``data``'s split, and under ``"strata"`` its test AUC
+    by stratum (:mod:`kni_core.strata`, user buckets of ``strata_edges``, default ``eval.strata``'s)."""
+    from .config import EvalConfig
     from .metrics import evaluate_scores
     from .models.pop import calibrated, fit_calibration, item_counts, squash
+    from .strata import strata
 
     score = squash(item_counts(data, data.n_entity)[0])
     a, b = fit_calibration(score[data.train[:, 1]], data.train[:, 2])
     probability = calibrated(score, a, b)[1]
-    out: dict[str, float] = {}
+    out: dict[str, Any] = {}
     for split in ("valid", "test"):
         rows = getattr(data, split)
         m = evaluate_scores(rows[:, 2], probability[rows[:, 1]], data.threshold)
         out.update({f"{split}_auc": m.auc, f"{split}_logloss": m.logloss, f"{split}_acc": m.acc})
+    edges = EvalConfig().strata if strata_edges is None else strata_edges
+    out["strata"] = strata(data, probability[data.test[:, 1]], edges)
     return out

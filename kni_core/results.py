@@ -38,11 +38,13 @@ class EpochResult:
     train_seconds: float
     eval_seconds: float
     topk: tuple = ()            # TopKResult of this epoch's weights, when top-N ran on them
+    strata: dict | None = None  # AUC by stratum (kni_core.strata), on the epochs that were the best so far
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         if not self.topk:
             d.pop("topk")
+        d.pop("strata")           # stored with the run, not part of an epoch's record
         return d
 
     def metric(self, split: str, name: str) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import logging
 import math
 import os
@@ -29,6 +30,7 @@ from .metrics import Metrics, evaluate_scores
 from .models.base import tf_adam_eps  # noqa: F401  (re-exported)
 from .models.kni import RowSparseAdam  # noqa: F401  (re-exported)
 from .results import EpochResult, FitSummary
+from .strata import strata
 from .topk import TopKHook, user_matrix
 
 log = logging.getLogger(__name__)
@@ -145,6 +147,7 @@ class Trainer:
         self.splits = {name: torch.from_numpy(getattr(data, name)).to(self.device)
                        for name in ("train", "valid", "test")}
         self.summary: FitSummary | None = None
+        self.last_scores: dict[str, np.ndarray] = {}      # each split's latest predictions (for the strata)
 
     # -- one epoch ------------------------------------------------------------------------
     def shuffled_order(self) -> torch.Tensor:
@@ -239,6 +242,7 @@ class Trainer:
         scores = self.predict(pairs, seed=seed, phase=split)
         if not np.isfinite(scores).all():
             raise Diverged(f"the {split} predictions are not finite (the model diverged){self._lower_it()}")
+        self.last_scores[split] = scores
         return evaluate_scores(pairs[:, 2].cpu().numpy(), scores, self.data.threshold)
 
     # -- the loop ---------------------------------------------------------------------------
@@ -266,12 +270,15 @@ class Trainer:
             result = EpochResult(seed, epoch, loss, valid.auc, valid.logloss, valid.acc,
                                  test.auc, test.logloss, test.acc, t1 - t0, time.perf_counter() - t1)
             result = topk.after_epoch(result)
-            history.append(result)
             if best is None or result.metric(t.select_on, "auc") > best.metric(t.select_on, "auc"):
+                if "test" in self.last_scores:
+                    result = dataclasses.replace(result, strata=strata(self.data, self.last_scores["test"],
+                                                                       self.cfg.eval.strata))
                 best = result
                 topk.new_best(result)
                 if self.checkpoint:
                     self.save(self.checkpoint)
+            history.append(result)
             yield result
             if should_stop(history, t.select_on, t.patience):
                 stopped_early = True

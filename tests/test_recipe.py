@@ -200,7 +200,7 @@ def test_unknown_key_names_file_line_and_suggestion(tmp_path):
 def test_unknown_key_without_close_match_lists_allowed(tmp_path):
     e = error_of(tmp_path, "dataset:\n  name: bc\neval:\n  zzz: 3\n")
     assert (e.line, e.key) == (4, "eval.zzz")
-    assert e.message == "unknown key; expected one of: n_eval, batch_size, topk"
+    assert e.message == "unknown key; expected one of: n_eval, batch_size, topk, strata"
 
 
 def test_unknown_top_level_key(tmp_path):

@@ -13,10 +13,10 @@ from typing import Any
 #: Public name -> the module that defines it.
 _HOME = {
     **dict.fromkeys(('ConfigDiff', 'config_diff', 'value_text'), "diff"),
-    **dict.fromkeys(('GROUP_COLUMNS', 'RUN_COLUMNS', 'csv_text', 'group_rows', 'json_value', 'run_rows',
-                     'write_csv'), "export"),
-    **dict.fromkeys(('FLOOR_METRICS', 'floors_for', 'group_floor', 'vs_floor', 'below_floor', 'run_floor_key'),
-                    "floors"),
+    **dict.fromkeys(('GROUP_COLUMNS', 'RUN_COLUMNS', 'csv_text', 'export_table', 'group_rows', 'json_value',
+                     'run_rows', 'write_csv'), "export"),
+    **dict.fromkeys(('FLOOR_METRICS', 'floors_for', 'floor_value', 'group_floor', 'vs_floor', 'below_floor',
+                     'run_floor_key'), "floors"),
     **dict.fromkeys(('Group', 'counted_run', 'differing', 'group_key', 'group_points', 'resolve_group'), "groups"),
     **dict.fromkeys(('Matrix', 'matrix'), "matrix"),
     **dict.fromkeys(('METRICS', 'DEFAULT_STATUSES', 'GROUP_BY', 'GROUP_ID_LENGTH', 'TOPK_FAMILIES',
@@ -24,6 +24,8 @@ _HOME = {
                      'parse_at', 'topk_columns'), "metrics"),
     **dict.fromkeys(('PairedResult', 'paired_test'), "paired"),
     **dict.fromkeys(('RunPoint', 'choose_epoch', 'points', 'replay_original', 'select_runs'), "selection"),
+    **dict.fromkeys(('KINDS', 'is_stratum_metric', 'stratum_columns', 'stratum_label', 'stratum_order',
+                     'stratum_sizes', 'stratum_values'), "strata"),
     **dict.fromkeys(('ALPHA', 'BOOTSTRAP_RESAMPLES', 'BOOTSTRAP_SEED', 'EXACT_MAX_SEEDS', 'MC_PATTERNS',
                      'bootstrap_ci', 'mean_std', 'min_pvalue', 'seeds_needed', 'sign_flip_pvalue'), "stats"),
     **dict.fromkeys(('EFFECT_LEVELS', 'KeyEffect', 'SweepPoint', 'SweepRanking', 'key_effects', 'rank_sweep',

@@ -14,8 +14,9 @@ from ..present import visible
 from ..store.records import METRICS
 from .floors import group_floor, vs_floor
 from .groups import Group, group_points
-from .metrics import topk_order
+from .metrics import topk_columns, topk_order
 from .selection import RunPoint
+from .strata import stratum_columns, stratum_order
 
 RUN_COLUMNS = ("run_id", "recipe", "dataset", "model", "config_hash", "seed", "status", "counts", "device", "select_on",
                "at", "epoch", *METRICS, "train_seconds", "eval_seconds", "best_epoch", "epochs", "max_epochs",
@@ -55,7 +56,7 @@ def run_rows(pts: Sequence[RunPoint], at: str | int) -> list[dict]:
                "started_at": r.started_at, "finished_at": r.finished_at,
                "package_version": r.package_version, "git_commit": r.git_commit,
                "tags": " ".join(r.tags), "note": r.note, "group_tags": " ".join(r.group_tags),
-               "group_note": r.group_note, **p.topk}
+               "group_note": r.group_note, **p.topk, **p.strata}
         rows.append({k: json_value(v) for k, v in row.items()})
     return rows
 
@@ -79,6 +80,8 @@ def group_rows(groups: Sequence[Group], at: str | int, floors: dict[str, dict | 
                    run_ids=" ".join(str(m.run.id) for m in g.members))
         for m in sorted({k for p in g.members for k in p.topk}, key=topk_order):
             row[f"{m}_mean"], row[f"{m}_std"] = g.stat(m)
+        for m in sorted({k for p in g.members for k in p.strata}, key=stratum_order):
+            row[f"{m}_mean"], row[f"{m}_std"] = g.stat(m)
         runs = [m.run for m in g.members + g.without_point]
         row["tags"] = " ".join(sorted({t for r in runs for t in r.group_tags}))
         row["note"] = "; ".join(dict.fromkeys(r.group_note for r in runs if r.group_note)) or None
@@ -88,6 +91,18 @@ def group_rows(groups: Sequence[Group], at: str | int, floors: dict[str, dict | 
             row[f"vs_pop_{m}"] = vs_floor(row[f"{m}_mean"], floor, m)
         rows.append({k: json_value(v) for k, v in row.items()})
     return rows
+
+
+def export_table(pts: Sequence[RunPoint], at: str | int, groups: Sequence[Group] | None = None,
+                 floors: dict[str, dict | None] | None = None) -> tuple[list[dict], tuple[str, ...]]:
+    """The rows and columns ``kni export`` writes (and the workbench's export): one per run, or
+    with ``groups`` one per group, each top-N and stratum metric present as a column."""
+    if groups is None:
+        rows = run_rows(pts, at)
+        return rows, (*RUN_COLUMNS, *topk_columns(rows), *stratum_columns(rows))
+    rows = group_rows(groups, at, floors)
+    suffixes = ("_mean", "_std")
+    return rows, (*GROUP_COLUMNS, *topk_columns(rows, suffixes), *stratum_columns(rows, suffixes))
 
 
 #: What a spreadsheet reads as the start of a formula in a text cell (OWASP, CSV injection).

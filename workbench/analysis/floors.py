@@ -2,8 +2,9 @@
 
 A run process stores the floor of its split when the first run of that split starts. For runs
 stored before, the floor is computed here on demand from the run's prepared data (reused from
-the cache) and stored when the store may be written; when the data is not on this machine the
-floor is unknown (``-``), never guessed.
+the cache) and stored when the store may be written (a floor stored before the AUC by stratum
+existed gains its strata the same way); when the data is not on this machine the floor is
+unknown (``-``), never guessed.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from kni_core.floor import FLOOR_METRICS, floor_key
 from ..store.errors import StoreError
 from ..store.records import Run
 from .metrics import lower_is_better
+from .strata import is_stratum_metric, stratum_values
 
 if TYPE_CHECKING:
     from ..store.repository import Store
@@ -42,10 +44,10 @@ def floors_for(store: Store, runs: Iterable[Run], compute: bool = True) -> dict[
         key = run_floor_key(run)
         if key is None or key in out:
             continue
-        if key in stored:
+        if key in stored and ("strata" in stored[key]["metrics"] or not compute):
             out[key] = stored[key]["metrics"]
-        elif compute:
-            out[key] = _compute(store, run, key)
+        elif compute:                            # absent, or stored before the strata were measured
+            out[key] = _compute(store, run, key) or (stored[key]["metrics"] if key in stored else None)
         else:
             out[key] = None
     return out
@@ -74,11 +76,21 @@ def group_floor(group: Group, floors: dict[str, dict | None]) -> dict | None:
     return floors.get(keys.pop()) if len(keys) == 1 else None
 
 
+def floor_value(floor: dict | None, metric: str) -> float | None:
+    """The floor's ``metric``: one of FLOOR_METRICS, or a stratum's AUC (floors stored since the
+    strata were measured); None when it has none."""
+    if floor is None:
+        return None
+    if is_stratum_metric(metric):
+        return stratum_values(floor.get("strata") or {}).get(metric)
+    value = floor.get(metric) if metric in FLOOR_METRICS else None
+    return value if isinstance(value, (int, float)) else None
+
+
 def vs_floor(mean: float, floor: dict | None, metric: str) -> float | None:
     """``mean - floor`` on ``metric``; None when the floor or the metric has none."""
-    if floor is None or metric not in FLOOR_METRICS or floor.get(metric) is None:
-        return None
-    return mean - floor[metric]
+    value = floor_value(floor, metric)
+    return None if value is None else mean - value
 
 
 def below_floor(diff: float | None, metric: str) -> bool:

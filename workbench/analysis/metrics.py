@@ -9,6 +9,7 @@ from kni_core.errors import KniError
 
 from ..store.records import METRICS
 from ..store.statuses import COUNTED
+from .strata import is_stratum_metric
 
 GROUP_BY = ("config", "dataset", "model", "recipe")
 #: Statuses that count unless --status says otherwise (a pruned run counts at its best epoch).
@@ -45,9 +46,10 @@ def topk_order(metric: str) -> tuple[int, int]:
 
 
 def check_metric(metric: str) -> str:
-    if metric not in METRICS and not is_topk_metric(metric):
-        raise CompareError(f"--metric: expected one of {', '.join(METRICS)}, or a top-N metric such as "
-                           f"recall@20, precision@10, f1@5, full_recall@20, full_ndcg@20; got {metric!r}")
+    if metric not in METRICS and not is_topk_metric(metric) and not is_stratum_metric(metric):
+        raise CompareError(f"--metric: expected one of {', '.join(METRICS)}, a top-N metric such as "
+                           f"recall@20, precision@10, f1@5, full_recall@20, full_ndcg@20, or a stratum's AUC "
+                           f"such as auc_users_1-2 or auc_items_tail; got {metric!r}")
     return metric
 
 

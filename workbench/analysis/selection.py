@@ -13,6 +13,7 @@ from ..store.repository import Store
 from ..store.statuses import RUNNING, STATUSES
 from .metrics import DEFAULT_STATUSES, CompareError, is_topk_metric
 from .stats import mean_std
+from .strata import is_stratum_metric, stratum_values
 
 
 @dataclass
@@ -24,12 +25,15 @@ class RunPoint:
     point: Epoch | None
     truncated: bool = False      # --at original: the run stopped before the replayed rule would
     topk: dict = field(default_factory=dict)    # top-N metrics stored for the chosen epoch
+    strata: dict = field(default_factory=dict)  # AUC by stratum, when the chosen epoch is the selected one
 
     def value(self, metric: str) -> float | None:
         if self.point is None:
             return None
         if is_topk_metric(metric):
             return self.topk.get(metric)
+        if is_stratum_metric(metric):
+            return self.strata.get(metric)
         return getattr(self.point, metric)
 
     def seconds_per_epoch(self) -> tuple[float, float]:
@@ -119,4 +123,6 @@ def points(store: Store, runs: Sequence[Run], at: str | int) -> list[RunPoint]:
             for t in topk[p.run.id]:
                 if t.epoch == p.point.epoch:
                     p.topk.update(t.metrics)
+            if p.point.epoch == p.run.best_epoch:
+                p.strata = stratum_values(p.run.strata_dict)
     return out

@@ -70,6 +70,10 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
                     matrix: bool = typer.Option(False, "--matrix", help="Dataset x configuration table; columns "
                                                 "by --group-by: model (default), recipe or config (its settings "
                                                 "without the dataset)."),
+                    strata: bool = typer.Option(False, "--strata", help="AUC by stratum instead: per split, "
+                                                "each group's test AUC for users by training rows (1-2, 3-5, "
+                                                "...) and items by popularity (head, torso, tail thirds), at "
+                                                "the selected epoch, beside popularity's."),
                     paired: Optional[Tuple[str, str]] = typer.Option(None, "--paired", help="Two groups A B "
                                                                      "(config-hash prefixes or recipe names): "
                                                                      "a paired test over their shared seeds."),
@@ -102,6 +106,10 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
     group_by = group_by or ("model" if matrix else "config")
     store = open_store(db)
     try:
+        if strata and (matrix or paired or at != "best"):
+            raise cmp.CompareError("--strata shows the AUC by stratum stored at each run's selected epoch: it "
+                                   "takes no --matrix, --paired or --at (compare one stratum with --metric "
+                                   "auc_users_1-2, auc_items_tail, ...)")
         cmp.check_metric(metric)
         if group_by not in cmp.GROUP_BY:
             raise cmp.CompareError(f"--group-by: expected one of {', '.join(cmp.GROUP_BY)}; got {group_by!r}")
@@ -123,6 +131,9 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
         floors = cmp.floors_for(store, [p.run for p in pts])
     except KniError as e:
         fail(e)
+    if strata:
+        show_strata(groups, floors, json_out)
+        return
     if json_out:
         result: dict[str, Any] = {"group_by": group_by, "metric": metric, "at": str(at_value),
                                   "groups": cmp.group_rows(groups, at_value, floors)}
@@ -189,7 +200,7 @@ def _groups_table(groups: list[cmp.Group], metric: str, by: str, at: str | int, 
     for m in metric_cols:
         table.add_column(m.replace("_", " "), justify="right", style="bold" if m == metric else None,
                          overflow="fold")
-    with_floor = metric in cmp.FLOOR_METRICS
+    with_floor = metric in cmp.FLOOR_METRICS or cmp.is_stratum_metric(metric)
     if with_floor:
         table.add_column("vs pop", justify="right", overflow="fold")
     table.add_column("epoch", justify="right", overflow="fold")
@@ -236,7 +247,7 @@ def _matrix_table(mat: cmp.Matrix, at: str | int, pts: list[cmp.RunPoint], floor
     table = Table(title=f"{mat.metric}: mean ± std (n) at {_at_text(at, pts)}", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
     table.add_column("dataset")
-    with_floor = mat.metric in cmp.FLOOR_METRICS
+    with_floor = mat.metric in cmp.FLOOR_METRICS or cmp.is_stratum_metric(mat.metric)
     if with_floor:
         table.add_column("pop (floor)", justify="right")
     for c in mat.cols:
@@ -246,7 +257,7 @@ def _matrix_table(mat: cmp.Matrix, at: str | int, pts: list[cmp.RunPoint], floor
         cells = []
         if with_floor:
             floor = _row_floor(mat, ds, floors)
-            cells.append(fmt(floor[mat.metric]) if floor else "-")
+            cells.append(fmt(cmp.floor_value(floor, mat.metric)))
         for c in mat.cols:
             g = mat.cells.get((ds, c))
             if g is None or not g.n:
@@ -286,9 +297,73 @@ def _matrix_json(mat: cmp.Matrix, floors: dict) -> dict:
                       "configs": g.distinct("config_hash").split(";"),
                       "groups": mat.cell_ids(ds, c),
                       "run_ids": [m.run.id for m in g.members],
-                      "pop": cmp.json_value(floor.get(mat.metric)) if floor else None,
+                      "pop": cmp.json_value(cmp.floor_value(floor, mat.metric)),
                       "vs_pop": cmp.json_value(diff), "below_pop": cmp.below_floor(diff, mat.metric)})
     return {"metric": mat.metric, "rows": mat.rows, "columns": mat.cols, "cells": cells}
+
+
+def show_strata(groups: list[cmp.Group], floors: dict, json_out: bool) -> None:
+    """``kni compare --strata``: a table per split, a row per group and popularity's row first."""
+    by_split: dict[str, list[cmp.Group]] = {}
+    for g in groups:
+        keys = {cmp.run_floor_key(m.run) for m in g.members}
+        by_split.setdefault(keys.pop() if len(keys) == 1 else "", []).append(g)
+    tables = []
+    for key, members in by_split.items():
+        floor = floors.get(key)
+        metrics = cmp.stratum_columns([m.strata for g in members for m in g.members]
+                                      + [cmp.stratum_values((floor or {}).get("strata") or {})])
+        sizes = next((cmp.stratum_sizes(m.run.strata_dict) for g in members for m in g.members if m.strata), {})
+        tables.append({"dataset": members[0].distinct("dataset"), "metrics": metrics, "sizes": sizes,
+                       "pop": {m: cmp.floor_value(floor, m) for m in metrics} if floor else None,
+                       "groups": [(g, {m: g.stat(m) for m in metrics}) for g in members]})
+    if json_out:
+        print(json.dumps([_strata_json(t) for t in tables], indent=2))
+        return
+    console = out()
+    for t in tables:
+        console.print(_strata_table(t))
+    if not any(t["metrics"] for t in tables):
+        console.print("[dim]no run has its AUC by stratum stored (runs from before it was measured)[/]")
+
+
+def _strata_json(t: dict) -> dict:
+    def cell(m: str, mean: float, std: float) -> dict:
+        pop = t["pop"][m] if t["pop"] else None
+        return {"mean": cmp.json_value(mean), "std": cmp.json_value(std),
+                "vs_pop": cmp.json_value(mean - pop) if pop is not None else None}
+    return {"dataset": t["dataset"], "strata": [{"metric": m, **t["sizes"].get(m, {})} for m in t["metrics"]],
+            "pop": t["pop"],
+            "groups": [{"group": g.id, "label": g.label, "n": g.n, "run_ids": [x.run.id for x in g.members],
+                        "auc": {m: cell(m, *v) for m, v in stats.items()}} for g, stats in t["groups"]]}
+
+
+def _strata_table(t: dict) -> Table:
+    table = Table(title=f"{t['dataset']}: test AUC by stratum, mean ± std over seeds at the selected epoch",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  caption="users by their training rows, items by popularity (thirds of the training positives); "
+                          "under each stratum its test rows and their positive share; ▼ below popularity",
+                  caption_justify="left")
+    table.add_column("group")
+    table.add_column("n", justify="right")
+    for m in t["metrics"]:
+        size = t["sizes"].get(m, {})
+        share = size.get("positive_share")
+        under = f"\n{size['rows']:,} rows" + (f", {share:.0%} +" if isinstance(share, float) else "") \
+            if "rows" in size else ""
+        table.add_column(escape(cmp.stratum_label(m)) + under, justify="right")
+    if t["pop"] is not None:
+        table.add_row("pop (floor)", "", *[fmt(t["pop"][m]) for m in t["metrics"]], style="dim")
+    for g, stats in t["groups"]:
+        cells = []
+        for m in t["metrics"]:
+            mean, std = stats[m]
+            pop = t["pop"][m] if t["pop"] else None
+            text = pm(mean, std, sep="±")
+            cells.append(f"[bold red]▼{text}[/]" if pop is not None and math.isfinite(mean) and mean < pop
+                         else text)
+        table.add_row(escape(g.label + (f" [{g.differs}]" if g.differs else "")), str(g.n), *cells)
+    return table
 
 
 def _paired_table(r: cmp.PairedResult, at: str | int, pts: list[cmp.RunPoint]) -> Table:
@@ -336,12 +411,10 @@ def export_command(run_ids: List[int] = typer.Argument(None, help="Run ids (defa
         store.refresh_crashed()
         pts, at_value = _selection(store, run_ids or [], recipe, all_, dataset, status, at, sweep)
         if groups_:
-            floors = cmp.floors_for(store, [p.run for p in pts])
-            rows = cmp.group_rows(cmp.group_points(pts, group_by), at_value, floors)
-            columns = (*cmp.GROUP_COLUMNS, *cmp.topk_columns(rows, ("_mean", "_std")))
+            rows, columns = cmp.export_table(pts, at_value, cmp.group_points(pts, group_by),
+                                             cmp.floors_for(store, [p.run for p in pts]))
         else:
-            rows = cmp.run_rows(pts, at_value)
-            columns = (*cmp.RUN_COLUMNS, *cmp.topk_columns(rows))
+            rows, columns = cmp.export_table(pts, at_value)
     except KniError as e:
         fail(e)
     text = cmp.csv_text(rows, columns)

@@ -34,6 +34,7 @@ from .common import (
 if TYPE_CHECKING:                                  # imported where used, so `kni --help` starts fast
 
     from ..store.records import Epoch, Run, TopK
+    from ..store.repository import Store
 
 
 
@@ -195,7 +196,10 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
                           "recipe_text": run.recipe_text,
                           "data_stats": json.loads(run.data_stats) if run.data_stats else None,
                           "traceback": run.traceback, "epochs": [epoch_to_dict(e) for e in epochs],
-                          "topk": [topk_to_dict(t) for t in topk]}, indent=2))
+                          "topk": [topk_to_dict(t) for t in topk],
+                          "strata_epoch": run.best_epoch if run.strata_dict else None,
+                          **{k: run.strata_dict.get(k) for k in ("auc_by_user_degree", "auc_by_item_popularity")}},
+                         indent=2))
         return
     console = out()
     head = Table.grid(padding=(0, 2))
@@ -267,8 +271,20 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
         console.print("[dim]no epochs stored[/]")
     for t in topk:
         console.print(topk_table(t, run.best_epoch))
+    if run.strata_dict:
+        from ..views.strata import strata_table
+        console.print(strata_table(run, _run_floor(store, run)))
     if run.traceback:
         console.print(Text(run.traceback, style="dim red"))
+
+
+def _run_floor(store: Store, run: Run) -> dict | None:
+    """The stored popularity floor of the run's split (never computed here: show stays fast)."""
+    from ..analysis import floors_for, run_floor_key
+    try:
+        return floors_for(store, [run], compute=False).get(run_floor_key(run))
+    except KniError:
+        return None
 
 
 def topk_table(t: TopK, best_epoch: int | None) -> Any:

@@ -138,6 +138,12 @@ class Run:
         value = _json_or_none(self.sweep_params)
         return value if isinstance(value, dict) else {}
 
+    @property
+    def strata_dict(self) -> dict:
+        """AUC by stratum at the selected epoch (:mod:`kni_core.strata`); empty when not measured."""
+        value = _json_or_none(self.strata)
+        return value if isinstance(value, dict) else {}
+
     def __repr__(self) -> str:
         return f"Run(id={self.id}, recipe={self.recipe!r}, seed={self.seed}, status={self.status!r})"
 

@@ -338,7 +338,7 @@ class Store(Annotations):
         with self._write() as s:
             values: dict[str, Any] = {"heartbeat_at": now}
             if best is not None:
-                values.update(best_epoch=best.epoch, **{f"best_{f}": _num(getattr(best, f)) for f in BEST_FIELDS})
+                values.update(_best_values(best))
             if s.execute(update(RunRow).where(RunRow.id == run_id).values(**values)).rowcount == 0:
                 raise self._gone(run_id)
             s.add(EpochRow(run_id=run_id, epoch=result.epoch, created_at=now,
@@ -356,7 +356,7 @@ class Store(Annotations):
         values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "error": error,
                                   "traceback": traceback}
         if best is not None:
-            values.update(best_epoch=best.epoch, **{f"best_{f}": _num(getattr(best, f)) for f in BEST_FIELDS})
+            values.update(_best_values(best))
         if stopped_early is not None:
             values["stopped_early"] = stopped_early
         with self._write() as s:
@@ -617,11 +617,25 @@ class Store(Annotations):
                                                                   FloorRow.metrics_json))}
 
     def save_floor(self, key: str, dataset: str, metrics: dict) -> None:
-        """Store a split's floor once (a later one for the same split changes nothing)."""
+        """Store a split's floor once; a later one for the same split only adds what the stored
+        one lacks (the strata, for a floor stored before they were measured)."""
+        clean = {k: v if isinstance(v, dict) else _num(v) for k, v in metrics.items()}
         with self._write() as s:
-            if s.get(FloorRow, key) is None:
-                s.add(FloorRow(key=key, dataset=dataset, created_at=utcnow(),
-                               metrics_json=json.dumps({k: _num(v) for k, v in metrics.items()})))
+            row = s.get(FloorRow, key)
+            if row is None:
+                s.add(FloorRow(key=key, dataset=dataset, created_at=utcnow(), metrics_json=json.dumps(clean)))
+                return
+            stored = json.loads(row.metrics_json)
+            if set(clean) - set(stored):
+                row.metrics_json = json.dumps({**clean, **stored})
+
+
+def _best_values(best: Any) -> dict[str, Any]:
+    """The run's columns of its selected epoch: its number, metrics and (when measured) strata."""
+    values: dict[str, Any] = {"best_epoch": best.epoch, **{f"best_{f}": _num(getattr(best, f)) for f in BEST_FIELDS}}
+    if getattr(best, "strata", None) is not None:
+        values["strata"] = json.dumps(best.strata, default=_num)
+    return values
 
 
 def _merge_topk(session: Session, run_id: int, results: Iterable[Any], now: datetime) -> None:

@@ -548,9 +548,14 @@ class ComparePane(Horizontal):
 
     # -- export ---------------------------------------------------------------------------
     def export_rows(self, per: str) -> tuple[list[dict], tuple[str, ...]]:
+        """What ``kni export`` writes for the same selection (floors computed when absent, as there)."""
         if per == "run":
-            return cmp.run_rows(self.points, self.at), cmp.RUN_COLUMNS
-        return cmp.group_rows(self.groups, self.at), cmp.GROUP_COLUMNS
+            return cmp.export_table(self.points, self.at)
+        try:
+            floors = cmp.floors_for(self.data.store, [p.run for p in self.points])
+        except StoreError:
+            floors = {}
+        return cmp.export_table(self.points, self.at, self.groups, floors)
 
     def default_export_path(self) -> str:
         recipes = sorted({p.run.recipe for p in self.points})

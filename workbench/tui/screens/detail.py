@@ -1,6 +1,7 @@
-"""The run detail screen: live per-epoch plots, the epochs table, the resolved config, the
-error and traceback of a failed or crashed run, and - for a run with ``eval.topk`` - a Top-N
-tab (added when its first results are stored) plotting Recall@K and listing every metric."""
+"""The run detail screen: live per-epoch plots, the epochs table, the resolved config, the AUC
+by stratum at the selected epoch, the error and traceback of a failed or crashed run, and - for
+a run with ``eval.topk`` - a Top-N tab (added when its first results are stored) plotting
+Recall@K and listing every metric."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ...runs.resources import resources_text
 from ...store.errors import StoreError
 from ...store.records import Epoch, Run, TopK
 from ...store.statuses import CRASHED, FAILED, LIVE, RUNNING
+from ...views.strata import strata_table
 from ..data import Change
 from ..keys import ESSENTIAL
 from ..plots import PALETTE, RUN_CHARTS, draw_run_chart
@@ -40,6 +42,7 @@ class RunDetailScreen(Screen):
         Binding("o", "tab('config')", "Config"),
         Binding("e", "tab('error')", "Error"),
         Binding("k", "tab('topk')", "Top-N"),
+        Binding("s", "tab('strata')", "Strata"),
         Binding("g", "tags", "Tags"),
         Binding("n", "note", "Note"),
         Binding("c", "cancel", "Cancel"),
@@ -71,6 +74,9 @@ class RunDetailScreen(Screen):
             with TabPane("Config", id="config"):
                 with VerticalScroll():
                     yield Static("", id="detail-config")
+            with TabPane("Strata", id="strata"):
+                with VerticalScroll():
+                    yield Static("", id="detail-strata")
             with TabPane("Error", id="error"):
                 with VerticalScroll():
                     yield Static("", id="detail-error")
@@ -133,6 +139,7 @@ class RunDetailScreen(Screen):
         self._shown_epochs = len(epochs)
         if full:
             self._config(run)
+            self._strata(run)
             self._error(run)
             self._load_topk()
 
@@ -217,6 +224,19 @@ class RunDetailScreen(Screen):
         parts += [info, Text("recipe as run", style="bold"),
                   Syntax(run.recipe_text or "", "yaml", theme=theme, line_numbers=True, background_color="default")]
         self.query_one("#detail-config", Static).update(RichGroup(*parts))
+
+    def _strata(self, run: Run) -> None:
+        view = self.query_one("#detail-strata", Static)
+        if not run.strata_dict:
+            view.update(Text("no AUC by stratum stored: it is measured at each new best epoch (runs from before "
+                             "it existed have none)", style="dim"))
+            return
+        from ...analysis import floors_for, run_floor_key
+        try:
+            floor = floors_for(self.app.data.store, [run], compute=False).get(run_floor_key(run))
+        except StoreError:
+            floor = None
+        view.update(strata_table(run, floor))
 
     def _error(self, run: Run) -> None:
         view = self.query_one("#detail-error", Static)
