@@ -117,11 +117,9 @@ class KGCN(Recommender):
         return cls(data.n_users, n_rows, data.n_relation, adj_entity, adj_relation, m.dim, m.n_iter,
                    m.aggregator, cfg.train.l2)
 
-    def _aggregate(self, i: int, self_vecs: Tensor, neigh: Tensor, rel: Tensor, user: Tensor) -> Tensor:
-        """``self_vecs (B, n, d)``, ``neigh`` and ``rel`` ``(B, n, K, d)``, ``user (B, d)`` -> ``(B, n, d)``."""
-        scores = (user[:, None, None, :] * rel).mean(-1)           # (B, n, K)
-        weights = torch.softmax(scores, dim=-1).unsqueeze(-1)
-        agg = (weights * neigh).mean(dim=2)
+    def _aggregate(self, i: int, self_vecs: Tensor, neigh: Tensor, weights: Tensor) -> Tensor:
+        """``self_vecs (B, n, d)``, ``neigh (B, n, K, d)``, attention ``weights (B, n, K)`` -> ``(B, n, d)``."""
+        agg = (weights.unsqueeze(-2) @ neigh).squeeze(-2) / self.n_neighbor      # mean_n(pi_n * e_n)
         if self.aggregator == "sum":
             x = self_vecs + agg
         elif self.aggregator == "concat":
@@ -132,18 +130,23 @@ class KGCN(Recommender):
         return torch.tanh(x) if i == self.n_iter - 1 else F.relu(x)
 
     def forward(self, users: Tensor, items: Tensor) -> Tensor:
+        """The receptive field (entities and relations of every hop) is gathered once per batch,
+        and so is the attention of each hop: ``mean_d(u * r)`` is ``u . r / d``, one score per
+        (user, relation) from a ``(B, R)`` product, picked by each edge's relation. It does not
+        change between iterations, so the H iterations share it (the original recomputes it)."""
         batch, d, k = len(users), self.dim, self.n_neighbor
         user = self.user[users - 1]
+        # padding (relation 0) scores 0 and gets no gradient, as a looked-up padding row would
+        by_relation = F.pad(user @ self.relation[1:].T / d, (1, 0))                 # (B, R + 1)
         entities = [kg_index(items, self.n_users).unsqueeze(1)]
-        relations = []
+        weights = []
         for i in range(self.n_iter):
-            relations.append(self.adj_relation[entities[i]].reshape(batch, -1))
+            relations = self.adj_relation[entities[i]].reshape(batch, -1)
+            weights.append(torch.softmax(by_relation.gather(1, relations).view(batch, -1, k), dim=-1))
             entities.append(self.adj_entity[entities[i]].reshape(batch, -1))
         vectors = [lookup(self.entity, e) for e in entities]
-        rel_vectors = [lookup(self.relation, r) for r in relations]
         for i in range(self.n_iter):
-            vectors = [self._aggregate(i, vectors[hop], vectors[hop + 1].view(batch, -1, k, d),
-                                       rel_vectors[hop].view(batch, -1, k, d), user)
+            vectors = [self._aggregate(i, vectors[hop], vectors[hop + 1].view(batch, -1, k, d), weights[hop])
                        for hop in range(self.n_iter - i)]
         return (user * vectors[0].view(batch, d)).sum(-1)
 
