@@ -327,6 +327,13 @@ def show_strata(groups: list[cmp.Group], floors: dict, json_out: bool) -> None:
         console.print("[dim]no run has its AUC by stratum stored (runs from before it was measured)[/]")
 
 
+def _short_label(g: cmp.Group, groups: list[cmp.Group]) -> str:
+    """The group's label, with the settings that differ only when another group shares it (the
+    strata tables put every model side by side: their differences are the models)."""
+    shared = sum(x.label == g.label for x in groups) > 1
+    return g.label + (f" [{g.differs}]" if shared and g.differs else "")
+
+
 def _strata_json(t: dict) -> dict:
     def cell(m: str, mean: float, std: float) -> dict:
         pop = t["pop"][m] if t["pop"] else None
@@ -362,7 +369,7 @@ def _strata_table(t: dict) -> Table:
             text = pm(mean, std, sep="±")
             cells.append(f"[bold red]▼{text}[/]" if pop is not None and math.isfinite(mean) and mean < pop
                          else text)
-        table.add_row(escape(g.label + (f" [{g.differs}]" if g.differs else "")), str(g.n), *cells)
+        table.add_row(escape(_short_label(g, [x for x, _ in t["groups"]])), str(g.n), *cells)
     return table
 
 

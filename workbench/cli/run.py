@@ -54,8 +54,22 @@ def run_command(recipe: Path = typer.Argument(..., help="Recipe YAML file, e.g. 
     """Train a recipe for each seed (in child processes, stored as runs), live, and close with a per-seed table.
 
     Every seed becomes a run in the database; seeds join the group of runs with the same configuration.
+    A suite (a file with a suite: list, e.g. recipes/bc-all.yaml) runs each recipe it lists in turn.
     """
 
+    from ..recipe import read_recipe_text
+    from ..recipe.suite import is_suite
+    try:
+        text = read_recipe_text(recipe)
+    except KniError as error:
+        fail(error)
+    if is_suite(text):
+        from .suite import run_suite
+        run_suite(recipe, text, seeds, set_, device, json_out,
+                  lambda path, suite_seeds: run_recipe(path, suite_seeds, set_, device, json_out, checkpoint_dir,
+                                                       jobs, db, executor=executor, ray_address=ray_address,
+                                                       ray_cpus=ray_cpus))
+        return
     run_recipe(recipe, seeds, set_, device, json_out, checkpoint_dir, jobs, db, executor=executor,
                ray_address=ray_address, ray_cpus=ray_cpus)
 

@@ -25,7 +25,7 @@ from .seeds import MAX_SEEDS, parse_seeds
 #: The largest recipe file read (the shipped ones are under 2 KB).
 MAX_RECIPE_BYTES = 1 << 20
 
-__all__ = ["Recipe", "RecipeError", "find_recipes", "load_recipe", "parse_recipe", "parse_seeds",
+__all__ = ["Recipe", "RecipeError", "find_recipes", "load_recipe", "parse_recipe", "parse_seeds", "read_recipe_text",
            "TOP_KEYS", "MAX_SEEDS", "EXECUTORS", "paper_recipe"]
 
 
@@ -43,6 +43,11 @@ def find_recipes(folder: str | Path) -> list[Path]:
 def load_recipe(path: str | Path, overrides: Iterable[str] = (), seeds: str | list[int] | None = None,
                 device: str | None = None) -> Recipe:
     """Read and validate the recipe at ``path``; see :func:`parse_recipe` for the arguments."""
+    return parse_recipe(read_recipe_text(path), str(path), overrides=overrides, seeds=seeds, device=device)
+
+
+def read_recipe_text(path: str | Path) -> str:
+    """The text of a recipe (or suite) file, with a clear error for what cannot be one."""
     try:
         size = Path(path).stat().st_size
         if size > MAX_RECIPE_BYTES:
@@ -57,7 +62,7 @@ def load_recipe(path: str | Path, overrides: Iterable[str] = (), seeds: str | li
         raise RecipeError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=path) from None
     except OSError as e:
         raise RecipeError(f"cannot read: {e.strerror or e}", path=path) from None
-    return parse_recipe(text, str(path), overrides=overrides, seeds=seeds, device=device)
+    return text
 
 
 def parse_recipe(text: str, path: str = "<string>", overrides: Iterable[str] = (),

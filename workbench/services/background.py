@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -48,7 +49,8 @@ from typing import Any
 
 from kni_core.errors import KniError
 
-from ..recipe import Recipe, load_recipe
+from ..recipe import Recipe, parse_recipe, read_recipe_text
+from ..recipe.suite import is_suite, load_suite
 from ..store.errors import StoreError
 from ..store.liveness import HEARTBEAT_SECONDS
 from ..store.repository import Store
@@ -100,7 +102,7 @@ def start_recipe(store: Store, path: str | Path, *, seeds: str | None = None, de
     :class:`~workbench.store.errors.StoreError`, :class:`~workbench.recipe.sweep.SweepError` (a missing extra)
     or :class:`LaunchError`."""
     overrides = list(overrides or [])
-    rec = load_recipe(path, overrides=overrides, seeds=seeds or None, device=device or None)  # fast errors, here
+    rec = _validated(path, overrides, seeds or None, device or None)        # fast errors, here
     if store.in_memory:
         raise StoreError("an in-memory database cannot be shared with run processes; give --db a file")
     if rec.sweep is not None:
@@ -139,6 +141,17 @@ def start_recipe(store: Store, path: str | Path, *, seeds: str | None = None, de
         proc.wait(timeout=10)
         raise LaunchError(msg["error"])
     return Launch(rec, [int(i) for i in msg["ids"]], proc, jobs, list(rec.seeds), msg.get("sweep"))
+
+
+def _validated(path: str | Path, overrides: list[str], seeds: str | None, device: str | None) -> Recipe:
+    """The recipe at ``path``; for a suite (:mod:`workbench.recipe.suite`) its first recipe
+    renamed after the suite, with every recipe's seeds and warnings (what the workbench shows)."""
+    text = read_recipe_text(path)
+    if not is_suite(text):
+        return parse_recipe(text, str(path), overrides=overrides, seeds=seeds, device=device)
+    suite, recipes = load_suite(path, text, overrides=overrides, seeds=seeds, device=device)
+    return dataclasses.replace(recipes[0], name=suite.name, seeds=sorted({s for r in recipes for s in r.seeds}),
+                               warnings=tuple(w for r in recipes for w in r.warnings))
 
 
 def cancel_run(store: Store, run_id: int) -> str:
@@ -197,7 +210,14 @@ def launcher_main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())     # until the Launcher takes over
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
-        rec = load_recipe(args.recipe, overrides=args.overrides, seeds=args.seeds, device=args.device)
+        text = read_recipe_text(args.recipe)
+        if is_suite(text):
+            recipes = load_suite(args.recipe, text, overrides=args.overrides, seeds=args.seeds,
+                                 device=args.device)[1]
+        else:
+            recipes = [parse_recipe(text, args.recipe, overrides=args.overrides, seeds=args.seeds,
+                                    device=args.device)]
+        rec = recipes[0]
         store = Store.open(args.db, create=False)
         from ..runs.ray_executor import cores, make_executor
         jobs = max(1, args.jobs)
@@ -213,15 +233,16 @@ def launcher_main(argv: list[str] | None = None) -> int:
         from ..runs.launcher import Launcher, visible_gpus
         from ..runs.rows import new_run, provenance
         prov = provenance()
-        configs = rec.configs()
-        for cfg in configs:
-            ids.append(store.create_run(new_run(rec.name, rec.text, cfg, rec.path, prov), executor=executor.name))
+        for r in recipes:                      # a suite: every recipe's runs in one queue, in order
+            for cfg in r.configs():
+                ids.append(store.create_run(new_run(r.name, r.text, cfg, r.path, prov), executor=executor.name))
         _say({"ids": ids})
         keep = _KeepQueuedAlive(store, ids)
         keep.start()
         try:
             from kni_core.data import prepare
-            prepare(configs[0])                # once, so parallel seeds share the cache
+            for r in recipes:
+                prepare(r.base)                # once, so parallel seeds share the cache
         except Exception as e:                 # noqa: BLE001 - each run records its own failure
             log.warning("preparing the data failed (the runs will report it): %s", e)
         finally:

@@ -303,7 +303,8 @@ class WorkbenchApp(App):
         from ..runs.ray_executor import ray_available
         from .screens.dialogs import EXECUTOR_OPTIONS
         self.push_screen(StartDialog(rec.name, seeds_text(rec.seeds), rec.device, self.device_options(),
-                                     recipe_text=rec.text, recipe_path=str(entry.path), executor=rec.executor,
+                                     recipe_text=None if entry.members else rec.text,       # a suite: each
+                                     recipe_path=str(entry.path), executor=rec.executor,      # is checked at start
                                      executors=EXECUTOR_OPTIONS if ray_available() else None), started)
 
     @work(thread=True, group="launch", exit_on_error=False)

@@ -4,6 +4,7 @@ whether each recipe's dataset is here (a recipe whose data is missing is not sta
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from kni_core.errors import KniError
 from ...analysis.metrics import group_id
 from ...present import seeds_text, visible
 from ...recipe import Recipe, RecipeError, find_recipes, load_recipe
+from ...recipe.suite import is_suite, load_suite
 from ...runs.rows import dataset_label, model_label
 from ..keys import ESSENTIAL
 
@@ -33,6 +35,7 @@ class RecipeEntry:
     error: RecipeError | None
     data: str | None = None          # where the data comes from ("generated" or a folder)
     data_error: str | None = None    # why it is missing and how to obtain it
+    members: tuple[Recipe, ...] = ()  # a suite's recipes (then ``recipe`` is the first, named after the suite)
 
     def check_data(self) -> None:
         """Look for the dataset again (cheap: no file is read)."""
@@ -40,7 +43,8 @@ class RecipeEntry:
             return
         from kni_core.data import check_available
         try:
-            self.data, self.data_error = check_available(self.recipe.base), None
+            found = [check_available(r.base) for r in self.members or (self.recipe,)]
+            self.data, self.data_error = "; ".join(dict.fromkeys(found)), None
         except KniError as e:
             self.data, self.data_error = None, str(e)
 
@@ -56,12 +60,14 @@ class RecipeEntry:
     def dataset(self) -> str:
         if self.recipe is None:
             return "?"
-        return dataset_label(self.recipe.base)
+        return ", ".join(dict.fromkeys(dataset_label(r.base) for r in self.members or (self.recipe,)))
 
     @property
     def model(self) -> str:
         if self.recipe is None:
             return "?"
+        if self.members:
+            return f"suite of {len(self.members)}"
         return model_label(self.recipe.base)
 
 
@@ -79,7 +85,13 @@ def scan(folder: Path) -> tuple[list[RecipeEntry], str | None]:
             out.append(RecipeEntry(p, "", None, RecipeError(f"cannot read: {e}", path=p)))
             continue
         try:
-            entry = RecipeEntry(p, text, load_recipe(p), None)
+            if is_suite(text):
+                suite, members = load_suite(p, p.read_text(encoding="utf-8-sig"))
+                first = dataclasses.replace(members[0], name=suite.name, description=suite.description,
+                                            seeds=sorted({s for m in members for s in m.seeds}))
+                entry = RecipeEntry(p, text, first, None, members=tuple(members))
+            else:
+                entry = RecipeEntry(p, text, load_recipe(p), None)
         except RecipeError as e:
             entry = RecipeEntry(p, text, None, e)
         entry.check_data()
@@ -160,7 +172,7 @@ class RecipesPane(Vertical):
         else:
             ok = Text("✓", style=self.app.status_style("completed"))
         dataset = Text(e.dataset, style=self.app.status_style("cancelled") if e.data_error else "")
-        seeds = seeds_text(e.recipe.seeds) if e.recipe else "?"
+        seeds = seeds_text(sorted({s for r in e.members or (e.recipe,) for s in r.seeds})) if e.recipe else "?"
         if e.recipe is not None and e.recipe.sweep is not None:     # a sweep: its points x the seeds
             seeds += f" x {e.recipe.sweep.planned} pts"
         return ok, e.name, dataset, e.model, seeds
@@ -197,11 +209,20 @@ class RecipesPane(Vertical):
         head = Text()
         head.append(str(entry.path), style="bold")
         errors = entry.error.errors if entry.error is not None else []
+        if entry.members:
+            head.append(f"\n{entry.recipe.description}" if entry.recipe.description else "")
+            head.append(f"\na suite: its {len(entry.members)} recipes run one after another, in one queue",
+                        style="bold")
+            for m in entry.members:
+                head.append(f"\n  {m.name}: {dataset_label(m.base)}, {model_label(m.base)}, seeds "
+                            f"{seeds_text(m.seeds)}, group {group_id(m.base.config_hash())}", style="dim")
         if entry.recipe is not None:
             r = entry.recipe
-            head.append(f"\n{r.description}" if r.description else "")
-            head.append(f"\n{entry.dataset}, {entry.model}, {r.base.train.epochs} epochs, seeds {seeds_text(r.seeds)}, "
-                        f"device {r.device}, group {group_id(r.base.config_hash())}", style="dim")
+            if not entry.members:
+                head.append(f"\n{r.description}" if r.description else "")
+                head.append(f"\n{entry.dataset}, {entry.model}, {r.base.train.epochs} epochs, seeds "
+                            f"{seeds_text(r.seeds)}, device {r.device}, group {group_id(r.base.config_hash())}",
+                            style="dim")
             if r.sweep is not None:
                 head.append(f"\nsweep {r.sweep.describe(len(r.seeds))}; each point is its own group", style="bold")
             if entry.data_error is None:
