@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from kni_core.config import ConfigError, RunConfig
 from kni_core.data.prepare import PreparedData
-from kni_core.strata import by_item_popularity, by_user_degree, strata, user_degree_buckets
+from kni_core.strata import by_item_popularity, by_user_degree, user_degree_buckets
 from workbench.cli import app
 
 from helpers import tiny_recipe

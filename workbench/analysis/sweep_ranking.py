@@ -179,3 +179,45 @@ def sweep_rows(ranking: SweepRanking) -> list[dict]:
         row["epoch_mean"], row["epoch_std"] = json_value(e_mean), json_value(e_std)
         rows.append(row)
     return rows
+
+
+@dataclass
+class SweepChoice:
+    """The point a tuning sweep chose and what the choice cost (``kni compare --best-of-sweeps``)."""
+
+    sweep: Sweep
+    point: SweepPoint | None                     # None: no point has a value yet
+    points_run: int                              # points with at least one run: the budget spent
+    seconds: float | None                        # wall time from the first run's start to the last's end
+    pts: list[RunPoint]                          # the chosen point's counted runs
+
+    def to_dict(self, metric: str) -> dict:
+        p = self.point
+        return {"sweep": self.sweep.id, "name": self.sweep.name, "method": self.sweep.method,
+                "budget_points": self.sweep.planned, "points_run": self.points_run, "seconds": self.seconds,
+                "point": p.number if p else None, "params": p.params if p else None,
+                "config_hash": p.config_hash if p else None, "n": p.n if p else 0,
+                "seeds": [m.run.seed for m in p.group.members] if p and p.group else [],
+                "valid_auc": json_value(p.stat("valid_auc")[0]) if p else None,
+                metric: json_value(p.stat(metric)[0]) if p else None}
+
+
+def best_of_sweep(store: Store, sweep_id: int, *, status: Sequence[str] | None = None,
+                  at: str | int = "best") -> SweepChoice:
+    """The point of a tuning sweep that its search chose, on validation only: the point that
+    reran its ``rerun:`` seeds when the sweep has them (the driver picked it once the search was
+    done, so later runs cannot move the choice), else the best point by mean validation AUC."""
+    ranking = rank_sweep(store, sweep_id, metric="valid_auc", at=at, status=status)
+    spec = ranking.sweep.spec_dict
+    rerun = set(spec.get("rerun", {}).get("seeds", []))
+    chosen = None
+    if rerun:
+        extra = rerun - set(ranking.sweep.seed_list)
+        chosen = next((p for p in ranking.points if extra and extra & {r.seed for r in p.runs}), None)
+    chosen = chosen or ranking.best
+    runs = store.runs(sweep=sweep_id)
+    starts = [r.started_at for r in runs if r.started_at is not None]
+    ends = [r.finished_at for r in runs if r.finished_at is not None]
+    seconds = (max(ends) - min(starts)).total_seconds() if starts and ends else None
+    pts = list(chosen.group.members) if chosen is not None and chosen.group is not None else []
+    return SweepChoice(ranking.sweep, chosen, sum(1 for p in ranking.points if p.runs), seconds, pts)

@@ -19,6 +19,7 @@ from kni_core.errors import KniError
 from .. import analysis as cmp
 from ..present import fmt, pm
 from .common import JSON_HELP, db_option, err_console, fail, open_store, out
+from .tables import at_text, matrix_json, matrix_table
 
 if TYPE_CHECKING:                                  # imported where used, so `kni --help` starts fast
 
@@ -38,16 +39,8 @@ def _selection(store: Store, run_ids: List[int], recipe: Optional[str], all_: bo
     return cmp.points(store, runs, at_value), at_value
 
 
-def _at_text(at: str | int, pts: list[cmp.RunPoint]) -> str:
-    if at == "best":
-        splits = sorted({p.run.select_on for p in pts}) or ["valid"]
-        return f"the best {'/'.join(splits)} epoch"
-    if at == "original":
-        return "the epoch the original protocol selects (test-based selection and stopping, replayed)"
-    return "the last epoch" if at == "last" else f"epoch {at}"
-
-
-def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (default: every run)."),
+def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (default: every run); with "
+                                                      "--best-of-sweeps, sweep ids."),
                     recipe: Optional[str] = typer.Option(None, "--recipe", help="The runs of this recipe."),
                     sweep: Optional[int] = typer.Option(None, "--sweep", help="Rank the points of this sweep "
                                                         "(kni sweeps lists them) and show which keys matter."),
@@ -74,6 +67,10 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
                                                 "each group's test AUC for users by training rows (1-2, 3-5, "
                                                 "...) and items by popularity (head, torso, tail thirds), at "
                                                 "the selected epoch, beside popularity's."),
+                    best_of_sweeps: bool = typer.Option(False, "--best-of-sweeps", help="The ids given are "
+                                                        "sweeps (tuning budgets): the matrix of the point each "
+                                                        "chose on validation (its rerun seeds), beside pop, with "
+                                                        "paired tests against KNI."),
                     paired: Optional[Tuple[str, str]] = typer.Option(None, "--paired", help="Two groups A B "
                                                                      "(config-hash prefixes or recipe names): "
                                                                      "a paired test over their shared seeds."),
@@ -94,6 +91,12 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
                   "not --sweep, --matrix, --paired, --group-by or --metric")
         from .explain import compare_explain
         compare_explain(db, run_ids or [], recipe, all_, dataset, status, explain_rows, explain_samples, 0, json_out)
+        return
+    if best_of_sweeps:
+        if sweep is not None or recipe or all_ or paired or strata or group_by:
+            fail("--best-of-sweeps takes sweep ids (kni sweeps lists them), --metric, --status, --at and --json")
+        from .tuned import compare_best_of_sweeps
+        compare_best_of_sweeps(open_store(db), run_ids or [], metric or "test_auc", at, status, json_out)
         return
     if sweep is not None:
         from .sweeps import compare_sweep
@@ -140,14 +143,14 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
         if paired_result is not None:
             result["paired"] = paired_result.to_dict()
         if mat is not None:
-            result["matrix"] = _matrix_json(mat, floors)
+            result["matrix"] = matrix_json(mat, floors)
         if at_value == "original":
             result["truncated_runs"] = [p.run.id for p in pts if p.truncated]
         print(json.dumps(result, indent=2))
         return
     console = out()
     if mat is not None:
-        console.print(_matrix_table(mat, at_value, pts, floors))
+        console.print(matrix_table(mat, at_value, pts, floors))
     else:
         console.print(_groups_table(groups, metric, group_by, at_value, pts, floors))
     notes = []
@@ -155,7 +158,7 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
         notes += [f"{g.label}: {line}" for line in g.seed_notes()]
         if g.without_point:
             seeds = ", ".join(str(m.run.seed) for m in sorted(g.without_point, key=lambda m: m.run.seed))
-            notes.append(f"{g.label}: seed(s) {seeds} left out: their counted run has no {_at_text(at_value, pts)}"
+            notes.append(f"{g.label}: seed(s) {seeds} left out: their counted run has no {at_text(at_value, pts)}"
                          f" (run(s) {', '.join(str(m.run.id) for m in g.without_point)})")
     truncated = [p.run.id for p in pts if p.truncated]
     if truncated:
@@ -184,7 +187,7 @@ def _vs_pop(diff: float | None, metric: str) -> str:
 def _groups_table(groups: list[cmp.Group], metric: str, by: str, at: str | int, pts: list[cmp.RunPoint],
                   floors: dict) -> Table:
     split = "valid" if metric.startswith("valid") else "test"
-    table = Table(title=f"compare by {by}: mean ± std over seeds at {_at_text(at, pts)} (ranked by {metric})",
+    table = Table(title=f"compare by {by}: mean ± std over seeds at {at_text(at, pts)} (ranked by {metric})",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
                   caption="group: the group id, the first 8 characters of the config hash (as in kni runs and the "
                           "workbench)" if by == "config" else None, caption_justify="left")
@@ -234,72 +237,6 @@ def _groups_table(groups: list[cmp.Group], metric: str, by: str, at: str | int, 
             f"vs pop: the mean's difference from the {metric} of item popularity on the same split (the floor)"
         table.caption_justify = "left"
     return table
-
-
-def _row_floor(mat: cmp.Matrix, ds: str, floors: dict) -> dict | None:
-    """The floor of a matrix row: its cells' split, when they share one."""
-    found = {id(f): f for c in mat.cols if (g := mat.cells.get((ds, c))) is not None and g.n
-             and (f := cmp.group_floor(g, floors)) is not None}
-    return next(iter(found.values())) if len(found) == 1 else None
-
-
-def _matrix_table(mat: cmp.Matrix, at: str | int, pts: list[cmp.RunPoint], floors: dict) -> Table:
-    table = Table(title=f"{mat.metric}: mean ± std (n) at {_at_text(at, pts)}", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
-    table.add_column("dataset")
-    with_floor = mat.metric in cmp.FLOOR_METRICS or cmp.is_stratum_metric(mat.metric)
-    if with_floor:
-        table.add_column("pop (floor)", justify="right")
-    for c in mat.cols:
-        table.add_column(escape(mat.col_labels[c]), justify="right")
-    below_any = False
-    for ds in mat.rows:
-        cells = []
-        if with_floor:
-            floor = _row_floor(mat, ds, floors)
-            cells.append(fmt(cmp.floor_value(floor, mat.metric)))
-        for c in mat.cols:
-            g = mat.cells.get((ds, c))
-            if g is None or not g.n:
-                cells.append("-")
-                continue
-            mean, std = g.stat(mat.metric)
-            mixed = "*" if len(g.distinct("config_hash").split(";")) > 1 else ""
-            ids = f" {' '.join(mat.cell_ids(ds, c))}" if mat.by == "config" else ""
-            below = with_floor and cmp.below_floor(cmp.vs_floor(mean, cmp.group_floor(g, floors), mat.metric),
-                                                   mat.metric)
-            below_any = below_any or below
-            text = f"{pm(mean, std, sep='±')} ({g.n}){mixed}{ids}"
-            cells.append(f"[bold red]▼{text}[/]" if below else text)
-        table.add_row(escape(ds), *cells)
-    captions = []
-    if mat.by == "config":
-        captions.append("columns: the settings without the dataset; each cell ends with its group id "
-                        "(as in kni compare)")
-    if any(len(g.distinct("config_hash").split(";")) > 1 for g in mat.cells.values() if g.n):
-        captions.append("* the cell mixes several configurations")
-    if below_any:
-        captions.append("▼ below the popularity floor of its split")
-    if captions:
-        table.caption = "; ".join(captions)
-        table.caption_justify = "left"
-    return table
-
-
-def _matrix_json(mat: cmp.Matrix, floors: dict) -> dict:
-    cells = []
-    for (ds, c), g in mat.cells.items():
-        mean, std = g.stat(mat.metric)
-        floor = cmp.group_floor(g, floors)
-        diff = cmp.vs_floor(mean, floor, mat.metric)
-        cells.append({"dataset": ds, "column": c, "label": mat.col_labels.get(c, c), "n": g.n,
-                      "mean": cmp.json_value(mean), "std": cmp.json_value(std),
-                      "configs": g.distinct("config_hash").split(";"),
-                      "groups": mat.cell_ids(ds, c),
-                      "run_ids": [m.run.id for m in g.members],
-                      "pop": cmp.json_value(cmp.floor_value(floor, mat.metric)),
-                      "vs_pop": cmp.json_value(diff), "below_pop": cmp.below_floor(diff, mat.metric)})
-    return {"metric": mat.metric, "rows": mat.rows, "columns": mat.cols, "cells": cells}
 
 
 def show_strata(groups: list[cmp.Group], floors: dict, json_out: bool) -> None:
@@ -374,7 +311,7 @@ def _strata_table(t: dict) -> Table:
 
 
 def _paired_table(r: cmp.PairedResult, at: str | int, pts: list[cmp.RunPoint]) -> Table:
-    table = Table(title=f"paired {r.metric} at {_at_text(at, pts)}: A - B over {len(r.seeds)} shared seed(s)",
+    table = Table(title=f"paired {r.metric} at {at_text(at, pts)}: A - B over {len(r.seeds)} shared seed(s)",
                   title_justify="left", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")

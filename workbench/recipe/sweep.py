@@ -21,7 +21,7 @@ from kni_core.config import RunConfig
 from kni_core.errors import KniError
 
 #: Keys of the ``sweep:`` section.
-SWEEP_KEYS = ("grid", "random", "tpe", "prune")
+SWEEP_KEYS = ("grid", "random", "tpe", "prune", "rerun")
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "logint", "choice")
 #: Pruners and their options: name -> (default, lowest value); the names and defaults are Optuna's.
 PRUNERS: dict[str, dict[str, tuple[Any, int]]] = {
@@ -148,6 +148,9 @@ class SweepSpec:
     random: RandomSpec | None = None
     tpe: TpeSpec | None = None
     prune: PruneSpec | None = None
+    #: Seeds the best point (on validation) runs after the search, besides the recipe's: a fixed
+    #: tuning budget, then the chosen configuration measured over several seeds.
+    rerun: tuple[int, ...] = ()
 
     @property
     def method(self) -> str:
@@ -207,6 +210,8 @@ class SweepSpec:
                           "space": {k: d.to_dict() for k, d in self.tpe.space.items()}}
         if self.prune is not None:
             out["prune"] = {"pruner": self.prune.pruner, **self.prune.options}
+        if self.rerun:
+            out["rerun"] = {"seeds": list(self.rerun)}
         return out
 
     @classmethod
@@ -223,7 +228,8 @@ class SweepSpec:
         if "prune" in d:
             p = dict(d["prune"])
             prune = PruneSpec(p.pop("pruner"), p)
-        return cls(dict(d.get("grid", {})), random, tpe, prune)
+        rerun = tuple(d["rerun"]["seeds"]) if "rerun" in d else ()
+        return cls(dict(d.get("grid", {})), random, tpe, prune, rerun)
 
     def describe(self, seeds: int) -> str:
         """``grid: 6 points x 2 seeds = 12 runs; pruning median (...)``."""
@@ -234,6 +240,8 @@ class SweepSpec:
             text = f"{self.method}: {n} point(s) x {seeds} seed(s) = {n * seeds} runs"
         if self.prune is not None:
             text += f"; pruning: {self.prune.describe()}"
+        if self.rerun:
+            text += f"; then the best point on validation reruns seeds {', '.join(map(str, self.rerun))}"
         return text
 
 

@@ -13,10 +13,11 @@ from typing import Any, Sequence
 
 import yaml
 
-from kni_core.config import SECTIONS, expected_type
+from kni_core.config import SECTIONS, ConfigError, expected_type
 from kni_core.errors import KniError
 from kni_core.schema import short_repr
 
+from .seeds import parse_seeds
 from .sweep import (
     DISTRIBUTIONS,
     MAX_POINTS,
@@ -77,7 +78,7 @@ class SweepReader:
                     ok = False
         if not ok or any(k in where and parts.get(k) is None for k in ("grid", "random", "tpe")):
             return None                       # (a bad prune: the points are still checked)
-        spec = SweepSpec(grid or {}, random, parts.get("tpe"), parts.get("prune"))
+        spec = SweepSpec(grid or {}, random, parts.get("tpe"), parts.get("prune"), parts.get("rerun") or ())
         if spec.planned > MAX_POINTS:
             b.record(b.fail("sweep", f"{spec.planned:,} points, more than {MAX_POINTS:,}", line))
             return None
@@ -143,6 +144,24 @@ class SweepReader:
         if n is None or seed is None or startup is None or space is None:
             return None
         return TpeSpec(n, seed, startup, space)
+
+    def read_rerun(self, node: yaml.Node, line: int | None) -> tuple[int, ...] | None:
+        """``rerun: {seeds: 1..5}``: the seeds the best point runs after the search."""
+        b = self.b
+        values = self.options("sweep.rerun", node, line, ("seeds",), "seeds: the seeds the best point runs "
+                                                                      "after the search, e.g. {seeds: 1..5}")
+        if values is None:
+            return None
+        if "seeds" not in values:
+            b.record(b.fail("sweep.rerun.seeds", "missing; expected the seeds the best point runs, e.g. 1..5", line))
+            return None
+        spec, sline = values["seeds"]
+        try:
+            seeds = parse_seeds(", ".join(map(str, spec)) if isinstance(spec, list) else str(spec))
+        except ConfigError as e:
+            b.record(b.fail("sweep.rerun.seeds", str(e).removeprefix("seeds: "), sline))
+            return None
+        return tuple(seeds)
 
     def read_prune(self, node: yaml.Node, line: int | None) -> PruneSpec | None:
         b = self.b

@@ -106,7 +106,7 @@ class SweepDriver:
             self.prepare(self.points[0].configs[0])
         else:
             self.prepare(self.recipe.configs()[0])
-        if planned * len(self.recipe.seeds) > MAX_RUNS:
+        if planned * len(self.recipe.seeds) + len(self.spec.rerun) > MAX_RUNS:
             raise SweepError(f"{self.recipe.name}: {planned:,} points x {len(self.recipe.seeds)} seeds is more "
                              f"than {MAX_RUNS:,} runs")
         self.sweep_id = self.store.create_sweep(
@@ -200,12 +200,43 @@ class SweepDriver:
                     if self.stopped:
                         break
                     wave = self._ask_wave()
+            if self.spec.rerun and not self.stopped:
+                self._rerun_best()
         finally:
             try:
                 self.store.finish_sweep(self.sweep_id)
             except KniError as e:
                 log.warning("could not record the end of sweep %s: %s", self.sweep_id, e)
         return self.statuses
+
+    def best_point(self) -> Point | None:
+        """The point with the highest mean validation AUC at the selected epoch over its seeds,
+        among points whose every run completed (the value TPE is told; ties: the first)."""
+        runs = {r.id: r for r in self.store.runs(ids=self.run_ids)}
+        best, best_value = None, -math.inf
+        for p in self.points:
+            mine = [runs[i] for i in p.run_ids if i in runs]
+            values = [r.best_valid_auc for r in mine if r.status == COMPLETED and r.best_valid_auc is not None]
+            if mine and len(values) == len(mine) and sum(values) / len(values) > best_value:
+                best, best_value = p, sum(values) / len(values)
+        return best
+
+    def _rerun_best(self) -> None:
+        """``rerun:``: the best point runs the rerun seeds it has not run, in the same sweep."""
+        best = self.best_point()
+        if best is None:
+            log.warning("sweep %s: no point completed every run; nothing to rerun", self.sweep_id)
+            return
+        seeds = [s for s in self.spec.rerun if s not in self.recipe.seeds]
+        log.info("sweep %s: point %d (%s) is the best on validation; it reruns seeds %s", self.sweep_id,
+                 best.number, params_text(best.params), seeds)
+        if not seeds:
+            return
+        extra = Point(best.number, best.params, [self.recipe.config_for_point(best.params, s) for s in seeds])
+        self._queue([extra])
+        best.run_ids += extra.run_ids
+        best.configs += extra.configs
+        self._launch([extra])
 
     def _launch(self, points: list[Point]) -> None:
         ids = [i for p in points for i in p.run_ids]

@@ -1,0 +1,77 @@
+"""Equal tuning budgets (issue 16): a sweep's best point reruns over more seeds (``rerun:``), and
+``kni compare --best-of-sweeps`` builds the matrix from each sweep's choice."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from workbench.cli import app
+from workbench.recipe import RecipeError, parse_recipe
+
+from helpers import tiny_recipe
+
+SWEEP = "sweep:\n  grid:\n    train.lr: [1.0e-4, 1.0e-2]\n  rerun: {seeds: 1..3}\n"
+
+
+def test_rerun_is_read_and_described():
+    rec = parse_recipe(tiny_recipe("t") + SWEEP)
+    assert rec.sweep.rerun == (1, 2, 3)
+    assert "then the best point on validation reruns seeds 1, 2, 3" in rec.sweep.describe(1)
+    assert type(rec.sweep).from_dict(rec.sweep.to_dict()) == rec.sweep
+
+
+@pytest.mark.parametrize("rerun, message", [
+    ("rerun: {seeds: 0.5}", "sweep.rerun.seeds"),
+    ("rerun: {}", "sweep.rerun.seeds: missing"),
+    ("rerun: {seed: 1..3}", "sweep.rerun.seed: unknown key; did you mean 'seeds'?"),
+    ("rerun: 3", "sweep.rerun: expected a mapping of seeds"),
+])
+def test_rerun_mistakes_are_named_at_their_line(rerun, message):
+    with pytest.raises(RecipeError) as e:
+        parse_recipe(tiny_recipe("t") + SWEEP.replace("rerun: {seeds: 1..3}", rerun), "t.yaml")
+    assert message in str(e.value) and "t.yaml:11" in str(e.value)
+
+
+@pytest.fixture(scope="module")
+def tuned_db(tmp_path_factory):
+    base = tmp_path_factory.mktemp("tuning")
+    db = str(base / "runs.db")
+    for name, model in (("tune-kni", "hop_n_sample: [1, 4], max_degree: 16"), ("tune-mf", "name: mf, dim: 4")):
+        (base / f"{name}.yaml").write_text(tiny_recipe(name, epochs=2, model=model) + SWEEP)
+        res = CliRunner().invoke(app, ["run", str(base / f"{name}.yaml"), "--json", "--db", db])
+        assert res.exit_code == 0, res.output
+    return db
+
+
+def test_the_best_point_on_validation_reruns_the_rerun_seeds(tuned_db):
+    from workbench.store.repository import Store
+    with Store.open(tuned_db, readonly=True) as store:
+        runs = store.runs(sweep=1)
+    first = {r.sweep_point: r.best_valid_auc for r in runs if r.seed == 1}
+    best = max(first, key=first.get)
+    assert sorted((r.sweep_point, r.seed) for r in runs) == sorted([(1, 1), (2, 1)] + [(best, 2), (best, 3)])
+    assert len({r.config_hash for r in runs if r.sweep_point == best}) == 1       # one group of 3 seeds
+
+
+def test_compare_best_of_sweeps_builds_the_matrix_from_each_choice(tuned_db):
+    res = CliRunner().invoke(app, ["compare", "--best-of-sweeps", "1", "2", "--json", "--db", tuned_db])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [(s["sweep"], s["n"], s["seeds"], s["points_run"], s["budget_points"]) for s in out["sweeps"]] == [
+        (1, 3, [1, 2, 3], 2, 2), (2, 3, [1, 2, 3], 2, 2)]
+    cells = {c["column"]: c for c in out["matrix"]["cells"]}
+    assert set(cells) == {"KNI", "MF"} and cells["KNI"]["n"] == 3 and cells["KNI"]["pop"] is not None
+    chosen = {s["sweep"]: s for s in out["sweeps"]}
+    assert cells["MF"]["mean"] == pytest.approx(chosen[2]["test_auc"])
+    (paired,) = out["paired"]
+    assert (paired["dataset"], paired["column"], paired["n"]) == ("synthetic-tiny", "MF", 3)
+    assert paired["diff"] == pytest.approx(cells["KNI"]["mean"] - cells["MF"]["mean"])
+    text = CliRunner().invoke(app, ["compare", "--best-of-sweeps", "1", "2", "--db", tuned_db]).stdout
+    assert "each sweep's choice, on validation" in text and "KNI against each model" in text
+    res = CliRunner().invoke(app, ["compare", "--best-of-sweeps", "--db", tuned_db])
+    assert res.exit_code == 2 and "give the sweep ids" in res.output
+    res = CliRunner().invoke(app, ["compare", "--best-of-sweeps", "9", "--db", tuned_db])
+    assert res.exit_code == 2 and "9" in res.output
