@@ -77,6 +77,8 @@ class TrainConfig:
                         "('test' is the original code's protocol)", choices=("valid", "test"))
     checkpoint: bool = _f(True, "save the selected epoch's weights with the run (kni explain / recommend read them); "
                                 "not part of the configuration's hash")
+    keep_last: bool = _f(False, "keep the last-epoch state (what kni resume continues from) when the run completes; "
+                                "not part of the configuration's hash")
 
 
 TOPK_K = [1, 2, 5, 10, 20, 50, 100]
@@ -261,12 +263,13 @@ def check_section(prefix: str, obj: Any) -> None:
 def canonical(d: dict) -> dict:
     """A config dict without the keys added later while they hold their defaults (what the
     config hash and comparisons of stored configs see): ``model.name`` of the default model
-    (``kni``) and a default ``eval.topk``; ``train.checkpoint`` and ``eval.strata`` always (they
-    change no number of the training)."""
+    (``kni``) and a default ``eval.topk``; ``train.checkpoint``, ``train.keep_last`` and
+    ``eval.strata`` always (they change no number of the training)."""
     d = json.loads(json.dumps(d, default=str))
     model, ev, train = d.get("model"), d.get("eval"), d.get("train")
     if isinstance(train, dict):                 # where the weights go, not what they are
         train.pop("checkpoint", None)
+        train.pop("keep_last", None)
     if isinstance(ev, dict):                    # how the selected epoch is reported
         ev.pop("strata", None)
     if isinstance(model, dict) and model.get("name") == DEFAULT_MODEL:

@@ -148,6 +148,10 @@ class Trainer:
                        for name in ("train", "valid", "test")}
         self.summary: FitSummary | None = None
         self.last_scores: dict[str, np.ndarray] = {}      # each split's latest predictions (for the strata)
+        # fit's progress, what a last-epoch state saves (kni_core.resume)
+        self.history: list[EpochResult] = []
+        self.best: EpochResult | None = None
+        self.topk_hook: TopKHook | None = None
 
     # -- one epoch ------------------------------------------------------------------------
     def shuffled_order(self) -> torch.Tensor:
@@ -246,14 +250,20 @@ class Trainer:
         return evaluate_scores(pairs[:, 2].cpu().numpy(), scores, self.data.threshold)
 
     # -- the loop ---------------------------------------------------------------------------
-    def fit(self) -> Iterator[EpochResult]:
-        """Train, yielding one EpochResult per epoch; ``self.summary`` is set at the end."""
+    def fit(self, resume: dict | None = None) -> Iterator[EpochResult]:
+        """Train, yielding one EpochResult per epoch; ``self.summary`` is set at the end. With
+        ``resume`` (a :func:`kni_core.resume.capture` state of this configuration) training
+        continues after the state's epoch, exactly as it would have gone on."""
         t, seed = self.cfg.train, self.cfg.seed
-        history: list[EpochResult] = []
-        best: EpochResult | None = None
-        stopped_early = False
-        topk = TopKHook(self)
-        for epoch in range(1, t.epochs + 1):
+        self.topk_hook = topk = TopKHook(self)
+        self.history, self.best = [], None
+        start = 1
+        if resume is not None:
+            from .resume import restore
+            start = restore(self, resume) + 1
+        history = self.history
+        stopped_early = bool(history) and should_stop(history, t.select_on, t.patience)   # ended, not recorded
+        for epoch in range(start, t.epochs + 1) if not stopped_early else ():
             t0 = time.perf_counter()
             self.phase = "training"
             try:
@@ -270,11 +280,12 @@ class Trainer:
             result = EpochResult(seed, epoch, loss, valid.auc, valid.logloss, valid.acc,
                                  test.auc, test.logloss, test.acc, t1 - t0, time.perf_counter() - t1)
             result = topk.after_epoch(result)
+            best = self.best
             if best is None or result.metric(t.select_on, "auc") > best.metric(t.select_on, "auc"):
                 if "test" in self.last_scores:
                     result = dataclasses.replace(result, strata=strata(self.data, self.last_scores["test"],
                                                                        self.cfg.eval.strata))
-                best = result
+                self.best = result
                 topk.new_best(result)
                 if self.checkpoint:
                     self.save(self.checkpoint)
@@ -284,8 +295,8 @@ class Trainer:
                 stopped_early = True
                 log.info("early stop after epoch %d", epoch)
                 break
-        assert best is not None
-        best = topk.finish(best)            # top-N at the selected epoch, with its weights
+        assert self.best is not None
+        best = topk.finish(self.best)       # top-N at the selected epoch, with its weights
         self.summary = FitSummary(seed, best.epoch, best, len(history), stopped_early)
 
     def save(self, path: Path) -> None:

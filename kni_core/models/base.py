@@ -262,7 +262,12 @@ class DenseAdam:
         self.adam.step()
 
     def state_dict(self) -> dict:
-        return self.adam.state_dict()
+        """Everything the next step depends on: Adam's moments and the host's step count."""
+        return {"adam": self.adam.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.adam.load_state_dict(state["adam"])
+        self.steps = int(state["steps"])
 
 
 # --------------------------------------------------------------------------------------------

@@ -401,7 +401,11 @@ class RowSparseAdam:
             grad.index_fill_(0, ids, 0.0)
 
     def state_dict(self) -> dict:
-        return self.adam.state_dict()
+        return {"adam": self.adam.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.adam.load_state_dict(state["adam"])
+        self.steps = int(state["steps"])
 
 
 class KNIOptimizer:
@@ -430,3 +434,13 @@ class KNIOptimizer:
             self.dense_steps += 1
             tf_adam_eps(self.dense, self.eps, self.dense_steps)
             self.dense.step()
+
+    def state_dict(self) -> dict:
+        return {"table": self.table.state_dict(), "dense": self.dense.state_dict() if self.dense else None,
+                "dense_steps": self.dense_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.table.load_state_dict(state["table"])
+        if self.dense is not None:
+            self.dense.load_state_dict(state["dense"])
+        self.dense_steps = int(state["dense_steps"])

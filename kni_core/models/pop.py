@@ -45,6 +45,9 @@ class NoTraining:
     def state_dict(self) -> dict:
         return {}
 
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
 
 def item_counts(data, n_entity: int) -> tuple:
     """Training positives and negatives of every entity (as an item; 0 for the others)."""

@@ -14,14 +14,15 @@ from rich.markup import escape
 
 from kni_core.errors import KniError
 
-from . import annotate, compare, data, explain, run, runs, sweeps
+from . import annotate, compare, data, explain, resume, run, runs, sweeps
 from .common import err_console
 from .help import typer_app
 
 app = typer_app(help="KNI workbench: reproduce, extend and compare knowledge-graph recommenders.",
                 no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-COMMANDS = (("run", run.run_command), ("bench", run.bench_command), ("runs", runs.runs_command),
+COMMANDS = (("run", run.run_command), ("resume", resume.resume_command), ("bench", run.bench_command),
+            ("runs", runs.runs_command),
             ("show", runs.show_command), ("compare", compare.compare_command), ("export", compare.export_command),
             ("rm", runs.rm_command), ("cancel", runs.cancel_command), ("tag", annotate.tag_command),
             ("note", annotate.note_command), ("diff", annotate.diff_command), ("sweeps", sweeps.sweeps_command),

@@ -258,13 +258,21 @@ def run_launcher(store: Store, rec: Any, configs: list, ids: list[int], json_out
     batch of a sweep's runs), on ``runner`` (default: local child processes; a Ray executor
     must be in its :func:`executor_session`): (final statuses, the launcher)."""
     from ..runs.checkpoints import file_in, slug
-    from ..runs.launcher import Launcher, LocalExecutor, visible_gpus
-    runner = runner or LocalExecutor()
-    gpus = visible_gpus(rec.base.device) if runner.name == "local" else []     # Ray assigns its GPUs itself
     checkpoints = {}
     if checkpoint_dir is not None:              # checked by checkpoint_folder before anything was queued
         checkpoints = {i: str(file_in(checkpoint_dir, f"{slug(rec.name)}-seed{c.seed}-run{i}.pt"))
                        for i, c in zip(ids, configs)}
+    return launch_rows(store, ids, rec.base.device, json_out, jobs, console, runner, checkpoints)
+
+
+def launch_rows(store: Store, ids: list[int], device: str, json_out: bool, jobs: int, console: Console,
+                runner: Any = None, checkpoints: dict[int, str] | None = None) -> tuple[dict[int, str], Any]:
+    """Run queued rows to their end with a Launcher, ``jobs`` at a time, reporting live (or as
+    JSON lines): (final statuses, the launcher)."""
+    from ..runs.launcher import Launcher, LocalExecutor, visible_gpus
+    runner = runner or LocalExecutor()
+    gpus = visible_gpus(device) if runner.name == "local" else []     # Ray assigns its GPUs itself
+    checkpoints = checkpoints or {}
     report: Any = JsonReport() if json_out else LiveReport(console)
     launcher = Launcher(store, jobs=jobs, gpus=gpus, executor=runner, checkpoints=checkpoints,
                         on_epoch=report.on_epoch,

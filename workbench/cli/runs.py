@@ -184,6 +184,7 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
         run = store.get(run_id)
         epochs = store.epochs(run_id)
         topk = store.topk(run_id)
+        attempts = store.attempts(run)
     except KniError as e:
         fail(e)
     from ..runs.checkpoints import state as checkpoint_state
@@ -197,6 +198,7 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
                           "data_stats": json.loads(run.data_stats) if run.data_stats else None,
                           "traceback": run.traceback, "epochs": [epoch_to_dict(e) for e in epochs],
                           "topk": [topk_to_dict(t) for t in topk],
+                          "attempts": [a.to_dict() for a in attempts],
                           "strata_epoch": run.best_epoch if run.strata_dict else None,
                           **{k: run.strata_dict.get(k) for k in ("auc_by_user_degree", "auc_by_item_popularity")}},
                          indent=2))
@@ -236,6 +238,9 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
     if run.recipe_path:
         head.add_row("recipe file", run.recipe_path)
     head.add_row("checkpoint", Text(checkpoint.text(), style="bold red" if checkpoint.missing else ""))
+    head.add_row("last epoch", last_state_text(store.url, run))
+    if len(attempts) > 1:
+        head.add_row("attempts", Text("\n".join(attempt_text(a) for a in attempts)))
     if run.sweep_id is not None:
         from ..recipe.sweep import params_text
         head.add_row("sweep", f"sweep {run.sweep_id}, point {run.sweep_point}: {params_text(run.params)}  "
@@ -276,6 +281,26 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
         console.print(strata_table(run, _run_floor(store, run)))
     if run.traceback:
         console.print(Text(run.traceback, style="dim red"))
+
+
+def last_state_text(url: str, run: Run) -> str:
+    """The run's last-epoch state (what kni resume continues from): its file and latest write."""
+    from ..runs.checkpoints import human_size, last_state_path
+    path = last_state_path(url, run.id)
+    written = (f", written in {run.last_state_seconds:.2f} s after each epoch" if run.last_state_seconds is not None
+               else "")
+    if path.is_file():
+        return f"{path} ({human_size(path.stat().st_size)}{written}; kni resume {run.id} continues from it)"
+    if run.last_state_bytes is not None:
+        return f"none kept ({human_size(run.last_state_bytes)}{written}; removed when the run completed)"
+    return "none saved"
+
+
+def attempt_text(a: Any) -> str:
+    start = f"{a.started_at:%Y-%m-%d %H:%M:%S}" if a.started_at else "?"
+    end = f"{a.ended_at:%H:%M:%S}" if a.ended_at else "now"
+    return (f"{a.attempt}: {a.status}, {a.epochs} epoch(s) stored, pid {a.pid} on {a.host}, {start} to {end} UTC"
+            + (f" ({a.error.splitlines()[0][:120]})" if a.error else ""))
 
 
 def _run_floor(store: Store, run: Run) -> dict | None:
@@ -349,10 +374,11 @@ def rm_command(run_ids: List[int] = typer.Argument(..., help="Run ids to remove.
         n = store.delete([r.id for r in runs])
     except KniError as e:
         fail(e)
-    from ..runs.checkpoints import remove as remove_checkpoint
+    from ..runs.checkpoints import last_state_path, remove as remove_checkpoint
     files = []
     for r in runs:                  # after the rows: a failed delete leaves no row pointing at nothing
         try:
+            last_state_path(store.url, r.id).unlink(missing_ok=True)     # nothing left to resume
             if remove_checkpoint(store.url, r.checkpoint):
                 files.append(r.id)
         except OSError as e:

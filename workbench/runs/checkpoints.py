@@ -43,6 +43,19 @@ def default_path(url: str, run_id: int) -> Path:
     return default_dir(url) / f"run-{run_id}.pt"
 
 
+def last_state_path(url: str, run_id: int) -> Path:
+    """Where run ``run_id`` keeps its last-epoch state (what ``kni resume`` continues from):
+    beside its default saved model, whatever ``--checkpoint-dir`` it was given."""
+    return default_dir(url) / f"run-{run_id}.last.pt"
+
+
+def run_identity(run) -> dict:
+    """What ties a last-epoch state to its run: the id alone would match run 5 of another
+    database, the creation time too does not."""
+    created = run.created_at.isoformat(timespec="microseconds") if run.created_at is not None else None
+    return {"run": run.id, "created_at": created}
+
+
 def stored_form(url: str, path: str | os.PathLike) -> str:
     """What the row keeps: relative to a SQLite file's folder when inside it, else absolute."""
     path = Path(path).absolute()

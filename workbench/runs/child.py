@@ -80,6 +80,9 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         progress = ProgressWriter(store, args.run_id, tracker)
         progress.start()
         checkpoint, optional = args.checkpoint, False
+        if checkpoint is None and run.n_epochs and run.checkpoint:     # resumed: where its model was saved
+            from .checkpoints import resolve
+            checkpoint, optional = str(resolve(store.url, run.checkpoint)), True
         if checkpoint is None and cfg.train.checkpoint:
             from .checkpoints import default_path
             checkpoint, optional = str(default_path(store.url, args.run_id)), True
@@ -92,9 +95,10 @@ def child_main(argv: Sequence[str] | None = None) -> int:
                                                                                      stored_form(store.url, path)))
                 recorded.append(True)
 
+        last, state = last_epoch(store, run, cfg, listener)
         execute(cfg, [ProgressListener(tracker, progress), listener, *sweep_listeners(store, run)],
                 checkpoint=checkpoint, checkpoint_optional=optional, on_checkpoint=saved,
-                progress=tracker.update)
+                progress=tracker.update, last=last, resume=state)
         return 0
     except BaseException as error:            # noqa: BLE001 - recorded, then reported
         if not listener.ended:                # an error before execute's listeners took over
@@ -121,6 +125,26 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         if heartbeat is not None:
             heartbeat.stop()
         store.close()
+
+
+def last_epoch(store: Store, run: Run, cfg: RunConfig, listener: StoreListener):
+    """Where the run writes its last-epoch state, and - for a run that has epochs already (``kni
+    resume`` put it back in the queue) - the state it continues from, checked to be this run's."""
+    from .checkpoints import last_state_path, run_identity
+    from .execute import LastEpoch, selected_epoch
+    last = LastEpoch(last_state_path(store.url, run.id), run_identity(run),
+                     on_saved=lambda path, size, seconds: listener._write(
+                         "the last-epoch state's size", lambda: store.record_last_state(run.id, size, seconds)))
+    if not run.n_epochs:
+        return last, None
+    from kni_core import resume
+    state = resume.read(last.path, config=cfg.to_dict(), identity=last.identity)
+    if state["epoch"] != run.n_epochs:
+        raise resume.CheckpointUnreadable(f"last-epoch state {last.path}: holds epoch {state['epoch']}, the run "
+                                          f"stores {run.n_epochs} epochs; resume it with kni resume {run.id}")
+    listener.best = selected_epoch(state)
+    log.info("run %d: resuming after epoch %d from %s", run.id, state["epoch"], last.path)
+    return last, state
 
 
 def sweep_listeners(store: Store, run: Run) -> list:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -69,9 +70,20 @@ class RunListener(Protocol):
     def failed(self, error: BaseException) -> None: ...
 
 
+@dataclass(frozen=True)
+class LastEpoch:
+    """Where the run keeps its last-epoch state (:mod:`kni_core.resume`), whose run it is, and
+    what to tell after each write (``on_saved(path, bytes, seconds)``)."""
+
+    path: Path
+    identity: dict
+    on_saved: Callable[[Path, int, float], None] | None = None
+
+
 def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData | None = None,
             checkpoint: str | None = None, progress: ProgressHook | None = None,
-            checkpoint_optional: bool = False, on_checkpoint: Callable[[Path], None] | None = None) -> FitSummary:
+            checkpoint_optional: bool = False, on_checkpoint: Callable[[Path], None] | None = None,
+            last: LastEpoch | None = None, resume: dict | None = None) -> FitSummary:
     """Prepare (or reuse) the data, train, and report every step to ``listeners``; save the
     best model (Trainer.fit's rule: strictly better AUC on ``select_on``) to ``checkpoint``
     (``progress`` is the Trainer's hook for positions inside an epoch). ``on_checkpoint(path)``
@@ -80,7 +92,11 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
 
     A CUDA out-of-memory error becomes :class:`kni_core.train.OutOfMemory`, whose message
     names the setting to lower for the phase that ran out (setup, training or evaluation);
-    the epochs already reported stay recorded."""
+    the epochs already reported stay recorded.
+
+    With ``last``, the state to continue from is written after each stored epoch (removed when
+    the run completes, unless ``train.keep_last``); with ``resume`` (such a state, read back)
+    training continues after its epoch."""
     trainer: Trainer | None = None
     device: torch.device | str = config.device
     try:
@@ -91,8 +107,8 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
         for listener in listeners:
             listener.started(start)
         select_on = config.train.select_on
-        best: EpochResult | None = None
-        for result in trainer.fit():
+        best: EpochResult | None = None if resume is None else selected_epoch(resume)
+        for result in trainer.fit(resume=resume):
             for listener in listeners:
                 listener.epoch(result)
             if checkpoint and (best is None or result.metric(select_on, "auc") > best.metric(select_on, "auc")):
@@ -106,6 +122,8 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
                 else:
                     if on_checkpoint is not None:
                         on_checkpoint(Path(checkpoint))
+            if last is not None:
+                _save_last(trainer, last)
     except BaseException as error:        # KeyboardInterrupt too: listeners record the end
         if isinstance(error, torch.cuda.OutOfMemoryError):
             explained = out_of_memory(config, trainer.phase if trainer else "setup", str(device), error)
@@ -120,7 +138,34 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
     assert trainer.summary is not None
     for listener in listeners:
         listener.finished(trainer.summary)
+    if last is not None and not config.train.keep_last:
+        last.path.unlink(missing_ok=True)          # completed: nothing left to continue
+        try:
+            last.path.parent.rmdir()               # only when empty (no saved model beside it)
+        except OSError:
+            pass
     return trainer.summary
+
+
+def selected_epoch(state: dict) -> EpochResult | None:
+    """The epoch a resumed run had selected (its best model is the checkpoint's)."""
+    from kni_core.resume import epoch_from_state
+    return next((epoch_from_state(d) for d in state["history"] if d["epoch"] == state["best"]), None)
+
+
+def _save_last(trainer: Trainer, last: LastEpoch) -> None:
+    """Write the last-epoch state; a failed write is logged (the run goes on, resumable from
+    the previous state, which stays whole)."""
+    from kni_core import resume
+    t0 = time.perf_counter()
+    try:
+        resume.save(last.path, resume.capture(trainer, last.identity))
+    except OSError as e:
+        log.warning("last-epoch state %s: cannot be written (%s); an interruption would resume from the "
+                    "previous one", last.path, e.strerror or e)
+        return
+    if last.on_saved is not None:
+        last.on_saved(last.path, last.path.stat().st_size, time.perf_counter() - t0)
 
 
 def _save(trainer: Trainer, path: Path, epoch: int) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -192,6 +193,23 @@ def _migrate_9(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _migrate_10(conn: Connection) -> None:
+    """No training lost (issue 18): each earlier attempt of a resumed run, and the size and
+    write time of a run's last-epoch state."""
+    _add_column(conn, "runs", Column("last_state_bytes", BigInteger))
+    _add_column(conn, "runs", Column("last_state_seconds", Float))
+    md = MetaData()
+    Table("runs", md, Column("id", BigInteger, primary_key=True))        # the foreign key's target
+    Table("attempts", md,
+          Column("run_id", BigInteger, ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True,
+                 autoincrement=False),
+          Column("attempt", Integer, primary_key=True, autoincrement=False),
+          Column("host", Text), Column("pid", Integer),
+          Column("started_at", DateTime), Column("ended_at", DateTime),
+          Column("status", String(20)), Column("error", Text), Column("epochs", Integer))
+    md.tables["attempts"].create(conn)
+
+
 #: (version reached, what it does, the step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "first layout: meta, runs, epochs", _migrate_1),
@@ -203,6 +221,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (7, "runs.executor, runs.cancel_requested_at; PostgreSQL: BIGINT ids, TEXT names", _migrate_7),
     (8, "runs.checkpoint", _migrate_8),
     (9, "floors: the popularity floor of each split; runs.strata", _migrate_9),
+    (10, "attempts: the earlier attempts of resumed runs; runs.last_state_bytes/seconds", _migrate_10),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

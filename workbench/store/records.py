@@ -121,6 +121,8 @@ class Run:
     cancel_requested_at: datetime | None = None
     checkpoint: str | None = None
     strata: str | None = None                 # JSON: AUC by stratum at the selected epoch
+    last_state_bytes: int | None = None       # the last-epoch state a resume continues from: its size
+    last_state_seconds: float | None = None   # and how long its latest write took
     # not columns: filled by the store's queries
     n_epochs: int = 0
     damage: tuple[str, ...] = ()
@@ -146,6 +148,25 @@ class Run:
 
     def __repr__(self) -> str:
         return f"Run(id={self.id}, recipe={self.recipe!r}, seed={self.seed}, status={self.status!r})"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of a run: an earlier one (stored when the run was resumed) or, last in
+    :meth:`~.repository.Store.attempts`, the current one read from the run's row."""
+
+    attempt: int
+    host: str | None
+    pid: int | None
+    started_at: datetime | None
+    ended_at: datetime | None
+    status: str | None
+    error: str | None
+    epochs: int | None
+
+    def to_dict(self) -> dict:
+        return {"attempt": self.attempt, "host": self.host, "pid": self.pid, "started_at": _iso(self.started_at),
+                "ended_at": _iso(self.ended_at), "status": self.status, "error": self.error, "epochs": self.epochs}
 
 
 @dataclass(frozen=True)
@@ -326,6 +347,7 @@ def run_to_dict(run: Run, status: str | None = None) -> dict:
         **{f: getattr(run, f) for f in RESOURCE_FIELDS},
         "sweep_id": run.sweep_id, "sweep_point": run.sweep_point, "sweep_params": run.params or None,
         "checkpoint": run.checkpoint,
+        "last_state_bytes": run.last_state_bytes, "last_state_seconds": run.last_state_seconds,
     }
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlch
 from sqlalchemy.orm import Session
 
 from .annotations import Annotations
+from .attempts import Attempts
 from .engine import (
     POSTGRES_EXTRA,
     busy_timeout,
@@ -62,13 +63,13 @@ from .records import (
     run_target,
     utcnow,
 )
-from .schema import EpochRow, FloorRow, RunRow, SweepLog, SweepRow, TagRow, TopKRow
+from .schema import AttemptRow, EpochRow, FloorRow, RunRow, SweepLog, SweepRow, TagRow, TopKRow
 from .statuses import CRASHED, FINAL, LIVE, QUEUED, RUNNING
 
 RUNS, EPOCHS, TOPK, SWEEPS = RunRow.__table__, EpochRow.__table__, TopKRow.__table__, SweepRow.__table__
 
 
-class Store(Annotations):
+class Store(Annotations, Attempts):
     """The run database. ``Store.open(db)`` checks, creates or upgrades it.
 
     Every method opens its own short session and returns detached objects, so a Store can
@@ -587,6 +588,7 @@ class Store(Annotations):
         with self._write() as s:
             s.execute(delete(EpochRow).where(EpochRow.run_id.in_(ids)))
             s.execute(delete(TopKRow).where(TopKRow.run_id.in_(ids)))
+            s.execute(delete(AttemptRow).where(AttemptRow.run_id.in_(ids)))
             s.execute(delete(TagRow).where(TagRow.target.in_([run_target(i) for i in ids])))  # ids can be reused
             return s.execute(delete(RunRow).where(RunRow.id.in_(ids))).rowcount
 

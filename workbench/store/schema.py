@@ -129,6 +129,9 @@ class RunRow(Base):
     checkpoint: Mapped[str | None] = mapped_column(Text)
     # schema version 9: AUC by user / item stratum at the selected epoch (JSON)
     strata: Mapped[str | None] = mapped_column(Text)
+    # schema version 10: the last-epoch state a resume continues from (its latest write)
+    last_state_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    last_state_seconds: Mapped[float | None] = mapped_column(Float)
 
 
 
@@ -162,6 +165,22 @@ class TopKRow(Base):
     metrics_json: Mapped[str] = mapped_column("metrics", Text)
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+
+
+class AttemptRow(Base):
+    """An earlier attempt of a resumed run (the current one is the run's row itself)."""
+
+    __tablename__ = "attempts"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str | None] = mapped_column(Text)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str | None] = mapped_column(String(20))
+    error: Mapped[str | None] = mapped_column(Text)
+    epochs: Mapped[int | None] = mapped_column(Integer)
 
 
 class SweepRow(Base):

@@ -1,0 +1,125 @@
+"""A run's last-epoch state: what continuing it needs to produce the numbers it would have had.
+
+The best-model checkpoint (:mod:`.checkpoint`) holds the weights of one epoch; continuing a run
+needs more. After each finished epoch the state below is written (atomically, as the best
+model): the model's weights, the optimizer's moments *and* its host-side step counts (TF's
+Adam correction reads them), every random generator training draws from (torch's CPU and CUDA
+generators - dropout and KNI's neighbour sampling -, numpy's shuffle, a device shuffle
+generator), the epochs so far (early stopping and the selection read them), the selected
+epoch, the weights top-N will score at the end, and the epoch number. Evaluation draws from
+generators seeded per epoch, and the baselines' sampled structures come from
+``dataset.split_seed``, so neither needs saving.
+
+Restored into a freshly built :class:`~kni_core.train.Trainer` of the same configuration, the
+next epoch starts from the same bits as the uninterrupted run's did: on CPU the continued run is
+bitwise identical (tested); on CUDA, as identical as its kernels are deterministic.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from .checkpoint import CheckpointMissing, CheckpointUnreadable, state_digest, write_atomically
+from .results import EpochResult, TopKResult
+
+if TYPE_CHECKING:
+    from .train import Trainer
+
+#: The layout of the state; a file of another layout is refused rather than half-restored.
+FORMAT = 1
+
+
+def epoch_to_state(result: EpochResult) -> dict:
+    return {**{f: getattr(result, f) for f in EpochResult.__dataclass_fields__ if f not in ("topk", "strata")},
+            "topk": [t.to_dict() for t in result.topk], "strata": result.strata}
+
+
+def epoch_from_state(d: dict) -> EpochResult:
+    return EpochResult(**{**d, "topk": tuple(TopKResult(**t) for t in d["topk"])})
+
+
+def capture(trainer: Trainer, identity: dict | None = None) -> dict:
+    """The state after the trainer's latest finished epoch. ``identity`` (the caller's run
+    identity, e.g. its database id) is kept and checked again on :func:`read`."""
+    import torch
+
+    model = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    topk_best = trainer.topk_hook.best_state if trainer.topk_hook is not None else None
+    device = trainer.device
+    return {
+        "format": FORMAT, "identity": identity or {}, "config": trainer.cfg.to_dict(),
+        "epoch": trainer.history[-1].epoch if trainer.history else 0,
+        "model": model, "digest": state_digest(model),
+        "optimizer": trainer.optimizer.state_dict(),
+        "rng": {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "numpy": trainer.rng.bit_generator.state,
+                "shuffle": trainer.shuffle_generator.get_state() if trainer.shuffle_generator is not None else None},
+        "history": [epoch_to_state(r) for r in trainer.history],
+        "best": trainer.best.epoch if trainer.best is not None else None,
+        "topk_best": topk_best,
+    }
+
+
+def restore(trainer: Trainer, state: dict) -> int:
+    """Put ``state`` into a freshly built trainer of the same configuration; returns the epoch
+    it ends with (training continues after it)."""
+    import torch
+
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None and trainer.device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], trainer.device)
+    trainer.rng.bit_generator.state = rng["numpy"]
+    if rng["shuffle"] is not None and trainer.shuffle_generator is not None:
+        trainer.shuffle_generator.set_state(rng["shuffle"])
+    trainer.history = [epoch_from_state(d) for d in state["history"]]
+    trainer.best = next((r for r in trainer.history if r.epoch == state["best"]), None)
+    if trainer.topk_hook is not None:
+        trainer.topk_hook.best_state = state["topk_best"]
+    return int(state["epoch"])
+
+
+def save(path: str | os.PathLike, state: dict) -> None:
+    write_atomically(path, state)
+
+
+def read(path: str | os.PathLike, config: dict | None = None, identity: dict | None = None) -> dict:
+    """The state at ``path``, checked: its layout, its weights' digest, and (when given) that it
+    belongs to the run with ``config`` and ``identity``. :class:`CheckpointMissing` or
+    :class:`CheckpointUnreadable`, naming the file and what is wrong, otherwise."""
+    import pickle
+    from pathlib import Path
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointMissing(f"last-epoch state {path}: missing (the run saved none, it was removed, or it "
+                                "was not copied with the run database)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as e:
+        raise CheckpointUnreadable(f"last-epoch state {path}: cannot be read "
+                                   f"({str(e).splitlines()[0] if str(e) else e})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("model"), dict):
+        raise CheckpointUnreadable(f"last-epoch state {path}: not a kni-workbench last-epoch state of format "
+                                   f"{FORMAT}")
+    if state.get("digest") != state_digest(state["model"]):
+        raise CheckpointUnreadable(f"last-epoch state {path}: damaged (its weights are not those written with "
+                                   "it: the digest differs)")
+    if identity is not None and state.get("identity") != identity:
+        raise CheckpointUnreadable(f"last-epoch state {path}: belongs to another run ({_who(state.get('identity'))}, "
+                                   f"not {_who(identity)}); is it another database's checkpoint folder?")
+    if config is not None and state.get("config") != config:
+        raise CheckpointUnreadable(f"last-epoch state {path}: saved for another configuration than the run's")
+    return state
+
+
+def _who(identity: Any) -> str:
+    if not isinstance(identity, dict) or not identity:
+        return "no identity"
+    return ", ".join(f"{k} {v}" for k, v in identity.items())

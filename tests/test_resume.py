@@ -1,0 +1,234 @@
+"""No training lost (issue 18): a run continued from its last-epoch state produces, epoch by
+epoch, the numbers of the run that was never interrupted - bitwise, on CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from kni_core import resume
+from kni_core.config import DatasetConfig, ModelConfig, RunConfig, TrainConfig
+from kni_core.data import prepare
+from kni_core.models.mf import MFConfig
+from kni_core.models.ripplenet import RippleNetConfig
+from kni_core.train import Trainer
+
+EPOCHS = 4
+
+
+def config(model, **train) -> RunConfig:
+    return RunConfig(dataset=DatasetConfig(name="synthetic", min_relation_triples=1, synthetic={"preset": "tiny"}),
+                     model=model, train=TrainConfig(**{"epochs": EPOCHS, "patience": 0, **train}), device="cpu",
+                     seed=3).validate()
+
+
+MODELS = {
+    "kni": ModelConfig(hop_n_sample=[1, 4], max_degree=16, hidden=16),      # dropout and neighbour sampling
+    "mf": MFConfig(dim=4),
+    "ripplenet": RippleNetConfig(dim=4, n_memory=4),
+}
+
+
+def numbers(results):
+    return [(r.epoch, r.train_loss, r.valid_auc, r.valid_logloss, r.test_auc, r.test_acc) for r in results]
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("stop_after", [1, 3])
+def test_a_resumed_run_is_bitwise_the_uninterrupted_one(tmp_path, name, stop_after):
+    cfg = config(MODELS[name])
+    data = prepare(cfg)
+    whole = list(Trainer(cfg, data).fit())
+
+    first = Trainer(cfg, data)
+    run = first.fit()
+    done = [next(run) for _ in range(stop_after)]
+    resume.save(tmp_path / "last.pt", resume.capture(first, {"run": 1}))
+    del first, run                                      # the process dies here
+
+    state = resume.read(tmp_path / "last.pt", config=cfg.to_dict(), identity={"run": 1})
+    second = Trainer(cfg, data)
+    rest = list(second.fit(resume=state))
+    assert numbers(done + rest) == numbers(whole)       # exact equality of floats: bitwise
+    assert second.summary.best_epoch == max(whole, key=lambda r: r.valid_auc).epoch
+    assert second.summary.epochs_run == EPOCHS
+
+
+def test_a_run_that_had_stopped_early_ends_at_once_when_resumed(tmp_path):
+    cfg = config(MODELS["mf"], patience=1, lr=0.05, epochs=30)     # overfits fast: stops early
+    data = prepare(cfg)
+    whole = list(Trainer(cfg, data).fit())
+    assert len(whole) < 30
+    first = Trainer(cfg, data)
+    for _ in first.fit():
+        pass
+    state = resume.capture(first)
+    second = Trainer(cfg, data)
+    assert list(second.fit(resume=state)) == []
+    assert second.summary.stopped_early and second.summary.epochs_run == len(whole)
+
+
+def test_a_damaged_or_foreign_state_is_refused(tmp_path):
+    from kni_core.checkpoint import CheckpointMissing, CheckpointUnreadable
+    cfg = config(MODELS["mf"])
+    trainer = Trainer(cfg, prepare(cfg))
+    next(trainer.fit())
+    path = tmp_path / "last.pt"
+    resume.save(path, resume.capture(trainer, {"run": 1, "created": "a"}))
+    with pytest.raises(CheckpointUnreadable, match="belongs to another run"):
+        resume.read(path, identity={"run": 1, "created": "b"})
+    other = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=0.5)).validate()
+    with pytest.raises(CheckpointUnreadable, match="another configuration"):
+        resume.read(path, config=other.to_dict())
+    with pytest.raises(CheckpointMissing, match="missing"):
+        resume.read(tmp_path / "none.pt")
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(CheckpointUnreadable, match="cannot be read"):
+        resume.read(path)
+
+
+# --------------------------------------------------------------------------------------------
+# kni resume: the run process killed, the run continued in its own row
+
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
+
+
+def kill_after(db, epochs: int, *args: str):
+    """``kni run quickstart`` in a process of its own; SIGKILL to the run process once ``epochs``
+    epochs are stored and a last-epoch state written (the state may be an epoch behind the rows:
+    resuming drops the epochs it does not hold). Returns the run (crashed, as any reader sees it)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from workbench.store.repository import Store
+
+    from helpers import wait_for
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", str(QUICKSTART), "--seeds", "1", "--db",
+                             str(db), "--json", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def reached() -> bool:
+            try:
+                with Store.open(db, readonly=True) as store:
+                    runs = store.runs()
+            except Exception:                    # noqa: BLE001 - not created yet
+                return False
+            return bool(runs) and runs[0].n_epochs >= epochs and runs[0].pid is not None \
+                and runs[0].last_state_bytes is not None
+        assert wait_for(reached, 120, every=0.05)
+        with Store.open(db, readonly=True) as store:
+            os.kill(store.runs()[0].pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    with Store.open(db) as store:
+        store.refresh_crashed()
+        return store.runs()[0]
+
+
+def state_file(db, run_id: int):
+    from workbench.runs.checkpoints import last_state_path
+    from workbench.store.repository import Store
+    with Store.open(db, readonly=True) as store:
+        return last_state_path(store.url, run_id)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+    from workbench.store.repository import Store
+    db = tmp_path_factory.mktemp("whole") / "runs.db"
+    res = CliRunner().invoke(app, ["run", str(QUICKSTART), "--seeds", "1", "--set", "train.epochs=6", "--db", str(db)])
+    assert res.exit_code == 0, res.output
+    with Store.open(db, readonly=True) as store:
+        return [(e.epoch, e.train_loss, e.valid_auc, e.test_auc) for e in store.epochs(1)]
+
+
+def test_kill_after_epoch_3_then_kni_resume_gives_the_uninterrupted_run(tmp_path, uninterrupted):
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+    from workbench.store.repository import Store
+    db = tmp_path / "runs.db"
+    run = kill_after(db, 3, "--set", "train.epochs=6")
+    assert run.status == "crashed" and 3 <= run.n_epochs < 6
+    assert state_file(db, run.id).is_file()
+    res = CliRunner().invoke(app, ["resume", str(run.id), "--db", str(db)])
+    assert res.exit_code == 0, res.output
+    assert f"continues after epoch {run.n_epochs}" in res.output
+    with Store.open(db, readonly=True) as store:
+        (again,) = store.runs()
+        epochs = [(e.epoch, e.train_loss, e.valid_auc, e.test_auc) for e in store.epochs(run.id)]
+        attempts = store.attempts(again)
+    assert (again.id, again.status, again.n_epochs, again.config_hash) == (run.id, "completed", 6, run.config_hash)
+    assert epochs == uninterrupted                                     # every float equal: bitwise
+    assert [(a.status, a.epochs) for a in attempts] == [("crashed", run.n_epochs), ("completed", 6)]
+    assert not state_file(db, run.id).exists()               # completed: nothing left to resume
+    shown = CliRunner().invoke(app, ["show", str(run.id), "--json", "--db", str(db)]).stdout
+    assert [a["status"] for a in __import__("json").loads(shown)["attempts"]] == ["crashed", "completed"]
+
+
+def test_resume_refuses_what_it_cannot_continue_and_changes_nothing(tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+    from workbench.store.repository import Store
+    db = tmp_path / "runs.db"
+    run = kill_after(db, 1, "--set", "train.epochs=50")
+    state = state_file(db, run.id)
+    kept = state.read_bytes()
+
+    def refused(*expected: str) -> None:
+        res = CliRunner().invoke(app, ["resume", str(run.id), "--db", str(db)])
+        assert res.exit_code == 2, res.output
+        for text in expected:
+            assert text in res.output, res.output
+        with Store.open(db, readonly=True) as store:
+            now = store.get(run.id)
+        assert (now.status, now.n_epochs) == ("crashed", run.n_epochs)          # nothing changed
+
+    state.unlink()
+    refused("cannot resume", "missing", "nothing resumed")
+    state.write_bytes(kept[:len(kept) // 2])
+    refused("cannot resume", "cannot be read")
+    # another database's run 1, with its own last-epoch state, copied into this folder
+    other = tmp_path / "other" / "runs.db"
+    other.parent.mkdir()
+    kill_after(other, 1, "--set", "train.epochs=50")
+    shutil.copy(state_file(other, 1), state)
+    refused("belongs to another run")
+    state.write_bytes(kept)
+    res = CliRunner().invoke(app, ["resume", "7", "--db", str(db)])
+    assert res.exit_code == 2 and "no run with id 7" in res.output
+
+
+def test_a_running_or_completed_run_is_not_resumed(tmp_path):
+    import os
+
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+    from workbench.runs.rows import new_run
+    from workbench.store.liveness import this_host
+    from workbench.store.repository import Store
+
+    from tui_helpers import config
+    db = tmp_path / "runs.db"
+    with Store.open(db) as store:
+        live = store.create_run(new_run("live", "", config(1), None, None))
+        assert store.claim(live, os.getpid(), this_host())              # this process: alive, beating
+        done = store.create_run(new_run("done", "", config(2), None, None))
+        assert store.claim(done, os.getpid(), this_host()) and store.finish(done, "completed")
+    for run_id, text in ((live, f"is running (pid {os.getpid()}"), (done, "is completed")):
+        res = CliRunner().invoke(app, ["resume", str(run_id), "--db", str(db)])
+        assert res.exit_code == 2 and text in res.output and "nothing resumed" in res.output, res.output
+    with Store.open(db, readonly=True) as store:
+        assert store.get(live).status == "running" and store.get(done).status == "completed"

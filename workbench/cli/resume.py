@@ -1,0 +1,99 @@
+"""``kni resume RUN...``: continue crashed, cancelled or failed runs where they stopped, in their
+own rows, with the numbers they would have had (:mod:`kni_core.resume`)."""
+
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+
+from kni_core.errors import KniError
+
+from ..present import status_style
+from ..store.statuses import CANCELLED, COMPLETED, LIVE
+from .common import consoles, db_option, fail, open_store
+
+
+class ResumeRefused(KniError):
+    """A run that cannot be resumed (nothing is changed)."""
+
+
+def resume_command(run_ids: List[int] = typer.Argument(..., help="Runs to resume (kni runs lists them)."),
+                   jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs resumed in parallel processes."),
+                   executor: Optional[str] = typer.Option(None, "--executor",
+                                                          help="local (default) or ray: where the runs continue."),
+                   json_out: bool = typer.Option(False, "--json", help="Print only JSON lines on stdout."),
+                   db: str = db_option()) -> None:
+    """Continue crashed, cancelled or failed runs after their last finished epoch, in the same run
+    rows (same id, group and seed), exactly as they would have gone on.
+
+    Each run continues from its last-epoch state (written after every epoch, beside its saved
+    model); the epochs it stored after that state are trained again. Every run is checked before
+    any is touched: a live run, a completed one, or one whose state is missing, damaged or
+    another run's is refused with the reason, and nothing changes."""
+    from .run import _executor, executor_session, launch_rows
+    console = consoles(json_out)
+    store = open_store(db, write=True)
+    try:
+        store.refresh_crashed()
+        plans = [plan(store, run_id) for run_id in dict.fromkeys(run_ids)]
+        runner = _executor(executor or "local", None, None, jobs, plans[0][0].config.get("device", "auto"),
+                           store.url, console)
+        for run, from_epoch, best in plans:
+            store.requeue_to_resume(run, from_epoch, best)
+    except KniError as e:
+        fail(e)
+    ids = [run.id for run, _, _ in plans]
+    if not json_out:
+        for run, from_epoch, _ in plans:
+            console.print(f"run {run.id} ({escape(run.recipe)} seed {run.seed}, was {run.status}): "
+                          + (f"continues after epoch {from_epoch}" if from_epoch else "starts again from epoch 1 "
+                             "(it finished no epoch)"), highlight=False)
+    with executor_session(runner, json_out, console):
+        statuses, launcher = launch_rows(store, ids, plans[0][0].config.get("device", "auto"), json_out, jobs,
+                                         console, runner)
+    if json_out:
+        print(json.dumps({"event": "resumed", "runs": [{"run_id": i, "status": statuses.get(i)} for i in ids]}))
+    else:
+        for i in ids:
+            status = statuses.get(i, "?")
+            console.print(f"run {i}: [{status_style(status)}]{status}[/]", highlight=False)
+    store.close()
+    if launcher.stop_requested or any(s == CANCELLED for s in statuses.values()):
+        raise typer.Exit(130)
+    if any(s != COMPLETED for s in statuses.values()):
+        raise typer.Exit(1)
+
+
+def plan(store, run_id: int) -> tuple:
+    """``(run, epoch it continues after, its selected epoch)``, or ResumeRefused saying why."""
+    from kni_core import resume
+    from kni_core.config import RunConfig
+
+    from ..runs.checkpoints import last_state_path, run_identity
+    from ..runs.execute import selected_epoch
+    from ..store.attempts import RESUMABLE
+    from ..store.repository import Store
+    run = store.get(run_id)
+    status = Store.effective_status(run)
+    if status in LIVE:
+        raise ResumeRefused(f"run {run_id} is {status} (pid {run.pid} on {run.host}): it has not stopped; "
+                            f"nothing resumed (kni cancel {run_id} stops it)")
+    if status not in RESUMABLE:
+        raise ResumeRefused(f"run {run_id} is {status}: only a crashed, cancelled or failed run resumes; nothing "
+                            "resumed")
+    if not run.n_epochs:
+        return run, 0, None
+    path = last_state_path(store.url, run.id)
+    cfg = RunConfig.from_dict(run.config).validate()
+    try:
+        state = resume.read(path, config=cfg.to_dict(), identity=run_identity(run))
+    except KniError as e:
+        raise ResumeRefused(f"run {run_id}: cannot resume: {e}; nothing resumed") from None
+    if state["epoch"] > run.n_epochs:
+        raise ResumeRefused(f"run {run_id}: its last-epoch state holds epoch {state['epoch']} but the run stores "
+                            f"{run.n_epochs}; nothing resumed")
+    return run, int(state["epoch"]), selected_epoch(state)
+

@@ -1,0 +1,67 @@
+"""Resuming a run in its own row: the earlier attempts, and the row put back in the queue.
+
+A resumed run keeps its id, group, seed and epochs; only its process changes. The attempt that
+ended (its host, pid, start, end, status, error and the epochs it reached) is kept in
+``attempts``; the run's row then describes the attempt under way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, func, select, update
+
+from .errors import StoreError
+from .records import BEST_FIELDS, Attempt, Run, utcnow
+from .schema import AttemptRow, EpochRow, RunRow, TopKRow
+from .statuses import CANCELLED, CRASHED, FAILED, QUEUED
+
+#: The statuses a run may be resumed from.
+RESUMABLE = (CRASHED, CANCELLED, FAILED)
+
+
+class Attempts:
+    """The resume methods of :class:`~.repository.Store` (which provides the sessions)."""
+
+    def requeue_to_resume(self, run: Run, from_epoch: int, best: Any | None) -> None:
+        """Put ``run`` (as just read, ended) back in the queue to continue after ``from_epoch``:
+        its ended attempt recorded, the epochs (and top-N rows) after ``from_epoch`` dropped
+        (the resumed process computes them again, identically), its selection set to ``best``
+        (the selected epoch of the state it continues from). Compare and set on the status:
+        a run that changed meanwhile is left alone (StoreError)."""
+        now = utcnow()
+        with self._write() as s:
+            changed = s.execute(update(RunRow).where(RunRow.id == run.id, RunRow.status == run.status,
+                                                     RunRow.status.in_(RESUMABLE))
+                                .values(status=QUEUED, pid=None, pid_start=None, host=None, started_at=None,
+                                        finished_at=None, error=None, traceback=None, progress=None,
+                                        heartbeat_at=now, cancel_requested_at=None, stopped_early=False,
+                                        best_epoch=best.epoch if best is not None else None,
+                                        **{f"best_{f}": getattr(best, f) if best is not None else None
+                                           for f in BEST_FIELDS}))
+            if changed.rowcount != 1:
+                raise StoreError(f"run {run.id}: it changed while being resumed (now "
+                                 f"{s.scalar(select(RunRow.status).where(RunRow.id == run.id)) or 'removed'}); "
+                                 "nothing resumed")
+            number = (s.scalar(select(func.max(AttemptRow.attempt)).where(AttemptRow.run_id == run.id)) or 0) + 1
+            s.add(AttemptRow(run_id=run.id, attempt=number, host=run.host, pid=run.pid, started_at=run.started_at,
+                             ended_at=run.finished_at or run.heartbeat_at, status=run.status, error=run.error,
+                             epochs=run.n_epochs))
+            s.execute(delete(EpochRow).where(EpochRow.run_id == run.id, EpochRow.epoch > from_epoch))
+            s.execute(delete(TopKRow).where(TopKRow.run_id == run.id, TopKRow.epoch > from_epoch))
+
+    def attempts(self, run: Run) -> list[Attempt]:
+        """Every attempt of ``run``, oldest first; the last is the current one (its row)."""
+        with self._read() as s:
+            rows = list(s.scalars(select(AttemptRow).where(AttemptRow.run_id == run.id)
+                                  .order_by(AttemptRow.attempt)))
+        earlier = [Attempt(r.attempt, r.host, r.pid, r.started_at, r.ended_at, r.status, r.error, r.epochs)
+                   for r in rows]
+        return earlier + [Attempt(len(earlier) + 1, run.host, run.pid, run.started_at, run.finished_at, run.status,
+                                  run.error, run.n_epochs)]
+
+    def record_last_state(self, run_id: int, size: int, seconds: float) -> None:
+        """The size and write time of the run's latest last-epoch state."""
+        with self._write() as s:
+            s.execute(update(RunRow).where(RunRow.id == run_id).values(last_state_bytes=size,
+                                                                       last_state_seconds=seconds))
