@@ -39,6 +39,11 @@ def epoch_from_state(d: dict) -> EpochResult:
     return EpochResult(**{**d, "topk": tuple(TopKResult(**t) for t in d["topk"])})
 
 
+def selected(state: dict) -> EpochResult | None:
+    """The epoch the state's run had selected (its best model is that epoch's)."""
+    return next((epoch_from_state(d) for d in state["history"] if d["epoch"] == state["best"]), None)
+
+
 def capture(trainer: Trainer, identity: dict | None = None) -> dict:
     """The state after the trainer's latest finished epoch. ``identity`` (the caller's run
     identity, e.g. its database id) is kept and checked again on :func:`read`."""

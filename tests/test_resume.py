@@ -232,3 +232,36 @@ def test_a_running_or_completed_run_is_not_resumed(tmp_path):
         assert res.exit_code == 2 and text in res.output and "nothing resumed" in res.output, res.output
     with Store.open(db, readonly=True) as store:
         assert store.get(live).status == "running" and store.get(done).status == "completed"
+
+
+def test_the_workbench_resumes_a_crashed_run_with_r(tmp_path, in_tmp_path, uninterrupted):
+    import asyncio
+    from datetime import datetime, timezone
+
+    from workbench.store.repository import Store
+    from workbench.tui.screens.dialogs import ConfirmDialog
+
+    from tui_helpers import make_app, until
+    db = tmp_path / "runs.db"
+    run = kill_after(db, 2, "--set", "train.epochs=6")
+
+    async def body():
+        store = Store.open(db)
+        app = make_app(store)
+        app.data.clock = lambda: datetime.now(timezone.utc)
+        async with app.run_test(size=(120, 40)) as pilot:
+            app.query_one("#main-tabs").active = "runs"
+            await until(pilot, lambda: run.id in app.data.runs, 10, "the run")
+            app.query_one("#runs-pane").select_run(run.id)
+            app.query_one("#runs-table").focus()
+            await pilot.press("R")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the confirmation")
+            await pilot.press("y")
+            await until(pilot, lambda: app.data.runs[run.id].status == "completed", 120, "the resumed run to end")
+        with Store.open(db, readonly=True) as reader:
+            epochs = [(e.epoch, e.train_loss, e.valid_auc, e.test_auc) for e in reader.epochs(run.id)]
+            assert len(reader.attempts(reader.get(run.id))) == 2
+        assert epochs == uninterrupted
+        store.close()
+
+    asyncio.run(body())

@@ -12,12 +12,8 @@ from rich.markup import escape
 from kni_core.errors import KniError
 
 from ..present import status_style
-from ..store.statuses import CANCELLED, COMPLETED, LIVE
+from ..store.statuses import CANCELLED, COMPLETED
 from .common import consoles, db_option, fail, open_store
-
-
-class ResumeRefused(KniError):
-    """A run that cannot be resumed (nothing is changed)."""
 
 
 def resume_command(run_ids: List[int] = typer.Argument(..., help="Runs to resume (kni runs lists them)."),
@@ -33,6 +29,7 @@ def resume_command(run_ids: List[int] = typer.Argument(..., help="Runs to resume
     model); the epochs it stored after that state are trained again. Every run is checked before
     any is touched: a live run, a completed one, or one whose state is missing, damaged or
     another run's is refused with the reason, and nothing changes."""
+    from ..runs.resume import plan
     from .run import _executor, executor_session, launch_rows
     console = consoles(json_out)
     store = open_store(db, write=True)
@@ -65,35 +62,3 @@ def resume_command(run_ids: List[int] = typer.Argument(..., help="Runs to resume
         raise typer.Exit(130)
     if any(s != COMPLETED for s in statuses.values()):
         raise typer.Exit(1)
-
-
-def plan(store, run_id: int) -> tuple:
-    """``(run, epoch it continues after, its selected epoch)``, or ResumeRefused saying why."""
-    from kni_core import resume
-    from kni_core.config import RunConfig
-
-    from ..runs.checkpoints import last_state_path, run_identity
-    from ..runs.execute import selected_epoch
-    from ..store.attempts import RESUMABLE
-    from ..store.repository import Store
-    run = store.get(run_id)
-    status = Store.effective_status(run)
-    if status in LIVE:
-        raise ResumeRefused(f"run {run_id} is {status} (pid {run.pid} on {run.host}): it has not stopped; "
-                            f"nothing resumed (kni cancel {run_id} stops it)")
-    if status not in RESUMABLE:
-        raise ResumeRefused(f"run {run_id} is {status}: only a crashed, cancelled or failed run resumes; nothing "
-                            "resumed")
-    if not run.n_epochs:
-        return run, 0, None
-    path = last_state_path(store.url, run.id)
-    cfg = RunConfig.from_dict(run.config).validate()
-    try:
-        state = resume.read(path, config=cfg.to_dict(), identity=run_identity(run))
-    except KniError as e:
-        raise ResumeRefused(f"run {run_id}: cannot resume: {e}; nothing resumed") from None
-    if state["epoch"] > run.n_epochs:
-        raise ResumeRefused(f"run {run_id}: its last-epoch state holds epoch {state['epoch']} but the run stores "
-                            f"{run.n_epochs}; nothing resumed")
-    return run, int(state["epoch"]), selected_epoch(state)
-

@@ -131,7 +131,7 @@ def last_epoch(store: Store, run: Run, cfg: RunConfig, listener: StoreListener):
     """Where the run writes its last-epoch state, and - for a run that has epochs already (``kni
     resume`` put it back in the queue) - the state it continues from, checked to be this run's."""
     from .checkpoints import last_state_path, run_identity
-    from .execute import LastEpoch, selected_epoch
+    from .execute import LastEpoch
     last = LastEpoch(last_state_path(store.url, run.id), run_identity(run),
                      on_saved=lambda path, size, seconds: listener._write(
                          "the last-epoch state's size", lambda: store.record_last_state(run.id, size, seconds)))
@@ -142,7 +142,7 @@ def last_epoch(store: Store, run: Run, cfg: RunConfig, listener: StoreListener):
     if state["epoch"] != run.n_epochs:
         raise resume.CheckpointUnreadable(f"last-epoch state {last.path}: holds epoch {state['epoch']}, the run "
                                           f"stores {run.n_epochs} epochs; resume it with kni resume {run.id}")
-    listener.best = selected_epoch(state)
+    listener.best = resume.selected(state)
     log.info("run %d: resuming after epoch %d from %s", run.id, state["epoch"], last.path)
     return last, state
 

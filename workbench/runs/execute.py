@@ -25,6 +25,7 @@ import torch
 from kni_core.config import RunConfig
 from kni_core.data import PreparedData, prepare
 from kni_core.errors import KniError
+from kni_core.resume import selected
 from kni_core.train import (
     EpochResult,
     FitSummary,
@@ -107,7 +108,7 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
         for listener in listeners:
             listener.started(start)
         select_on = config.train.select_on
-        best: EpochResult | None = None if resume is None else selected_epoch(resume)
+        best: EpochResult | None = None if resume is None else selected(resume)
         for result in trainer.fit(resume=resume):
             for listener in listeners:
                 listener.epoch(result)
@@ -145,12 +146,6 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
         except OSError:
             pass
     return trainer.summary
-
-
-def selected_epoch(state: dict) -> EpochResult | None:
-    """The epoch a resumed run had selected (its best model is the checkpoint's)."""
-    from kni_core.resume import epoch_from_state
-    return next((epoch_from_state(d) for d in state["history"] if d["epoch"] == state["best"]), None)
 
 
 def _save_last(trainer: Trainer, last: LastEpoch) -> None:

@@ -120,6 +120,21 @@ def start_recipe(store: Store, path: str | Path, *, seeds: str | None = None, de
         cmd += ["--set", item]
     if executor:
         cmd += ["--executor", executor]
+    proc, msg = _handshake(cmd, timeout)
+    return Launch(rec, [int(i) for i in msg["ids"]], proc, jobs, list(rec.seeds), msg.get("sweep"))
+
+
+def resume_runs(store: Store, run_ids: list[int], *, jobs: int = 1, timeout: float = HANDSHAKE_SECONDS) -> list[int]:
+    """Resume stopped runs (``kni resume``'s rules) in a detached launcher process; returns the
+    run ids once they are queued again. :class:`LaunchError` says why when any is refused (then
+    none is touched)."""
+    cmd = [sys.executable, "-m", "workbench.services.background", "--db", store.url,
+           "--resume", ",".join(map(str, run_ids)), "--jobs", str(max(1, int(jobs)))]
+    return [int(i) for i in _handshake(cmd, timeout)[1]["ids"]]
+
+
+def _handshake(cmd: list[str], timeout: float) -> tuple[subprocess.Popen, dict]:
+    """Start a detached launcher and read its first line: the queued ids, or the error."""
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -140,7 +155,7 @@ def start_recipe(store: Store, path: str | Path, *, seeds: str | None = None, de
     if "error" in msg:
         proc.wait(timeout=10)
         raise LaunchError(msg["error"])
-    return Launch(rec, [int(i) for i in msg["ids"]], proc, jobs, list(rec.seeds), msg.get("sweep"))
+    return proc, msg
 
 
 def _validated(path: str | Path, overrides: list[str], seeds: str | None, device: str | None) -> Recipe:
@@ -197,7 +212,8 @@ def launcher_main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workbench.services.background",
                                      description="Queue a recipe's seeds and run them (started by kni-workbench).")
     parser.add_argument("--db", required=True)
-    parser.add_argument("--recipe", required=True)
+    parser.add_argument("--recipe", default=None)
+    parser.add_argument("--resume", default=None, help="run ids to resume, comma-separated (instead of --recipe)")
     parser.add_argument("--seeds", default=None)
     parser.add_argument("--device", default=None)
     parser.add_argument("--jobs", type=int, default=1)
@@ -209,6 +225,10 @@ def launcher_main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())     # until the Launcher takes over
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    if not args.resume and not args.recipe:
+        parser.error("give --recipe PATH or --resume IDS")
+    if args.resume:
+        return _resume(args.db, [int(i) for i in args.resume.split(",")], max(1, args.jobs), stop)
     try:
         text = read_recipe_text(args.recipe)
         if is_suite(text):
@@ -266,6 +286,30 @@ def launcher_main(argv: list[str] | None = None) -> int:
             except StoreError:
                 pass
         return 1
+    finally:
+        store.close()
+
+
+def _resume(db: str, run_ids: list[int], jobs: int, stop: threading.Event) -> int:
+    """The launcher process of ``resume_runs``: every run checked, then requeued and run."""
+    from ..runs.launcher import Launcher, LocalExecutor
+    from ..runs.resume import plan
+    try:
+        store = Store.open(db, create=False)
+        store.refresh_crashed()
+        plans = [plan(store, i) for i in run_ids]
+        for run, from_epoch, best in plans:
+            store.requeue_to_resume(run, from_epoch, best)
+    except KniError as e:
+        _say({"error": str(e)})
+        return 2
+    _say({"ids": run_ids})
+    try:
+        launcher = Launcher(store, jobs=jobs, executor=LocalExecutor())
+        if stop.is_set():
+            launcher.request_stop()
+        log.info("resumed runs ended: %s", launcher.run(run_ids))
+        return 0
     finally:
         store.close()
 

@@ -33,7 +33,7 @@ from textual.widgets import Footer, Header, TabbedContent, TabPane
 from ..present import TERMINAL_COLOURS, seeds_text, status_style, visible
 from ..recipe import RecipeError
 from ..recipe.sweep import SweepError
-from ..services.background import Launch, LaunchError, cancel_run, start_recipe
+from ..services.background import Launch, LaunchError, cancel_run, resume_runs, start_recipe
 from ..store.errors import StoreError
 from ..store.repository import Store
 from ..store.statuses import LIVE, QUEUED, RUNNING
@@ -350,6 +350,29 @@ class WorkbenchApp(App):
         self.push_screen(ConfirmDialog("Cancel runs?", f"Stop run(s) {listing}?\nA running run ends as "
                                        "cancelled and keeps its finished epochs.", yes="Cancel runs",
                                        no="Keep running"), answer)
+
+    def confirm_resume(self, ids: list[int]) -> None:
+        runs = [self.data.runs[i] for i in ids if i in self.data.runs]
+        listing = ", ".join(f"{r.id} ({r.recipe} seed {r.seed}, {self.data.status(r)}, {r.n_epochs} epochs)"
+                            for r in runs)
+
+        def answer(yes: bool | None) -> None:
+            if yes:
+                self._resume(ids)
+
+        self.push_screen(ConfirmDialog("Resume runs?", f"Continue run(s) {listing} after their last epoch, in "
+                                       "their own rows (kni resume)?", yes="Resume", no="Leave them"), answer)
+
+    @work(thread=True, group="launch", exit_on_error=False)
+    def _resume(self, ids: list[int]) -> None:
+        try:
+            resumed = resume_runs(self.store, ids)
+        except (LaunchError, StoreError) as e:
+            self.call_from_thread(self.notify, str(e), title="not resumed", severity="error", timeout=10)
+            return
+        self.call_from_thread(self.notify, f"run(s) {', '.join(map(str, resumed))} resume after their last epoch",
+                              title="resumed", timeout=5)
+        self.call_from_thread(self.refresh_now)
 
     @work(thread=True, group="cancel", exit_on_error=False)
     def _cancel(self, ids: Iterable[int]) -> None:

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Input, Select, Static
 from ... import analysis as cmp
 from ...present import duration, elapsed_seconds, fmt, tags_text
 from ...runs.progress import progress_cell
+from ...store.attempts import RESUMABLE
 from ...store.records import Run
 from ...store.statuses import COMPLETED, COUNTED, FINAL, LIVE, PRUNED, RUNNING, STATUSES
 from ..data import Change
@@ -50,6 +51,7 @@ class RunsPane(Vertical):
         Binding("n", "note", "Note"),
         Binding("c", "cancel", "Cancel"),
         Binding("d", "delete", "Delete"),
+        Binding("R", "resume", "Resume"),
         Binding("w", "toggle_sweeps", "By sweep"),
     ]
 
@@ -374,6 +376,14 @@ class RunsPane(Vertical):
             self.app.notify("no live run to cancel here (mark runs with space or highlight one)", severity="warning")
             return
         self.app.confirm_cancel([r.id for r in runs])
+
+    def action_resume(self) -> None:
+        runs = self.targets(lambda r: self.data.status(r) in RESUMABLE)
+        if not runs:
+            self.app.notify("only a crashed, cancelled or failed run resumes (mark runs with space or highlight "
+                            "one)", severity="warning")
+            return
+        self.app.confirm_resume([r.id for r in runs])
 
     def action_delete(self) -> None:
         runs = self.targets(lambda r: r.status in FINAL)

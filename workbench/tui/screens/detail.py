@@ -211,6 +211,15 @@ class RunDetailScreen(Screen):
         if run.finished_at:
             info.append(f", finished {run.finished_at:%H:%M:%S}")
         info.append(f"\ncode kni-workbench {run.package_version or '?'}, commit {run.git_commit or '?'}\n")
+        try:
+            attempts = self.app.data.store.attempts(run)
+        except StoreError:
+            attempts = []
+        if len(attempts) > 1:                  # resumed (R or kni resume): every attempt, the current last
+            info.append(f"attempts {len(attempts)}:\n")
+            for a in attempts:
+                info.append(f"  {a.attempt}: {a.status}, {a.epochs} epoch(s), pid {a.pid} on {a.host}"
+                            + (f", ended {a.ended_at:%H:%M:%S}" if a.ended_at else "") + "\n")
         if resources_text(run):
             info.append(f"resources {resources_text(run)}\n")
         if run.recipe_path:

@@ -1,0 +1,44 @@
+"""Which stopped runs can continue, and from where (``kni resume`` and the workbench's ``R``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kni_core.errors import KniError
+
+from ..store.statuses import LIVE
+
+
+class ResumeRefused(KniError):
+    """A run that cannot be resumed (nothing is changed)."""
+
+
+def plan(store: Any, run_id: int) -> tuple:
+    """``(run, epoch it continues after, its selected epoch)``, or ResumeRefused saying why."""
+    from kni_core import resume
+    from kni_core.config import RunConfig
+
+    from ..store.attempts import RESUMABLE
+    from ..store.repository import Store
+    from .checkpoints import last_state_path, run_identity
+    run = store.get(run_id)
+    status = Store.effective_status(run)
+    if status in LIVE:
+        raise ResumeRefused(f"run {run_id} is {status} (pid {run.pid} on {run.host}): it has not stopped; "
+                            f"nothing resumed (kni cancel {run_id} stops it)")
+    if status not in RESUMABLE:
+        raise ResumeRefused(f"run {run_id} is {status}: only a crashed, cancelled or failed run resumes; nothing "
+                            "resumed")
+    if not run.n_epochs:
+        return run, 0, None
+    path = last_state_path(store.url, run.id)
+    cfg = RunConfig.from_dict(run.config).validate()
+    try:
+        state = resume.read(path, config=cfg.to_dict(), identity=run_identity(run))
+    except KniError as e:
+        raise ResumeRefused(f"run {run_id}: cannot resume: {e}; nothing resumed") from None
+    if state["epoch"] > run.n_epochs:
+        raise ResumeRefused(f"run {run_id}: its last-epoch state holds epoch {state['epoch']} but the run stores "
+                            f"{run.n_epochs}; nothing resumed")
+    return run, int(state["epoch"]), resume.selected(state)
+
