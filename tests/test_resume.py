@@ -265,3 +265,73 @@ def test_the_workbench_resumes_a_crashed_run_with_r(tmp_path, in_tmp_path, unint
         store.close()
 
     asyncio.run(body())
+
+
+SWEEP = """\
+name: tiny-grid
+dataset: {name: synthetic, min_relation_triples: 1, synthetic: {preset: small}}
+model: {hop_n_sample: [1, 4], max_degree: 16, hidden: 16}
+train: {epochs: 4, patience: 0}
+eval: {n_eval: 2}
+seeds: [1]
+device: cpu
+sweep:
+  grid:
+    train.lr: [1.0e-3, 3.0e-3, 1.0e-2]
+"""
+
+
+def ranking(db) -> list:
+    import json
+
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+    res = CliRunner().invoke(app, ["compare", "--sweep", "1", "--json", "--db", str(db)])
+    assert res.exit_code == 0, res.output
+    return [(p["point"], p["params"], p["n"], p["valid_auc_mean"], p["test_auc_mean"])
+            for p in json.loads(res.stdout)["points"]]
+
+
+def test_a_grid_sweep_interrupted_by_ctrl_c_and_resumed_ends_as_the_sweep_run_through(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+    from workbench.store.repository import Store
+
+    from helpers import wait_for
+    recipe = tmp_path / "grid.yaml"
+    recipe.write_text(SWEEP)
+    whole = tmp_path / "whole.db"
+    res = CliRunner().invoke(app, ["run", str(recipe), "--db", str(whole)])
+    assert res.exit_code == 0, res.output
+
+    db = tmp_path / "runs.db"
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", str(recipe), "--db", str(db), "--json"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    def mid_way() -> bool:
+        try:
+            with Store.open(db, readonly=True) as store:
+                runs = store.runs()
+        except Exception:                        # noqa: BLE001 - not created yet
+            return False
+        return any(r.status == "completed" for r in runs) and any(
+            r.status == "running" and r.last_state_bytes is not None for r in runs)
+    try:
+        assert wait_for(mid_way, 180, every=0.05)
+        os.killpg(proc.pid, signal.SIGINT)        # Ctrl-C: the whole foreground group
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    with Store.open(db, readonly=True) as store:
+        statuses = [r.status for r in store.runs()]
+    assert "completed" in statuses and "cancelled" in statuses, statuses
+    res = CliRunner().invoke(app, ["resume", "--sweep", "1", "--db", str(db)])
+    assert res.exit_code == 0, res.output
+    assert ranking(db) == ranking(whole)         # the same points, values (bitwise) and order

@@ -16,7 +16,10 @@ from ..store.statuses import CANCELLED, COMPLETED
 from .common import consoles, db_option, fail, open_store
 
 
-def resume_command(run_ids: List[int] = typer.Argument(..., help="Runs to resume (kni runs lists them)."),
+def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resume (kni runs lists them)."),
+                   sweep: Optional[int] = typer.Option(None, "--sweep", help="Every stopped run of this sweep "
+                                                       "(kni sweeps lists them): an interrupted grid or random "
+                                                       "sweep ends with the runs it would have had."),
                    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs resumed in parallel processes."),
                    executor: Optional[str] = typer.Option(None, "--executor",
                                                           help="local (default) or ray: where the runs continue."),
@@ -29,12 +32,18 @@ def resume_command(run_ids: List[int] = typer.Argument(..., help="Runs to resume
     model); the epochs it stored after that state are trained again. Every run is checked before
     any is touched: a live run, a completed one, or one whose state is missing, damaged or
     another run's is refused with the reason, and nothing changes."""
-    from ..runs.resume import plan
+    from ..runs.resume import plan, sweep_runs
     from .run import _executor, executor_session, launch_rows
     console = consoles(json_out)
+    if bool(run_ids) == (sweep is not None):
+        fail("give the runs to resume, or --sweep ID (not both)")
     store = open_store(db, write=True)
     try:
         store.refresh_crashed()
+        if sweep is not None:
+            run_ids, note = sweep_runs(store, sweep)
+            if not json_out and note:
+                console.print(note, highlight=False)
         plans = [plan(store, run_id) for run_id in dict.fromkeys(run_ids)]
         runner = _executor(executor or "local", None, None, jobs, plans[0][0].config.get("device", "auto"),
                            store.url, console)

@@ -42,3 +42,25 @@ def plan(store: Any, run_id: int) -> tuple:
                             f"{run.n_epochs}; nothing resumed")
     return run, int(state["epoch"]), resume.selected(state)
 
+
+
+def sweep_runs(store: Any, sweep_id: int) -> tuple[list[int], str]:
+    """The runs of a sweep to resume (every crashed, cancelled or failed one, queued rows that
+    were cancelled before they started included) and what resuming it cannot do. A grid or
+    random sweep queued every run when it started, so these are exactly the runs it lacks. A
+    TPE sweep asks for its points as results arrive: the points it never asked are not started."""
+    from ..store.attempts import RESUMABLE
+    from ..store.repository import Store
+    sweep = store.get_sweep(sweep_id)
+    runs = store.runs(sweep=sweep_id)
+    stopped = [r.id for r in runs if Store.effective_status(r) in RESUMABLE]
+    if not stopped:
+        raise ResumeRefused(f"sweep {sweep_id} ({sweep.name}): no crashed, cancelled or failed run; nothing to "
+                            "resume")
+    note = ""
+    if sweep.method == "tpe":
+        asked = len({r.sweep_point for r in runs})
+        note = (f"sweep {sweep_id} is a TPE sweep: its {len(stopped)} stopped run(s) resume; the "
+                f"{max(0, sweep.planned - asked)} point(s) it never asked are not started (and a rerun: section "
+                "waits for the search)")
+    return stopped, note
