@@ -413,12 +413,15 @@ def test_eval_topk_is_a_nested_section():
 def test_kni_config_hash_is_unchanged_by_the_new_keys():
     """model.name and eval.topk joined the config later: at their defaults they stay out of the
     hash, so runs stored before keep grouping with new runs of the same configuration
-    (train.checkpoint, later still, stays out of it whatever its value)."""
+    (train.checkpoint, train.keep_last and eval.strata, later still, stay out of it whatever their
+    values)."""
     cfg = load_recipe(RECIPES / "bc.yaml").base
     old = cfg.to_dict()
     old["model"].pop("name")
     old["eval"].pop("topk")
     old["train"].pop("checkpoint")
+    old["train"].pop("keep_last")              # later still, like checkpoint: never in the hash
+    old["eval"].pop("strata")
     old.pop("seed")
     old.pop("device")
     assert cfg.config_hash() == stable_hash(old)

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from kni_core.errors import KniError
 
-from . import annotate, compare, data, explain, resume, run, runs, sweeps
+from . import annotate, compare, data, explain, report, resume, run, runs, sweeps
 from .common import err_console
 from .help import typer_app
 
@@ -24,6 +24,7 @@ app = typer_app(help="KNI workbench: reproduce, extend and compare knowledge-gra
 COMMANDS = (("run", run.run_command), ("resume", resume.resume_command), ("bench", run.bench_command),
             ("runs", runs.runs_command),
             ("show", runs.show_command), ("compare", compare.compare_command), ("export", compare.export_command),
+            ("report", report.report_command),
             ("rm", runs.rm_command), ("cancel", runs.cancel_command), ("tag", annotate.tag_command),
             ("note", annotate.note_command), ("diff", annotate.diff_command), ("sweeps", sweeps.sweeps_command),
             ("explain", explain.explain_command), ("recommend", explain.recommend_command))

@@ -33,7 +33,7 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
     any is touched: a live run, a completed one, or one whose state is missing, damaged or
     another run's is refused with the reason, and nothing changes."""
     from ..runs.resume import plan, sweep_runs
-    from .run import _executor, executor_session, launch_rows
+    from .run import executor_session, launch_rows, run_executor
     console = consoles(json_out)
     if bool(run_ids) == (sweep is not None):
         fail("give the runs to resume, or --sweep ID (not both)")
@@ -45,7 +45,7 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
             if not json_out and note:
                 console.print(note, highlight=False)
         plans = [plan(store, run_id) for run_id in dict.fromkeys(run_ids)]
-        runner = _executor(executor or "local", None, None, jobs, plans[0][0].config.get("device", "auto"),
+        runner = run_executor(executor or "local", None, None, jobs, plans[0][0].config.get("device", "auto"),
                            store.url, console)
         for run, from_epoch, best in plans:
             store.requeue_to_resume(run, from_epoch, best)

@@ -139,12 +139,12 @@ def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Opti
 
             store.close()
             jobs = jobs or (len(rec.seeds) if executor == "ray" else 1)
-            runner = _executor(executor, ray_address, ray_cpus, jobs, rec.base.device, db, console)
+            runner = run_executor(executor, ray_address, ray_cpus, jobs, rec.base.device, db, console)
             run_sweep(rec, json_out, checkpoint_dir, jobs, db, console, runner)
             return
         configs = rec.configs()
         jobs = jobs or (len(configs) if executor == "ray" else 1)
-        runner = _executor(executor, ray_address, ray_cpus, jobs, rec.base.device, store.url, console)
+        runner = run_executor(executor, ray_address, ray_cpus, jobs, rec.base.device, store.url, console)
         prepared = prepare(configs[0])        # once, before the children: they share the cache
     except KniError as error:
         fail(error)
@@ -204,7 +204,7 @@ def _cancel_queued(store: Store, ids: list[int]) -> None:
             return
 
 
-def _executor(name: str, address: Optional[str], cpus: Optional[int], jobs: int, device: str, db_url: str,
+def run_executor(name: str, address: Optional[str], cpus: Optional[int], jobs: int, device: str, db_url: str,
               console: Console) -> Any:
     """The executor of ``kni run --executor NAME`` (a Ray one starts or connects in
     :func:`executor_session`)."""

@@ -541,6 +541,8 @@ class WorkbenchApp(App):
                             lambda: self._pane_action("runs", "cancel"))
         yield SystemCommand("Delete runs", "Delete the marked or highlighted finished runs (d)",
                             lambda: self._pane_action("runs", "delete"))
+        yield SystemCommand("Report", "Write the report (kni report: LaTeX table, figures, HTML page) of the "
+                            "groups on the Compare tab", lambda: self._pane_action("compare", "report"))
         yield SystemCommand("Compare marked runs", "Compare the marked runs or the highlighted run's group (p)",
                             lambda: self._pane_action("runs", "compare"))
         yield SystemCommand("Filter runs", "Filter the runs table by text (/)",

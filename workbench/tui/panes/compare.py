@@ -16,7 +16,7 @@ from typing import Any
 
 from rich.table import Table
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -569,6 +569,32 @@ class ComparePane(Horizontal):
         return len(rows)
 
     # -- actions --------------------------------------------------------------------------
+    def action_report(self) -> None:
+        """The report (kni report) of the groups on screen, into report-<time> in the working folder."""
+        if not self.points:
+            self.app.notify("nothing to report: pick groups or runs first", severity="warning")
+            return
+        self.app.notify("writing the report...", timeout=3)
+        self._write_report([p.run.id for p in self.points], self.at)
+
+    @work(thread=True, group="report", exit_on_error=False)
+    def _write_report(self, ids: list[int], at: str | int) -> None:
+        from datetime import datetime, timezone
+
+        from kni_core.errors import KniError
+
+        from ...report import write_report
+        store = self.data.store
+        out = Path(f"report-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}").absolute()
+        try:
+            pts = cmp.points(store, store.runs(ids=ids), at)
+            write_report(store, pts, out, metrics=["test_auc", "test_acc"], at=at,
+                         command=f"kni-workbench Compare > Report (kni report {' '.join(map(str, ids))} --at {at})")
+        except KniError as e:
+            self.app.call_from_thread(self.app.notify, str(e), title="no report", severity="error", timeout=10)
+            return
+        self.app.call_from_thread(self.app.notify, f"wrote {out / 'index.html'}", title="report", timeout=10)
+
     def action_export(self) -> None:
         if not self.points:
             self.app.notify("nothing to export: pick groups or runs first", severity="warning")

@@ -1,0 +1,213 @@
+"""The report's figures, drawn with matplotlib (imported here only: ``kni report`` is the one
+command that needs it). Each figure is written as PNG and SVG (and PDF on request), with the
+metadata that would change between two identical reports (dates, random ids) left out, so the
+same database gives the same files byte for byte.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .. import analysis as cmp
+from .data import ReportData
+
+#: Tableau's ten colours, in order: one per group, the same in every figure.
+COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
+           "#bab0ac")
+CURVES = (("valid_auc", "valid AUC"), ("test_auc", "test AUC"), ("valid_logloss", "valid logloss"),
+          ("train_loss", "training loss"))
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, set up for reproducible files; ReportError naming
+    the extra when matplotlib is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        from .data import ReportError
+        raise ReportError('kni report draws its figures with matplotlib: pip install "kni-workbench[report]"') \
+            from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.rcParams.update({"svg.hashsalt": "kni-report", "figure.dpi": 100, "savefig.dpi": 120,
+                         "font.size": 9, "axes.spines.top": False, "axes.spines.right": False})
+    return plt
+
+
+def save(fig: Any, out: Path, name: str, pdf: bool) -> list[str]:
+    """``name``.png / .svg (/ .pdf) in ``out``; the file names written."""
+    files = []
+    for ext, metadata in (("png", {"Software": None}), ("svg", {"Date": None, "Creator": None}),
+                          ("pdf", {"CreationDate": None, "ModDate": None, "Creator": None, "Producer": None})):
+        if ext == "pdf" and not pdf:
+            continue
+        fig.savefig(out / f"{name}.{ext}", metadata=metadata, bbox_inches="tight")
+        files.append(f"{name}.{ext}")
+    return files
+
+
+def _label(g: cmp.Group, groups: list[cmp.Group] | None = None) -> str:
+    """The group's label; with the settings that differ only when another group shares it."""
+    shared = groups is not None and sum(x.label == g.label for x in groups) > 1
+    return g.label + (f" [{g.differs}]" if shared and g.differs else "")
+
+
+def learning_curves(report: ReportData, plt: Any) -> Any:
+    """Per group, each metric's mean over its seeds per epoch, with a band of ± one std."""
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(3.2 * len(CURVES), 2.8), squeeze=False)
+    for ax, (metric, title) in zip(axes[0], CURVES):
+        for i, g in enumerate(report.groups):
+            by_epoch: dict[int, list[float]] = {}
+            for p in g.members:
+                for e in p.epochs:
+                    v = getattr(e, metric)
+                    if v is not None and math.isfinite(v):
+                        by_epoch.setdefault(e.epoch, []).append(v)
+            if not by_epoch:
+                continue
+            xs = sorted(by_epoch)
+            mean = np.array([np.mean(by_epoch[x]) for x in xs])
+            std = np.array([np.std(by_epoch[x], ddof=1) if len(by_epoch[x]) > 1 else 0.0 for x in xs])
+            colour = COLOURS[i % len(COLOURS)]
+            ax.plot(xs, mean, color=colour, lw=1.4, label=f"{_label(g, report.groups)} (n={g.n})")
+            ax.fill_between(xs, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, max(1, len(labels))), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.05 * ((len(labels) - 1) // 3), 1, 1))
+    return fig
+
+
+def seeds_strip(report: ReportData, plt: Any, metric: str) -> Any:
+    """Each group's seeds at the chosen epoch: a box and every seed as a point."""
+    fig, ax = plt.subplots(figsize=(max(3.0, 1.1 * len(report.groups) + 1.5), 3.0))
+    for i, g in enumerate(report.groups):
+        values = [v for p in g.members if (v := p.value(metric)) is not None and math.isfinite(v)]
+        if not values:
+            continue
+        colour = COLOURS[i % len(COLOURS)]
+        ax.boxplot([values], positions=[i], widths=0.5, showfliers=False,
+                   medianprops={"color": colour}, boxprops={"color": colour}, whiskerprops={"color": colour},
+                   capprops={"color": colour})
+        jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else [0.0]
+        ax.scatter(np.full(len(values), i) + jitter, values, s=14, color=colour, zorder=3)
+    ax.set_xticks(range(len(report.groups)), [_label(g, report.groups) for g in report.groups], rotation=20,
+                  ha="right", fontsize=7)
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(f"{metric.replace('_', ' ')} of each seed")
+    fig.tight_layout()
+    return fig
+
+
+def topk_curves(report: ReportData, plt: Any) -> Any | None:
+    """Recall@K and NDCG@K over K, each group's mean over seeds (groups with top-N results)."""
+    families = (("recall", "Recall@K (sampled users)"), ("full_ndcg", "NDCG@K (full ranking)"))
+    found = [f for f, _ in families if any(k.startswith(f + "@") for p in report.pts for k in p.topk)]
+    if not found:
+        return None
+    fig, axes = plt.subplots(1, len(found), figsize=(3.6 * len(found), 2.8), squeeze=False)
+    for ax, family in zip(axes[0], found):
+        for i, g in enumerate(report.groups):
+            ks = sorted({int(k.split("@")[1]) for p in g.members for k in p.topk if k.split("@")[0] == family})
+            if not ks:
+                continue
+            means = [g.stat(f"{family}@{k}")[0] for k in ks]
+            ax.plot(ks, means, marker="o", ms=3, color=COLOURS[i % len(COLOURS)], label=_label(g, report.groups))
+            ax.set_xscale("log")
+            ax.set_xticks(ks, [str(k) for k in ks])
+            ax.minorticks_off()
+        ax.set_xlabel("K")
+        ax.set_title(dict(families)[family])
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, max(1, len(labels))), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.08 + 0.06 * ((len(labels) - 1) // 3), 1, 1))
+    return fig
+
+
+def sweep_effects(ranking: Any, plt: Any) -> Any | None:
+    """A sweep's points: validation AUC against each swept key."""
+    keys = ranking.keys
+    if not keys:
+        return None
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.0 * len(keys), 2.6), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        xs, ys = [], []
+        for p in ranking.points:
+            mean = p.stat(ranking.metric)[0]
+            if math.isfinite(mean) and key in p.params:
+                xs.append(p.params[key])
+                ys.append(mean)
+        numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+        if numeric:
+            ax.scatter(xs, ys, s=16, color=COLOURS[0])
+            if xs and min(xs) > 0 and max(xs) / min(xs) > 20:
+                ax.set_xscale("log")
+        else:
+            labels = sorted({str(x) for x in xs})
+            ax.scatter([labels.index(str(x)) for x in xs], ys, s=16, color=COLOURS[0])
+            ax.set_xticks(range(len(labels)), labels, fontsize=7)
+        ax.set_xlabel(key)
+        ax.set_ylabel(ranking.metric.replace("_", " "))
+    fig.suptitle(f"sweep {ranking.sweep.id} ({ranking.sweep.name}): each point's mean over its seeds")
+    fig.tight_layout()
+    return fig
+
+
+def parallel_coordinates(ranking: Any, plt: Any) -> Any | None:
+    """A sweep's points across its keys (each axis scaled to its range), coloured by the metric."""
+    keys = ranking.keys
+    points = [p for p in ranking.points if math.isfinite(p.stat(ranking.metric)[0])]
+    if len(keys) < 2 or not points:
+        return None
+    axes_values = []
+    for key in keys:
+        values = [p.params.get(key) for p in points]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            logs = min(values) > 0 and max(values) / min(values) > 20
+            xs = np.log10(values) if logs else np.array(values, dtype=float)
+        else:
+            labels = sorted({str(v) for v in values})
+            xs = np.array([labels.index(str(v)) for v in values], dtype=float)
+        span = xs.max() - xs.min()
+        axes_values.append((xs - xs.min()) / span if span else np.full(len(xs), 0.5))
+    metric = np.array([p.stat(ranking.metric)[0] for p in points])
+    fig, ax = plt.subplots(figsize=(1.6 * len(keys) + 2, 3.0))
+    cmap = plt.get_cmap("viridis")
+    lo, hi = metric.min(), metric.max()
+    for j in np.argsort(metric):
+        shade = (metric[j] - lo) / (hi - lo) if hi > lo else 1.0
+        ax.plot(range(len(keys)), [a[j] for a in axes_values], color=cmap(shade), lw=1.2, alpha=0.8)
+    ax.set_xticks(range(len(keys)), keys, fontsize=7)
+    ax.set_yticks([])
+    ax.set_title(f"sweep {ranking.sweep.id}: points by {ranking.metric.replace('_', ' ')} (yellow best)")
+    fig.tight_layout()
+    return fig
+
+
+def draw_all(report: ReportData, out: Path, pdf: bool, sweeps: list[Any]) -> list[dict]:
+    """Every figure the report has data for; ``[{"name", "title", "files"}]``."""
+    plt = pyplot()
+    made: list[dict] = []
+
+    def add(name: str, title: str, draw: Callable[[], Any]) -> None:
+        fig = draw()
+        if fig is None:
+            return
+        made.append({"name": name, "title": title, "files": save(fig, out, name, pdf)})
+        plt.close(fig)
+
+    add("curves", "Learning curves: mean over seeds, band ± one std", lambda: learning_curves(report, plt))
+    add("seeds", f"{report.metrics[0].replace('_', ' ')} of every seed", lambda: seeds_strip(report, plt,
+                                                                                               report.metrics[0]))
+    add("topk", "Top-N: recall and NDCG over K", lambda: topk_curves(report, plt))
+    for ranking in sweeps:
+        add(f"sweep{ranking.sweep.id}-keys", f"sweep {ranking.sweep.id}: validation AUC by key",
+            lambda r=ranking: sweep_effects(r, plt))
+        add(f"sweep{ranking.sweep.id}-parallel", f"sweep {ranking.sweep.id}: parallel coordinates",
+            lambda r=ranking: parallel_coordinates(r, plt))
+    return made
