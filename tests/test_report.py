@@ -102,7 +102,10 @@ def tool(name: str, packages: str) -> str:
     issue allows in a test's setup); skipped outside CI when it cannot be had, failed in CI."""
     found = shutil.which(name)
     if found is None and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "-q", *packages.split()], capture_output=True, timeout=900)
+        install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages.split()]
+        if subprocess.run(install, capture_output=True, timeout=900).returncode != 0:     # stale package lists
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=600)
+            subprocess.run(install, capture_output=True, timeout=900)
         found = shutil.which(name)
     if found is None:
         if os.environ.get("CI"):

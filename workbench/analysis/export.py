@@ -14,9 +14,9 @@ from ..present import visible
 from ..store.records import METRICS
 from .floors import group_floor, vs_floor
 from .groups import Group, group_points
-from .metrics import topk_columns, topk_order
+from .metrics import stratum_columns, topk_columns, topk_order
 from .selection import RunPoint
-from .strata import stratum_columns, stratum_order
+from .strata import stratum_order
 
 RUN_COLUMNS = ("run_id", "recipe", "dataset", "model", "config_hash", "seed", "status", "counts", "device", "select_on",
                "at", "epoch", *METRICS, "train_seconds", "eval_seconds", "best_epoch", "epochs", "max_epochs",

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from kni_core.errors import KniError
 
 from ..store.records import METRICS
 from ..store.statuses import COUNTED
-from .strata import is_stratum_metric
+from .strata import is_stratum_metric, stratum_order
 
 GROUP_BY = ("config", "dataset", "model", "recipe")
 #: Statuses that count unless --status says otherwise (a pruned run counts at its best epoch).
@@ -53,16 +53,28 @@ def check_metric(metric: str) -> str:
     return metric
 
 
-def topk_columns(rows: Sequence[dict], suffixes: Sequence[str] = ("",)) -> list[str]:
-    """The top-N metric columns present in ``rows`` (``METRIC`` + each suffix), in family and K order."""
+def metric_columns(rows: Sequence[dict], suffixes: Sequence[str], is_metric: Callable[[str], bool],
+                   order: Callable[[str], Any]) -> list[str]:
+    """The columns of ``rows`` whose name is a metric ``is_metric`` accepts followed by one of
+    ``suffixes``: each such metric with every suffix, the metrics sorted by ``order``."""
     names: set[str] = set()
     for row in rows:
         for key in row:
             for suffix in suffixes:
                 base = key[:len(key) - len(suffix)] if key.endswith(suffix) else ""
-                if is_topk_metric(base):
+                if is_metric(base):
                     names.add(base)
-    return [f"{m}{s}" for m in sorted(names, key=topk_order) for s in suffixes]
+    return [f"{m}{s}" for m in sorted(names, key=order) for s in suffixes]
+
+
+def topk_columns(rows: Sequence[dict], suffixes: Sequence[str] = ("",)) -> list[str]:
+    """The top-N metric columns present in ``rows`` (``METRIC`` + each suffix), in family and K order."""
+    return metric_columns(rows, suffixes, is_topk_metric, topk_order)
+
+
+def stratum_columns(rows: Sequence[dict], suffixes: Sequence[str] = ("",)) -> list[str]:
+    """The stratum metric columns present in ``rows`` (``METRIC`` + each suffix), in bucket order."""
+    return metric_columns(rows, suffixes, is_stratum_metric, stratum_order)
 
 
 def parse_at(at: str | int) -> str | int:

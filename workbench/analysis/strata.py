@@ -10,7 +10,7 @@ the export treat it as any other metric. It exists only at the selected epoch: a
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Any
 
 #: The stored lists, and the prefix of their metrics.
 KINDS = {"auc_by_user_degree": "auc_users_", "auc_by_item_popularity": "auc_items_"}
@@ -52,18 +52,6 @@ def stratum_sizes(strata: dict) -> dict[str, dict[str, Any]]:
             if isinstance(b, dict) and "bucket" in b:
                 out[f"{prefix}{b['bucket']}"] = {k: v for k, v in b.items() if k not in ("bucket", "auc")}
     return out
-
-
-def stratum_columns(rows: Sequence[dict], suffixes: Sequence[str] = ("",)) -> list[str]:
-    """The stratum metric columns present in ``rows`` (``METRIC`` + each suffix), in bucket order."""
-    names: set[str] = set()
-    for row in rows:
-        for key in row:
-            for suffix in suffixes:
-                base = key[:len(key) - len(suffix)] if key.endswith(suffix) else ""
-                if is_stratum_metric(base):
-                    names.add(base)
-    return [f"{m}{s}" for m in sorted(names, key=stratum_order) for s in suffixes]
 
 
 def stratum_label(metric: str) -> str:

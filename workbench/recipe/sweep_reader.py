@@ -353,14 +353,5 @@ def _numeric_kind(f: Any) -> str | None:
     return None
 
 
-def _numeric_kind(f: Any) -> str | None:
-    types = expected_type(f)
-    if types == (int,):
-        return "int"
-    if types == (int, float):
-        return "float"
-    return None
-
-
 def _first_field(section: str) -> str:
     return dataclasses.fields(SECTIONS[section])[0].name
