@@ -45,11 +45,12 @@ def selected(state: dict) -> EpochResult | None:
 
 
 def capture(trainer: Trainer, identity: dict | None = None) -> dict:
-    """The state after the trainer's latest finished epoch. ``identity`` (the caller's run
-    identity, e.g. its database id) is kept and checked again on :func:`read`."""
+    """The state after the trainer's latest finished epoch (its tensors are the trainer's own:
+    save it before the next step). ``identity`` (the caller's run identity, e.g. its database
+    id) is kept and checked again on :func:`read`."""
     import torch
 
-    model = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+    model = trainer.model.state_dict()
     topk_best = trainer.topk_hook.best_state if trainer.topk_hook is not None else None
     device = trainer.device
     return {

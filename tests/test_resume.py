@@ -210,6 +210,24 @@ def test_resume_refuses_what_it_cannot_continue_and_changes_nothing(tmp_path):
     assert res.exit_code == 2 and "no run with id 7" in res.output
 
 
+def test_restart_trains_a_run_without_its_state_again_from_epoch_1(tmp_path, uninterrupted):
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+    from workbench.store.repository import Store
+    db = tmp_path / "runs.db"
+    run = kill_after(db, 2, "--set", "train.epochs=6")
+    state_file(db, run.id).unlink()
+    res = CliRunner().invoke(app, ["resume", str(run.id), "--restart", "--db", str(db)])
+    assert res.exit_code == 0, res.output
+    assert "starts again from epoch 1" in res.output
+    with Store.open(db, readonly=True) as store:
+        again = store.get(run.id)
+        epochs = [(e.epoch, e.train_loss, e.valid_auc, e.test_auc) for e in store.epochs(run.id)]
+    assert (again.status, again.n_epochs) == ("completed", 6)
+    assert epochs == uninterrupted                     # its stored epochs replaced, not appended to
+
+
 def test_a_running_or_completed_run_is_not_resumed(tmp_path):
     import os
 

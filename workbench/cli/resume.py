@@ -20,6 +20,10 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
                    sweep: Optional[int] = typer.Option(None, "--sweep", help="Every stopped run of this sweep "
                                                        "(kni sweeps lists them): an interrupted grid or random "
                                                        "sweep ends with the runs it would have had."),
+                   restart: bool = typer.Option(False, "--restart",
+                                                help="A run without a usable last-epoch state (stored before "
+                                                "states were written, or whose write failed) trains again "
+                                                "from epoch 1 instead of being refused."),
                    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs resumed in parallel processes."),
                    executor: Optional[str] = typer.Option(None, "--executor",
                                                           help="local (default) or ray: where the runs continue."),
@@ -31,7 +35,8 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
     Each run continues from its last-epoch state (written after every epoch, beside its saved
     model); the epochs it stored after that state are trained again. Every run is checked before
     any is touched: a live run, a completed one, or one whose state is missing, damaged or
-    another run's is refused with the reason, and nothing changes."""
+    another run's is refused with the reason, and nothing changes (with --restart, a run without a
+    usable state starts again from epoch 1)."""
     from ..runs.resume import plan, sweep_runs
     from .run import executor_session, launch_rows, run_executor
     console = consoles(json_out)
@@ -44,7 +49,7 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
             run_ids, note = sweep_runs(store, sweep)
             if not json_out and note:
                 console.print(note, highlight=False)
-        plans = [plan(store, run_id) for run_id in dict.fromkeys(run_ids)]
+        plans = [plan(store, run_id, restart) for run_id in dict.fromkeys(run_ids)]
         runner = run_executor(executor or "local", None, None, jobs, plans[0][0].config.get("device", "auto"),
                            store.url, console)
         for run, from_epoch, best in plans:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -34,6 +33,8 @@ from kni_core.train import (
     out_of_memory,
     resolve_device,
 )
+
+from .last_state import LastStateWriter
 
 log = logging.getLogger(__name__)
 
@@ -95,11 +96,13 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
     names the setting to lower for the phase that ran out (setup, training or evaluation);
     the epochs already reported stay recorded.
 
-    With ``last``, the state to continue from is written after each stored epoch (removed when
-    the run completes, unless ``train.keep_last``); with ``resume`` (such a state, read back)
-    training continues after its epoch."""
+    With ``last``, the state to continue from is written after stored epochs, within 4% of the
+    training time (:mod:`.last_state`; removed when the run completes, unless
+    ``train.keep_last``); with ``resume`` (such a state, read back) training continues after its
+    epoch."""
     trainer: Trainer | None = None
     device: torch.device | str = config.device
+    writer = LastStateWriter(last) if last is not None else None
     try:
         data = data or prepare(config)
         device = resolve_device(config.device)
@@ -123,8 +126,8 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
                 else:
                     if on_checkpoint is not None:
                         on_checkpoint(Path(checkpoint))
-            if last is not None:
-                _save_last(trainer, last)
+            if writer is not None:
+                writer.after_epoch(trainer)
     except BaseException as error:        # KeyboardInterrupt too: listeners record the end
         if isinstance(error, torch.cuda.OutOfMemoryError):
             explained = out_of_memory(config, trainer.phase if trainer else "setup", str(device), error)
@@ -146,21 +149,6 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
         except OSError:
             pass
     return trainer.summary
-
-
-def _save_last(trainer: Trainer, last: LastEpoch) -> None:
-    """Write the last-epoch state; a failed write is logged (the run goes on, resumable from
-    the previous state, which stays whole)."""
-    from kni_core import resume
-    t0 = time.perf_counter()
-    try:
-        resume.save(last.path, resume.capture(trainer, last.identity))
-    except OSError as e:
-        log.warning("last-epoch state %s: cannot be written (%s); an interruption would resume from the "
-                    "previous one", last.path, e.strerror or e)
-        return
-    if last.on_saved is not None:
-        last.on_saved(last.path, last.path.stat().st_size, time.perf_counter() - t0)
 
 
 def _save(trainer: Trainer, path: Path, epoch: int) -> None:

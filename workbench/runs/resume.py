@@ -13,8 +13,11 @@ class ResumeRefused(KniError):
     """A run that cannot be resumed (nothing is changed)."""
 
 
-def plan(store: Any, run_id: int) -> tuple:
-    """``(run, epoch it continues after, its selected epoch)``, or ResumeRefused saying why."""
+def plan(store: Any, run_id: int, restart: bool = False) -> tuple:
+    """``(run, epoch it continues after, its selected epoch)``, or ResumeRefused saying why.
+    With ``restart``, a run whose last-epoch state is missing or unusable (one stored before
+    states were written, or whose write failed) trains again from epoch 1 instead of being
+    refused."""
     from kni_core import resume
     from kni_core.config import RunConfig
 
@@ -36,12 +39,14 @@ def plan(store: Any, run_id: int) -> tuple:
     try:
         state = resume.read(path, config=cfg.to_dict(), identity=run_identity(run))
     except KniError as e:
-        raise ResumeRefused(f"run {run_id}: cannot resume: {e}; nothing resumed") from None
+        if restart:
+            return run, 0, None
+        raise ResumeRefused(f"run {run_id}: cannot resume: {e}; nothing resumed (--restart trains it again "
+                            "from epoch 1)") from None
     if state["epoch"] > run.n_epochs:
         raise ResumeRefused(f"run {run_id}: its last-epoch state holds epoch {state['epoch']} but the run stores "
                             f"{run.n_epochs}; nothing resumed")
     return run, int(state["epoch"]), resume.selected(state)
-
 
 
 def sweep_runs(store: Any, sweep_id: int) -> tuple[list[int], str]:
