@@ -73,8 +73,14 @@ def _epochs(trainer: Trainer, repeats: int, warmup: int) -> dict:
             train_times.append(t1 - t0)
             eval_times.append(t2 - t1)
     train_s = statistics.median(train_times)
-    return {"train_epoch_seconds": round(train_s, 3), "eval_seconds": round(statistics.median(eval_times), 3),
+    return {"train_epoch_seconds": _sig(train_s), "eval_seconds": _sig(statistics.median(eval_times)),
             "train_steps_per_second": round(_batches(trainer) / train_s, 1)}
+
+
+def _sig(seconds: float) -> float:
+    """Three significant digits: a fixed number of decimals would print a floor model's
+    sub-millisecond epoch as 0."""
+    return float(f"{seconds:.3g}")
 
 
 def _batches(trainer: Trainer) -> int:
@@ -109,8 +115,8 @@ def _steps(trainer: Trainer, steps: int) -> dict:
     _sync(device)
     eval_step = (time.perf_counter() - t0) / n_batches
     eval_batches = sum(math.ceil(len(trainer.splits[s]) / chunk) for s in ("valid", "test"))
-    return {"steps": steps, "train_step_seconds": round(train_step, 5),
+    return {"steps": steps, "train_step_seconds": _sig(train_step),
             "train_steps_per_second": round(1 / train_step, 1),
             "train_epoch_seconds_estimate": round(train_step * _batches(trainer), 2),
-            "eval_batches": n_batches, "eval_batch_examples": chunk, "eval_step_seconds": round(eval_step, 5),
+            "eval_batches": n_batches, "eval_batch_examples": chunk, "eval_step_seconds": _sig(eval_step),
             "eval_seconds_estimate": round(eval_step * eval_batches, 2)}

@@ -57,6 +57,24 @@ class _VisibleFormatter(logging.Formatter):
         return visible(super().format(record))
 
 
+class _ConsoleHandler(logging.StreamHandler):
+    """Writes to the console's stream as it is when a record is logged (a Rich console without
+    a file follows sys.stdout / sys.stderr), not to the stream of the moment the handler was
+    made: that one may be closed since (a test runner's capture, a redirected command)."""
+
+    def __init__(self, shown: Console):
+        self._console = shown
+        super().__init__()
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return self._console.file
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def console(stderr: bool = False, **kwargs: Any) -> Console:
     """A console through which no stored text (a note, a name, an error) reaches the terminal
     with a control character in it: one path for every command's output."""
@@ -72,7 +90,7 @@ def consoles(json_out: bool) -> Console:
     shown = console(stderr=json_out)
     if not shown.is_terminal:                # a pipe or a file: plain, unpadded log lines
         shown = console(stderr=json_out, width=max(shown.width, 200))
-        handler: logging.Handler = logging.StreamHandler(shown.file)
+        handler: logging.Handler = _ConsoleHandler(shown)
         handler.setFormatter(_VisibleFormatter("%(levelname)s %(message)s"))
     else:
         handler = RichHandler(console=shown, show_time=False, show_path=False)
