@@ -20,6 +20,7 @@ from workbench.cli import app, package_version
 from workbench.cli.live import epoch_line
 from workbench.cli.run import _group_note
 from workbench.recipe import parse_recipe
+from workbench.runs.provenance import Code
 from workbench.runs.rows import new_run
 from workbench.store.liveness import this_host
 from workbench.store.records import Run, utcnow
@@ -102,7 +103,7 @@ def test_json_events_carry_the_run_id(tmp_path):
 
 def queue(store: Store, seed: int, status: str = COMPLETED, epochs: int = 1, pid: int | None = None) -> int:
     rec = parse_recipe(TINY)
-    run_id = store.create_run(new_run(rec.name, rec.text, rec.config_for(seed), prov=(None, None)))
+    run_id = store.create_run(new_run(rec.name, rec.text, rec.config_for(seed), prov=Code()))
     store.claim(run_id, pid or 1, this_host() if pid else "elsewhere")
     for e in range(1, epochs + 1):
         r = EpochResult(seed, e, 0.6, 0.7, 0.6, 0.65, 0.69, 0.61, 0.6, 1.0, 0.5)

@@ -18,6 +18,7 @@ from kni_core.train import EpochResult
 from workbench import analysis as cmp
 from workbench.cli import app
 from workbench.recipe import parse_recipe
+from workbench.runs.provenance import Code
 from workbench.runs.rows import new_run
 from workbench.store.repository import Store
 from workbench.store.statuses import COMPLETED, RUNNING
@@ -40,7 +41,7 @@ def add_run(store: Store, seed: int, test_aucs: list[float], *, name: str = "r",
     """A stored run whose epoch e has test_auc = test_aucs[e-1] (other metrics derived from it)."""
     rec = parse_recipe(RECIPE.format(name=name, kg=str(kg).lower()))
     cfg = rec.config_for(seed)
-    run_id = store.create_run(new_run(rec.name, rec.text, cfg, prov=("0", "abc")))
+    run_id = store.create_run(new_run(rec.name, rec.text, cfg, prov=Code("0", "abc")))
     store.claim(run_id, os.getpid(), "testhost")
     results = [EpochResult(seed, e, 0.7 - a / 10, a - 0.01, 1 - a, a / 2, a, 1.5 - a, a / 3, 0.25 * e, 0.125)
                for e, a in enumerate(test_aucs, start=1)]

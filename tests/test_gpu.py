@@ -28,6 +28,7 @@ from workbench.cli import app
 from workbench.runs.execute import execute
 from workbench.runs.launcher import threads_per_run
 from workbench.runs.listener import StoreListener
+from workbench.runs.provenance import Code
 from workbench.runs.rows import new_run
 from workbench.store.repository import Store
 from workbench.store.statuses import COMPLETED, FAILED
@@ -130,7 +131,7 @@ def test_real_cuda_out_of_memory_fails_the_run_and_keeps_its_epochs(cuda, tmp_pa
     step runs out for real."""
     store = Store.open(tmp_path / "runs.db")
     cfg = tiny_config("cuda", epochs=3, batch_size=4096)
-    run_id = store.create_run(new_run("oom", "", cfg, prov=(None, None)))
+    run_id = store.create_run(new_run("oom", "", cfg, prov=Code()))
     store.claim(run_id, os.getpid(), "here")
 
     class Starve(StoreListener):
@@ -162,12 +163,12 @@ def test_out_of_memory_fails_the_run_naming_the_setting_and_loses_nothing(tmp_pa
     the same database is untouched."""
     store = Store.open(tmp_path / "runs.db")
     cfg = tiny_config("cpu")
-    other = store.create_run(new_run("other", "", cfg, prov=(None, None)))
+    other = store.create_run(new_run("other", "", cfg, prov=Code()))
     store.claim(other, os.getpid(), "here")
     execute(cfg, [StoreListener(store, other, "valid")])
     before = [e.test_auc for e in store.epochs(other)]
 
-    run_id = store.create_run(new_run("oom", "", cfg, prov=(None, None)))
+    run_id = store.create_run(new_run("oom", "", cfg, prov=Code()))
     store.claim(run_id, os.getpid(), "here")
     original = getattr(Trainer, method)
     epochs_done = []

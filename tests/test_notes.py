@@ -14,6 +14,7 @@ from kni_core.results import EpochResult
 from workbench.analysis.diff import config_diff
 from workbench.cli import app
 from workbench.recipe import parse_recipe
+from workbench.runs.provenance import Code
 from workbench.runs.rows import new_run
 from workbench.store.errors import StoreError
 from workbench.store.records import group_target, run_target
@@ -35,7 +36,7 @@ def completed(store: Store, seed: int, name: str = "tiny", hidden: int = 16, dev
     rec = parse_recipe(RECIPE.format(name=name, hidden=hidden))
     cfg = rec.config_for(seed)
     cfg.device = device
-    run_id = store.create_run(new_run(rec.name, rec.text, cfg, prov=("0.1.0", "abc")))
+    run_id = store.create_run(new_run(rec.name, rec.text, cfg, prov=Code("0.1.0", "abc")))
     assert store.claim(run_id, 1, "elsewhere")
     for e in (1, 2):
         r = EpochResult(seed, e, 0.6, 0.7 + e / 100, 0.6, 0.65, 0.69 + e / 100, 0.61, 0.6, 1.0, 0.5)

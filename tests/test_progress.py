@@ -18,6 +18,7 @@ from kni_core.config import (
 from kni_core.data import prepare
 from kni_core.train import Trainer
 from workbench.runs import progress as pg, resources
+from workbench.runs.provenance import Code
 
 
 def tiny(epochs: int = 2, batch_size: int = 64) -> RunConfig:
@@ -138,7 +139,7 @@ def test_run_process_stores_progress_and_resources(tmp_path):
                        "eval: {n_eval: 2}\ndevice: cpu\n")
     cfg = rec.config_for(1)
     prepare(cfg)
-    run_id = store.create_run(new_run(rec.name, rec.text, cfg, prov=(None, None)))
+    run_id = store.create_run(new_run(rec.name, rec.text, cfg, prov=Code()))
     proc = spawn(store.url, run_id)
     try:
         def stored() -> bool:

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from workbench.cli import app
 from workbench.recipe import RecipeError, parse_recipe
 from workbench.runs.launcher import Launcher
+from workbench.runs.provenance import Code
 from workbench.runs.rows import new_run
 from workbench.store.liveness import this_host
 from workbench.store.repository import Store
@@ -192,7 +193,7 @@ def test_two_node_cluster_spreads_runs_and_a_dead_nodes_run_crashes(postgres_db)
         # Far more epochs than the test lasts: waiting out the node's death took long enough on a
         # fast machine for a 200-epoch run to finish before the stop request (completed, not cancelled).
         rec = parse_recipe(tiny_recipe("long", epochs=20000))
-        ids = [store.create_run(new_run(rec.name, rec.text, rec.config_for(s), prov=(None, None)), executor="ray")
+        ids = [store.create_run(new_run(rec.name, rec.text, rec.config_for(s), prov=Code()), executor="ray")
                for s in (1, 2)]
         statuses: dict = {}
         with RayExecutor(cpus_per_run=1, device="cpu") as executor:

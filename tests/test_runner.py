@@ -29,6 +29,7 @@ from workbench.runs.child import EXIT_CANCELLED, EXIT_REMOVED
 from workbench.runs.execute import execute
 from workbench.runs.launcher import Launcher, assign_gpus, spawn
 from workbench.runs.listener import StoreListener
+from workbench.runs.provenance import Code
 from workbench.runs.rows import new_run
 from workbench.store.errors import StoreError
 from workbench.store.repository import Store
@@ -46,7 +47,7 @@ def queue(store: Store, seed: int, epochs: int = 200, name: str = "long", **data
         setattr(cfg.dataset, k, v)
     if not dataset:
         prepare(cfg)                                  # as kni run does before spawning
-    return store.create_run(new_run(rec.name, rec.text, cfg, prov=(None, None)))
+    return store.create_run(new_run(rec.name, rec.text, cfg, prov=Code()))
 
 
 def has_epochs(store: Store, run_id: int, n: int = 1):

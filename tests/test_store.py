@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from kni_core.train import EpochResult
 from workbench.cli import app
 from workbench.recipe import parse_recipe
+from workbench.runs.provenance import Code
 from workbench.runs.rows import new_run
 from workbench.store import engine as store_engine, errors, liveness, migrations
 from workbench.store.errors import StoreError
@@ -53,7 +54,7 @@ def db(tmp_path):
 
 def queued(store: Store, seed: int = 1) -> int:
     rec = parse_recipe(RECIPE)
-    return store.create_run(new_run(rec.name, rec.text, rec.config_for(seed), prov=(None, None)))
+    return store.create_run(new_run(rec.name, rec.text, rec.config_for(seed), prov=Code()))
 
 
 def result(epoch: int, auc: float = 0.7) -> EpochResult:
@@ -165,7 +166,7 @@ def test_migration_from_first_version(db_url):
     engine.dispose()
     with Store.open(db_url) as store:               # a name longer than any VARCHAR of version 1
         rec = parse_recipe(RECIPE.replace("name: tiny", "name: " + "x" * 300))
-        long = store.create_run(new_run(rec.name, rec.text, rec.config_for(1), prov=(None, None)),
+        long = store.create_run(new_run(rec.name, rec.text, rec.config_for(1), prov=Code()),
                                 host="h" * 300)
         assert store.get(long).recipe == "x" * 300
 
@@ -563,6 +564,7 @@ import os, sys, time
 from kni_core.results import EpochResult, FitSummary
 from workbench.recipe import parse_recipe
 from workbench.runs.listener import StoreListener
+from workbench.runs.provenance import Code
 from workbench.runs.rows import new_run
 from workbench.store.repository import Store
 from workbench.store.liveness import this_host
@@ -572,7 +574,7 @@ while not os.path.exists(go):                     # all four start together
     time.sleep(0.01)
 store = Store.open(db)                            # the first ones race to create the layout
 rec = parse_recipe(sys.stdin.read())
-run = store.create_run(new_run(rec.name, rec.text, rec.config_for(seed), prov=(None, None)))
+run = store.create_run(new_run(rec.name, rec.text, rec.config_for(seed), prov=Code()))
 assert store.claim(run, os.getpid(), this_host())
 listener = StoreListener(store, run, "valid")     # the writes of a run process, retries included
 for e in range(1, n + 1):

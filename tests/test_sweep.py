@@ -26,6 +26,7 @@ from workbench.recipe.sweep import (
     require_optuna,
 )
 from workbench.runs.errors import Pruned
+from workbench.runs.provenance import Code
 from workbench.store.errors import StoreError
 from workbench.store.liveness import this_host
 from workbench.store.repository import Store
@@ -236,10 +237,10 @@ def test_sweep_rows_and_the_runs_of_a_sweep(tmp_path):
                                  seeds=rec.seeds, planned=2)
         ids = []
         for n, params in enumerate(rec.sweep.points(), start=1):
-            new = dataclasses.replace(new_run(rec.name, rec.text, rec.config_for_point(params, 1), prov=(None, None)),
+            new = dataclasses.replace(new_run(rec.name, rec.text, rec.config_for_point(params, 1), prov=Code()),
                                       sweep_id=sid, sweep_point=n, sweep_params=json.dumps(params))
             ids.append(store.create_run(new))
-        store.create_run(new_run(rec.name, rec.text, rec.config_for(1), prov=(None, None)))   # outside the sweep
+        store.create_run(new_run(rec.name, rec.text, rec.config_for(1), prov=Code()))   # outside the sweep
         assert [r.id for r in store.runs(sweep=sid)] == ids
         assert [(r.sweep_point, r.params) for r in store.runs(sweep=sid)] == \
                [(1, {"model.temperature": 1.0}), (2, {"model.temperature": 100.0})]
@@ -374,7 +375,7 @@ def test_a_grid_sweep_queues_every_point_and_seed_and_ranks_the_points(tmp_path)
     with Store.open(tmp_path / "runs.db") as store:
         launch, launched = play_runs(store, value, status={(4, 2): PRUNED, (1, 2): FAILED})
         queued: list = []
-        driver = SweepDriver(store, rec, launch, jobs=3, prov=(None, None),
+        driver = SweepDriver(store, rec, launch, jobs=3, prov=Code(),
                              on_queued=lambda sid, ids: queued.append((sid, ids)))
         sid = driver.start()
         assert queued == [(sid, list(range(1, 9)))] and len(launched) == 0
@@ -426,7 +427,7 @@ def test_tpe_asks_points_and_is_told_each_points_validation_auc_from_the_store(t
     def sweep(db: Path) -> tuple[list[dict], list[list[int]], list]:
         with Store.open(db) as store:
             launch, launched = play_runs(store, value)
-            driver = SweepDriver(store, rec, launch, jobs=3, prov=(None, None))
+            driver = SweepDriver(store, rec, launch, jobs=3, prov=Code())
             sid = driver.start()
             driver.run()
             runs = store.runs(sweep=sid)
@@ -463,7 +464,7 @@ def test_without_optuna_grid_sweeps_run_and_tpe_or_pruning_say_which_extra(tmp_p
     grid = recipe("sweep:\n  grid:\n    model.temperature: [1, 100]\n")
     with Store.open(tmp_path / "runs.db") as store:
         launch, _ = play_runs(store, lambda p, s, e: 0.6)
-        driver = SweepDriver(store, grid, launch, prov=(None, None))
+        driver = SweepDriver(store, grid, launch, prov=Code())
         driver.start()
         assert set(driver.run().values()) == {COMPLETED}
         from workbench.runs.child import sweep_listeners
@@ -540,7 +541,7 @@ def test_a_pruned_run_process_stops_keeps_its_epochs_and_ends_pruned(tmp_path):
     with Store.open(tmp_path / "runs.db") as store:
         prepare(rec.config_for(1))
         driver = SweepDriver(store, rec, lambda ids, cfgs: (Launcher(store, jobs=1).run(ids), False),
-                             prov=(None, None))
+                             prov=Code())
         sid = driver.start()
         study = prune_study(store, sid, rec.sweep.prune)      # a finished run far better at every epoch
         done = study.ask()

@@ -31,6 +31,7 @@ from kni_core.train import Trainer
 from workbench import analysis as cmp
 from workbench.cli import app
 from workbench.recipe import parse_recipe
+from workbench.runs.provenance import Code
 from workbench.runs.rows import new_run
 from workbench.store import migrations
 from workbench.store.repository import Store
@@ -204,7 +205,7 @@ def topk_result(epoch: int, recall20: float, protocol: str = "sampled") -> TopKR
 
 def add_run(store: Store, seed: int, aucs: list[float], best: int, recall20: float | None, name="mf") -> int:
     rec = parse_recipe(RECIPE.format(name=name))
-    run_id = store.create_run(new_run(rec.name, rec.text, rec.config_for(seed), prov=("0", "abc")))
+    run_id = store.create_run(new_run(rec.name, rec.text, rec.config_for(seed), prov=Code("0", "abc")))
     store.claim(run_id, os.getpid(), "testhost")
     results = [EpochResult(seed, e, 0.5, a, 0.6, 0.6, a, 0.6, 0.6, 1.0, 0.5) for e, a in enumerate(aucs, 1)]
     for r in results:

@@ -15,6 +15,7 @@ from kni_core.results import EpochResult, FitSummary
 from workbench.recipe import parse_recipe
 from workbench.runs.errors import Pruned
 from workbench.runs.listener import StoreListener
+from workbench.runs.provenance import Code
 from workbench.runs.rows import new_run
 from workbench.store.liveness import this_host
 from workbench.store.repository import Store
@@ -127,12 +128,12 @@ def seed_sweep(store: Store) -> int:
     aucs = {(1, 1): [0.60, 0.64], (1, 2): [0.61, 0.65], (2, 1): [0.70, 0.76], (2, 2): [0.55]}
     for number, params in enumerate(rec.sweep.points(), start=1):
         for seed in rec.seeds:
-            new = dataclasses.replace(new_run(rec.name, rec.text, rec.config_for_point(params, seed), prov=(None, None)),
+            new = dataclasses.replace(new_run(rec.name, rec.text, rec.config_for_point(params, seed), prov=Code()),
                                       sweep_id=sid, sweep_point=number, sweep_params=json.dumps(params))
             run_id = store.create_run(new)
             play(store, run_id, aucs[(number, seed)], PRUNED if (number, seed) == (2, 2) else COMPLETED)
     other = parse_recipe(SWEEP.split("sweep:")[0].replace("tiny-sweep", "plain"))
-    play(store, store.create_run(new_run(other.name, other.text, other.config_for(1), prov=(None, None))),
+    play(store, store.create_run(new_run(other.name, other.text, other.config_for(1), prov=Code())),
          [0.5], COMPLETED)
     store.finish_sweep(sid)
     return sid

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..config import RunConfig
 from ..errors import DataError
 from .formats import read_folder
-from .prepare import PreparedData, prepare_cached, source_fingerprint
+from .prepare import PreparedData, prepare_cached, source_digests, source_fingerprint
 from .raw import RawDataset
 from .registry import DATASETS, locate, spec
 from .synthetic import generate, spec_from_params
@@ -66,6 +66,7 @@ def prepare(cfg: RunConfig, use_cache: bool = True, mmap: bool = False) -> Prepa
     """The preprocessed dataset for ``cfg``: from the cache when its settings were seen before
     (``mmap``: its adjacency table memory-mapped, read-only, for readers of a few rows)."""
     folder = source_folder(cfg)
+    digests = None
     if folder is None:
         dataset_id = "synthetic"
         fingerprint: object = asdict(spec_from_params(cfg.dataset.synthetic))
@@ -74,4 +75,6 @@ def prepare(cfg: RunConfig, use_cache: bool = True, mmap: bool = False) -> Prepa
             raise DataError("no such folder (dataset.path)", folder)
         dataset_id = cfg.dataset.name if not cfg.dataset.path else folder.name
         fingerprint = folder_fingerprint(folder, cfg)
-    return prepare_cached(lambda: load_raw(cfg), cfg, dataset_id, fingerprint, use_cache, mmap=mmap)
+        digests = lambda: source_digests(folder)     # noqa: E731
+    return prepare_cached(lambda: load_raw(cfg), cfg, dataset_id, fingerprint, use_cache, mmap=mmap,
+                          digests=digests)

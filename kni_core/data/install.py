@@ -21,7 +21,7 @@ from ..config import RunConfig, stable_hash
 from ..errors import DataError
 from . import folder_fingerprint
 from .formats import read_folder
-from .prepare import PreparedData, build, prepared_dir, preprocessing_settings, save, source_fingerprint
+from .prepare import PreparedData, build, prepared_dir, preprocessing_settings, save, source_digests, source_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ def install(source: Path, cfg: RunConfig) -> PreparedData:
     log.info("installed %s as %s", source, target)
     # 4. cache the checked result under the key prepare() computes for the installed copy
     prepared.key = stable_hash({"settings": preprocessing_settings(cfg), "source": fingerprint})
+    prepared.sources = source_digests(target)
     try:
         save(prepared, prepared_dir(target.name, prepared.key))
     except OSError as e:

@@ -71,6 +71,9 @@ class PreparedData:
     # then show the internal ids only: kni explain).
     raw_ids: np.ndarray | None = None
     raw_relations: np.ndarray | None = None
+    # The sha256 of each source file the data was prepared from (empty for generated data):
+    # what a run records so a reader can check which files gave its numbers.
+    sources: dict = field(default_factory=dict)
 
     @property
     def threshold(self) -> float:
@@ -306,6 +309,11 @@ def source_fingerprint(folder: Path) -> list:
     return sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in Path(folder).iterdir() if p.is_file())
 
 
+def source_digests(folder: Path) -> dict[str, str]:
+    """The sha256 of each file of ``folder`` (the files :func:`source_fingerprint` lists)."""
+    return {p.name: _sha256(p) for p in sorted(Path(folder).iterdir()) if p.is_file()}
+
+
 def prepared_dir(dataset_id: str, key: str) -> Path:
     return cache_root() / "prepared" / f"{dataset_id}-{key}"
 
@@ -342,7 +350,8 @@ def save(prepared: PreparedData, directory: Path) -> bool:
         digests = {name: _sha256(tmp / name) for name in CACHE_FILES if (tmp / name).exists()}
         (tmp / "meta.json").write_text(json.dumps({"n_entity": prepared.n_entity, "stats": prepared.stats,
                                                    "key": prepared.key, "n_relation": prepared.n_relation,
-                                                   "n_users": prepared.n_users, "digests": digests}, indent=2))
+                                                   "n_users": prepared.n_users, "digests": digests,
+                                                   "sources": prepared.sources}, indent=2))
         if directory.exists():
             shutil.rmtree(directory)
         tmp.rename(directory)
@@ -382,7 +391,8 @@ def load(directory: Path, mmap: bool = False) -> PreparedData | None:
         table = np.load(directory / "adjacency.npy", mmap_mode="r" if mmap else None)
         data = PreparedData(arrays["train"], arrays["valid"], arrays["test"], table, meta["n_entity"],
                             meta["stats"], meta["key"], from_cache=True, kg_triples=arrays["kg_triples"],
-                            n_relation=meta["n_relation"], n_users=meta["n_users"], items=arrays["items"])
+                            n_relation=meta["n_relation"], n_users=meta["n_users"], items=arrays["items"],
+                            sources=meta.get("sources") or {})
     except CacheDamaged:
         raise
     except Exception as e:               # a truncated zip, a bad header, a missing key: not a usable cache
@@ -414,10 +424,13 @@ def _check(data: PreparedData) -> None:
 
 
 def prepare_cached(raw_loader, cfg: RunConfig, dataset_id: str, fingerprint: object,
-                   use_cache: bool = True, mmap: bool = False) -> PreparedData:
+                   use_cache: bool = True, mmap: bool = False, digests=None) -> PreparedData:
     """Load the prepared data for ``cfg`` from the cache, or build and store it.
 
     ``raw_loader`` is only called on a cache miss, so a hit skips reading the source files.
+    ``digests`` (a callable giving the source files' sha256) is called when the data is built
+    and its result kept in the cache; a hit on a cache written without them calls it again (the
+    fingerprint in the key says the files are the same).
     """
     key = stable_hash({"settings": preprocessing_settings(cfg), "source": fingerprint})
     directory = prepared_dir(dataset_id, key)
@@ -428,6 +441,8 @@ def prepare_cached(raw_loader, cfg: RunConfig, dataset_id: str, fingerprint: obj
             log.warning("the preprocessed cache %s is damaged (%s); it is rebuilt", directory, e)
             hit = None
         if hit is not None:
+            if not hit.sources and digests is not None:
+                hit.sources = digests()
             log.info("reused the preprocessed cache %s", directory)
             for w in hit.stats.get("warnings", []):
                 log.warning("%s: %s", dataset_id, w)
@@ -435,6 +450,7 @@ def prepare_cached(raw_loader, cfg: RunConfig, dataset_id: str, fingerprint: obj
     raw = raw_loader()
     prepared = build(raw, cfg)
     prepared.key = key
+    prepared.sources = digests() if digests is not None else {}
     if use_cache and save(prepared, directory):
         log.info("preprocessed in %.1f s, cached at %s", prepared.stats["seconds"], directory)
     return prepared

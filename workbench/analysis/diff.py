@@ -2,8 +2,9 @@
 
 Both resolved configs are flattened to ``section.key`` paths; the result lists the keys whose
 values differ (a key only one of them has shows as absent), and always the run-level facts a
-reader needs to interpret any difference: recipe, seed and the device the run used. Code
-provenance (package version, git commit) is listed when it differs.
+reader needs to interpret any difference: recipe, seed and the device the run used. Provenance
+(package version, git commit, working tree, Python / torch / CUDA versions, data digests:
+:mod:`.provenance`) is listed where it differs and both runs recorded it.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .provenance import listed, read
+
 #: Shown whether or not they differ.
 ALWAYS = ("recipe", "seed", "device")
-#: Shown when they differ.
-PROVENANCE = ("package_version", "git_commit")
 
 
 class Absent:
@@ -66,7 +67,11 @@ def config_diff(a: Any, b: Any) -> ConfigDiff:
     keys = list(fa) + [k for k in fb if k not in fa]
     out.differences = [(k, fa.get(k, ABSENT), fb.get(k, ABSENT)) for k in sorted(keys, key=_order)
                        if fa.get(k, ABSENT) != fb.get(k, ABSENT)]
-    out.differences += [(k, getattr(a, k), getattr(b, k)) for k in PROVENANCE if getattr(a, k) != getattr(b, k)]
+    pa, pb = listed(read(a)), listed(read(b))
+    keys = list(pa) + [k for k in pb if k not in pa]
+    # a fact only one run recorded (a row from before it was) is no difference, but the code is
+    out.differences += [(k, pa.get(k), pb.get(k)) for k in keys if pa.get(k) != pb.get(k)
+                        and (k in ("package_version", "git_commit") or None not in (pa.get(k), pb.get(k)))]
     return out
 
 

@@ -15,13 +15,16 @@ from ..store.records import METRICS
 from .floors import group_floor, vs_floor
 from .groups import Group, group_points
 from .metrics import stratum_columns, topk_columns, topk_order
+from .provenance import read as read_provenance
 from .selection import RunPoint
 from .strata import stratum_order
 
+#: The provenance a run row carries (the data files' digests: kni show --json).
+EXPORTED_PROVENANCE = ("dirty", "diff_sha256", "python", "torch", "cuda", "data_key")
 RUN_COLUMNS = ("run_id", "recipe", "dataset", "model", "config_hash", "seed", "status", "counts", "device", "select_on",
                "at", "epoch", *METRICS, "train_seconds", "eval_seconds", "best_epoch", "epochs", "max_epochs",
                "stopped_early", "seconds_per_epoch", "started_at", "finished_at", "package_version",
-               "git_commit", "tags", "note", "group_tags", "group_note")
+               "git_commit", *EXPORTED_PROVENANCE, "tags", "note", "group_tags", "group_note")
 GROUP_COLUMNS = ("group", "group_by", "label", "recipe", "dataset", "model", "config_hash", "n", "seeds", "at",
                  *[f"{m}_{s}" for m in METRICS for s in ("mean", "std")], "epoch_mean", "epoch_std",
                  "train_seconds_per_epoch", "eval_seconds_per_epoch", "seconds_per_epoch", "run_ids", "tags", "note",
@@ -55,6 +58,7 @@ def run_rows(pts: Sequence[RunPoint], at: str | int) -> list[dict]:
                "seconds_per_epoch": (tr + ev) if p.epochs and math.isfinite(tr + ev) else None,
                "started_at": r.started_at, "finished_at": r.finished_at,
                "package_version": r.package_version, "git_commit": r.git_commit,
+               **{k: v for k, v in read_provenance(r).items() if k in EXPORTED_PROVENANCE},
                "tags": " ".join(r.tags), "note": r.note, "group_tags": " ".join(r.group_tags),
                "group_note": r.group_note, **p.topk, **p.strata}
         rows.append({k: json_value(v) for k, v in row.items()})

@@ -8,6 +8,7 @@ Errors print one line on stderr and exit with status 2 without touching the stor
 from __future__ import annotations
 
 import logging
+import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, List, NoReturn, Optional
 
@@ -58,17 +59,16 @@ class _VisibleFormatter(logging.Formatter):
 
 
 class _ConsoleHandler(logging.StreamHandler):
-    """Writes to the console's stream as it is when a record is logged (a Rich console without
-    a file follows sys.stdout / sys.stderr), not to the stream of the moment the handler was
-    made: that one may be closed since (a test runner's capture, a redirected command)."""
+    """Writes to the console's stream, and to stderr once that stream is closed (a command run
+    inside another program, e.g. a test runner's capture, ends before the process does)."""
 
     def __init__(self, shown: Console):
-        self._console = shown
+        self._file = shown.file
         super().__init__()
 
     @property
     def stream(self):  # type: ignore[override]
-        return self._console.file
+        return sys.stderr if getattr(self._file, "closed", False) else self._file
 
     @stream.setter
     def stream(self, _value) -> None:

@@ -121,7 +121,8 @@ def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Opti
 
     from ..recipe import load_recipe
     from ..runs.checkpoints import checkpoint_folder
-    from ..runs.rows import fit_summary, new_run, provenance
+    from ..runs.provenance import code
+    from ..runs.rows import fit_summary, new_run
     from ..store.errors import StoreError
     from ..store.repository import Store
     console = consoles(json_out)
@@ -151,7 +152,7 @@ def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Opti
     except KeyboardInterrupt:
         console.print("[yellow]interrupted before any run was queued[/]")
         raise typer.Exit(130)
-    prov = provenance()
+    prov = code()
     ids: list[int] = []
     try:
         for cfg in configs:
@@ -321,7 +322,7 @@ def run_sweep(rec: Any, json_out: bool, checkpoint_dir: Optional[Path], jobs: in
     ``runner`` (default: local child processes; a Ray executor for the whole sweep)."""
     from kni_core.data import prepare
 
-    from ..runs.rows import provenance
+    from ..runs.provenance import code
     from ..store.errors import StoreError
     from ..store.repository import Store
     try:
@@ -354,7 +355,7 @@ def run_sweep(rec: Any, json_out: bool, checkpoint_dir: Optional[Path], jobs: in
                           f"{escape(store.where)}, {jobs} at a time", highlight=False)
 
     from ..sweeps.driver import SweepDriver
-    driver = SweepDriver(store, rec, launch, jobs=jobs, prov=provenance(), on_queued=queued,
+    driver = SweepDriver(store, rec, launch, jobs=jobs, prov=code(), on_queued=queued,
                                       prepare=prepared, executor=runner.name if runner is not None else "local")
     if not json_out:
         console.print(f"[bold]{rec.name}[/]: {escape(rec.sweep.describe(len(rec.seeds)))}", highlight=False)

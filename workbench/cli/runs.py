@@ -233,8 +233,13 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
         head.add_row("note", Text(run.note))
     if run.group_note:
         head.add_row("group note", Text(run.group_note))
+    from ..analysis.provenance import describe_code, describe_data, describe_environment, read
+    provenance = read(run)
     if run.package_version or run.git_commit:
-        head.add_row("code", f"kni-workbench {run.package_version or '?'}, commit {run.git_commit or '?'}")
+        head.add_row("code", describe_code(provenance))
+    for label, text in (("environment", describe_environment(provenance)), ("data", describe_data(provenance))):
+        if text:
+            head.add_row(label, text)
     if run.recipe_path:
         head.add_row("recipe file", run.recipe_path)
     head.add_row("checkpoint", Text(checkpoint.text(), style="bold red" if checkpoint.missing else ""))
@@ -287,7 +292,7 @@ def last_state_text(url: str, run: Run) -> str:
     """The run's last-epoch state (what kni resume continues from): its file and latest write."""
     from ..runs.checkpoints import human_size, last_state_path
     path = last_state_path(url, run.id)
-    written = (f", written in {run.last_state_seconds:.2f} s after each epoch" if run.last_state_seconds is not None
+    written = (f", its latest write took {run.last_state_seconds:.2f} s" if run.last_state_seconds is not None
                else "")
     if path.is_file():
         return f"{path} ({human_size(path.stat().st_size)}{written}; kni resume {run.id} continues from it)"

@@ -132,16 +132,27 @@ def _reference(mat: cmp.Matrix, reference: str | None) -> str | None:
 
 
 def provenance(group: cmp.Group) -> dict:
-    """The code and data a group's runs came from, flagging a group whose runs differ."""
+    """The code, environment and data a group's runs came from, flagging a group whose runs
+    differ in code or data (:func:`workbench.analysis.provenance.differences`)."""
+    from ..analysis.provenance import describe_code, describe_data, describe_environment, differences, read
     runs = [m.run for m in group.members]
-    versions = sorted({r.package_version or "?" for r in runs})
-    commits = sorted({r.git_commit or "?" for r in runs})
-    datasets = sorted({r.dataset for r in runs})
+    facts = [read(r) for r in runs]
+    versions = sorted({p["package_version"] or "?" for p in facts})
+    commits = sorted({p["git_commit"] or "?" for p in facts})
+
+    def distinct(describe) -> list[str]:
+        return sorted({describe(p) or "not recorded" for p in facts})
+
+    differ = differences(runs)
     flags = []
-    if len(commits) > 1 or len(versions) > 1:
-        flags.append("its runs come from different code")
-    if any(c.endswith("+dirty") for c in commits):
+    if differ["code"]:
+        flags.append(f"its runs come from different code ({', '.join(differ['code'])})")
+    if differ["data"]:
+        flags.append(f"its runs read different data ({', '.join(differ['data'])})")
+    if any(p["dirty"] for p in facts):
         flags.append("some runs ran from a working tree with uncommitted changes")
-    return {"versions": versions, "commits": commits, "datasets": datasets, "flags": flags,
-            "runs": [r.id for r in runs], "seeds": [r.seed for r in runs], "config_hash": runs[0].config_hash
-            if runs else None}
+    return {"versions": versions, "commits": commits, "datasets": sorted({r.dataset for r in runs}),
+            "code": distinct(describe_code), "environment": distinct(describe_environment),
+            "data": distinct(describe_data), "differ": differ, "flags": flags,
+            "runs": [r.id for r in runs], "seeds": [r.seed for r in runs],
+            "config_hash": runs[0].config_hash if runs else None}

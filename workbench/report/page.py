@@ -67,14 +67,17 @@ def _floor_key(cell) -> str | None:
 
 def groups_html(report: ReportData) -> str:
     out = ["<table><thead><tr><th>group</th><th>label</th><th>runs</th><th>seeds</th><th>code</th>"
-           "<th>notes</th></tr></thead><tbody>"]
+           "<th>environment</th><th>data</th><th>notes</th></tr></thead><tbody>"]
     for g in report.groups:
         prov = report.provenance[g.key]
-        code = f"{', '.join(prov['versions'])} @ {', '.join(prov['commits'])}"
+
+        def lines(key: str) -> str:
+            return "<br>".join(_e(t) for t in prov[key])
         flags = "; ".join(prov["flags"])
         out.append(f"<tr><td><code>{_e(prov['config_hash'] or g.key)}</code></td><td>{_e(g.label)}</td>"
                    f"<td>{_e(' '.join(map(str, prov['runs'])))}</td><td>{_e(' '.join(map(str, prov['seeds'])))}</td>"
-                   f"<td>{_e(code)}</td><td class=flag>{_e(flags)}</td></tr>")
+                   f"<td>{lines('code')}</td><td>{lines('environment')}</td><td>{lines('data')}</td>"
+                   f"<td class=flag>{_e(flags)}</td></tr>")
     out.append("</tbody></table>")
     return "".join(out)
 

@@ -113,7 +113,9 @@ class StoreListener:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         if device.startswith("cuda") and visible:
             device = f"{device} (CUDA_VISIBLE_DEVICES={visible})"
-        self._write("the start", lambda: self.store.record_start(self.run_id, device, start.data_stats))
+        from .provenance import environment
+        facts = environment(start.data)
+        self._write("the start", lambda: self.store.record_start(self.run_id, device, start.data_stats, facts))
         if start.data is not None:
             self._keep_floor(start)
 

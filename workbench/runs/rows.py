@@ -5,7 +5,6 @@ of stored rows (torch-free: the launcher and the views use them)."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Sequence
 
@@ -14,6 +13,7 @@ from kni_core.config import RunConfig
 from kni_core.results import EpochResult, FitSummary
 
 from ..store.records import Epoch, NewRun, Run
+from .provenance import Code, code
 
 
 def model_label(cfg: RunConfig) -> str:
@@ -50,33 +50,13 @@ def fit_summary(run: Run, epochs: Sequence[Epoch]) -> FitSummary | None:
     return FitSummary(run.seed, best.epoch, epoch_result(run.seed, best), len(epochs), bool(run.stopped_early))
 
 
-def provenance() -> tuple[str | None, str | None]:
-    """(package version, git commit of the source tree, ``+dirty`` when modified) when known."""
-    version = commit = None
-    try:
-        from importlib.metadata import version as _version
-        version = _version("kni-workbench")
-    except Exception:                       # noqa: BLE001 - not installed as a package
-        pass
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
-        if out.returncode == 0 and out.stdout.strip():
-            commit = out.stdout.strip()[:40]
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                                   capture_output=True, text=True, timeout=5)
-            if dirty.returncode == 0 and dirty.stdout.strip():
-                commit = commit[:12] + "+dirty"
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return version, commit
-
-
 def new_run(recipe_name: str, recipe_text: str, cfg: RunConfig, recipe_path: str | None = None,
-            prov: tuple[str | None, str | None] | None = None) -> NewRun:
-    """The queued row of one seed of a recipe."""
-    version, commit = prov if prov is not None else provenance()
+            prov: Code | None = None) -> NewRun:
+    """The queued row of one seed of a recipe (``prov``: the code it is queued with, default
+    this process's)."""
+    prov = prov if prov is not None else code()
     return NewRun(recipe=recipe_name, recipe_text=recipe_text, config_json=json.dumps(cfg.to_dict(), sort_keys=True),
                   config_hash=cfg.config_hash(), dataset=dataset_label(cfg), model=model_label(cfg), seed=cfg.seed,
                   device=cfg.device, max_epochs=cfg.train.epochs, select_on=cfg.train.select_on,
-                  recipe_path=recipe_path, package_version=version, git_commit=commit)
+                  recipe_path=recipe_path, package_version=prov.version, git_commit=prov.commit,
+                  provenance=prov.as_json())

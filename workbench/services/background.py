@@ -251,8 +251,9 @@ def launcher_main(argv: list[str] | None = None) -> int:
     ids: list[int] = []
     try:
         from ..runs.launcher import Launcher, visible_gpus
-        from ..runs.rows import new_run, provenance
-        prov = provenance()
+        from ..runs.provenance import code
+        from ..runs.rows import new_run
+        prov = code()
         for r in recipes:                      # a suite: every recipe's runs in one queue, in order
             for cfg in r.configs():
                 ids.append(store.create_run(new_run(r.name, r.text, cfg, r.path, prov), executor=executor.name))
@@ -320,7 +321,7 @@ def _run_sweep(store: Store, rec: Recipe, jobs: int, stop: threading.Event, exec
     from kni_core.data import prepare
 
     from ..runs.launcher import Launcher, visible_gpus
-    from ..runs.rows import provenance
+    from ..runs.provenance import code
     from ..sweeps.driver import SweepDriver
     told: list[bool] = []
 
@@ -337,7 +338,7 @@ def _run_sweep(store: Store, rec: Recipe, jobs: int, stop: threading.Event, exec
         statuses = launcher.run(ids)
         return statuses, bool(launcher.stop_requested) or stop.is_set()
 
-    driver = SweepDriver(store, rec, launch, jobs=jobs, prov=provenance(), on_queued=queued, prepare=prepare,
+    driver = SweepDriver(store, rec, launch, jobs=jobs, prov=code(), on_queued=queued, prepare=prepare,
                          executor=executor.name)
     try:
         with executor if executor.name == "ray" else contextlib.nullcontext():   # a local Ray ends with us

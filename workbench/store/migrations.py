@@ -210,6 +210,12 @@ def _migrate_10(conn: Connection) -> None:
     md.tables["attempts"].create(conn)
 
 
+def _migrate_11(conn: Connection) -> None:
+    """Provenance a reader can check (issue 19): the working tree's state and diff digest, the
+    Python / torch / CUDA versions, the data files' digests and the prepared cache key."""
+    _add_column(conn, "runs", Column("provenance", Text))
+
+
 #: (version reached, what it does, the step). Append only; never edit a released step.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "first layout: meta, runs, epochs", _migrate_1),
@@ -222,6 +228,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (8, "runs.checkpoint", _migrate_8),
     (9, "floors: the popularity floor of each split; runs.strata", _migrate_9),
     (10, "attempts: the earlier attempts of resumed runs; runs.last_state_bytes/seconds", _migrate_10),
+    (11, "runs.provenance: code, environment and data digests", _migrate_11),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

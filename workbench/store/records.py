@@ -69,6 +69,7 @@ class NewRun:
     sweep_id: int | None = None
     sweep_point: int | None = None
     sweep_params: str | None = None           # JSON
+    provenance: str | None = None             # JSON: the code part (workbench.runs.provenance)
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class Run:
     strata: str | None = None                 # JSON: AUC by stratum at the selected epoch
     last_state_bytes: int | None = None       # the last-epoch state a resume continues from: its size
     last_state_seconds: float | None = None   # and how long its latest write took
+    provenance: str | None = None             # JSON: code, environment, data (workbench.runs.provenance)
     # not columns: filled by the store's queries
     n_epochs: int = 0
     damage: tuple[str, ...] = ()
@@ -348,6 +350,7 @@ def run_to_dict(run: Run, status: str | None = None) -> dict:
         "sweep_id": run.sweep_id, "sweep_point": run.sweep_point, "sweep_params": run.params or None,
         "checkpoint": run.checkpoint,
         "last_state_bytes": run.last_state_bytes, "last_state_seconds": run.last_state_seconds,
+        "provenance": _json_or_none(run.provenance),
     }
 
 

@@ -267,7 +267,8 @@ class Store(Annotations, Attempts):
                       created_at=now, heartbeat_at=now, max_epochs=new.max_epochs,
                       select_on=new.select_on, stopped_early=False, executor=executor,
                       package_version=new.package_version, git_commit=new.git_commit,
-                      sweep_id=new.sweep_id, sweep_point=new.sweep_point, sweep_params=new.sweep_params)
+                      provenance=new.provenance, sweep_id=new.sweep_id, sweep_point=new.sweep_point,
+                      sweep_params=new.sweep_params)
             s.add(run)
             s.flush()
             return run.id
@@ -293,11 +294,23 @@ class Store(Annotations, Attempts):
                                        heartbeat_at=now))
             return result.rowcount == 1
 
-    def record_start(self, run_id: int, device: str, data_stats: dict | None) -> None:
+    def record_start(self, run_id: int, device: str, data_stats: dict | None,
+                     provenance: dict | None = None) -> None:
+        """The run process's start: its device, the data's statistics, and the provenance it
+        adds to the code's recorded at queue time (its environment and data: a resumed run's
+        latest attempt)."""
         with self._write() as s:
-            result = s.execute(update(RunRow).where(RunRow.id == run_id).values(
-                device=device, data_stats=json.dumps(data_stats, default=str) if data_stats else None,
-                heartbeat_at=utcnow()))
+            values: dict = {"device": device, "heartbeat_at": utcnow(),
+                            "data_stats": json.dumps(data_stats, default=str) if data_stats else None}
+            if provenance:
+                stored = s.scalar(select(RunRow.provenance).where(RunRow.id == run_id))
+                try:
+                    merged = json.loads(stored) if stored else {}
+                except ValueError:                   # a damaged value: the new facts replace it
+                    merged = {}
+                values["provenance"] = json.dumps({**(merged if isinstance(merged, dict) else {}), **provenance},
+                                                  sort_keys=True)
+            result = s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
             if result.rowcount == 0:
                 raise self._gone(run_id)
 

@@ -132,6 +132,8 @@ class RunRow(Base):
     # schema version 10: the last-epoch state a resume continues from (its latest write)
     last_state_bytes: Mapped[int | None] = mapped_column(BigInteger)
     last_state_seconds: Mapped[float | None] = mapped_column(Float)
+    # schema version 11: the code, environment and data that gave the run's numbers (JSON)
+    provenance: Mapped[str | None] = mapped_column(Text)
 
 
 

@@ -56,7 +56,7 @@ class SweepDriver:
     (recorded on each row)."""
 
     def __init__(self, store: Store, recipe: Recipe, launch: LaunchFn, *, jobs: int = 1,
-                 prov: tuple[str | None, str | None] | None = None,
+                 prov: Any | None = None,             # workbench.runs.provenance.Code
                  on_queued: Callable[[int, list[int]], None] | None = None,
                  prepare: Callable[[RunConfig], Any] | None = None, executor: str = "local"):
         if recipe.sweep is None:

@@ -210,7 +210,12 @@ class RunDetailScreen(Screen):
             info.append(f", started {run.started_at:%H:%M:%S}")
         if run.finished_at:
             info.append(f", finished {run.finished_at:%H:%M:%S}")
-        info.append(f"\ncode kni-workbench {run.package_version or '?'}, commit {run.git_commit or '?'}\n")
+        from ...analysis.provenance import describe_code, describe_data, describe_environment, read
+        provenance = read(run)
+        info.append(f"\ncode {describe_code(provenance)}\n")
+        for label, text in (("environment", describe_environment(provenance)), ("data", describe_data(provenance))):
+            if text:
+                info.append(f"{label} {text}\n")
         try:
             attempts = self.app.data.store.attempts(run)
         except StoreError:
