@@ -120,9 +120,20 @@ def read(path: str | os.PathLike, config: dict | None = None, identity: dict | N
     if identity is not None and state.get("identity") != identity:
         raise CheckpointUnreadable(f"last-epoch state {path}: belongs to another run ({_who(state.get('identity'))}, "
                                    f"not {_who(identity)}); is it another database's checkpoint folder?")
-    if config is not None and state.get("config") != config:
+    if config is not None and not continuable(state.get("config"), config):
         raise CheckpointUnreadable(f"last-epoch state {path}: saved for another configuration than the run's")
     return state
+
+
+def continuable(saved: Any, config: dict) -> bool:
+    """Whether a state saved under ``saved`` continues under ``config``: the same configuration
+    but for ``train.epochs`` (a run extended to more epochs goes on from its state; nothing
+    before the last epoch depends on how many there will be)."""
+    def without_epochs(c: Any) -> Any:
+        if not isinstance(c, dict) or not isinstance(c.get("train"), dict):
+            return c
+        return {**c, "train": {k: v for k, v in c["train"].items() if k != "epochs"}}
+    return without_epochs(saved) == without_epochs(config)
 
 
 def _who(identity: Any) -> str:

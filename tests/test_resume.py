@@ -232,6 +232,51 @@ def test_restart_trains_a_run_without_its_state_again_from_epoch_1(tmp_path, uni
     assert epochs == uninterrupted                     # its stored epochs replaced, not appended to
 
 
+def test_a_completed_run_extended_with_epochs_is_the_longer_run(tmp_path, uninterrupted):
+    """kni resume --epochs: a 4-epoch run that kept its last-epoch state, continued to 6, has
+    the 6-epoch run's numbers and joins its group (train.epochs is part of the configuration)."""
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+    from workbench.recipe import load_recipe
+    from workbench.store.repository import Store
+    db = tmp_path / "runs.db"
+
+    def cli(*args: str):
+        return CliRunner().invoke(app, [*args, "--db", str(db)])
+    res = cli("run", str(QUICKSTART), "--seeds", "1", "--set", "train.epochs=4", "--set", "train.keep_last=true")
+    assert res.exit_code == 0, res.output
+    with Store.open(db, readonly=True) as store:
+        before = store.get(1)
+    for args, expected in ((("--epochs", "4"), "not more than the 4 it ran"), ((), "completed")):
+        refused = cli("resume", "1", *args)
+        assert refused.exit_code == 2 and expected in refused.output, refused.output
+    res = cli("resume", "1", "--epochs", "6")
+    assert res.exit_code == 0, res.output
+    cfg = load_recipe(QUICKSTART).config_for(1)
+    longer = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=6)).validate()
+    assert "continues after epoch 4 to epoch 6" in res.output and longer.config_hash()[:8] in res.output
+    with Store.open(db, readonly=True) as store:
+        run = store.get(1)
+        epochs = [(e.epoch, e.train_loss, e.valid_auc, e.test_auc) for e in store.epochs(1)]
+    assert (run.status, run.n_epochs, run.max_epochs, run.config["train"]["epochs"]) == ("completed", 6, 6, 6)
+    assert run.config_hash == longer.config_hash() != before.config_hash
+    assert epochs == uninterrupted                                          # bitwise the 6-epoch run
+
+
+def test_a_completed_run_without_its_state_is_not_extended(tmp_path):
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+    db = tmp_path / "runs.db"
+    res = CliRunner().invoke(app, ["run", str(QUICKSTART), "--seeds", "1", "--set", "train.epochs=1", "--db", str(db)])
+    assert res.exit_code == 0, res.output
+    refused = CliRunner().invoke(app, ["resume", "1", "--epochs", "3", "--db", str(db)])
+    assert refused.exit_code == 2 and "train.keep_last: true" in refused.output, refused.output
+
+
 def test_a_running_or_completed_run_is_not_resumed(tmp_path):
     import os
 

@@ -24,6 +24,12 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
                                                 help="A run without a usable last-epoch state (stored before "
                                                 "states were written, or whose write failed) trains again "
                                                 "from epoch 1 instead of being refused."),
+                   epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
+                                                        help="Continue to this many epochs (more than the run's "
+                                                        "train.epochs; a completed run too, from the last-epoch "
+                                                        "state it keeps with train.keep_last: true). The longer "
+                                                        "run is a run of another group (train.epochs is part of "
+                                                        "the configuration): said when it starts."),
                    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs resumed in parallel processes."),
                    executor: Optional[str] = typer.Option(None, "--executor",
                                                           help="local (default) or ray: where the runs continue."),
@@ -32,11 +38,12 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
     """Continue crashed, cancelled or failed runs after their last finished epoch, in the same run
     rows (same id, group and seed), exactly as they would have gone on.
 
-    Each run continues from its last-epoch state (written after every epoch, beside its saved
-    model); the epochs it stored after that state are trained again. Every run is checked before
-    any is touched: a live run, a completed one, or one whose state is missing, damaged or
-    another run's is refused with the reason, and nothing changes (with --restart, a run without a
-    usable state starts again from epoch 1)."""
+    Each run continues from its last-epoch state (written after its epochs, beside its saved
+    model, within 4% of the training time); the epochs it stored after that state are trained
+    again. Every run is checked before any is touched: a live run, a completed one (but with
+    --epochs), or one whose state is missing, damaged or another run's is refused with the
+    reason, and nothing changes (with --restart, a run without a usable state starts again from
+    epoch 1)."""
     from ..runs.resume import plan, sweep_runs
     from .run import executor_session, launch_rows, run_executor
     console = consoles(json_out)
@@ -49,21 +56,19 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
             run_ids, note = sweep_runs(store, sweep)
             if not json_out and note:
                 console.print(note, highlight=False)
-        plans = [plan(store, run_id, restart) for run_id in dict.fromkeys(run_ids)]
-        runner = run_executor(executor or "local", None, None, jobs, plans[0][0].config.get("device", "auto"),
-                           store.url, console)
-        for run, from_epoch, best in plans:
-            store.requeue_to_resume(run, from_epoch, best)
+        plans = [plan(store, run_id, restart, epochs) for run_id in dict.fromkeys(run_ids)]
+        device = plans[0].run.config.get("device", "auto")
+        runner = run_executor(executor or "local", None, None, jobs, device, store.url, console)
+        for p in plans:
+            store.requeue_to_resume(p.run, p.from_epoch, p.best, p.extension)
     except KniError as e:
         fail(e)
-    ids = [run.id for run, _, _ in plans]
+    ids = [p.run.id for p in plans]
     if not json_out:
-        for run, from_epoch, _ in plans:
-            console.print(f"run {run.id} ({escape(run.recipe)} seed {run.seed}, was {run.status}): "
-                          + (f"continues after epoch {from_epoch}" if from_epoch else "starts again from epoch 1 "
-                             "(it finished no epoch)"), highlight=False)
+        for p in plans:
+            console.print(escape(p.text()), highlight=False)
     with executor_session(runner, json_out, console):
-        statuses, launcher = launch_rows(store, ids, plans[0][0].config.get("device", "auto"), json_out, jobs,
+        statuses, launcher = launch_rows(store, ids, device, json_out, jobs,
                                          console, runner)
     if json_out:
         print(json.dumps({"event": "resumed", "runs": [{"run_id": i, "status": statuses.get(i)} for i in ids]}))

@@ -2,22 +2,54 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Any
 
 from kni_core.errors import KniError
 
-from ..store.statuses import LIVE
+from ..store.statuses import COMPLETED, LIVE
 
 
 class ResumeRefused(KniError):
     """A run that cannot be resumed (nothing is changed)."""
 
 
-def plan(store: Any, run_id: int, restart: bool = False) -> tuple:
-    """``(run, epoch it continues after, its selected epoch)``, or ResumeRefused saying why.
-    With ``restart``, a run whose last-epoch state is missing or unusable (one stored before
-    states were written, or whose write failed) trains again from epoch 1 instead of being
-    refused."""
+@dataclass(frozen=True)
+class Extension:
+    """A run continued to more epochs than its configuration had: its new configuration."""
+
+    epochs: int
+    config_json: str
+    config_hash: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    run: Any                       # workbench.store.records.Run, as read
+    from_epoch: int                # the epoch it continues after (0: from the start)
+    best: Any                      # the selected epoch of the state it continues from
+    extension: Extension | None = None
+
+    def text(self) -> str:
+        """What resuming does, for the user."""
+        r = self.run
+        head = f"run {r.id} ({r.recipe} seed {r.seed}, was {r.status}): "
+        if not self.from_epoch:
+            return head + "starts again from epoch 1 (it finished no epoch)"
+        text = head + f"continues after epoch {self.from_epoch}"
+        e = self.extension
+        if e is not None:
+            text += (f" to epoch {e.epochs}; train.epochs {r.max_epochs} -> {e.epochs} makes it a run of group "
+                     f"{e.config_hash[:8]} (it leaves group {r.config_hash[:8]}, whose other seeds stay)")
+        return text
+
+
+def plan(store: Any, run_id: int, restart: bool = False, epochs: int | None = None) -> Plan:
+    """How ``run_id`` resumes, or ResumeRefused saying why. With ``restart``, a run whose
+    last-epoch state is missing or unusable (one stored before states were written, or whose
+    write failed) trains again from epoch 1 instead of being refused. With ``epochs``, the run
+    (a completed one too) continues to that many epochs, from a last-epoch state it kept."""
     from kni_core import resume
     from kni_core.config import RunConfig
 
@@ -29,24 +61,48 @@ def plan(store: Any, run_id: int, restart: bool = False) -> tuple:
     if status in LIVE:
         raise ResumeRefused(f"run {run_id} is {status} (pid {run.pid} on {run.host}): it has not stopped; "
                             f"nothing resumed (kni cancel {run_id} stops it)")
-    if status not in RESUMABLE:
-        raise ResumeRefused(f"run {run_id} is {status}: only a crashed, cancelled or failed run resumes; nothing "
-                            "resumed")
-    if not run.n_epochs:
-        return run, 0, None
-    path = last_state_path(store.url, run.id)
+    if status == COMPLETED and epochs is not None:
+        _check_extension(run, epochs)
+    elif status not in RESUMABLE:
+        raise ResumeRefused(f"run {run_id} is {status}: only a crashed, cancelled or failed run resumes"
+                            + (" (a completed one with --epochs)" if status == COMPLETED else "")
+                            + "; nothing resumed")
+    elif epochs is not None and epochs <= run.max_epochs:
+        raise ResumeRefused(f"run {run_id}: --epochs {epochs} is not more than its {run.max_epochs}; nothing resumed")
     cfg = RunConfig.from_dict(run.config).validate()
+    extension = _extension(cfg, epochs) if epochs is not None else None
+    if not run.n_epochs:
+        return Plan(run, 0, None, extension)
+    path = last_state_path(store.url, run.id)
     try:
         state = resume.read(path, config=cfg.to_dict(), identity=run_identity(run))
     except KniError as e:
+        if status == COMPLETED:
+            raise ResumeRefused(f"run {run_id}: cannot continue it: {e}; a completed run keeps its last-epoch "
+                                "state only with train.keep_last: true; nothing resumed") from None
         if restart:
-            return run, 0, None
+            return Plan(run, 0, None, extension)
         raise ResumeRefused(f"run {run_id}: cannot resume: {e}; nothing resumed (--restart trains it again "
                             "from epoch 1)") from None
     if state["epoch"] > run.n_epochs:
         raise ResumeRefused(f"run {run_id}: its last-epoch state holds epoch {state['epoch']} but the run stores "
                             f"{run.n_epochs}; nothing resumed")
-    return run, int(state["epoch"]), resume.selected(state)
+    return Plan(run, int(state["epoch"]), resume.selected(state), extension)
+
+
+def _check_extension(run: Any, epochs: int) -> None:
+    if run.stopped_early:
+        raise ResumeRefused(f"run {run.id} stopped early (train.patience): more epochs would end at once; "
+                            "nothing resumed")
+    if epochs <= run.max_epochs:
+        raise ResumeRefused(f"run {run.id}: --epochs {epochs} is not more than the {run.max_epochs} it ran; "
+                            "nothing resumed")
+
+
+def _extension(cfg: Any, epochs: int) -> Extension:
+    import dataclasses
+    longer = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs)).validate()
+    return Extension(epochs, json.dumps(longer.to_dict(), sort_keys=True), longer.config_hash())
 
 
 def sweep_runs(store: Any, sweep_id: int) -> tuple[list[int], str]:

@@ -299,8 +299,8 @@ def _resume(db: str, run_ids: list[int], jobs: int, stop: threading.Event) -> in
         store = Store.open(db, create=False)
         store.refresh_crashed()
         plans = [plan(store, i) for i in run_ids]
-        for run, from_epoch, best in plans:
-            store.requeue_to_resume(run, from_epoch, best)
+        for p in plans:
+            store.requeue_to_resume(p.run, p.from_epoch, p.best, p.extension)
     except KniError as e:
         _say({"error": str(e)})
         return 2

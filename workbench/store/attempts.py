@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select, update
 from .errors import StoreError
 from .records import BEST_FIELDS, Attempt, Run, utcnow
 from .schema import AttemptRow, EpochRow, RunRow, TopKRow
-from .statuses import CANCELLED, CRASHED, FAILED, QUEUED
+from .statuses import CANCELLED, COMPLETED, CRASHED, FAILED, QUEUED
 
 #: The statuses a run may be resumed from.
 RESUMABLE = (CRASHED, CANCELLED, FAILED)
@@ -23,17 +23,23 @@ RESUMABLE = (CRASHED, CANCELLED, FAILED)
 class Attempts:
     """The resume methods of :class:`~.repository.Store` (which provides the sessions)."""
 
-    def requeue_to_resume(self, run: Run, from_epoch: int, best: Any | None) -> None:
+    def requeue_to_resume(self, run: Run, from_epoch: int, best: Any | None, extension: Any | None = None) -> None:
         """Put ``run`` (as just read, ended) back in the queue to continue after ``from_epoch``:
         its ended attempt recorded, the epochs (and top-N rows) after ``from_epoch`` dropped
         (the resumed process computes them again, identically), its selection set to ``best``
-        (the selected epoch of the state it continues from). Compare and set on the status:
-        a run that changed meanwhile is left alone (StoreError)."""
+        (the selected epoch of the state it continues from). With ``extension``
+        (:class:`workbench.runs.resume.Extension`) a run, a completed one too, takes its longer
+        configuration, and the top-N rows of its end (computed again at its new end) go.
+        Compare and set on the status: a run that changed meanwhile is left alone (StoreError)."""
         now = utcnow()
+        allowed = RESUMABLE + ((COMPLETED,) if extension is not None else ())
+        longer = {} if extension is None else {"config_json": extension.config_json,
+                                               "config_hash": extension.config_hash,
+                                               "max_epochs": extension.epochs}
         with self._write() as s:
             changed = s.execute(update(RunRow).where(RunRow.id == run.id, RunRow.status == run.status,
-                                                     RunRow.status.in_(RESUMABLE))
-                                .values(status=QUEUED, pid=None, pid_start=None, host=None, started_at=None,
+                                                     RunRow.status.in_(allowed))
+                                .values(**longer, status=QUEUED, pid=None, pid_start=None, host=None, started_at=None,
                                         finished_at=None, error=None, traceback=None, progress=None,
                                         heartbeat_at=now, cancel_requested_at=None, stopped_early=False,
                                         best_epoch=best.epoch if best is not None else None,
@@ -49,6 +55,8 @@ class Attempts:
                              epochs=run.n_epochs))
             s.execute(delete(EpochRow).where(EpochRow.run_id == run.id, EpochRow.epoch > from_epoch))
             s.execute(delete(TopKRow).where(TopKRow.run_id == run.id, TopKRow.epoch > from_epoch))
+            if extension is not None and run.best_epoch is not None and not _scheduled_topk(run, run.best_epoch):
+                s.execute(delete(TopKRow).where(TopKRow.run_id == run.id, TopKRow.epoch == run.best_epoch))
 
     def attempts(self, run: Run) -> list[Attempt]:
         """Every attempt of ``run``, oldest first; the last is the current one (its row)."""
@@ -65,3 +73,10 @@ class Attempts:
         with self._write() as s:
             s.execute(update(RunRow).where(RunRow.id == run_id).values(last_state_bytes=size,
                                                                        last_state_seconds=seconds))
+
+
+def _scheduled_topk(run: Run, epoch: int) -> bool:
+    """Whether ``epoch``'s top-N rows came from ``eval.topk.every`` (kept) rather than from the
+    run's end (computed again at the selected epoch of the longer run)."""
+    every = ((run.config.get("eval") or {}).get("topk") or {}).get("every") or 0
+    return bool(every) and epoch % every == 0
