@@ -90,6 +90,22 @@ def test_bad_input_is_one_line_and_writes_nothing(two_configs, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".r.")]     # no temporary folder left
 
 
+def test_explain_draws_the_heatmap_of_kni_explain(two_configs, tmp_path):
+    out = tmp_path / "r"
+    res = report(two_configs, out, "--explain", "2")
+    assert res.exit_code == 0, res.output
+    assert {"explain-run2.png", "explain-run2.svg"} <= {p.name for p in out.iterdir()}
+    (shown,) = json.loads((out / "report.json").read_text())["explanations"]
+    explained = json.loads(CliRunner().invoke(app, ["explain", "2", "--json", "--db", two_configs]).stdout)
+    assert shown["probability"] == explained["probability"] and shown["run"] == 2
+    assert shown["samples"][0]["attention"] == explained["samples"][0]["attention"]      # the same pair and draw
+    assert "explain-run2.png" in (out / "index.html").read_text()
+    assert report(two_configs, tmp_path / "again", "--explain", "2").exit_code == 0
+    assert (tmp_path / "again" / "explain-run2.png").read_bytes() == (out / "explain-run2.png").read_bytes()
+    res = report(two_configs, tmp_path / "none", "--explain", "99")
+    assert res.exit_code == 2 and "--explain 99" in res.output and not (tmp_path / "none").exists()
+
+
 def test_without_matplotlib_the_error_names_the_extra(two_configs, tmp_path, monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "matplotlib", None)

@@ -34,6 +34,9 @@ def report_command(run_ids: List[int] = typer.Argument(None, help="Run ids (defa
                                                               "(default test_auc and test_acc; top-N ones too)."),
                    reference: Optional[str] = typer.Option(None, "--reference", help="The column each cell is "
                                                            "tested against (a model, default KNI)."),
+                   explain: Optional[List[int]] = typer.Option(None, "--explain", help="A KNI / NI run whose "
+                                                               "neighbour-pair heatmap (kni explain RUN's pair) is "
+                                                               "drawn; repeatable."),
                    pdf: bool = typer.Option(False, "--pdf", help="Also write each figure as PDF."),
                    json_out: bool = typer.Option(False, "--json", help="Print the report's summary as JSON."),
                    db: str = db_option()) -> None:
@@ -50,7 +53,7 @@ def report_command(run_ids: List[int] = typer.Argument(None, help="Run ids (defa
         pts = cmp.points(store, runs, at_value)
         summary = write_report(store, pts, out, metrics=metric or ["test_auc", "test_acc"], at=at_value,
                                command=command, reference=reference, sweeps=[sweep] if sweep is not None else [],
-                               pdf=pdf)
+                               pdf=pdf, explain=explain or [])
     except KniError as e:
         fail(e)
     target = Path(out).expanduser().absolute()

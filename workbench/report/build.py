@@ -16,11 +16,16 @@ from .data import ReportData, ReportError, gather
 
 def write_report(store: Any, pts: Sequence[cmp.RunPoint], out: str | os.PathLike, *, metrics: Sequence[str],
                  at: str | int, command: str, reference: str | None = None, sweeps: Sequence[int] = (),
-                 pdf: bool = False, now: datetime | None = None) -> dict:
+                 pdf: bool = False, now: datetime | None = None, explain: Sequence[int] = ()) -> dict:
     """Write the report of ``pts`` into folder ``out`` (replacing it whole); returns the summary
-    ``report.json`` holds. ReportError (nothing written) for a selection or folder that cannot."""
+    ``report.json`` holds. ReportError (nothing written) for a selection or folder that cannot.
+    ``explain``: runs whose neighbour-pair heatmap is drawn (:mod:`.explained`)."""
     report = gather(store, pts, metrics, at, reference)
     rankings = [cmp.rank_sweep(store, s) for s in sweeps]
+    explained = []
+    if explain:
+        from .explained import explain_runs
+        explained = explain_runs(store, list(explain))
     target = Path(out).expanduser().absolute()
     if target.exists() and not target.is_dir():
         raise ReportError(f"--out {out}: is a file, expected a folder for the report")
@@ -33,13 +38,14 @@ def write_report(store: Any, pts: Sequence[cmp.RunPoint], out: str | os.PathLike
         from .figures import draw_all
         from .page import page
         from .tables import csv_text, latex, markdown, rows
-        figures = draw_all(report, work, pdf, rankings)
+        figures = draw_all(report, work, pdf, rankings, explained)
         generated = f"generated {(now or datetime.now(timezone.utc)):%Y-%m-%d %H:%M:%S} UTC"
         (work / "table.tex").write_text(latex(report), encoding="utf-8")
         (work / "table.md").write_text(markdown(report), encoding="utf-8")
         (work / "table.csv").write_text(csv_text(report), encoding="utf-8")
         (work / "index.html").write_text(page(report, figures, command, generated, store.where), encoding="utf-8")
         summary = _summary(report, figures, rows(report), command, generated, rankings)
+        summary["explanations"] = [x.to_dict() for x in explained]
         (work / "report.json").write_text(json.dumps(summary, indent=2, sort_keys=False) + "\n", encoding="utf-8")
         _replace(work, target)
     except BaseException:

@@ -189,7 +189,7 @@ def parallel_coordinates(ranking: Any, plt: Any) -> Any | None:
     return fig
 
 
-def draw_all(report: ReportData, out: Path, pdf: bool, sweeps: list[Any]) -> list[dict]:
+def draw_all(report: ReportData, out: Path, pdf: bool, sweeps: list[Any], explained: list[Any] = ()) -> list[dict]:
     """Every figure the report has data for; ``[{"name", "title", "files"}]``."""
     plt = pyplot()
     made: list[dict] = []
@@ -210,4 +210,9 @@ def draw_all(report: ReportData, out: Path, pdf: bool, sweeps: list[Any]) -> lis
             lambda r=ranking: sweep_effects(r, plt))
         add(f"sweep{ranking.sweep.id}-parallel", f"sweep {ranking.sweep.id}: parallel coordinates",
             lambda r=ranking: parallel_coordinates(r, plt))
+    if explained:
+        from .explained import heatmap
+        for x in explained:
+            add(f"explain-run{x.run_id}", f"{x.label}: the neighbour-pair matrix of kni explain {x.run_id}",
+                lambda x=x: heatmap(x, plt))
     return made
