@@ -184,3 +184,24 @@ def test_the_workbench_writes_the_report_of_the_groups_on_its_compare_tab(tmp_pa
     (folder,) = Path(".").glob("report-*")
     summary = json.loads((folder / "report.json").read_text())
     assert sorted(g["n"] for g in summary["groups"]) == [3, 3] and (folder / "table.tex").is_file()
+
+
+def test_p_on_a_run_saves_its_plots(tmp_path, in_tmp_path):
+    import asyncio
+
+    from tui_helpers import make_app, seed_db, until
+
+    async def body():
+        store = seed_db(Path("runs.db"))
+        app = make_app(store)
+        async with app.run_test(size=(120, 40)) as pilot:
+            app.open_run(2)
+            await pilot.pause(0.3)
+            await pilot.press("P")
+            await until(pilot, lambda: len(list(Path("run-2-plots").glob("*"))) >= 2, 60, "the plots")
+        store.close()
+
+    asyncio.run(body())
+    files = sorted(p.name for p in Path("run-2-plots").iterdir())
+    assert files == ["run2-curves.png", "run2-curves.svg"]            # no top-N results: no top-N plot
+    assert Path("run-2-plots/run2-curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -6,11 +6,13 @@ Recall@K and listing every metric."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import yaml
 from rich.console import Group as RichGroup
 from rich.syntax import Syntax
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical, VerticalScroll
@@ -47,6 +49,7 @@ class RunDetailScreen(Screen):
         Binding("n", "note", "Note"),
         Binding("c", "cancel", "Cancel"),
         Binding("x", "explain", "Explain"),
+        Binding("P", "save_plots", "Save plots"),
     ]
 
     def __init__(self, run_id: int):
@@ -305,6 +308,24 @@ class RunDetailScreen(Screen):
         """The Explain screen: the run's saved model asked about a (user, item) pair or a user."""
         from .explain import ExplainScreen
         self.app.push_screen(ExplainScreen(self.run_id))
+
+    def action_save_plots(self) -> None:
+        """The run's plots (learning curves, top-N) as PNG and SVG into run-<id>-plots/ in the
+        working folder (kni report's figures for this one run)."""
+        self.app.notify("saving the plots...", timeout=3)
+        self._save_plots(Path(f"run-{self.run_id}-plots").absolute())
+
+    @work(thread=True, group="save-plots", exit_on_error=False)
+    def _save_plots(self, out: Path) -> None:
+        from kni_core.errors import KniError
+
+        from ...report.run_plots import save_run_plots
+        try:
+            files = save_run_plots(self.app.data.store, self.run_id, out)
+        except (KniError, OSError) as e:
+            self.app.call_from_thread(self.app.notify, str(e), title="no plots", severity="error", timeout=10)
+            return
+        self.app.call_from_thread(self.app.notify, f"wrote {len(files)} files to {out}", title="plots", timeout=10)
 
     def action_tags(self) -> None:
         self.app.annotate([self.run_id], "tags")
