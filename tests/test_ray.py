@@ -233,6 +233,60 @@ def test_two_node_cluster_spreads_runs_and_a_dead_nodes_run_crashes(postgres_db)
             cluster.shutdown()
 
 
+@pytest.mark.ray
+def test_a_run_on_a_dead_node_is_retried_on_another_and_ends_as_if_never_interrupted(tmp_path):
+    """kni run --executor ray --retries 1, as the launcher does it: the only node with a CPU
+    dies after the run's second epoch; a new node joins; the run resumes there from its
+    last-epoch state and ends, epoch by epoch, bitwise as the same seed trained uninterrupted."""
+    ray = need_ray()
+    import torch
+    from ray.cluster_utils import Cluster
+
+    from kni_core.data import prepare
+    from kni_core.train import Trainer
+    from workbench.runs.ray_executor import RayExecutor
+    rec = parse_recipe(tiny_recipe("retry", epochs=150))     # long enough to outlive the kill by far
+    cfg = rec.config_for(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                                 # the threads of a 1-CPU task's run
+    try:
+        expected = [(r.epoch, r.train_loss, r.valid_auc, r.test_auc) for r in Trainer(cfg, prepare(cfg)).fit()]
+    finally:
+        torch.set_num_threads(threads)
+    cluster = None
+    store = Store.open(tmp_path / "runs.db")
+    try:
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+        first = cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes(timeout=TIMEOUT)
+        ray.init(address=cluster.address, log_to_driver=False)
+        run_id = store.create_run(new_run(rec.name, rec.text, cfg, prov=Code()), executor="ray")
+        statuses: dict = {}
+        retried: list = []
+        with RayExecutor(cpus_per_run=1, device="cpu") as executor:
+            launcher = Launcher(store, executor=executor, poll=0.2, retries=1,
+                                on_retry=lambda i, message: retried.append(message))
+            thread = threading.Thread(target=lambda: statuses.update(launcher.run([run_id])), daemon=True)
+            thread.start()
+            assert wait_for(lambda: len(store.epochs(run_id)) >= 2 and store.get(run_id).last_state_bytes, TIMEOUT)
+            cluster.remove_node(first, allow_graceful=False)            # the node dies, its run with it
+            cluster.add_node(num_cpus=1)                                 # another one joins
+            thread.join(TIMEOUT * 2)
+            assert not thread.is_alive()
+        run = store.get(run_id)
+        assert statuses == {run_id: COMPLETED}, (run.status, run.error)
+        assert len(retried) == 1 and "retry 1 of 1: continues after epoch" in retried[0]
+        (crashed, completed) = store.attempts(run)
+        assert crashed.status == CRASHED and "NodeDiedError" in crashed.error and crashed.epochs >= 2
+        assert completed.status == COMPLETED and run.n_epochs == 150
+        assert [(e.epoch, e.train_loss, e.valid_auc, e.test_auc) for e in store.epochs(run_id)] == expected
+    finally:
+        store.close()
+        ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+
+
 # --------------------------------------------------------------------------------------------
 # the workbench: the executor chosen in the start dialog, on a PostgreSQL store
 

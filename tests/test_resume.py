@@ -178,6 +178,20 @@ def test_kill_after_epoch_3_then_kni_resume_gives_the_uninterrupted_run(tmp_path
     assert [a["status"] for a in __import__("json").loads(shown)["attempts"]] == ["crashed", "completed"]
 
 
+def test_kni_run_retries_a_crashed_run_from_its_last_epoch(tmp_path, uninterrupted):
+    """kni run --retries 1: the run process killed after epoch 3 is resumed by the launcher
+    itself, and the run ends as the uninterrupted one."""
+    from workbench.store.repository import Store
+    db = tmp_path / "runs.db"
+    run = kill_after(db, 3, "--set", "train.epochs=6", "--retries", "1")      # waits for kni run to exit
+    with Store.open(db, readonly=True) as store:
+        epochs = [(e.epoch, e.train_loss, e.valid_auc, e.test_auc) for e in store.epochs(run.id)]
+        attempts = [(a.status, a.epochs >= 3) for a in store.attempts(run)]
+    assert (run.status, run.n_epochs) == ("completed", 6)
+    assert epochs == uninterrupted
+    assert attempts == [("crashed", True), ("completed", True)]
+
+
 def test_resume_refuses_what_it_cannot_continue_and_changes_nothing(tmp_path):
     import shutil
 

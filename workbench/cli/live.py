@@ -91,6 +91,9 @@ class LiveReport:
             self.progress.remove_task(self.tasks.pop(run_id))
         self.progress.console.print(f"[bold red]run {run_id}:[/] {escape(message)}", highlight=False)
 
+    def on_retry(self, run_id: int, message: str) -> None:
+        self._print(f"[yellow]run {run_id} {escape(message)}[/]")
+
     def on_end(self, run: Run, epochs: list[Epoch]) -> None:
         if run.id in self.tasks:
             self.progress.remove_task(self.tasks.pop(run.id))
@@ -121,6 +124,9 @@ class JsonReport:
         summary = fit_summary(run, epochs)
         if run.status == COMPLETED and summary is not None:
             self.lines.finished(summary, run_id=run.id)
+
+    def on_retry(self, run_id: int, message: str) -> None:
+        print(json.dumps({"event": "retry", "run_id": run_id, "message": message}), flush=True)
 
     def on_problem(self, run_id: int, message: str) -> None:      # stdout stays JSON
         err_console().print(f"run {run_id}: {escape(message)}", highlight=False, soft_wrap=True)

@@ -31,6 +31,8 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
                                                         "run is a run of another group (train.epochs is part of "
                                                         "the configuration): said when it starts."),
                    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs resumed in parallel processes."),
+                   retries: int = typer.Option(0, "--retries", min=0, help="Resume a run that crashes again, at "
+                                               "most this many times (as kni run --retries)."),
                    executor: Optional[str] = typer.Option(None, "--executor",
                                                           help="local (default) or ray: where the runs continue."),
                    json_out: bool = typer.Option(False, "--json", help="Print only JSON lines on stdout."),
@@ -68,8 +70,7 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
         for p in plans:
             console.print(escape(p.text()), highlight=False)
     with executor_session(runner, json_out, console):
-        statuses, launcher = launch_rows(store, ids, device, json_out, jobs,
-                                         console, runner)
+        statuses, launcher = launch_rows(store, ids, device, json_out, jobs, console, runner, retries=retries)
     if json_out:
         print(json.dumps({"event": "resumed", "runs": [{"run_id": i, "status": statuses.get(i)} for i in ids]}))
     else:

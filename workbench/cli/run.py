@@ -50,7 +50,11 @@ def run_command(recipe: Path = typer.Argument(..., help="Recipe YAML file, e.g. 
                                                        "default a local Ray instance for this command."),
         ray_cpus: Optional[int] = typer.Option(None, "--ray-cpus", min=1,
                                                help="With --executor ray: CPUs (= threads) each run asks for; "
-                                                    "default max(1, cores // jobs).")) -> None:
+                                                    "default max(1, cores // jobs)."),
+        retries: int = typer.Option(0, "--retries", min=0,
+                                    help="Resume a run that crashed (its process or its Ray node died) from its "
+                                         "last-epoch state, at most this many times (as kni resume; on Ray, on "
+                                         "another node). Failed runs are not retried.")) -> None:
     """Train a recipe for each seed (in child processes, stored as runs), live, and close with a per-seed table.
 
     Every seed becomes a run in the database; seeds join the group of runs with the same configuration.
@@ -68,10 +72,10 @@ def run_command(recipe: Path = typer.Argument(..., help="Recipe YAML file, e.g. 
         run_suite(recipe, text, seeds, set_, device, json_out,
                   lambda path, suite_seeds: run_recipe(path, suite_seeds, set_, device, json_out, checkpoint_dir,
                                                        jobs, db, executor=executor, ray_address=ray_address,
-                                                       ray_cpus=ray_cpus))
+                                                       ray_cpus=ray_cpus, retries=retries))
         return
     run_recipe(recipe, seeds, set_, device, json_out, checkpoint_dir, jobs, db, executor=executor,
-               ray_address=ray_address, ray_cpus=ray_cpus)
+               ray_address=ray_address, ray_cpus=ray_cpus, retries=retries)
 
 
 def bench_command(dataset: str = typer.Option("bc", "--dataset",
@@ -114,7 +118,7 @@ def bench_command(dataset: str = typer.Option("bc", "--dataset",
 
 def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Optional[str], json_out: bool,
                checkpoint_dir: Optional[Path], jobs: Optional[int], db: str, *, executor: Optional[str] = None,
-               ray_address: Optional[str] = None, ray_cpus: Optional[int] = None) -> None:
+               ray_address: Optional[str] = None, ray_cpus: Optional[int] = None, retries: int = 0) -> None:
     """The body of ``kni run``: queue one stored run per seed and execute them in child processes
     (here, or as Ray tasks with ``executor="ray"``)."""
     from kni_core.data import prepare
@@ -141,7 +145,7 @@ def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Opti
             store.close()
             jobs = jobs or (len(rec.seeds) if executor == "ray" else 1)
             runner = run_executor(executor, ray_address, ray_cpus, jobs, rec.base.device, db, console)
-            run_sweep(rec, json_out, checkpoint_dir, jobs, db, console, runner)
+            run_sweep(rec, json_out, checkpoint_dir, jobs, db, console, runner, retries=retries)
             return
         configs = rec.configs()
         jobs = jobs or (len(configs) if executor == "ray" else 1)
@@ -158,7 +162,7 @@ def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Opti
         for cfg in configs:
             ids.append(store.create_run(new_run(rec.name, rec.text, cfg, rec.path, prov), executor=executor))
         statuses, launcher = _launch(store, rec, configs, ids, prepared, json_out, checkpoint_dir, jobs, console,
-                                     runner)
+                                     runner, retries)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted before the runs started[/]")
         statuses, launcher = {}, None
@@ -221,7 +225,8 @@ def run_executor(name: str, address: Optional[str], cpus: Optional[int], jobs: i
 
 
 def _launch(store: Store, rec: Any, configs: list, ids: list[int], prepared: Any, json_out: bool,
-            checkpoint_dir: Optional[Path], jobs: int, console: Console, runner: Any) -> tuple[dict[int, str], Any]:
+            checkpoint_dir: Optional[Path], jobs: int, console: Console, runner: Any,
+            retries: int = 0) -> tuple[dict[int, str], Any]:
     group = store.runs(config_hash=configs[0].config_hash())
     if not json_out:
         s = prepared.stats
@@ -233,7 +238,7 @@ def _launch(store: Store, rec: Any, configs: list, ids: list[int], prepared: Any
         if note:
             console.print(note, highlight=False, soft_wrap=True)
     with executor_session(runner, json_out, console):
-        return run_launcher(store, rec, configs, ids, json_out, checkpoint_dir, jobs, console, runner)
+        return run_launcher(store, rec, configs, ids, json_out, checkpoint_dir, jobs, console, runner, retries)
 
 
 @contextmanager
@@ -254,7 +259,7 @@ def executor_session(runner: Any, json_out: bool, console: Console) -> Iterator[
 
 def run_launcher(store: Store, rec: Any, configs: list, ids: list[int], json_out: bool,
                   checkpoint_dir: Optional[Path], jobs: int, console: Console,
-                  runner: Any = None) -> tuple[dict[int, str], Any]:
+                  runner: Any = None, retries: int = 0) -> tuple[dict[int, str], Any]:
     """Run queued rows to their end with a Launcher, reporting live (a recipe's seeds, or a
     batch of a sweep's runs), on ``runner`` (default: local child processes; a Ray executor
     must be in its :func:`executor_session`): (final statuses, the launcher)."""
@@ -263,13 +268,14 @@ def run_launcher(store: Store, rec: Any, configs: list, ids: list[int], json_out
     if checkpoint_dir is not None:              # checked by checkpoint_folder before anything was queued
         checkpoints = {i: str(file_in(checkpoint_dir, f"{slug(rec.name)}-seed{c.seed}-run{i}.pt"))
                        for i, c in zip(ids, configs)}
-    return launch_rows(store, ids, rec.base.device, json_out, jobs, console, runner, checkpoints)
+    return launch_rows(store, ids, rec.base.device, json_out, jobs, console, runner, checkpoints, retries)
 
 
 def launch_rows(store: Store, ids: list[int], device: str, json_out: bool, jobs: int, console: Console,
-                runner: Any = None, checkpoints: dict[int, str] | None = None) -> tuple[dict[int, str], Any]:
+                runner: Any = None, checkpoints: dict[int, str] | None = None,
+                retries: int = 0) -> tuple[dict[int, str], Any]:
     """Run queued rows to their end with a Launcher, ``jobs`` at a time, reporting live (or as
-    JSON lines): (final statuses, the launcher)."""
+    JSON lines), resuming a crashed run ``retries`` times at most: (final statuses, the launcher)."""
     from ..runs.launcher import Launcher, LocalExecutor, visible_gpus
     runner = runner or LocalExecutor()
     gpus = visible_gpus(device) if runner.name == "local" else []     # Ray assigns its GPUs itself
@@ -279,7 +285,8 @@ def launch_rows(store: Store, ids: list[int], device: str, json_out: bool, jobs:
                         on_epoch=report.on_epoch,
                         on_start=getattr(report, "on_start", None), on_end=report.on_end,
                         on_problem=report.on_problem,
-                        on_progress=getattr(report, "on_progress", None))
+                        on_progress=getattr(report, "on_progress", None), on_retry=report.on_retry,
+                        retries=retries)
     if not json_out:
         report.start()
     try:
@@ -317,7 +324,7 @@ def _group_note(config_hash: str, others: list[Run], new_seeds: list[int]) -> st
 
 
 def run_sweep(rec: Any, json_out: bool, checkpoint_dir: Optional[Path], jobs: int, db: str,
-              console: Console, runner: Any = None) -> None:
+              console: Console, runner: Any = None, retries: int = 0) -> None:
     """The body of ``kni run`` for a sweep: every point x every seed through the Launcher, on
     ``runner`` (default: local child processes; a Ray executor for the whole sweep)."""
     from kni_core.data import prepare
@@ -345,7 +352,8 @@ def run_sweep(rec: Any, json_out: bool, checkpoint_dir: Optional[Path], jobs: in
     stop = {"requested": False}
 
     def launch(ids: list[int], configs: list) -> tuple[dict[int, str], bool]:
-        statuses, launcher = run_launcher(store, rec, configs, ids, json_out, checkpoint_dir, jobs, console, runner)
+        statuses, launcher = run_launcher(store, rec, configs, ids, json_out, checkpoint_dir, jobs, console, runner,
+                                          retries)
         stop["requested"] = stop["requested"] or bool(launcher.stop_requested)
         return statuses, bool(launcher.stop_requested)
 

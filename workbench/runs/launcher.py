@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Sequence
 
+from kni_core.errors import KniError
 from kni_core.results import EpochResult
 
 from ..store.errors import StoreError, retry_write
@@ -153,7 +154,13 @@ class Launcher:
     the same ``python -m workbench.runs.child``); the rest is the same for both.
 
     ``on_epoch(run, EpochResult)`` is called for every new epoch row and ``on_end(run,
-    epochs)`` once per run after its end is stored (both in the launcher's thread). Call
+    epochs)`` once per run after its end is stored (both in the launcher's thread).
+
+    With ``retries``, a run that *crashed* (its process or its node died without recording an
+    end: a Ray node lost, the OOM killer) is resumed from its last-epoch state, at most that
+    many times (:mod:`workbench.runs.resume`, as ``kni resume``; on Ray, on whichever node has
+    room), ``on_retry(run_id, message)`` saying so. A failed run (an error in training) is not
+    retried: it would fail again. Call
     :meth:`run`; a SIGINT / SIGTERM to the launcher (or :meth:`request_stop`) forwards SIGTERM
     to the children and waits for them to record ``cancelled``.
 
@@ -173,12 +180,15 @@ class Launcher:
     on_end: Callable[[Run, list[Epoch]], None] | None = None
     on_problem: Callable[[int, str], None] | None = None
     on_progress: Callable[[Run], None] | None = None     # every poll, with the fresh row of a running job
+    on_retry: Callable[[int, str], None] | None = None
+    retries: int = 0
     poll: float = 0.3
     grace: float = 60.0                       # seconds a cancelled child gets to record its end
     patience: float = 30.0                    # seconds to retry recording an end the child did not
     stop_requested: int = 0
     problems: dict[int, str] = field(default_factory=dict)
     _store_error: str | None = None
+    _tries: dict[int, int] = field(default_factory=dict)
 
     def request_stop(self) -> None:
         self.stop_requested += 1
@@ -274,6 +284,27 @@ class Launcher:
             self.on_end(run, self.store.epochs(job.run_id))
         return run.status
 
+    def _retry(self, job: _Job) -> _Job | None:
+        """The crashed run back in the queue after its last-epoch state, if retries are left
+        (None otherwise, or when it cannot resume: a problem says why)."""
+        tries = self._tries.get(job.run_id, 0)
+        if self.stop_requested or tries >= self.retries:
+            return None
+        from .resume import plan
+        try:
+            p = plan(self.store, job.run_id)
+            self.store.requeue_to_resume(p.run, p.from_epoch, p.best)
+        except KniError as e:
+            self._problem(job.run_id, f"crashed, and not retried: {e}")
+            return None
+        self._tries[job.run_id] = tries + 1
+        message = (f"crashed; retry {tries + 1} of {self.retries}: "
+                   + (f"continues after epoch {p.from_epoch}" if p.from_epoch else "starts again from epoch 1"))
+        log.info("run %d %s", job.run_id, message)
+        if self.on_retry is not None:
+            self.on_retry(job.run_id, message)
+        return _Job(job.run_id, seen=p.from_epoch)
+
     def _cancel_queued(self, job: _Job) -> str:
         """A run that never started, at a stop request: best effort, no waiting."""
         try:
@@ -330,7 +361,12 @@ class Launcher:
                     active.remove(job)
                     if job.gpu is not None:
                         busy[job.gpu] -= 1
-                    statuses[job.run_id] = self._finish(job)
+                    status = self._finish(job)
+                    again = self._retry(job) if status == CRASHED else None
+                    if again is not None:
+                        pending.append(again)
+                        continue
+                    statuses[job.run_id] = status
                     continue
                 try:
                     self._report(job)
