@@ -128,12 +128,15 @@ def read(path: str | os.PathLike, config: dict | None = None, identity: dict | N
 def continuable(saved: Any, config: dict) -> bool:
     """Whether a state saved under ``saved`` continues under ``config``: the same configuration
     but for ``train.epochs`` (a run extended to more epochs goes on from its state; nothing
-    before the last epoch depends on how many there will be)."""
-    def without_epochs(c: Any) -> Any:
+    before the last epoch depends on how many there will be) and ``device`` (a run continued
+    on another device: the weights and moments move there; the generators of the device it
+    left are not restored, so from there on its numbers are the new device's)."""
+    def comparable(c: Any) -> Any:
         if not isinstance(c, dict) or not isinstance(c.get("train"), dict):
             return c
-        return {**c, "train": {k: v for k, v in c["train"].items() if k != "epochs"}}
-    return without_epochs(saved) == without_epochs(config)
+        return {**{k: v for k, v in c.items() if k != "device"},
+                "train": {k: v for k, v in c["train"].items() if k != "epochs"}}
+    return comparable(saved) == comparable(config)
 
 
 def _who(identity: Any) -> str:

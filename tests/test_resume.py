@@ -280,6 +280,31 @@ def test_a_completed_run_extended_with_epochs_is_the_longer_run(tmp_path, uninte
     assert epochs == uninterrupted                                          # bitwise the 6-epoch run
 
 
+def test_resume_on_another_device_keeps_the_group_and_refuses_a_device_this_machine_lacks(tmp_path, uninterrupted):
+    import torch
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+    from workbench.store.repository import Store
+    db = tmp_path / "runs.db"
+    run = kill_after(db, 2, "--set", "train.epochs=6")
+    assert run.config["device"] == "auto"
+    if not torch.cuda.is_available():
+        res = CliRunner().invoke(app, ["resume", str(run.id), "--device", "cuda", "--db", str(db)])
+        assert res.exit_code == 2 and "--device cuda" in res.output and "nothing resumed" in res.output
+        with Store.open(db, readonly=True) as store:
+            assert (store.get(run.id).status, store.get(run.id).config["device"]) == ("crashed", "auto")
+    res = CliRunner().invoke(app, ["resume", str(run.id), "--device", "cpu", "--db", str(db)])
+    assert res.exit_code == 0, res.output
+    assert "on device cpu (it ran on auto" in " ".join(res.output.split())
+    with Store.open(db, readonly=True) as store:
+        again = store.get(run.id)
+        epochs = [(e.epoch, e.train_loss, e.valid_auc, e.test_auc) for e in store.epochs(run.id)]
+    assert (again.status, again.config["device"], again.config_hash) == ("completed", "cpu", run.config_hash)
+    if not torch.cuda.is_available():                     # auto was the CPU: the same numbers
+        assert epochs == uninterrupted
+
+
 def test_a_completed_run_without_its_state_is_not_extended(tmp_path):
     from typer.testing import CliRunner
 

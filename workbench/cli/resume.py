@@ -30,6 +30,10 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
                                                         "state it keeps with train.keep_last: true). The longer "
                                                         "run is a run of another group (train.epochs is part of "
                                                         "the configuration): said when it starts."),
+                   device: Optional[str] = typer.Option(None, "--device", help="Continue on this device (cpu, "
+                                                        "cuda, cuda:N, auto; default the run's own). The run "
+                                                        "stays in its group; from there on its numbers are the "
+                                                        "new device's."),
                    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Runs resumed in parallel processes."),
                    retries: int = typer.Option(0, "--retries", min=0, help="Resume a run that crashes again, at "
                                                "most this many times (as kni run --retries)."),
@@ -58,11 +62,13 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
             run_ids, note = sweep_runs(store, sweep)
             if not json_out and note:
                 console.print(note, highlight=False)
-        plans = [plan(store, run_id, restart, epochs) for run_id in dict.fromkeys(run_ids)]
-        device = plans[0].run.config.get("device", "auto")
+        if device is not None and (executor or "local") == "local":
+            _check_device(device)
+        plans = [plan(store, run_id, restart, epochs, device) for run_id in dict.fromkeys(run_ids)]
+        device = device or plans[0].run.config.get("device", "auto")
         runner = run_executor(executor or "local", None, None, jobs, device, store.url, console)
         for p in plans:
-            store.requeue_to_resume(p.run, p.from_epoch, p.best, p.extension)
+            store.requeue_to_resume(p.run, p.from_epoch, p.best, p.new)
     except KniError as e:
         fail(e)
     ids = [p.run.id for p in plans]
@@ -82,3 +88,15 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
         raise typer.Exit(130)
     if any(s != COMPLETED for s in statuses.values()):
         raise typer.Exit(1)
+
+
+def _check_device(device: str) -> None:
+    """A device this machine has, before any run is touched (a run requeued for a missing GPU
+    would only fail)."""
+    from kni_core.train import resolve_device
+
+    from ..runs.resume import ResumeRefused
+    try:
+        resolve_device(device)
+    except (RuntimeError, ValueError) as e:
+        raise ResumeRefused(f"--device {device}: {str(e).splitlines()[0]}; nothing resumed") from None

@@ -16,10 +16,12 @@ class ResumeRefused(KniError):
 
 
 @dataclass(frozen=True)
-class Extension:
-    """A run continued to more epochs than its configuration had: its new configuration."""
+class NewConfig:
+    """The configuration a run continues under: more epochs (``kni resume --epochs``; a new
+    group) or another device (``--device``; the same group)."""
 
     epochs: int
+    device: str
     config_json: str
     config_hash: str
 
@@ -29,7 +31,11 @@ class Plan:
     run: Any                       # workbench.store.records.Run, as read
     from_epoch: int                # the epoch it continues after (0: from the start)
     best: Any                      # the selected epoch of the state it continues from
-    extension: Extension | None = None
+    new: NewConfig | None = None   # None: its own configuration
+
+    @property
+    def extends(self) -> bool:
+        return self.new is not None and self.new.epochs > self.run.max_epochs
 
     def text(self) -> str:
         """What resuming does, for the user."""
@@ -38,18 +44,23 @@ class Plan:
         if not self.from_epoch:
             return head + "starts again from epoch 1 (it finished no epoch)"
         text = head + f"continues after epoch {self.from_epoch}"
-        e = self.extension
-        if e is not None:
-            text += (f" to epoch {e.epochs}; train.epochs {r.max_epochs} -> {e.epochs} makes it a run of group "
-                     f"{e.config_hash[:8]} (it leaves group {r.config_hash[:8]}, whose other seeds stay)")
+        new = self.new
+        if self.extends:
+            text += (f" to epoch {new.epochs}; train.epochs {r.max_epochs} -> {new.epochs} makes it a run of group "
+                     f"{new.config_hash[:8]} (it leaves group {r.config_hash[:8]}, whose other seeds stay)")
+        if new is not None and new.device != r.config.get("device"):
+            text += (f"; on device {new.device} (it ran on {r.config.get('device')}: from here on its numbers are "
+                     "that device's, not bitwise those of a run that never moved)")
         return text
 
 
-def plan(store: Any, run_id: int, restart: bool = False, epochs: int | None = None) -> Plan:
+def plan(store: Any, run_id: int, restart: bool = False, epochs: int | None = None,
+         device: str | None = None) -> Plan:
     """How ``run_id`` resumes, or ResumeRefused saying why. With ``restart``, a run whose
     last-epoch state is missing or unusable (one stored before states were written, or whose
     write failed) trains again from epoch 1 instead of being refused. With ``epochs``, the run
-    (a completed one too) continues to that many epochs, from a last-epoch state it kept."""
+    (a completed one too) continues to that many epochs, from a last-epoch state it kept; with
+    ``device``, on that device."""
     from kni_core import resume
     from kni_core.config import RunConfig
 
@@ -70,9 +81,9 @@ def plan(store: Any, run_id: int, restart: bool = False, epochs: int | None = No
     elif epochs is not None and epochs <= run.max_epochs:
         raise ResumeRefused(f"run {run_id}: --epochs {epochs} is not more than its {run.max_epochs}; nothing resumed")
     cfg = RunConfig.from_dict(run.config).validate()
-    extension = _extension(cfg, epochs) if epochs is not None else None
+    new = _new_config(cfg, epochs, device) if epochs is not None or device is not None else None
     if not run.n_epochs:
-        return Plan(run, 0, None, extension)
+        return Plan(run, 0, None, new)
     path = last_state_path(store.url, run.id)
     try:
         state = resume.read(path, config=cfg.to_dict(), identity=run_identity(run))
@@ -81,13 +92,13 @@ def plan(store: Any, run_id: int, restart: bool = False, epochs: int | None = No
             raise ResumeRefused(f"run {run_id}: cannot continue it: {e}; a completed run keeps its last-epoch "
                                 "state only with train.keep_last: true; nothing resumed") from None
         if restart:
-            return Plan(run, 0, None, extension)
+            return Plan(run, 0, None, new)
         raise ResumeRefused(f"run {run_id}: cannot resume: {e}; nothing resumed (--restart trains it again "
                             "from epoch 1)") from None
     if state["epoch"] > run.n_epochs:
         raise ResumeRefused(f"run {run_id}: its last-epoch state holds epoch {state['epoch']} but the run stores "
                             f"{run.n_epochs}; nothing resumed")
-    return Plan(run, int(state["epoch"]), resume.selected(state), extension)
+    return Plan(run, int(state["epoch"]), resume.selected(state), new)
 
 
 def _check_extension(run: Any, epochs: int) -> None:
@@ -99,10 +110,16 @@ def _check_extension(run: Any, epochs: int) -> None:
                             "nothing resumed")
 
 
-def _extension(cfg: Any, epochs: int) -> Extension:
+def _new_config(cfg: Any, epochs: int | None, device: str | None) -> NewConfig:
     import dataclasses
-    longer = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs)).validate()
-    return Extension(epochs, json.dumps(longer.to_dict(), sort_keys=True), longer.config_hash())
+    changed = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs or cfg.train.epochs),
+                                  device=device or cfg.device)
+    try:
+        changed = changed.validate()
+    except KniError as e:
+        raise ResumeRefused(f"{e}; nothing resumed") from None
+    return NewConfig(changed.train.epochs, changed.device, json.dumps(changed.to_dict(), sort_keys=True),
+                     changed.config_hash())
 
 
 def sweep_runs(store: Any, sweep_id: int) -> tuple[list[int], str]:

@@ -300,7 +300,7 @@ def _resume(db: str, run_ids: list[int], jobs: int, stop: threading.Event) -> in
         store.refresh_crashed()
         plans = [plan(store, i) for i in run_ids]
         for p in plans:
-            store.requeue_to_resume(p.run, p.from_epoch, p.best, p.extension)
+            store.requeue_to_resume(p.run, p.from_epoch, p.best, p.new)
     except KniError as e:
         _say({"error": str(e)})
         return 2

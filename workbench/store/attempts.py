@@ -23,19 +23,20 @@ RESUMABLE = (CRASHED, CANCELLED, FAILED)
 class Attempts:
     """The resume methods of :class:`~.repository.Store` (which provides the sessions)."""
 
-    def requeue_to_resume(self, run: Run, from_epoch: int, best: Any | None, extension: Any | None = None) -> None:
+    def requeue_to_resume(self, run: Run, from_epoch: int, best: Any | None, new: Any | None = None) -> None:
         """Put ``run`` (as just read, ended) back in the queue to continue after ``from_epoch``:
         its ended attempt recorded, the epochs (and top-N rows) after ``from_epoch`` dropped
         (the resumed process computes them again, identically), its selection set to ``best``
-        (the selected epoch of the state it continues from). With ``extension``
-        (:class:`workbench.runs.resume.Extension`) a run, a completed one too, takes its longer
-        configuration, and the top-N rows of its end (computed again at its new end) go.
+        (the selected epoch of the state it continues from). With ``new``
+        (:class:`workbench.runs.resume.NewConfig`) the run takes that configuration; one with
+        more epochs may be a completed run, whose top-N rows of its end (computed again at its
+        new end) go.
         Compare and set on the status: a run that changed meanwhile is left alone (StoreError)."""
         now = utcnow()
-        allowed = RESUMABLE + ((COMPLETED,) if extension is not None else ())
-        longer = {} if extension is None else {"config_json": extension.config_json,
-                                               "config_hash": extension.config_hash,
-                                               "max_epochs": extension.epochs}
+        extends = new is not None and new.epochs > run.max_epochs
+        allowed = RESUMABLE + ((COMPLETED,) if extends else ())
+        longer = {} if new is None else {"config_json": new.config_json, "config_hash": new.config_hash,
+                                         "max_epochs": new.epochs}
         with self._write() as s:
             changed = s.execute(update(RunRow).where(RunRow.id == run.id, RunRow.status == run.status,
                                                      RunRow.status.in_(allowed))
@@ -55,7 +56,7 @@ class Attempts:
                              epochs=run.n_epochs))
             s.execute(delete(EpochRow).where(EpochRow.run_id == run.id, EpochRow.epoch > from_epoch))
             s.execute(delete(TopKRow).where(TopKRow.run_id == run.id, TopKRow.epoch > from_epoch))
-            if extension is not None and run.best_epoch is not None and not _scheduled_topk(run, run.best_epoch):
+            if extends and run.best_epoch is not None and not _scheduled_topk(run, run.best_epoch):
                 s.execute(delete(TopKRow).where(TopKRow.run_id == run.id, TopKRow.epoch == run.best_epoch))
 
     def attempts(self, run: Run) -> list[Attempt]:
