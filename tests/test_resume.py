@@ -4,6 +4,7 @@ epoch, the numbers of the run that was never interrupted - bitwise, on CPU."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 
 import pytest
@@ -388,7 +389,6 @@ sweep:
 
 
 def ranking(db) -> list:
-    import json
 
     from typer.testing import CliRunner
 
@@ -441,3 +441,30 @@ def test_a_grid_sweep_interrupted_by_ctrl_c_and_resumed_ends_as_the_sweep_run_th
     res = CliRunner().invoke(app, ["resume", "--sweep", "1", "--db", str(db)])
     assert res.exit_code == 0, res.output
     assert ranking(db) == ranking(whole)         # the same points, values (bitwise) and order
+
+
+def test_a_sweep_whose_driver_was_killed_is_marked_done_once_resuming_made_it_whole(tmp_path):
+    """A killed driver records no end (kni sweeps: interrupted); once kni resume --sweep has
+    ended its every run, with all its points and its rerun seeds, the sweep is done."""
+    from workbench.recipe import parse_recipe
+    from workbench.runs.provenance import Code
+    from workbench.runs.resume import finish_if_whole
+    from workbench.runs.rows import new_run
+    from workbench.store.repository import Store
+    rec = parse_recipe(SWEEP)
+    with Store.open(tmp_path / "runs.db") as store:
+        sid = store.create_sweep(name="s", recipe_text=SWEEP, method="grid",
+                                 spec={"grid": {}, "rerun": {"seeds": [1, 2]}}, seeds=[1], planned=2)
+        ids = []
+        for point, seed in ((1, 1), (2, 1), (2, 2)):
+            new = dataclasses.replace(new_run(rec.name, rec.text, rec.config_for(seed), prov=Code()),
+                                      sweep_id=sid, sweep_point=point, sweep_params="{}")
+            ids.append(store.create_run(new))
+        store.finish(ids[0], "completed")
+        store.finish(ids[1], "completed")
+        store.finish(ids[2], "cancelled")
+        assert not finish_if_whole(store, sid)                 # a stopped run: not whole
+        store.requeue_to_resume(store.get(ids[2]), 0, None)    # kni resume --sweep, and it completes
+        store.finish(ids[2], "completed")
+        assert finish_if_whole(store, sid) and store.get_sweep(sid).finished_at is not None
+        assert not finish_if_whole(store, sid)                 # once

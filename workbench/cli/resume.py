@@ -77,6 +77,13 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
             console.print(escape(p.text()), highlight=False)
     with executor_session(runner, json_out, console):
         statuses, launcher = launch_rows(store, ids, device, json_out, jobs, console, runner, retries=retries)
+    if sweep is not None:
+        from ..runs.resume import finish_if_whole
+        try:
+            if finish_if_whole(store, sweep) and not json_out:
+                console.print(f"sweep {sweep}: every run it would have had has ended; it is done", highlight=False)
+        except KniError as e:
+            console.print(f"[yellow]sweep {sweep}: its end could not be recorded ({escape(str(e))})[/]")
     if json_out:
         print(json.dumps({"event": "resumed", "runs": [{"run_id": i, "status": statuses.get(i)} for i in ids]}))
     else:

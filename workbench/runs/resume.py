@@ -142,3 +142,27 @@ def sweep_runs(store: Any, sweep_id: int) -> tuple[list[int], str]:
                 f"{max(0, sweep.planned - asked)} point(s) it never asked are not started (and a rerun: section "
                 "waits for the search)")
     return stopped, note
+
+
+def finish_if_whole(store: Any, sweep_id: int) -> bool:
+    """Mark the sweep ended once resuming left it whole, as its driver would have: every run
+    ended (none live, queued or stopped), every planned point asked and, with ``rerun:``, one
+    point run over all the rerun seeds. Whether it did."""
+    from ..store.attempts import RESUMABLE
+    from ..store.repository import Store
+    sweep = store.get_sweep(sweep_id)
+    runs = store.runs(sweep=sweep_id)
+    if sweep.finished_at is not None or not runs:
+        return False
+    if any(Store.effective_status(r) in LIVE + RESUMABLE for r in runs):
+        return False
+    points: dict[int, set] = {}
+    for r in runs:
+        points.setdefault(r.sweep_point, set()).add(r.seed)
+    if len(points) < sweep.planned:
+        return False
+    rerun = set(((sweep.spec_dict or {}).get("rerun") or {}).get("seeds") or ())
+    if rerun and not any(rerun <= seeds for seeds in points.values()):
+        return False
+    store.finish_sweep(sweep_id)
+    return True
