@@ -195,7 +195,10 @@ def sweeps_command(sweep_ids: List[int] = typer.Argument(None, help="Sweep ids (
         seeds = w.seed_list
         seeds_text = ",".join(map(str, seeds)) if len(seeds) <= 5 else f"{seeds[0]}..{seeds[-1]}"
         method = w.method + (f", {w.prune} pruning" if w.prune else "")
+        # the seed count beside the mean: after a rerun: the chosen point's 5-seed mean may rank
+        # below a 1-seed point's single value (kni compare --best-of-sweeps reads the chosen one)
         best_text = "-" if best is None else (f"{best.number}: {pm(*best.stat('valid_auc'), sep='±')} "
+                                              f"({best.n} seed{'s' if best.n != 1 else ''}) "
                                               f"[dim]{escape(params_text(best.params, 50))}[/]")
         state = sweep_state(w, runs)
         table.add_row(str(w.id), escape(w.name), method, f"{points}/{w.planned}", seeds_text, _statuses_text(counts),
