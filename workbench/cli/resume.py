@@ -44,12 +44,12 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
     """Continue crashed, cancelled or failed runs after their last finished epoch, in the same run
     rows (same id, group and seed), exactly as they would have gone on.
 
-    Each run continues from its last-epoch state (written after its epochs, beside its saved
-    model, within 4% of the training time); the epochs it stored after that state are trained
-    again. Every run is checked before any is touched: a live run, a completed one (but with
-    --epochs), or one whose state is missing, damaged or another run's is refused with the
-    reason, and nothing changes (with --restart, a run without a usable state starts again from
-    epoch 1)."""
+    Each run continues from its last-epoch state (written beside its saved
+    model, within 4% of the training time); epochs stored after that state
+    are trained again. Every run is checked before any is touched: a live
+    run, a completed one (but with --epochs), or one whose state is missing,
+    damaged or another run's is refused with the reason, and nothing changes
+    (with --restart, a run without a usable state starts from epoch 1)."""
     from ..runs.resume import plan, sweep_runs
     from .run import executor_session, launch_rows, run_executor
     console = consoles(json_out)
