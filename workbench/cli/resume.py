@@ -45,7 +45,7 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
     rows (same id, group and seed), exactly as they would have gone on.
 
     Each run continues from its last-epoch state (written beside its saved
-    model, within 4% of the training time); epochs stored after that state
+    model, within 3% of the training time); epochs stored after that state
     are trained again. Every run is checked before any is touched: a live
     run, a completed one (but with --epochs), or one whose state is missing,
     damaged or another run's is refused with the reason, and nothing changes

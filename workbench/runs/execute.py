@@ -96,7 +96,7 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
     names the setting to lower for the phase that ran out (setup, training or evaluation);
     the epochs already reported stay recorded.
 
-    With ``last``, the state to continue from is written after stored epochs, within 4% of the
+    With ``last``, the state to continue from is written after stored epochs, within 3% of the
     training time (:mod:`.last_state`; removed when the run completes, unless
     ``train.keep_last``); with ``resume`` (such a state, read back) training continues after its
     epoch."""
