@@ -98,6 +98,16 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "recipes" / "quickstart.yaml"
 
 
+def stored_runs(db) -> list:
+    """The runs a database holds so far; none while a starting process has not created it."""
+    from workbench.store.repository import Store
+    try:
+        with Store.open(db, readonly=True) as store:
+            return store.runs()
+    except Exception:                            # noqa: BLE001 - not created yet
+        return []
+
+
 def kill_after(db, epochs: int, *args: str):
     """``kni run quickstart`` in a process of its own; SIGKILL to the run process once ``epochs``
     epochs are stored and a last-epoch state written (the state may be an epoch behind the rows:
@@ -114,11 +124,7 @@ def kill_after(db, epochs: int, *args: str):
                              str(db), "--json", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         def reached() -> bool:
-            try:
-                with Store.open(db, readonly=True) as store:
-                    runs = store.runs()
-            except Exception:                    # noqa: BLE001 - not created yet
-                return False
+            runs = stored_runs(db)
             return bool(runs) and runs[0].n_epochs >= epochs and runs[0].pid is not None \
                 and runs[0].last_state_bytes is not None
         assert wait_for(reached, 120, every=0.05)
@@ -265,7 +271,7 @@ def test_a_completed_run_extended_with_epochs_is_the_longer_run(tmp_path, uninte
     assert res.exit_code == 0, res.output
     with Store.open(db, readonly=True) as store:
         before = store.get(1)
-    for args, expected in ((("--epochs", "4"), "not more than the 4 it ran"), ((), "completed")):
+    for args, expected in ((("--epochs", "4"), "not more than the 4 it was to run"), ((), "completed")):
         refused = cli("resume", "1", *args)
         assert refused.exit_code == 2 and expected in refused.output, refused.output
     res = cli("resume", "1", "--epochs", "6")
@@ -422,11 +428,7 @@ def test_a_grid_sweep_interrupted_by_ctrl_c_and_resumed_ends_as_the_sweep_run_th
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     def mid_way() -> bool:
-        try:
-            with Store.open(db, readonly=True) as store:
-                runs = store.runs()
-        except Exception:                        # noqa: BLE001 - not created yet
-            return False
+        runs = stored_runs(db)
         return any(r.status == "completed" for r in runs) and any(
             r.status == "running" and r.last_state_bytes is not None for r in runs)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from ..config import RunConfig
@@ -75,6 +76,6 @@ def prepare(cfg: RunConfig, use_cache: bool = True, mmap: bool = False) -> Prepa
             raise DataError("no such folder (dataset.path)", folder)
         dataset_id = cfg.dataset.name if not cfg.dataset.path else folder.name
         fingerprint = folder_fingerprint(folder, cfg)
-        digests = lambda: source_digests(folder)     # noqa: E731
+        digests = partial(source_digests, folder)
     return prepare_cached(lambda: load_raw(cfg), cfg, dataset_id, fingerprint, use_cache, mmap=mmap,
                           digests=digests)

@@ -71,10 +71,10 @@ def describe_data(p: dict) -> str | None:
     return f"cache {p['data_key']}" + (f"; {listed}" if listed else " (generated data)")
 
 
-def differences(runs: Iterable[Any]) -> dict[str, list[str]]:
-    """What the runs of one group disagree on: ``{"code": [keys], "data": [keys]}``, an empty
-    list where they agree (unknown values are not a disagreement)."""
-    flat = [read(r) for r in runs]
+def differences(flat: Iterable[dict]) -> dict[str, list[str]]:
+    """What the runs of one group disagree on, from their :func:`read` facts: ``{"code": [keys],
+    "data": [keys]}``, an empty list where they agree (unknown values are not a disagreement)."""
+    flat = list(flat)
     out: dict[str, list[str]] = {}
     for part, keys in (("code", CODE_KEYS), ("data", DATA_KEYS)):
         out[part] = [k for k in keys

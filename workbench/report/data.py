@@ -143,7 +143,7 @@ def provenance(group: cmp.Group) -> dict:
     def distinct(describe) -> list[str]:
         return sorted({describe(p) or "not recorded" for p in facts})
 
-    differ = differences(runs)
+    differ = differences(facts)
     flags = []
     if differ["code"]:
         flags.append(f"its runs come from different code ({', '.join(differ['code'])})")

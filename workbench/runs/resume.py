@@ -72,14 +72,17 @@ def plan(store: Any, run_id: int, restart: bool = False, epochs: int | None = No
     if status in LIVE:
         raise ResumeRefused(f"run {run_id} is {status} (pid {run.pid} on {run.host}): it has not stopped; "
                             f"nothing resumed (kni cancel {run_id} stops it)")
+    if epochs is not None and epochs <= run.max_epochs:
+        raise ResumeRefused(f"run {run_id}: --epochs {epochs} is not more than the {run.max_epochs} it was to run; "
+                            "nothing resumed")
     if status == COMPLETED and epochs is not None:
-        _check_extension(run, epochs)
+        if run.stopped_early:
+            raise ResumeRefused(f"run {run_id} stopped early (train.patience): more epochs would end at once; "
+                                "nothing resumed")
     elif status not in RESUMABLE:
         raise ResumeRefused(f"run {run_id} is {status}: only a crashed, cancelled or failed run resumes"
                             + (" (a completed one with --epochs)" if status == COMPLETED else "")
                             + "; nothing resumed")
-    elif epochs is not None and epochs <= run.max_epochs:
-        raise ResumeRefused(f"run {run_id}: --epochs {epochs} is not more than its {run.max_epochs}; nothing resumed")
     cfg = RunConfig.from_dict(run.config).validate()
     new = _new_config(cfg, epochs, device) if epochs is not None or device is not None else None
     if not run.n_epochs:
@@ -99,15 +102,6 @@ def plan(store: Any, run_id: int, restart: bool = False, epochs: int | None = No
         raise ResumeRefused(f"run {run_id}: its last-epoch state holds epoch {state['epoch']} but the run stores "
                             f"{run.n_epochs}; nothing resumed")
     return Plan(run, int(state["epoch"]), resume.selected(state), new)
-
-
-def _check_extension(run: Any, epochs: int) -> None:
-    if run.stopped_early:
-        raise ResumeRefused(f"run {run.id} stopped early (train.patience): more epochs would end at once; "
-                            "nothing resumed")
-    if epochs <= run.max_epochs:
-        raise ResumeRefused(f"run {run.id}: --epochs {epochs} is not more than the {run.max_epochs} it ran; "
-                            "nothing resumed")
 
 
 def _new_config(cfg: Any, epochs: int | None, device: str | None) -> NewConfig:
