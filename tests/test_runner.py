@@ -177,15 +177,19 @@ def test_kni_run_two_seeds_in_parallel(tmp_path, db_url):
 def test_kni_cancel_reaches_a_run_of_another_host_through_its_row(db_url, sql):
     """A run on another machine (a Ray node): no signal reaches it, so kni cancel asks through
     the row and the run process stops at its next heartbeat, cancelled with its epochs kept."""
+    import tempfile
     store = Store.open(db_url)
     run_id = queue(store, 1)
-    proc = spawn(store.url, run_id)
+    output = tempfile.TemporaryFile()                # the run process's own words, if it ends otherwise
+    proc = spawn(store.url, run_id, log_file=output)
     try:
         assert wait_for(has_epochs(store, run_id), TIMEOUT)
         sql(db_url, "UPDATE runs SET host = 'node-7' WHERE id = :i", i=run_id)   # as seen from another host
         res = CliRunner().invoke(app, ["cancel", str(run_id), "--db", db_url])
         assert res.exit_code == 0 and f"asked run {run_id} on node-7" in res.stderr, res.output
-        assert proc.wait(TIMEOUT) == EXIT_CANCELLED
+        code = proc.wait(TIMEOUT)
+        output.seek(0)
+        assert code == EXIT_CANCELLED, output.read().decode("utf-8", "replace")[-3000:]
     finally:
         if proc.poll() is None:
             proc.kill()
