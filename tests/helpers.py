@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable
+
+import pytest
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, every: float = 0.2) -> bool:
@@ -14,6 +17,16 @@ def wait_for(predicate: Callable[[], bool], timeout: float, every: float = 0.2) 
             return True
         time.sleep(every)
     return predicate()
+
+
+def needs_optuna():
+    """Optuna is the ``sweep`` extra: skipped without it, except under CI (the dev extra installs it)."""
+    try:
+        import optuna  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but Optuna (the sweep extra) is not installed")
+        pytest.skip("Optuna (pip install kni-workbench[sweep]) is not installed")
 
 
 #: The model of the tiny recipes: KNI, small enough to train an epoch in about a second.

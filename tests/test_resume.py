@@ -405,7 +405,14 @@ def ranking(db) -> list:
             for p in json.loads(res.stdout)["points"]]
 
 
-def test_a_grid_sweep_interrupted_by_ctrl_c_and_resumed_ends_as_the_sweep_run_through(tmp_path):
+TPE = SWEEP.replace("  grid:\n    train.lr: [1.0e-3, 3.0e-3, 1.0e-2]\n",
+                    "  tpe: {n: 3, seed: 0, n_startup_trials: 2, space: {train.lr: {loguniform: [1.0e-3, 1.0e-2]}}}\n")
+
+
+@pytest.mark.parametrize("method", ["grid", "tpe"])
+def test_a_sweep_interrupted_by_ctrl_c_and_resumed_ends_as_the_sweep_run_through(tmp_path, method):
+    """Grid: the cancelled and never-started runs resume. TPE: the cancelled point resumes,
+    then the replayed search asks the point the interrupted one never asked."""
     import os
     import signal
     import subprocess
@@ -417,8 +424,11 @@ def test_a_grid_sweep_interrupted_by_ctrl_c_and_resumed_ends_as_the_sweep_run_th
     from workbench.store.repository import Store
 
     from helpers import wait_for
-    recipe = tmp_path / "grid.yaml"
-    recipe.write_text(SWEEP)
+    if method == "tpe":
+        from helpers import needs_optuna
+        needs_optuna()
+    recipe = tmp_path / f"{method}.yaml"
+    recipe.write_text(SWEEP if method == "grid" else TPE)
     whole = tmp_path / "whole.db"
     res = CliRunner().invoke(app, ["run", str(recipe), "--db", str(whole)])
     assert res.exit_code == 0, res.output
@@ -440,8 +450,11 @@ def test_a_grid_sweep_interrupted_by_ctrl_c_and_resumed_ends_as_the_sweep_run_th
     with Store.open(db, readonly=True) as store:
         statuses = [r.status for r in store.runs()]
     assert "completed" in statuses and "cancelled" in statuses, statuses
+    assert len(statuses) == (3 if method == "grid" else 2)     # TPE: point 3 was never asked
     res = CliRunner().invoke(app, ["resume", "--sweep", "1", "--db", str(db)])
     assert res.exit_code == 0, res.output
+    if method == "tpe":
+        assert "its search replays the 2 point(s) it asked and asks the 1 it never asked" in res.output
     assert ranking(db) == ranking(whole)         # the same points, values (bitwise) and order
 
 
@@ -450,9 +463,9 @@ def test_a_sweep_whose_driver_was_killed_is_marked_done_once_resuming_made_it_wh
     ended its every run, with all its points and its rerun seeds, the sweep is done."""
     from workbench.recipe import parse_recipe
     from workbench.runs.provenance import Code
-    from workbench.runs.resume import finish_if_whole
     from workbench.runs.rows import new_run
     from workbench.store.repository import Store
+    from workbench.sweeps.resume import finish_if_whole
     rec = parse_recipe(SWEEP)
     with Store.open(tmp_path / "runs.db") as store:
         sid = store.create_sweep(name="s", recipe_text=SWEEP, method="grid",

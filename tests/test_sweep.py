@@ -33,6 +33,8 @@ from workbench.store.repository import Store
 from workbench.store.statuses import COMPLETED, FAILED, PRUNED, QUEUED
 from workbench.sweeps.driver import SweepDriver
 
+from helpers import needs_optuna
+
 ROOT = Path(__file__).resolve().parents[1]
 BASE = """\
 name: s
@@ -43,16 +45,6 @@ eval: {n_eval: 2}
 seeds: [1, 2]
 device: cpu
 """
-
-
-def needs_optuna():
-    """Optuna is the ``sweep`` extra: skipped without it, except under CI (the dev extra installs it)."""
-    try:
-        import optuna  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("CI is set but Optuna (the sweep extra) is not installed")
-        pytest.skip("Optuna (pip install kni-workbench[sweep]) is not installed")
 
 
 def recipe(sweep: str, base: str = BASE, **kw):
@@ -446,6 +438,96 @@ def test_tpe_asks_points_and_is_told_each_points_validation_auc_from_the_store(t
     assert all(1e-4 <= p["train.lr"] <= 1e-2 and p["model.hop_n_sample"] in ([1, 4], [1, 8]) for p in points)
     again, _, _ = sweep(tmp_path / "b.db")
     assert again == points                   # the sampler's seed and the same results: the same points
+
+
+def _tpe_interrupted(store, rec, value, stop_at_wave: int):
+    """Drive ``rec`` until wave ``stop_at_wave``, whose first point completes and whose other
+    runs are cancelled as a Ctrl-C leaves them; returns the sweep id."""
+    from workbench.store.statuses import CANCELLED
+    launch, launched = play_runs(store, value)
+
+    def interrupted(ids, configs):
+        if len(launched) + 1 < stop_at_wave:
+            return launch(ids, configs)
+        first = [i for i in ids if store.get(i).sweep_point == store.get(ids[0]).sweep_point]
+        statuses, _ = launch(first, configs)
+        for i in ids:
+            if i not in first:
+                store.finish(i, CANCELLED, error="interrupted")
+                statuses[i] = CANCELLED
+        return statuses, True
+
+    driver = SweepDriver(store, rec, interrupted, jobs=3, prov=Code())
+    sid = driver.start()
+    driver.run()
+    return sid
+
+
+def _sweep_record(store, sid):
+    """(point, seed) -> (the point's values, best valid AUC), and the ranking of the points."""
+    runs = store.runs(sweep=sid)
+    ranking = [(p.number, p.params, p.group and p.group.n) for p in cmp.rank_sweep(store, sid).points]
+    return {(r.sweep_point, r.seed): (r.params, r.best_valid_auc, r.status) for r in runs}, ranking
+
+
+def test_an_interrupted_tpe_search_goes_on_asking_what_it_would_have_asked(tmp_path):
+    """kni resume --sweep on TPE: the stopped runs resume, then a sampler seeded as the first
+    replays the stored results wave by wave (with the first driver's wave size, whatever --jobs
+    is now) and asks the points never asked: the sweep ends with the run-through's points,
+    values, rerun seeds and ranking."""
+    needs_optuna()
+    rec = recipe("sweep:\n  tpe:\n    n: 7\n    seed: 3\n    n_startup_trials: 3\n    space:\n"
+                 "      train.lr: {loguniform: [1.0e-4, 1.0e-2]}\n  rerun: {seeds: 1..3}\n")
+    value = lambda p, seed, e: 0.9 - 0.05 * (math.log10(p["train.lr"]) + 2.5) ** 2 + 0.01 * seed \
+        - 0.01 * (3 - e)                                                                   # noqa: E731
+    with Store.open(tmp_path / "whole.db") as store:
+        launch, _ = play_runs(store, value)
+        driver = SweepDriver(store, rec, launch, jobs=3, prov=Code())
+        sid = driver.start()
+        driver.run()
+        whole = _sweep_record(store, sid)
+    assert len({point for point, _ in whole[0]}) == 7 and len(whole[0]) == 7 * 2 + 1
+    with Store.open(tmp_path / "runs.db") as store:
+        sid = _tpe_interrupted(store, rec, value, stop_at_wave=3)
+        before, _ = _sweep_record(store, sid)
+        assert len({point for point, _ in before}) == 6 and "cancelled" in {s for _, _, s in before.values()}
+        launch, launched = play_runs(store, value)
+        stopped = [r for r in store.runs(sweep=sid) if r.status == "cancelled"]
+        for r in stopped:                                 # what kni resume --sweep does first
+            store.requeue_to_resume(r, 0, None)
+        launch([r.id for r in stopped], None)
+        driver = SweepDriver.continuing(store, sid, launch, jobs=1, prov=Code())
+        assert driver.wave_size() == 2                    # the first driver's: ceil(3 jobs / 2 seeds)
+        driver.run()
+        assert _sweep_record(store, sid) == whole          # the same points, values, seeds and ranking
+        assert [len(batch) for batch in launched] == [len(stopped), 2, 1]   # point 7's seeds, then the rerun
+        assert store.get_sweep(sid).finished_at is not None
+
+
+def test_a_continued_tpe_search_refuses_what_it_cannot_replay(tmp_path):
+    """A grid sweep has no search; a TPE sweep whose stored point is not what the replayed
+    sampler asks (here: its values edited) stops before asking anything new."""
+    needs_optuna()
+    from sqlalchemy import text
+    rec = recipe("sweep:\n  tpe:\n    n: 5\n    seed: 3\n    n_startup_trials: 2\n    space:\n"
+                 "      train.lr: {loguniform: [1.0e-4, 1.0e-2]}\n")
+    value = lambda p, seed, e: 0.8 + 0.01 * e + 0.01 * seed                               # noqa: E731
+    with Store.open(tmp_path / "runs.db") as store:
+        sid = _tpe_interrupted(store, rec, value, stop_at_wave=2)
+        grid = SweepDriver(store, recipe("sweep:\n  grid:\n    train.lr: [1.0e-3]\n"), play_runs(store, value)[0],
+                           prov=Code())
+        with pytest.raises(SweepError, match="is a grid sweep: its runs were all queued"):
+            SweepDriver.continuing(store, grid.start(), grid.launch_fn, prov=Code())
+        with store.writer.begin() as conn:
+            conn.execute(text("UPDATE runs SET sweep_params = :p WHERE sweep_id = :s AND sweep_point = 2"),
+                         {"p": json.dumps({"train.lr": 0.005}), "s": sid})
+        n_runs = len(store.runs(sweep=sid))
+        launch, launched = play_runs(store, value)
+        driver = SweepDriver.continuing(store, sid, launch, prov=Code())
+        with pytest.raises(SweepError, match="point 2: the replayed search asks train.lr=.* where the sweep ran "
+                                             "train.lr=0.005"):
+            driver.run()
+        assert len(store.runs(sweep=sid)) == n_runs and launched == []
 
 
 def _by_point(runs):

@@ -4,7 +4,7 @@ own rows, with the numbers they would have had (:mod:`kni_core.resume`)."""
 from __future__ import annotations
 
 import json
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 from rich.markup import escape
@@ -18,8 +18,9 @@ from .common import consoles, db_option, fail, open_store
 
 def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resume (kni runs lists them)."),
                    sweep: Optional[int] = typer.Option(None, "--sweep", help="Every stopped run of this sweep "
-                                                       "(kni sweeps lists them): an interrupted grid or random "
-                                                       "sweep ends with the runs it would have had."),
+                                                       "(kni sweeps lists them); a TPE sweep's search then goes on "
+                                                       "with the points it never asked: an interrupted sweep ends "
+                                                       "with the runs it would have had."),
                    restart: bool = typer.Option(False, "--restart",
                                                 help="A run without a usable last-epoch state (stored before "
                                                 "states were written, or whose write failed) trains again "
@@ -50,22 +51,28 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
     run, a completed one (but with --epochs), or one whose state is missing,
     damaged or another run's is refused with the reason, and nothing changes
     (with --restart, a run without a usable state starts from epoch 1)."""
-    from ..runs.resume import plan, sweep_runs
+    from ..runs.resume import plan
+    from ..sweeps.resume import sweep_resume
     from .run import executor_session, launch_rows, run_executor
     console = consoles(json_out)
     if bool(run_ids) == (sweep is not None):
         fail("give the runs to resume, or --sweep ID (not both)")
+    if sweep is not None and epochs is not None:
+        fail("--epochs extends runs, not a sweep (its points share its train.epochs)")
     store = open_store(db, write=True)
+    search = None
     try:
         store.refresh_crashed()
         if sweep is not None:
-            run_ids, note = sweep_runs(store, sweep)
-            if not json_out and note:
-                console.print(note, highlight=False)
+            search = sweep_resume(store, sweep)
+            run_ids = search.stopped
+            if not json_out and search.note:
+                console.print(search.note, highlight=False)
         if device is not None and (executor or "local") == "local":
             _check_device(device)
         plans = [plan(store, run_id, restart, epochs, device) for run_id in dict.fromkeys(run_ids)]
-        device = device or plans[0].run.config.get("device", "auto")
+        device_given = device
+        device = device or (plans[0].run.config.get("device", "auto") if plans else "auto")
         runner = run_executor(executor or "local", None, None, jobs, device, store.url, console)
         for p in plans:
             store.requeue_to_resume(p.run, p.from_epoch, p.best, p.new)
@@ -75,10 +82,19 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
     if not json_out:
         for p in plans:
             console.print(escape(p.text()), highlight=False)
+    stop = False
     with executor_session(runner, json_out, console):
-        statuses, launcher = launch_rows(store, ids, device, json_out, jobs, console, runner, retries=retries)
+        statuses: dict[int, str] = {}
+        if ids:
+            statuses, launcher = launch_rows(store, ids, device, json_out, jobs, console, runner, retries=retries)
+            stop = bool(launcher.stop_requested)
+        if search is not None and search.searches and not stop:
+            more, stop = _go_on_searching(store, search.sweep.id, json_out, jobs, console, runner, retries,
+                                          device if device_given else None)
+            statuses.update(more)
+            ids += [i for i in more if i not in ids]
     if sweep is not None:
-        from ..runs.resume import finish_if_whole
+        from ..sweeps.resume import finish_if_whole
         try:
             if finish_if_whole(store, sweep) and not json_out:
                 console.print(f"sweep {sweep}: every run it would have had has ended; it is done", highlight=False)
@@ -91,10 +107,40 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
             status = statuses.get(i, "?")
             console.print(f"run {i}: [{status_style(status)}]{status}[/]", highlight=False)
     store.close()
-    if launcher.stop_requested or any(s == CANCELLED for s in statuses.values()):
+    if stop or any(s == CANCELLED for s in statuses.values()):
         raise typer.Exit(130)
     if any(s != COMPLETED for s in statuses.values()):
         raise typer.Exit(1)
+
+
+def _go_on_searching(store: Any, sweep_id: int, json_out: bool, jobs: int, console: Any, runner: Any,
+                     retries: int, device: str | None) -> tuple[dict[int, str], bool]:
+    """Replay a TPE sweep's search and run what it asks that it never asked (and its rerun
+    seeds): (the statuses of its runs, whether a stop was asked)."""
+    from kni_core.data import prepare
+
+    from ..runs.provenance import code
+    from ..sweeps.driver import SweepDriver
+    from .run import launch_rows
+
+    def launch(ids: list[int], configs: list) -> tuple[dict[int, str], bool]:
+        statuses, launcher = launch_rows(store, ids, driver.recipe.base.device, json_out, jobs, console, runner,
+                                         retries=retries)
+        return statuses, bool(launcher.stop_requested)
+
+    def queued(sid: int, ids: list[int]) -> None:
+        if not json_out:
+            console.print(f"sweep {sid}: its search asks a new point: run(s) {', '.join(map(str, ids))} queued",
+                          highlight=False)
+
+    try:
+        driver = SweepDriver.continuing(store, sweep_id, launch, device=device, jobs=jobs, prov=code(),
+                                        on_queued=queued, prepare=prepare,
+                                        executor=runner.name if runner is not None else "local")
+        statuses = driver.run()
+    except KniError as e:
+        fail(e)
+    return statuses, driver.stopped
 
 
 def _check_device(device: str) -> None:

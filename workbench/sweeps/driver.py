@@ -5,7 +5,12 @@ through the launcher (``--jobs`` at a time). A TPE sweep asks Optuna's sampler f
 ``ceil(jobs / seeds)`` points at a time, runs them, and tells each point the mean over its
 seeds of the validation AUC at its validation-selected epoch (a point with a pruned seed is
 told *pruned* with its mean per-epoch validation AUC, one whose runs failed *failed*).
-docs/sweeps.md has the user's side.
+
+An interrupted TPE search goes on (:meth:`SweepDriver.continuing`, ``kni resume --sweep``) by
+replaying: a sampler seeded as the first one is asked, wave by wave, and told the stored
+results; each point it asks again must be the stored one (its values and its runs'
+configurations), and from the first point never asked on it asks what the first driver would
+have. docs/sweeps.md has the user's side.
 """
 
 from __future__ import annotations
@@ -72,6 +77,39 @@ class SweepDriver:
         self._prepared: set[str] = set()
         self._search: Any = None
         self.told: dict[int, str] = {}          # point number -> what TPE was told
+        self._wave: int | None = None           # a continued search: the first driver's wave size
+        self._stored: dict[int, dict[int, Run]] = {}    # a continued sweep: point -> seed -> its run
+        self._new: set[int] = set()             # the runs this driver queued (the ones it launches)
+
+    @classmethod
+    def continuing(cls, store: Store, sweep_id: int, launch: LaunchFn, *, device: str | None = None,
+                   **options: Any) -> "SweepDriver":
+        """The driver of TPE sweep ``sweep_id`` to go on where it stopped: :meth:`run` replays
+        its search over the stored runs (which should have ended: ``kni resume --sweep`` resumes
+        its stopped runs first) and runs the points it never asked and its ``rerun:`` seeds.
+        ``device`` moves the runs still to start; ``options`` are the constructor's. Raises
+        SweepError for a sweep that is not a TPE one or whose driver kept no replay facts."""
+        from .search import replay_study, search_facts
+        sweep = store.get_sweep(sweep_id)
+        spec = SweepSpec.from_dict(sweep.spec_dict)
+        if spec.tpe is None:
+            raise SweepError(f"sweep {sweep_id} ({sweep.name}) is a {sweep.method} sweep: its runs were all queued "
+                             "when it started; there is no search to go on with")
+        facts = search_facts(store, sweep_id)
+        if "wave_size" not in facts or "base" not in facts:
+            raise SweepError(f"sweep {sweep_id} ({sweep.name}) was started before sweeps kept what replaying their "
+                             "search needs: its stopped runs resume, the points it never asked cannot be asked")
+        base = RunConfig.from_dict(facts["base"])
+        if device is not None:
+            base = dataclasses.replace(base, device=device)
+        recipe = Recipe(sweep.name, sweep.recipe_path, sweep.recipe_text, None, sweep.seed_list, base.device,
+                        base.validate(), spec)
+        driver = cls(store, recipe, launch, **options)
+        driver.sweep_id, driver._wave = sweep_id, int(facts["wave_size"])
+        driver._search = replay_study(spec.tpe)
+        for r in store.runs(sweep=sweep_id):
+            driver._stored.setdefault(r.sweep_point, {})[r.seed] = r
+        return driver
 
     # -- setup ---------------------------------------------------------------------------
     def check(self) -> None:
@@ -115,7 +153,8 @@ class SweepDriver:
             prune=self.spec.prune.pruner if self.spec.prune else None)
         if self.spec.needs_optuna:
             from .search import create_studies  # Optuna: only sweeps that need it
-            create_studies(self.store, self.sweep_id, self.spec)
+            facts = {"wave_size": self.wave_size(), "base": self.recipe.base.to_dict()} if self.spec.tpe else None
+            create_studies(self.store, self.sweep_id, self.spec, facts)
         if self.spec.tpe is None:
             self._queue(self.points)
         else:
@@ -123,20 +162,35 @@ class SweepDriver:
         return self.sweep_id
 
     def _queue(self, points: list[Point]) -> list[int]:
-        ids = []
+        """Queue a run per configuration of each point, but for the ones a continued sweep
+        has stored (those join the point as they are)."""
+        queued = []
         for p in points:
+            stored = self._stored.get(p.number, {})
             for cfg in p.configs:
+                run = stored.get(cfg.seed)
+                if run is not None:
+                    if run.config_hash != cfg.config_hash():
+                        raise SweepError(f"sweep {self.sweep_id} point {p.number} seed {cfg.seed}: its stored run "
+                                         f"{run.id} has another configuration than the sweep gives it now "
+                                         f"({run.config_hash[:8]}, now {cfg.config_hash()[:8]}); nothing more is asked")
+                    p.run_ids.append(run.id)
+                    continue
                 new = new_run(self.recipe.name, self.recipe.text, cfg, self.recipe.path, self.prov)
                 new = _with_sweep(new, self.sweep_id, p.number, p.params)
                 p.run_ids.append(self.store.create_run(new, executor=self.executor))
-            ids += p.run_ids
-        if self.on_queued is not None and ids:
-            self.on_queued(self.sweep_id, ids)
-        return ids
+                queued.append(p.run_ids[-1])
+        self._new.update(queued)
+        if self.on_queued is not None and queued:
+            self.on_queued(self.sweep_id, queued)
+        return queued
 
     # -- TPE -------------------------------------------------------------------------------
     def wave_size(self) -> int:
-        """Points asked at once: enough runs to keep ``jobs`` busy."""
+        """Points asked at once: enough runs to keep ``jobs`` busy (a continued search: as many
+        as its first driver asked, whatever ``jobs`` is now, so that it asks the same points)."""
+        if self._wave is not None:
+            return self._wave
         return max(1, math.ceil(self.jobs / max(1, len(self.recipe.seeds))))
 
     def _ask_wave(self) -> list[Point]:
@@ -151,6 +205,7 @@ class SweepDriver:
             trial = self._search.ask(dists)
             params = {k: space[k].from_optuna(trial.params[k]) for k in space}
             number = len(self.points) + 1
+            self._check_replayed(number, params)
             try:
                 configs = self._configs(params)
             except KniError as e:             # a combination the recipe refuses: told failed
@@ -165,6 +220,17 @@ class SweepDriver:
             wave.append(p)
         self._queue(wave)
         return wave
+
+    def _check_replayed(self, number: int, params: dict) -> None:
+        """A continued search must ask again what its stored point ran."""
+        stored = self._stored.get(number)
+        if not stored:
+            return
+        ran = next(iter(stored.values())).params
+        if json.dumps(ran, sort_keys=True) != json.dumps(params, sort_keys=True):
+            raise SweepError(f"sweep {self.sweep_id} point {number}: the replayed search asks {params_text(params)} "
+                             f"where the sweep ran {params_text(ran)} (another Optuna version, or a changed "
+                             "search space?); the points it never asked are not asked")
 
     def _tell(self, points: list[Point]) -> None:
         runs = {r.id: r for r in self.store.runs(ids=[i for p in points for i in p.run_ids])}
@@ -193,7 +259,9 @@ class SweepDriver:
             if self.spec.tpe is None:
                 self._launch([p for p in self.points])
             else:
-                wave = [p for p in self.points if p.run_ids and p.number not in self.told]
+                continued = self._wave is not None and not self.points
+                wave = self._ask_wave() if continued else [p for p in self.points
+                                                           if p.run_ids and p.number not in self.told]
                 while wave:
                     self._launch(wave)
                     self._tell(wave)
@@ -239,8 +307,15 @@ class SweepDriver:
         self._launch([extra])
 
     def _launch(self, points: list[Point]) -> None:
-        ids = [i for p in points for i in p.run_ids]
-        configs = [c for p in points for c in p.configs]
+        """Run the points' queued runs (a continued sweep's stored runs have run)."""
+        pairs = [(i, c) for p in points for i, c in zip(p.run_ids, p.configs) if i in self._new]
+        for p in points:
+            for run in self._stored.get(p.number, {}).values():
+                self.statuses.setdefault(run.id, run.status)
+        if not pairs:
+            return
+        ids, configs = [i for i, _ in pairs], [c for _, c in pairs]
+        points = [p for p in points if set(p.run_ids) & self._new]
         for p in points:                       # once per preprocessing: parallel runs share the cache
             try:
                 self.prepare(p.configs[0])
