@@ -205,3 +205,43 @@ def test_p_on_a_run_saves_its_plots(tmp_path, in_tmp_path):
     files = sorted(p.name for p in Path("run-2-plots").iterdir())
     assert files == ["run2-curves.png", "run2-curves.svg"]            # no top-N results: no top-N plot
     assert Path("run-2-plots/run2-curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_figures_have_a_row_per_dataset_a_colour_per_model_and_the_floors_as_levels():
+    """Two datasets: a row (panel) each; KNI has one colour on both; popularity, one epoch,
+    is a dashed level in the AUC and logloss panels, and no training curve."""
+    pytest.importorskip("matplotlib")
+    from types import SimpleNamespace
+
+    from workbench import analysis as cmp
+    from workbench.report.figures import learning_curves, pyplot, seeds_strip
+
+    def group(dataset: str, model: str, epochs: int, seeds=(1, 2)):
+        g = cmp.Group(f"{dataset}-{model}", "config", label=f"{dataset}-{model}")
+        for seed in seeds:
+            run = SimpleNamespace(id=len(seed_runs) + 1, dataset=dataset, model=model, seed=seed,
+                                  config_hash=g.key, status="completed")
+            rows = [SimpleNamespace(epoch=e, valid_auc=0.6 + 0.01 * e + 0.001 * seed, test_auc=0.6 + 0.01 * e,
+                                    valid_logloss=0.7 - 0.01 * e, train_loss=0.69 - 0.02 * e) for e in range(1, epochs + 1)]
+            seed_runs.append(run)
+            g.members.append(cmp.RunPoint(run, rows, rows[-1]))
+        return g
+
+    seed_runs: list = []
+    groups = [group("a", "KNI", 5), group("a", "Pop", 1), group("b", "KNI", 4)]
+    report = SimpleNamespace(groups=groups, pts=[m for g in groups for m in g.members])
+    plt = pyplot()
+    fig = learning_curves(report, plt)
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == [f"{d}: {t}" for d in "ab" for t in
+                                               ("valid AUC", "test AUC", "valid logloss", "training loss")]
+    dashed = lambda ax: [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]   # noqa: E731
+    (level,) = dashed(axes[0])
+    assert list(level.get_ydata()) == pytest.approx([0.6 + 0.01 + 0.0015] * 2)      # the mean of its 2 seeds
+    assert dashed(axes[3]) == [] and len(dashed(axes[2])) == 1 and dashed(axes[4]) == []
+    kni = [ln.get_color() for ax in (axes[0], axes[4]) for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+    assert len(kni) == 2 and kni[0] == kni[1] and kni[0] != level.get_color()
+    plt.close(fig)
+    fig = seeds_strip(report, plt, "test_auc")
+    assert [ax.get_title() for ax in fig.axes] == ["a: test auc of each seed", "b: test auc of each seed"]
+    plt.close(fig)

@@ -56,76 +56,113 @@ def _label(g: cmp.Group, groups: list[cmp.Group] | None = None) -> str:
     return g.label + (f" [{g.differs}]" if shared and g.differs else "")
 
 
+def _datasets(report: ReportData) -> list[tuple[str, list[tuple[str, cmp.Group]]]]:
+    """The groups by dataset, in order, each with its colour: a model's colour is the same on
+    every dataset when each dataset has one group per model, else each group has its own."""
+    per_model = len({(g.distinct("dataset"), g.distinct("model")) for g in report.groups}) == len(report.groups)
+    keys = list(dict.fromkeys(g.distinct("model") if per_model else g.key for g in report.groups))
+    rows: dict[str, list[tuple[str, cmp.Group]]] = {}
+    for g in report.groups:
+        key = g.distinct("model") if per_model else g.key
+        rows.setdefault(g.distinct("dataset"), []).append((COLOURS[keys.index(key) % len(COLOURS)], g))
+    return list(rows.items())
+
+
+def _legend(fig: Any, axes: Any, bottom: float) -> None:
+    """One legend under the figure for every line of every panel (each label once)."""
+    seen: dict[str, Any] = {}
+    for ax in np.ravel(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    rows = (len(seen) - 1) // 3 + 1
+    fig.legend(list(seen.values()), list(seen), loc="lower center", ncol=min(3, max(1, len(seen))), fontsize=7,
+               frameon=False)
+    fig.tight_layout(rect=(0, (bottom + 0.05 * (rows - 1)) / max(1, len(axes)), 1, 1))
+
+
 def learning_curves(report: ReportData, plt: Any) -> Any:
-    """Per group, each metric's mean over its seeds per epoch, with a band of ± one std."""
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(3.2 * len(CURVES), 2.8), squeeze=False)
-    for ax, (metric, title) in zip(axes[0], CURVES):
-        for i, g in enumerate(report.groups):
-            by_epoch: dict[int, list[float]] = {}
-            for p in g.members:
-                for e in p.epochs:
-                    v = getattr(e, metric)
-                    if v is not None and math.isfinite(v):
-                        by_epoch.setdefault(e.epoch, []).append(v)
-            if not by_epoch:
-                continue
-            xs = sorted(by_epoch)
-            mean = np.array([np.mean(by_epoch[x]) for x in xs])
-            std = np.array([np.std(by_epoch[x], ddof=1) if len(by_epoch[x]) > 1 else 0.0 for x in xs])
-            colour = COLOURS[i % len(COLOURS)]
-            ax.plot(xs, mean, color=colour, lw=1.4, label=f"{_label(g, report.groups)} (n={g.n})")
-            ax.fill_between(xs, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(3, max(1, len(labels))), fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.06 + 0.05 * ((len(labels) - 1) // 3), 1, 1))
+    """Per group, each metric's mean over its seeds per epoch, with a band of ± one std; a row
+    per dataset. A group of one epoch (the floors: popularity, ItemKNN) is a dashed level."""
+    datasets = _datasets(report)
+    fig, axes = plt.subplots(len(datasets), len(CURVES), figsize=(3.2 * len(CURVES), 2.5 * len(datasets) + 0.6),
+                             squeeze=False)
+    for row, (dataset, groups) in zip(axes, datasets):
+        for ax, (metric, title) in zip(row, CURVES):
+            for colour, g in groups:
+                by_epoch: dict[int, list[float]] = {}
+                for p in g.members:
+                    for e in p.epochs:
+                        v = getattr(e, metric)
+                        if v is not None and math.isfinite(v):
+                            by_epoch.setdefault(e.epoch, []).append(v)
+                if not by_epoch:
+                    continue
+                xs = sorted(by_epoch)
+                mean = np.array([np.mean(by_epoch[x]) for x in xs])
+                std = np.array([np.std(by_epoch[x], ddof=1) if len(by_epoch[x]) > 1 else 0.0 for x in xs])
+                label = f"{_label(g, report.groups)} (n={g.n})"
+                if len(xs) == 1:
+                    if metric != "train_loss":      # a floor's fit is no training curve
+                            ax.axhline(mean[0], color=colour, lw=1.1, ls="--", label=label)
+                    continue
+                ax.plot(xs, mean, color=colour, lw=1.4, label=label)
+                ax.fill_between(xs, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
+            ax.set_title(f"{dataset}: {title}" if len(datasets) > 1 else title)
+            ax.set_xlabel("epoch")
+    _legend(fig, axes, 0.12)
     return fig
 
 
 def seeds_strip(report: ReportData, plt: Any, metric: str) -> Any:
-    """Each group's seeds at the chosen epoch: a box and every seed as a point."""
-    fig, ax = plt.subplots(figsize=(max(3.0, 1.1 * len(report.groups) + 1.5), 3.0))
-    for i, g in enumerate(report.groups):
-        values = [v for p in g.members if (v := p.value(metric)) is not None and math.isfinite(v)]
-        if not values:
-            continue
-        colour = COLOURS[i % len(COLOURS)]
-        ax.boxplot([values], positions=[i], widths=0.5, showfliers=False,
-                   medianprops={"color": colour}, boxprops={"color": colour}, whiskerprops={"color": colour},
-                   capprops={"color": colour})
-        jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else [0.0]
-        ax.scatter(np.full(len(values), i) + jitter, values, s=14, color=colour, zorder=3)
-    ax.set_xticks(range(len(report.groups)), [_label(g, report.groups) for g in report.groups], rotation=20,
-                  ha="right", fontsize=7)
-    ax.set_ylabel(metric.replace("_", " "))
-    ax.set_title(f"{metric.replace('_', ' ')} of each seed")
+    """Each group's seeds at the chosen epoch: a box and every seed as a point; a panel per dataset."""
+    datasets = _datasets(report)
+    widths = [max(2.5, 1.1 * len(groups) + 1.0) for _, groups in datasets]
+    fig, axes = plt.subplots(1, len(datasets), figsize=(sum(widths), 3.0), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    for ax, (dataset, groups) in zip(axes[0], datasets):
+        for x, (colour, g) in enumerate(groups):
+            values = [v for p in g.members if (v := p.value(metric)) is not None and math.isfinite(v)]
+            if not values:
+                continue
+            ax.boxplot([values], positions=[x], widths=0.5, showfliers=False,
+                       medianprops={"color": colour}, boxprops={"color": colour}, whiskerprops={"color": colour},
+                       capprops={"color": colour})
+            jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else [0.0]
+            ax.scatter(np.full(len(values), x) + jitter, values, s=14, color=colour, zorder=3)
+        ax.set_xticks(range(len(groups)), [_label(g, report.groups) for _, g in groups], rotation=20,
+                      ha="right", fontsize=7)
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.set_title(f"{dataset}: {metric.replace('_', ' ')} of each seed" if len(datasets) > 1
+                     else f"{metric.replace('_', ' ')} of each seed")
     fig.tight_layout()
     return fig
 
 
 def topk_curves(report: ReportData, plt: Any) -> Any | None:
-    """Recall@K and NDCG@K over K, each group's mean over seeds (groups with top-N results)."""
+    """Recall@K and NDCG@K over K, each group's mean over seeds (groups with top-N results); a
+    row per dataset."""
     families = (("recall", "Recall@K (sampled users)"), ("full_ndcg", "NDCG@K (full ranking)"))
     found = [f for f, _ in families if any(k.startswith(f + "@") for p in report.pts for k in p.topk)]
-    if not found:
+    datasets = [(d, groups) for d, groups in _datasets(report) if any(p.topk for _, g in groups for p in g.members)]
+    if not found or not datasets:
         return None
-    fig, axes = plt.subplots(1, len(found), figsize=(3.6 * len(found), 2.8), squeeze=False)
-    for ax, family in zip(axes[0], found):
-        for i, g in enumerate(report.groups):
-            ks = sorted({int(k.split("@")[1]) for p in g.members for k in p.topk if k.split("@")[0] == family})
-            if not ks:
-                continue
-            means = [g.stat(f"{family}@{k}")[0] for k in ks]
-            ax.plot(ks, means, marker="o", ms=3, color=COLOURS[i % len(COLOURS)], label=_label(g, report.groups))
-            ax.set_xscale("log")
-            ax.set_xticks(ks, [str(k) for k in ks])
-            ax.minorticks_off()
-        ax.set_xlabel("K")
-        ax.set_title(dict(families)[family])
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(3, max(1, len(labels))), fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0.08 + 0.06 * ((len(labels) - 1) // 3), 1, 1))
+    fig, axes = plt.subplots(len(datasets), len(found), figsize=(3.6 * len(found), 2.5 * len(datasets) + 0.6),
+                             squeeze=False)
+    for row, (dataset, groups) in zip(axes, datasets):
+        for ax, family in zip(row, found):
+            for colour, g in groups:
+                ks = sorted({int(k.split("@")[1]) for p in g.members for k in p.topk if k.split("@")[0] == family})
+                if not ks:
+                    continue
+                means = [g.stat(f"{family}@{k}")[0] for k in ks]
+                ax.plot(ks, means, marker="o", ms=3, color=colour, label=_label(g, report.groups))
+                ax.set_xscale("log")
+                ax.set_xticks(ks, [str(k) for k in ks])
+                ax.minorticks_off()
+            ax.set_xlabel("K")
+            title = dict(families)[family]
+            ax.set_title(f"{dataset}: {title}" if len(datasets) > 1 else title)
+    _legend(fig, axes, 0.16)
     return fig
 
 
