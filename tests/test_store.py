@@ -609,6 +609,28 @@ def test_a_busy_new_file_opens_now_and_turns_wal_later(tmp_path):
     assert sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
 
 
+def test_opening_the_database_again_keeps_this_processs_locks(tmp_path):
+    """A process with a live store opens the file again (a command run in-process, the TUI's
+    reader). Closing any descriptor of the file would drop this process's POSIX locks: another
+    process closing its connection would then take itself for the last, checkpoint and delete
+    the WAL under the live store (seen as "database disk image is malformed" in a sweep resumed
+    in-process). The WAL survives, and the live store's writes with it."""
+    db = tmp_path / "runs.db"
+    live = Store.open(db)
+    first = queued(live)
+    assert (tmp_path / "runs.db-wal").exists()
+    Store.open(db, readonly=True).close()
+    Store.open(db).close()
+    subprocess.run([sys.executable, "-c", "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                    "c.execute('SELECT count(*) FROM runs').fetchone(); c.close()", str(db)], check=True)
+    assert (tmp_path / "runs.db-wal").exists()             # this process still holds the file
+    second = queued(live)
+    live.close()
+    assert sqlite3.connect(db).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with Store.open(db, readonly=True) as store:
+        assert sorted(r.id for r in store.runs()) == [first, second]
+
+
 def test_four_writers_and_a_reader_lose_nothing(db_url, tmp_path):
     n = 40
     go = tmp_path / "go"

@@ -22,6 +22,7 @@ from ..store.statuses import LIVE, PRUNED, RUNNING, STATUSES
 from .common import (
     JSON_HELP,
     check_statuses,
+    closed_at_the_end,
     db_option,
     err_console,
     fail,
@@ -59,7 +60,7 @@ def runs_command(status: Optional[List[str]] = typer.Option(None, "--status", he
     from ..store.repository import Store
     statuses = check_statuses(status)
     try:
-        store = Store.open(db, readonly=True)
+        store = closed_at_the_end(Store.open(db, readonly=True))
     except StoreError as e:
         if "no run database here" in str(e):
             if json_out:

@@ -17,7 +17,7 @@ from kni_core.errors import KniError
 from .. import analysis as cmp
 from ..present import ago, fmt, pm, status_style
 from ..store.statuses import CANCELLED, COMPLETED, CRASHED, FAILED, LIVE, PRUNED, QUEUED
-from .common import JSON_HELP, db_option, err_console, fail, out
+from .common import JSON_HELP, closed_at_the_end, db_option, err_console, fail, out
 
 if TYPE_CHECKING:                                  # imported where used, so `kni --help` starts fast
 
@@ -126,11 +126,16 @@ def _statuses_text(statuses: dict[str, int]) -> str:
 
 
 def sweep_state(sweep: Any, runs: list) -> str:
-    """running (a run is live), done (its driver ended), or interrupted (no live run, no end)."""
+    """running (a run is live), interrupted (what ``kni resume --sweep`` goes on with: no end
+    recorded, a crashed or cancelled run, or points a TPE search never asked), or done."""
     from ..store.liveness import effective_status
-    if any(effective_status(r) in LIVE for r in runs):
+    states = {effective_status(r) for r in runs}
+    if states & set(LIVE):
         return "running"
-    return "done" if sweep.finished_at is not None else "interrupted"
+    asked = max((r.sweep_point or 0 for r in runs), default=0)
+    if sweep.finished_at is None or states & {CRASHED, CANCELLED} or asked < sweep.planned:
+        return "interrupted"
+    return "done"
 
 
 def sweeps_command(sweep_ids: List[int] = typer.Argument(None, help="Sweep ids (default: every sweep)."),
@@ -145,7 +150,7 @@ def sweeps_command(sweep_ids: List[int] = typer.Argument(None, help="Sweep ids (
     from ..store.records import sweep_to_dict
     try:
         from ..store.repository import Store
-        store = Store.open(db, readonly=True)
+        store = closed_at_the_end(Store.open(db, readonly=True))
     except StoreError as e:
         if "no run database here" in str(e):
             print("[]") if json_out else err_console().print(f"no sweeps yet ({escape(str(e))})")

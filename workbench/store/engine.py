@@ -223,8 +223,24 @@ def display(url: str) -> str:
 
 
 def has_sqlite_header(path: Path) -> bool:
+    """Whether ``path`` starts as a SQLite database does, asked of SQLite itself.
+
+    Never with ``open()``: closing any descriptor of the file drops every POSIX lock this
+    process holds on it, the shared lock of each of its live connections included; another
+    process closing its connection then believes it is the last, checkpoints and deletes the
+    WAL from under them ("database disk image is malformed", commits lost; seen in tests that
+    run commands in-process). SQLite keeps its own descriptor open while locks are held.
+    ``immutable=1``: page 1 is read without the WAL or any lock."""
     try:
-        with open(path, "rb") as f:
-            return f.read(16) == b"SQLite format 3\x00"
-    except OSError as e:
-        raise StoreError(f"{path}: cannot read the file ({e.strerror or e})") from None
+        conn = sqlite3.connect("file:" + quote(str(path)) + "?mode=ro&immutable=1", uri=True)
+    except sqlite3.Error as e:
+        raise StoreError(f"{path}: cannot read the file ({e})") from None
+    try:
+        conn.execute("PRAGMA schema_version").fetchone()
+        return True
+    except sqlite3.DatabaseError as e:
+        if "not a database" in str(e).lower():
+            return False
+        raise StoreError(f"{path}: cannot read the file ({e})") from None
+    finally:
+        conn.close()
