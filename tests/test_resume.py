@@ -90,6 +90,47 @@ def test_a_damaged_or_foreign_state_is_refused(tmp_path):
         resume.read(path)
 
 
+class _SignalWhilePickled:
+    """Sends ``kni cancel``'s signal while torch.save is half-way through the file."""
+
+    def __init__(self, guard):
+        self.guard = guard
+
+    def __reduce__(self):
+        self.guard.interrupt("kni cancel (asked through the database)")
+        return (int, (7,))
+
+
+def test_a_cancel_during_the_last_epoch_state_write_waits_for_the_whole_file(tmp_path, monkeypatch):
+    """The run process cancels by raising from its signal handler: raised inside torch.save, the
+    zip writer's own error hid the cancellation (the run ended failed; seen in CI). The write
+    is shielded: the run is cancelled once the file is whole."""
+    import signal
+
+    from workbench.runs.errors import Cancelled
+    from workbench.runs.execute import LastEpoch
+    from workbench.runs.last_state import LastStateWriter
+    from workbench.runs.listener import SignalGuard
+    cfg = config(MODELS["mf"])
+    trainer = Trainer(cfg, prepare(cfg))
+    next(trainer.fit())
+    guard = SignalGuard()
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    real_capture = resume.capture
+    monkeypatch.setattr(resume, "capture", lambda t, identity: {**real_capture(t, identity),
+                                                                "probe": _SignalWhilePickled(guard)})
+    path = tmp_path / "last.pt"
+    guard.install()
+    try:
+        with pytest.raises(Cancelled, match="kni cancel"):
+            LastStateWriter(LastEpoch(path, {"run": 1}), shield=guard.section).after_epoch(trainer)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    import torch
+    assert torch.load(path, weights_only=False)["probe"] == 7       # written whole, then cancelled
+
+
 # --------------------------------------------------------------------------------------------
 # kni resume: the run process killed, the run continued in its own row
 
@@ -384,7 +425,7 @@ SWEEP = """\
 name: tiny-grid
 dataset: {name: synthetic, min_relation_triples: 1, synthetic: {preset: small}}
 model: {hop_n_sample: [1, 4], max_degree: 16, hidden: 16}
-train: {epochs: 4, patience: 0}
+train: {epochs: 10, patience: 0}   # enough that Ctrl-C lands before the running point ends
 eval: {n_eval: 2}
 seeds: [1]
 device: cpu
@@ -451,10 +492,13 @@ def test_a_sweep_interrupted_by_ctrl_c_and_resumed_ends_as_the_sweep_run_through
         statuses = [r.status for r in store.runs()]
     assert "completed" in statuses and "cancelled" in statuses, statuses
     assert len(statuses) == (3 if method == "grid" else 2)     # TPE: point 3 was never asked
+    state = lambda: json.loads(CliRunner().invoke(app, ["sweeps", "--json", "--db", str(db)]).stdout)[0]["state"]  # noqa: E731
+    assert state() == "interrupted"
     res = CliRunner().invoke(app, ["resume", "--sweep", "1", "--db", str(db)])
     assert res.exit_code == 0, res.output
     if method == "tpe":
         assert "its search replays the 2 point(s) it asked and asks the 1 it never asked" in res.output
+    assert state() == "done"
     assert ranking(db) == ranking(whole)         # the same points, values (bitwise) and order
 
 

@@ -98,7 +98,7 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         last, state = last_epoch(store, run, cfg, listener)
         execute(cfg, [ProgressListener(tracker, progress), listener, *sweep_listeners(store, run)],
                 checkpoint=checkpoint, checkpoint_optional=optional, on_checkpoint=saved,
-                progress=tracker.update, last=last, resume=state)
+                progress=tracker.update, last=last, resume=state, shield=guard.section)
         return 0
     except BaseException as error:            # noqa: BLE001 - recorded, then reported
         if not listener.ended:                # an error before execute's listeners took over

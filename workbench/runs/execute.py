@@ -9,12 +9,18 @@ checkpoint that cannot be written (a full disk) fails the run with every finishe
 :meth:`~kni_core.train.Trainer.save` replaces the file atomically, so the previous checkpoint
 survives such a failure whole. The default checkpoint (``train.checkpoint``, not asked for with
 ``--checkpoint-dir``) is ``optional``: a failed write is logged and training goes on.
+
+A run process cancels by raising from its signal handler; a raise inside ``torch.save`` leaves
+the zip writer half-closed, whose own error then hides the cancellation (the run ended
+``failed``, seen once in CI). So the file writes happen inside ``shield()`` (the run process's
+:meth:`~workbench.runs.listener.SignalGuard.section`), where a signal waits for the write.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
@@ -85,7 +91,8 @@ class LastEpoch:
 def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData | None = None,
             checkpoint: str | None = None, progress: ProgressHook | None = None,
             checkpoint_optional: bool = False, on_checkpoint: Callable[[Path], None] | None = None,
-            last: LastEpoch | None = None, resume: dict | None = None) -> FitSummary:
+            last: LastEpoch | None = None, resume: dict | None = None,
+            shield: Callable[[], AbstractContextManager] = nullcontext) -> FitSummary:
     """Prepare (or reuse) the data, train, and report every step to ``listeners``; save the
     best model (Trainer.fit's rule: strictly better AUC on ``select_on``) to ``checkpoint``
     (``progress`` is the Trainer's hook for positions inside an epoch). ``on_checkpoint(path)``
@@ -99,10 +106,10 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
     With ``last``, the state to continue from is written after stored epochs, within 3% of the
     training time (:mod:`.last_state`; removed when the run completes, unless
     ``train.keep_last``); with ``resume`` (such a state, read back) training continues after its
-    epoch."""
+    epoch. Both files are written inside ``shield()``."""
     trainer: Trainer | None = None
     device: torch.device | str = config.device
-    writer = LastStateWriter(last) if last is not None else None
+    writer = LastStateWriter(last, shield=shield) if last is not None else None
     try:
         data = data or prepare(config)
         device = resolve_device(config.device)
@@ -118,7 +125,8 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
             if checkpoint and (best is None or result.metric(select_on, "auc") > best.metric(select_on, "auc")):
                 best = result
                 try:
-                    _save(trainer, Path(checkpoint), result.epoch)
+                    with shield():
+                        _save(trainer, Path(checkpoint), result.epoch)
                 except CheckpointError as e:
                     if not checkpoint_optional:
                         raise

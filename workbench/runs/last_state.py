@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any, Callable
 
 from kni_core import resume
 
@@ -28,8 +29,9 @@ BUDGET = 0.03
 
 
 class LastStateWriter:
-    def __init__(self, last: Any, budget: float = BUDGET):      # last: workbench.runs.execute.LastEpoch
-        self.last, self.budget = last, budget
+    def __init__(self, last: Any, budget: float = BUDGET,       # last: workbench.runs.execute.LastEpoch
+                 shield: Callable[[], AbstractContextManager] = nullcontext):
+        self.last, self.budget, self.shield = last, budget, shield
         self.cost = 0.0                          # seconds the latest write took
         self.since = time.perf_counter()         # the end of the latest write
 
@@ -39,7 +41,9 @@ class LastStateWriter:
             return False
         t0 = time.perf_counter()
         try:
-            resume.save(self.last.path, resume.capture(trainer, self.last.identity))
+            state = resume.capture(trainer, self.last.identity)
+            with self.shield():                  # a signal waits for the file to be whole
+                resume.save(self.last.path, state)
         except OSError as e:
             log.warning("last-epoch state %s: cannot be written (%s); an interruption would resume from the "
                         "previous one", self.last.path, e.strerror or e)
