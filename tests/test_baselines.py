@@ -123,6 +123,15 @@ def test_ripple_sets_keep_multiplicity_of_the_previous_hop():
     assert set(tails) <= {6, 7} and max(tails.count(6), tails.count(7)) <= 3
 
 
+@pytest.fixture(params=["gathered", "by relation"])
+def relate(request, monkeypatch):
+    """Both ways RippleNet computes ``R h``: a matrix gathered per memory (small d) or one
+    product per relation (d >= BY_RELATION_FROM): the by-hand tests hold for each."""
+    from kni_core.models import ripplenet
+    monkeypatch.setattr(ripplenet, "BY_RELATION_FROM", 10 ** 9 if request.param == "gathered" else 1)
+    return request.param
+
+
 def ripple_model(mode="plus_transform", all_hops=True, kge=0.3, l2=0.01):
     train = np.array([[1, 3, 1], [2, 4, 1]])
     mem = ripple_sets(train, TRIPLES, n_users=2, n_hop=2, n_memory=2, seed=0)
@@ -160,14 +169,18 @@ def ripple_by_hand(mem, E, R, T, user, item, mode, all_hops):
 
 @pytest.mark.parametrize("mode,all_hops", [("plus_transform", True), ("replace", True), ("plus", False),
                                            ("replace_transform", True)])
-def test_ripplenet_prediction_by_hand(mode, all_hops):
+def test_ripplenet_prediction_by_hand(mode, all_hops, relate):
     m, mem, E, R, T = ripple_model(mode, all_hops)
     got = m(torch.tensor([1, 2, 1]), torch.tensor([3, 4, 4])).detach().numpy()
     expected = [ripple_by_hand(mem, E, R, T, u, i, mode, all_hops) for u, i in ((1, 3), (2, 4), (1, 4))]
     np.testing.assert_allclose(got, expected, rtol=1e-5)
+    for user in (1, 2):                           # scoring a user's every item: the same numbers
+        scores = m.score_matrix(user, torch.tensor([3, 4])).numpy()
+        np.testing.assert_allclose(scores, sigmoid(np.array([ripple_by_hand(mem, E, R, T, user, i, mode, all_hops)
+                                                             for i in (3, 4)])), rtol=1e-5)
 
 
-def test_ripplenet_loss_by_hand():
+def test_ripplenet_loss_by_hand(relate):
     m, mem, E, R, T = ripple_model(kge=0.3, l2=0.01)
     users, items, labels = torch.tensor([1, 2]), torch.tensor([3, 4]), torch.tensor([1, 0])
     logits = np.array([ripple_by_hand(mem, E, R, T, u, i, "plus_transform", True) for u, i in ((1, 3), (2, 4))])
@@ -187,7 +200,39 @@ def test_ripplenet_loss_by_hand():
     assert m.loss(users, items, labels).item() == pytest.approx(expected, rel=1e-5)
 
 
-def test_ripplenet_init_bounds_and_padding():
+def test_ripplenet_relates_by_relation_with_the_gathered_numbers_and_gradients(monkeypatch):
+    """At a realistic size (d 16, 20 relations, padding memories among them) the per-relation
+    products give the loss and every gradient of the per-memory gather; padding gets none."""
+    from kni_core.models import ripplenet
+    rng = np.random.default_rng(0)
+    n_users, n_kg_rows, n_rel, n_hop, n_mem = 30, 200, 20, 2, 16
+    mem = np.stack([rng.integers(n_users + 1, n_users + n_kg_rows, (n_users + 1, n_hop, n_mem)),
+                    rng.integers(0, n_rel, (n_users + 1, n_hop, n_mem)),
+                    rng.integers(n_users + 1, n_users + n_kg_rows, (n_users + 1, n_hop, n_mem))], axis=1)
+    mem[3, 0] = 0                                  # user 3: padding memories (no triple)
+    torch.manual_seed(0)
+    model = RippleNet(n_users, n_kg_rows, n_rel, mem, dim=16, n_hop=n_hop, kge_weight=0.1, l2=1e-3,
+                      item_update_mode="plus_transform", using_all_hops=True).double()
+    users = torch.tensor(rng.integers(1, n_users + 1, 64))
+    users[:4] = 3
+    items = torch.tensor(rng.integers(n_users + 1, n_users + 50, 64))
+    labels = torch.tensor(rng.integers(0, 2, 64))
+
+    def loss_and_grads(threshold):
+        monkeypatch.setattr(ripplenet, "BY_RELATION_FROM", threshold)
+        model.zero_grad()
+        loss = model.loss(users, items, labels)
+        loss.backward()
+        return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    gathered, by_relation = loss_and_grads(10 ** 9), loss_and_grads(1)
+    assert by_relation[0] == pytest.approx(gathered[0], rel=1e-12)
+    for name, grad in gathered[1].items():
+        torch.testing.assert_close(by_relation[1][name], grad, rtol=1e-10, atol=1e-12)
+    assert torch.all(by_relation[1]["relation"][0] == 0) and by_relation[1]["relation"].abs().sum() > 0
+
+
+def test_ripplenet_init_bounds_and_padding(relate):
     torch.manual_seed(0)
     mem = np.zeros((2, 3, 1, 4), dtype=np.int64)
     m = RippleNet(1, 1001, 5, mem, dim=4, n_hop=1, kge_weight=0.0, l2=0.0, item_update_mode="plus",
