@@ -127,10 +127,10 @@ def open_store(db: str, write: bool = False) -> Store:
 
 
 def closed_at_the_end(store: Store) -> Store:
-    """Close ``store`` when the command ends. A command run in-process (a test, a script calling
-    the app) otherwise leaves its SQLite connections to the garbage collector, with run processes
-    writing the file: a ``kni sweeps`` that leaked its reader made the ``kni resume --sweep``
-    after it read "database disk image is malformed" (3 times in 3; none once closed)."""
+    """Close ``store`` when the command ends: a command run in-process (a test, a script calling
+    the app) otherwise leaves its connections open until the garbage collector finds them. (The
+    "database disk image is malformed" once blamed on such a leak came from
+    :func:`~workbench.store.engine.has_sqlite_header`'s former ``open()``.)"""
     import click
     context = click.get_current_context(silent=True)
     if context is not None:
