@@ -470,14 +470,19 @@ def _sweep_record(store, sid):
     return {(r.sweep_point, r.seed): (r.params, r.best_valid_auc, r.status) for r in runs}, ranking
 
 
-def test_an_interrupted_tpe_search_goes_on_asking_what_it_would_have_asked(tmp_path):
+@pytest.mark.parametrize("stored_sorted", [False, True], ids=["spec-in-order", "spec-stored-sorted"])
+def test_an_interrupted_tpe_search_goes_on_asking_what_it_would_have_asked(tmp_path, stored_sorted):
     """kni resume --sweep on TPE: the stopped runs resume, then a sampler seeded as the first
     replays the stored results wave by wave (with the first driver's wave size, whatever --jobs
     is now) and asks the points never asked: the sweep ends with the run-through's points,
-    values, rerun seeds and ranking."""
+    values, rerun seeds and ranking. The space's keys are not in alphabetical order: the
+    sampler draws them in the recipe's order, which a spec stored with sorted keys (as stores
+    did before) no longer has."""
     needs_optuna()
+    from sqlalchemy import text
     rec = recipe("sweep:\n  tpe:\n    n: 7\n    seed: 3\n    n_startup_trials: 3\n    space:\n"
-                 "      train.lr: {loguniform: [1.0e-4, 1.0e-2]}\n  rerun: {seeds: 1..3}\n")
+                 "      train.lr: {loguniform: [1.0e-4, 1.0e-2]}\n      model.temperature: {choice: [1, 10, 100]}\n"
+                 "  rerun: {seeds: 1..3}\n")
     value = lambda p, seed, e: 0.9 - 0.05 * (math.log10(p["train.lr"]) + 2.5) ** 2 + 0.01 * seed \
         - 0.01 * (3 - e)                                                                   # noqa: E731
     with Store.open(tmp_path / "whole.db") as store:
@@ -491,6 +496,11 @@ def test_an_interrupted_tpe_search_goes_on_asking_what_it_would_have_asked(tmp_p
         sid = _tpe_interrupted(store, rec, value, stop_at_wave=3)
         before, _ = _sweep_record(store, sid)
         assert len({point for point, _ in before}) == 6 and "cancelled" in {s for _, _, s in before.values()}
+        if stored_sorted:
+            with store.writer.begin() as conn:
+                spec = conn.execute(text("SELECT spec FROM sweeps WHERE id = :s"), {"s": sid}).scalar_one()
+                conn.execute(text("UPDATE sweeps SET spec = :p WHERE id = :s"),
+                             {"p": json.dumps(json.loads(spec), sort_keys=True), "s": sid})
         launch, launched = play_runs(store, value)
         stopped = [r for r in store.runs(sweep=sid) if r.status == "cancelled"]
         for r in stopped:                                 # what kni resume --sweep does first

@@ -521,8 +521,9 @@ class Store(Annotations, Attempts):
                      planned: int, prune: str | None = None, recipe_path: str | None = None) -> int:
         """Insert a sweep (its runs are created with :meth:`create_run` and its id)."""
         with self._write() as s:
+            # the spec's key order is kept: a TPE search asks its space's keys in that order
             sweep = SweepRow(name=name, recipe_path=recipe_path, recipe_text=recipe_text, method=method,
-                          spec=json.dumps(spec, sort_keys=True), seeds=json.dumps(list(seeds)),
+                          spec=json.dumps(spec), seeds=json.dumps(list(seeds)),
                           planned=planned, prune=prune, created_at=utcnow())
             s.add(sweep)
             s.flush()

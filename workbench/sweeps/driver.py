@@ -22,6 +22,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import yaml
+
 from kni_core.config import RunConfig
 from kni_core.data.prepare import preprocessing_settings
 from kni_core.errors import KniError
@@ -91,7 +93,7 @@ class SweepDriver:
         SweepError for a sweep that is not a TPE one or whose driver kept no replay facts."""
         from .search import replay_study, search_facts
         sweep = store.get_sweep(sweep_id)
-        spec = SweepSpec.from_dict(sweep.spec_dict)
+        spec = _in_asked_order(SweepSpec.from_dict(sweep.spec_dict), sweep.recipe_text)
         if spec.tpe is None:
             raise SweepError(f"sweep {sweep_id} ({sweep.name}) is a {sweep.method} sweep: its runs were all queued "
                              "when it started; there is no search to go on with")
@@ -341,6 +343,24 @@ def _with_sweep(new: NewRun, sweep_id: int | None, number: int, params: dict) ->
 
 def _state(name: str) -> Any:
     return getattr(require_optuna("a tpe sweep").trial.TrialState, name)
+
+
+def _in_asked_order(spec: SweepSpec, recipe_text: str) -> SweepSpec:
+    """``spec`` with its TPE space in the order the first driver asked the keys. Optuna's
+    sampler draws a trial's values one key after the other from one generator, so the same
+    seed asked the keys in another order asks other values. Sweeps stored before the store
+    kept the spec's key order have it sorted; their recipe text (which ``--set`` cannot
+    change in a sweep section) has the order."""
+    if spec.tpe is None:
+        return spec
+    try:
+        written = list(((yaml.safe_load(recipe_text) or {}).get("sweep") or {})["tpe"]["space"])
+    except (yaml.YAMLError, AttributeError, KeyError, TypeError):
+        return spec
+    if sorted(written) != sorted(spec.tpe.space):
+        return spec
+    space = {k: spec.tpe.space[k] for k in written}
+    return dataclasses.replace(spec, tpe=dataclasses.replace(spec.tpe, space=space))
 
 
 def _mean_curve(runs_epochs: list[list[Any]]) -> list[tuple[int, float]]:
