@@ -221,6 +221,7 @@ def test_kill_after_epoch_3_then_kni_resume_gives_the_uninterrupted_run(tmp_path
     assert (again.id, again.status, again.n_epochs, again.config_hash) == (run.id, "completed", 6, run.config_hash)
     assert epochs == uninterrupted                                     # every float equal: bitwise
     assert [(a.status, a.epochs) for a in attempts] == [("crashed", run.n_epochs), ("completed", 6)]
+    assert attempts[0].ended_at == run.heartbeat_at != run.finished_at   # its last sign of life, not when noticed
     assert not state_file(db, run.id).exists()               # completed: nothing left to resume
     shown = CliRunner().invoke(app, ["show", str(run.id), "--json", "--db", str(db)]).stdout
     assert [a["status"] for a in __import__("json").loads(shown)["attempts"]] == ["crashed", "completed"]

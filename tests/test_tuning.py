@@ -75,3 +75,29 @@ def test_compare_best_of_sweeps_builds_the_matrix_from_each_choice(tuned_db):
     assert res.exit_code == 2 and "give the sweep ids" in res.output
     res = CliRunner().invoke(app, ["compare", "--best-of-sweeps", "9", "--db", tuned_db])
     assert res.exit_code == 2 and "9" in res.output
+
+
+def test_a_sweeps_time_is_the_time_its_runs_ran_not_the_hours_between(tuned_db, tmp_path):
+    """A sweep interrupted and resumed two hours later: its time counts every attempt of its
+    runs, overlapping ones once, and not the gap (was: first start to last end, 2 h 3 min)."""
+    import shutil
+    from datetime import datetime
+
+    from sqlalchemy import text
+
+    from workbench.analysis import best_of_sweep
+    from workbench.store.repository import Store
+    db = tmp_path / "runs.db"
+    shutil.copy(tuned_db, db)
+    at = lambda hh, mm, ss=0: datetime(2026, 1, 1, hh, mm, ss)                           # noqa: E731
+    with Store.open(db) as store:
+        ids = sorted(r.id for r in store.runs(sweep=1))
+        spans = [(at(10, 0), at(10, 1)), (at(12, 0), at(12, 2))] + [(at(12, 2), at(12, 3))] * (len(ids) - 2)
+        with store.writer.begin() as conn:
+            for run_id, (start, end) in zip(ids, spans):
+                conn.execute(text("UPDATE runs SET started_at = :s, finished_at = :e WHERE id = :i"),
+                             {"s": start, "e": end, "i": run_id})
+            conn.execute(text("INSERT INTO attempts (run_id, attempt, started_at, ended_at, status) "  # resumed
+                              "VALUES (:i, 1, :s, :e, 'cancelled')"),
+                         {"i": ids[1], "s": at(9, 59, 30), "e": at(10, 0, 30)})
+        assert best_of_sweep(store, 1).seconds == 90 + 180       # 9:59:30-10:01, then 12:00-12:03

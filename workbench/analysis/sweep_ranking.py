@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..store.records import METRICS, Run, Sweep
+from ..store.records import METRICS, Attempt, Run, Sweep
 from ..store.repository import Store
 from ..store.statuses import PRUNED
 from .export import json_value
@@ -188,7 +188,7 @@ class SweepChoice:
     sweep: Sweep
     point: SweepPoint | None                     # None: no point has a value yet
     points_run: int                              # points with at least one run: the budget spent
-    seconds: float | None                        # wall time from the first run's start to the last's end
+    seconds: float | None                        # time a run of it was running (running_seconds)
     pts: list[RunPoint]                          # the chosen point's counted runs
 
     def to_dict(self, metric: str) -> dict:
@@ -215,9 +215,23 @@ def best_of_sweep(store: Store, sweep_id: int, *, status: Sequence[str] | None =
         extra = rerun - set(ranking.sweep.seed_list)
         chosen = next((p for p in ranking.points if extra and extra & {r.seed for r in p.runs}), None)
     chosen = chosen or ranking.best
-    runs = store.runs(sweep=sweep_id)
-    starts = [r.started_at for r in runs if r.started_at is not None]
-    ends = [r.finished_at for r in runs if r.finished_at is not None]
-    seconds = (max(ends) - min(starts)).total_seconds() if starts and ends else None
+    seconds = running_seconds([a for r in store.runs(sweep=sweep_id) for a in store.attempts(r)])
     pts = list(chosen.group.members) if chosen is not None and chosen.group is not None else []
     return SweepChoice(ranking.sweep, chosen, sum(1 for p in ranking.points if p.runs), seconds, pts)
+
+
+def running_seconds(attempts: Sequence[Attempt]) -> float | None:
+    """How long at least one of ``attempts`` was running (the union of their start-to-end
+    spans): a sweep interrupted and resumed hours later spent the hours between on nothing,
+    and runs side by side spend their common time once. None when none has both ends."""
+    spans = sorted((a.started_at, a.ended_at) for a in attempts if a.started_at and a.ended_at)
+    if not spans:
+        return None
+    total, (start, end) = 0.0, spans[0]
+    for s, e in spans[1:]:
+        if s > end:
+            total += (end - start).total_seconds()
+            start, end = s, e
+        else:
+            end = max(end, e)
+    return total + (end - start).total_seconds()

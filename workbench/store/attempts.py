@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 
 from .errors import StoreError
-from .records import BEST_FIELDS, Attempt, Run, utcnow
+from .records import BEST_FIELDS, Attempt, Run, stopped_at, utcnow
 from .schema import AttemptRow, EpochRow, RunRow, TopKRow
 from .statuses import CANCELLED, COMPLETED, CRASHED, FAILED, QUEUED
 
@@ -52,7 +52,7 @@ class Attempts:
                                  "nothing resumed")
             number = (s.scalar(select(func.max(AttemptRow.attempt)).where(AttemptRow.run_id == run.id)) or 0) + 1
             s.add(AttemptRow(run_id=run.id, attempt=number, host=run.host, pid=run.pid, started_at=run.started_at,
-                             ended_at=run.finished_at or run.heartbeat_at, status=run.status, error=run.error,
+                             ended_at=stopped_at(run), status=run.status, error=run.error,
                              epochs=run.n_epochs))
             s.execute(delete(EpochRow).where(EpochRow.run_id == run.id, EpochRow.epoch > from_epoch))
             s.execute(delete(TopKRow).where(TopKRow.run_id == run.id, TopKRow.epoch > from_epoch))

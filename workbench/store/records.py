@@ -320,12 +320,19 @@ def _json_or_none(text: str | None) -> Any:
         return None
 
 
+def stopped_at(run: Run) -> datetime | None:
+    """When the run's process stopped: its end, or when crashed its last sign of life (its
+    ``finished_at`` is when the crash was noticed, maybe hours later); None while live."""
+    if run.status == CRASHED:
+        return run.heartbeat_at or run.finished_at
+    return run.finished_at or (run.heartbeat_at if run.status not in LIVE else None)
+
+
 def run_seconds(run: Run) -> float | None:
     """How long the run has run: to its end, to now while live, to its last sign of life when crashed."""
     if run.started_at is None:
         return None
-    end = (run.heartbeat_at or run.finished_at) if run.status == CRASHED else \
-        (run.finished_at or (run.heartbeat_at if run.status not in LIVE else utcnow()))
+    end = stopped_at(run) if run.status not in LIVE else utcnow()
     return round((end - run.started_at).total_seconds(), 3) if end is not None else None
 
 
