@@ -203,6 +203,7 @@ def test_kill_after_epoch_3_then_kni_resume_gives_the_uninterrupted_run(tmp_path
     from typer.testing import CliRunner
 
     from workbench.cli import app
+    from workbench.store.records import run_seconds
     from workbench.store.repository import Store
     db = tmp_path / "runs.db"
     run = kill_after(db, 3, "--set", "train.epochs=6")
@@ -222,9 +223,14 @@ def test_kill_after_epoch_3_then_kni_resume_gives_the_uninterrupted_run(tmp_path
     assert epochs == uninterrupted                                     # every float equal: bitwise
     assert [(a.status, a.epochs) for a in attempts] == [("crashed", run.n_epochs), ("completed", 6)]
     assert attempts[0].ended_at == run.heartbeat_at != run.finished_at   # its last sign of life, not when noticed
+    spans = [(a.ended_at - a.started_at).total_seconds() for a in attempts]
+    assert again.earlier_seconds == pytest.approx(spans[0])             # the run's time: both attempts
+    assert run_seconds(again) == pytest.approx(sum(spans), abs=1e-3)
     assert not state_file(db, run.id).exists()               # completed: nothing left to resume
     shown = CliRunner().invoke(app, ["show", str(run.id), "--json", "--db", str(db)]).stdout
     assert [a["status"] for a in __import__("json").loads(shown)["attempts"]] == ["crashed", "completed"]
+    assert __import__("json").loads(shown)["run"]["seconds"] == pytest.approx(sum(spans), abs=1e-3)
+    assert " in 2 attempts" in CliRunner().invoke(app, ["show", str(run.id), "--db", str(db)]).stdout
 
 
 def test_kni_run_retries_a_crashed_run_from_its_last_epoch(tmp_path, uninterrupted):

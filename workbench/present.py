@@ -12,12 +12,12 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
+from .store.records import run_seconds
 from .store.statuses import (
     CANCELLED,
     COMPLETED,
     CRASHED,
     FAILED,
-    LIVE,
     PRUNED,
     QUEUED,
     RUNNING,
@@ -79,16 +79,9 @@ def pm(mean: float | None, std: float | None, digits: int = 4, sep: str = " ± "
 
 
 def elapsed_seconds(run: Any, now: datetime) -> float | None:
-    """How long a run has run: to now while live, to its last sign of life when crashed."""
-    if run.started_at is None:
-        return None
-    if run.status == CRASHED:                 # the last sign of life, not when it was found dead
-        end = run.heartbeat_at or run.finished_at or run.started_at
-    elif run.status in LIVE:
-        end = now
-    else:
-        end = run.finished_at or run.heartbeat_at or run.started_at
-    return max(0.0, (end - run.started_at).total_seconds())
+    """How long a run has run (every attempt of a resumed one): to ``now`` while live, to its
+    last sign of life when crashed (:func:`workbench.store.records.run_seconds`)."""
+    return run_seconds(run, now)
 
 
 def duration(seconds: float | None) -> str:

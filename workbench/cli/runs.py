@@ -225,7 +225,8 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
     if resources:
         head.add_row("resources", resources)
     created = f"{run.created_at:%Y-%m-%d %H:%M:%S} UTC" if run.created_at is not None else "? (damaged)"
-    head.add_row("times", f"created {created}, ran {duration(elapsed_seconds(run, now()))}"
+    ran = duration(elapsed_seconds(run, now())) + (f" in {len(attempts)} attempts" if len(attempts) > 1 else "")
+    head.add_row("times", f"created {created}, ran {ran}"
                           + (f", heartbeat {ago(run.heartbeat_at)}" if status in LIVE else ""))
     if run.tags or run.group_tags:
         head.add_row("tags", escape(" ".join(run.tags) or "-")

@@ -69,6 +69,16 @@ class Attempts:
         return earlier + [Attempt(len(earlier) + 1, run.host, run.pid, run.started_at, run.finished_at, run.status,
                                   run.error, run.n_epochs)]
 
+    def earlier_seconds(self) -> dict[int, float]:
+        """Run id -> how long its ended attempts ran (the table is small: one query for a
+        whole listing, as for tags)."""
+        out: dict[int, float] = {}
+        with self._read() as s:
+            for run_id, start, end in s.execute(select(AttemptRow.run_id, AttemptRow.started_at, AttemptRow.ended_at)):
+                if start is not None and end is not None:
+                    out[run_id] = out.get(run_id, 0.0) + max(0.0, (end - start).total_seconds())
+        return out
+
     def record_last_state(self, run_id: int, size: int, seconds: float) -> None:
         """The size and write time of the run's latest last-epoch state."""
         with self._write() as s:

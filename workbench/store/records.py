@@ -131,6 +131,7 @@ class Run:
     tags: tuple[str, ...] = ()
     group_tags: tuple[str, ...] = ()
     group_note: str | None = None
+    earlier_seconds: float = 0.0              # a resumed run: how long its ended attempts ran
 
     @property
     def config(self) -> dict:
@@ -263,7 +264,7 @@ def _checked(values: dict[str, Any], metrics: tuple[str, ...], prefix: str) -> t
 
 
 _RUN_COLUMNS = tuple(f.name for f in fields(Run) if f.name not in
-                     ("n_epochs", "damage", "tags", "group_tags", "group_note"))
+                     ("n_epochs", "damage", "tags", "group_tags", "group_note", "earlier_seconds"))
 _EPOCH_COLUMNS = tuple(f.name for f in fields(Epoch) if f.name != "damage")
 
 
@@ -328,12 +329,15 @@ def stopped_at(run: Run) -> datetime | None:
     return run.finished_at or (run.heartbeat_at if run.status not in LIVE else None)
 
 
-def run_seconds(run: Run) -> float | None:
-    """How long the run has run: to its end, to now while live, to its last sign of life when crashed."""
+def run_seconds(run: Run, now: datetime | None = None) -> float | None:
+    """How long the run has run, every attempt of a resumed one counted: to its end, to now
+    (``now``, default the clock) while live, to its last sign of life when crashed."""
     if run.started_at is None:
+        return round(run.earlier_seconds, 3) if run.earlier_seconds else None
+    end = stopped_at(run) if run.status not in LIVE else (now or utcnow())
+    if end is None:
         return None
-    end = stopped_at(run) if run.status not in LIVE else utcnow()
-    return round((end - run.started_at).total_seconds(), 3) if end is not None else None
+    return round(run.earlier_seconds + max(0.0, (end - run.started_at).total_seconds()), 3)
 
 
 def run_to_dict(run: Run, status: str | None = None) -> dict:
