@@ -12,7 +12,6 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from .store.records import run_seconds
 from .store.statuses import (
     CANCELLED,
     COMPLETED,
@@ -76,12 +75,6 @@ def pm(mean: float | None, std: float | None, digits: int = 4, sep: str = " ± "
     if std is None or not math.isfinite(std):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f}{sep}{std:.{digits}f}"
-
-
-def elapsed_seconds(run: Any, now: datetime) -> float | None:
-    """How long a run has run (every attempt of a resumed one): to ``now`` while live, to its
-    last sign of life when crashed (:func:`workbench.store.records.run_seconds`)."""
-    return run_seconds(run, now)
 
 
 def duration(seconds: float | None) -> str:

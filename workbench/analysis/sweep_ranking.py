@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..store.attempts import current_attempt
 from ..store.records import METRICS, Attempt, Run, Sweep
 from ..store.repository import Store
 from ..store.statuses import PRUNED
@@ -215,7 +216,9 @@ def best_of_sweep(store: Store, sweep_id: int, *, status: Sequence[str] | None =
         extra = rerun - set(ranking.sweep.seed_list)
         chosen = next((p for p in ranking.points if extra and extra & {r.seed for r in p.runs}), None)
     chosen = chosen or ranking.best
-    seconds = running_seconds([a for r in store.runs(sweep=sweep_id) for a in store.attempts(r)])
+    ended = store.ended_attempts(sweep=sweep_id)
+    seconds = running_seconds([a for r in store.runs(sweep=sweep_id)
+                               for a in ended.get(r.id, []) + [current_attempt(r, 0)]])
     pts = list(chosen.group.members) if chosen is not None and chosen.group is not None else []
     return SweepChoice(ranking.sweep, chosen, sum(1 for p in ranking.points if p.runs), seconds, pts)
 

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from kni_core.errors import KniError
 
-from ..present import ago, duration, elapsed_seconds, fmt, tags_text
+from ..present import ago, duration, fmt, tags_text
 from ..store.statuses import LIVE, PRUNED, RUNNING, STATUSES
 from .common import (
     JSON_HELP,
@@ -56,7 +56,7 @@ def runs_command(status: Optional[List[str]] = typer.Option(None, "--status", he
 
     Reads only: the database is opened read-only and never changed."""
     from ..store.errors import StoreError
-    from ..store.records import run_to_dict
+    from ..store.records import run_seconds, run_to_dict
     from ..store.repository import Store
     statuses = check_statuses(status)
     try:
@@ -93,7 +93,7 @@ def runs_command(status: Optional[List[str]] = typer.Option(None, "--status", he
         table.add_row(str(r.id), recipe_cell, r.dataset, r.model, str(r.seed), _status_cell(r, st),
                       f"{r.n_epochs}/{r.max_epochs}", *_progress_cells(r, st), str(r.best_epoch or "-"),
                       fmt(r.best_test_auc), escape(tags_text(r)), r.config_hash[:8],
-                      duration(elapsed_seconds(r, now())))
+                      duration(run_seconds(r, now())))
     if runs:
         out().print(table)
         damaged = [r for r in runs if r.damage]
@@ -178,7 +178,7 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
     plot of AUC and logloss, and its top-N results when it has any."""
     from ..analysis.diff import flatten
     from ..runs.resources import resources_text
-    from ..store.records import epoch_to_dict, run_to_dict, topk_to_dict
+    from ..store.records import epoch_to_dict, run_seconds, run_to_dict, topk_to_dict
     from ..store.repository import Store
     store = open_store(db)
     try:
@@ -225,7 +225,7 @@ def show_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists 
     if resources:
         head.add_row("resources", resources)
     created = f"{run.created_at:%Y-%m-%d %H:%M:%S} UTC" if run.created_at is not None else "? (damaged)"
-    ran = duration(elapsed_seconds(run, now())) + (f" in {len(attempts)} attempts" if len(attempts) > 1 else "")
+    ran = duration(run_seconds(run, now())) + (f" in {len(attempts)} attempts" if len(attempts) > 1 else "")
     head.add_row("times", f"created {created}, ran {ran}"
                           + (f", heartbeat {ago(run.heartbeat_at)}" if status in LIVE else ""))
     if run.tags or run.group_tags:

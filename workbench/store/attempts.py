@@ -61,22 +61,22 @@ class Attempts:
 
     def attempts(self, run: Run) -> list[Attempt]:
         """Every attempt of ``run``, oldest first; the last is the current one (its row)."""
-        with self._read() as s:
-            rows = list(s.scalars(select(AttemptRow).where(AttemptRow.run_id == run.id)
-                                  .order_by(AttemptRow.attempt)))
-        earlier = [Attempt(r.attempt, r.host, r.pid, r.started_at, r.ended_at, r.status, r.error, r.epochs)
-                   for r in rows]
-        return earlier + [Attempt(len(earlier) + 1, run.host, run.pid, run.started_at, run.finished_at, run.status,
-                                  run.error, run.n_epochs)]
+        earlier = self.ended_attempts(run_id=run.id).get(run.id, [])
+        return earlier + [current_attempt(run, len(earlier) + 1)]
 
-    def earlier_seconds(self) -> dict[int, float]:
-        """Run id -> how long its ended attempts ran (the table is small: one query for a
-        whole listing, as for tags)."""
-        out: dict[int, float] = {}
+    def ended_attempts(self, *, run_id: int | None = None, sweep: int | None = None) -> dict[int, list[Attempt]]:
+        """Run id -> its ended attempts (a resumed run's earlier ones), oldest first: one query
+        for one run, a sweep's runs or (neither given) every run (the table is small)."""
+        q = select(AttemptRow).order_by(AttemptRow.run_id, AttemptRow.attempt)
+        if run_id is not None:
+            q = q.where(AttemptRow.run_id == run_id)
+        if sweep is not None:
+            q = q.join(RunRow, RunRow.id == AttemptRow.run_id).where(RunRow.sweep_id == sweep)
+        out: dict[int, list[Attempt]] = {}
         with self._read() as s:
-            for run_id, start, end in s.execute(select(AttemptRow.run_id, AttemptRow.started_at, AttemptRow.ended_at)):
-                if start is not None and end is not None:
-                    out[run_id] = out.get(run_id, 0.0) + max(0.0, (end - start).total_seconds())
+            for r in s.scalars(q):
+                out.setdefault(r.run_id, []).append(
+                    Attempt(r.attempt, r.host, r.pid, r.started_at, r.ended_at, r.status, r.error, r.epochs))
         return out
 
     def record_last_state(self, run_id: int, size: int, seconds: float) -> None:
@@ -84,6 +84,11 @@ class Attempts:
         with self._write() as s:
             s.execute(update(RunRow).where(RunRow.id == run_id).values(last_state_bytes=size,
                                                                        last_state_seconds=seconds))
+
+
+def current_attempt(run: Run, number: int) -> Attempt:
+    """The attempt under way or last ended, as ``run``'s row describes it."""
+    return Attempt(number, run.host, run.pid, run.started_at, stopped_at(run), run.status, run.error, run.n_epochs)
 
 
 def _scheduled_topk(run: Run, epoch: int) -> bool:

@@ -167,6 +167,13 @@ class Attempt:
     error: str | None
     epochs: int | None
 
+    @property
+    def seconds(self) -> float | None:
+        """How long it ran (None without both ends)."""
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return max(0.0, (self.ended_at - self.started_at).total_seconds())
+
     def to_dict(self) -> dict:
         return {"attempt": self.attempt, "host": self.host, "pid": self.pid, "started_at": _iso(self.started_at),
                 "ended_at": _iso(self.ended_at), "status": self.status, "error": self.error, "epochs": self.epochs}

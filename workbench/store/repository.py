@@ -451,13 +451,13 @@ class Store(Annotations, Attempts):
         now, stale = utcnow(), stale_seconds()
         with self._read() as s:
             rows = list(s.execute(q).mappings())
-        tags, notes, earlier = (self.tags(), self.group_notes(), self.earlier_seconds()) if rows else ({}, {}, {})
+        tags, notes, ended = (self.tags(), self.group_notes(), self.ended_attempts()) if rows else ({}, {}, {})
         out = []
         for row in rows:
             group = group_target(row["config_hash"])
             run = run_record(row, n_epochs=int(row["n_epochs"]), tags=tuple(tags.get(run_target(row["id"]), ())),
                              group_tags=tuple(tags.get(group, ())), group_note=notes.get(group),
-                             earlier_seconds=earlier.get(row["id"], 0.0))
+                             earlier_seconds=sum(a.seconds or 0.0 for a in ended.get(row["id"], ())))
             if self.readonly and looks_dead(run, now, stale):
                 run = replace(run, status=CRASHED, error=run.error or crash_reason(run, now, stale))
             if not wanted or run.status in wanted:

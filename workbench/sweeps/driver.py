@@ -22,13 +22,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import yaml
-
 from kni_core.config import RunConfig
 from kni_core.data.prepare import preprocessing_settings
 from kni_core.errors import KniError
 
-from ..recipe import Recipe
+from ..recipe import Recipe, parse_recipe
 from ..recipe.sweep import MAX_RUNS, SweepError, SweepSpec, params_text, require_optuna
 from ..runs.rows import new_run
 from ..store.records import NewRun, Run
@@ -354,12 +352,12 @@ def _in_asked_order(spec: SweepSpec, recipe_text: str) -> SweepSpec:
     if spec.tpe is None:
         return spec
     try:
-        written = list(((yaml.safe_load(recipe_text) or {}).get("sweep") or {})["tpe"]["space"])
-    except (yaml.YAMLError, AttributeError, KeyError, TypeError):
+        written = parse_recipe(recipe_text, "<the sweep's stored recipe>").sweep
+    except KniError:
         return spec
-    if sorted(written) != sorted(spec.tpe.space):
+    if written is None or written.tpe is None or sorted(written.tpe.space) != sorted(spec.tpe.space):
         return spec
-    space = {k: spec.tpe.space[k] for k in written}
+    space = {k: spec.tpe.space[k] for k in written.tpe.space}
     return dataclasses.replace(spec, tpe=dataclasses.replace(spec.tpe, space=space))
 
 

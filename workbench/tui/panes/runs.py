@@ -13,10 +13,10 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Input, Select, Static
 
 from ... import analysis as cmp
-from ...present import duration, elapsed_seconds, fmt, tags_text
+from ...present import duration, fmt, tags_text
 from ...runs.progress import progress_cell
 from ...store.attempts import RESUMABLE
-from ...store.records import Run
+from ...store.records import Run, run_seconds
 from ...store.statuses import COMPLETED, COUNTED, FINAL, LIVE, PRUNED, RUNNING, STATUSES
 from ..data import Change
 from ..keys import ESSENTIAL
@@ -100,7 +100,7 @@ class RunsPane(Vertical):
                  "epoch": Text(progress_cell(run, status, now), justify="right"),
                  "valid": Text(fmt(run.best_valid_auc), justify="right"),
                  "test": Text(fmt(run.best_test_auc), justify="right"),
-                 "elapsed": Text(duration(elapsed_seconds(run, now)), justify="right"), "model": run.model,
+                 "elapsed": Text(duration(run_seconds(run, now)), justify="right"), "model": run.model,
                  "device": run.device, "tags": Text(tags_text(run))}
         return [cells[key] for key, _ in self.columns()]
 
@@ -136,7 +136,7 @@ class RunsPane(Vertical):
         if k == "test":
             return run.best_test_auc if run.best_test_auc is not None else -1.0
         if k == "elapsed":
-            return elapsed_seconds(run, self.data.clock()) or 0.0
+            return run_seconds(run, self.data.clock()) or 0.0
         if k == "tags":
             return tags_text(run)
         return getattr(run, k)

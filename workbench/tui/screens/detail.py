@@ -20,11 +20,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 from textual_plotext import PlotextPlot
 
-from ...present import duration, elapsed_seconds, fmt, tags_text
+from ...present import duration, fmt, tags_text
 from ...runs.progress import clock_text, describe, eta_text, parse
 from ...runs.resources import resources_text
 from ...store.errors import StoreError
-from ...store.records import Epoch, Run, TopK
+from ...store.records import Epoch, Run, TopK, run_seconds
 from ...store.statuses import CRASHED, FAILED, LIVE, RUNNING
 from ...views.strata import strata_table
 from ..data import Change
@@ -162,7 +162,7 @@ class RunDetailScreen(Screen):
         t.append(status, style=self.app.status_style(status))
         t.append(f"  epoch {run.n_epochs}/{run.max_epochs}"
                  + (" (early stop)" if run.stopped_early else ""))
-        t.append(f"  {duration(elapsed_seconds(run, self.app.data.clock()))}  {run.device}", style="dim")
+        t.append(f"  {duration(run_seconds(run, self.app.data.clock()))}  {run.device}", style="dim")
         t.append("\n")
         if run.best_epoch is not None:
             t.append(f"best {run.select_on} epoch {run.best_epoch}: ", style="dim")
