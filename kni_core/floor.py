@@ -5,7 +5,7 @@ the ``pop`` model (:mod:`kni_core.models.pop`, ``count: positives``) on the spli
 numbers a ``pop`` run reports, computed from any prepared data of that split: every model sees
 the same rows, whatever its graph. Its key names the split, not the model: the dataset settings
 that decide which rows land where (``min_relation_triples`` and the other graph settings change
-no row). NumPy only: no torch.
+no row), and the floor's version. NumPy only: no torch.
 """
 
 from __future__ import annotations
@@ -19,13 +19,16 @@ if TYPE_CHECKING:
 
 #: The dataset settings that decide the split's rows.
 SPLIT_SETTINGS = ("name", "path", "format", "split", "split_seed", "split_method", "rating_threshold", "synthetic")
+#: Raised when the floor of one split would come out different (2: the calibration is fitted on
+#: leave-one-out counts), so that a floor stored by an older version is not shown but computed again.
+FLOOR_VERSION = 2
 #: What the floor reports, as a run's best epoch does.
 FLOOR_METRICS = ("valid_auc", "valid_logloss", "valid_acc", "test_auc", "test_logloss", "test_acc")
 
 
 def floor_key(dataset: dict[str, Any]) -> str:
-    """The key of a split (from a run's ``dataset`` settings, as stored)."""
-    return stable_hash({k: dataset.get(k) for k in SPLIT_SETTINGS})
+    """The key of a split's floor (from a run's ``dataset`` settings, as stored)."""
+    return stable_hash({**{k: dataset.get(k) for k in SPLIT_SETTINGS}, "floor_version": FLOOR_VERSION})
 
 
 def popularity_floor(data: PreparedData, strata_edges: Sequence[int] | None = None) -> dict[str, Any]:
@@ -33,12 +36,10 @@ def popularity_floor(data: PreparedData, strata_edges: Sequence[int] | None = No
     by stratum (:mod:`kni_core.strata`, user buckets of ``strata_edges``, default ``eval.strata``'s)."""
     from .config import EvalConfig
     from .metrics import evaluate_scores
-    from .models.pop import calibrated, fit_calibration, item_counts, squash
+    from .models.pop import calibrated, fit
     from .strata import strata
 
-    score = squash(item_counts(data, data.n_entity)[0])
-    a, b = fit_calibration(score[data.train[:, 1]], data.train[:, 2])
-    probability = calibrated(score, a, b)[1]
+    probability = calibrated(*fit(data))[1]
     out: dict[str, Any] = {}
     for split in ("valid", "test"):
         rows = getattr(data, split)

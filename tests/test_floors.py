@@ -89,6 +89,40 @@ def test_itemknn_scores_sum_the_similarities_and_fall_back_on_popularity():
     assert full.tolist() == pytest.approx(model.scores(torch.tensor([1, 1, 1]), torch.tensor([5, 6, 7])).tolist())
 
 
+@pytest.mark.parametrize("model", [PopConfig(), PopConfig(count="net"), ItemKNNConfig(shrink=0.0)])
+def test_a_floor_fitted_on_noise_predicts_chance_on_held_out_rows(model):
+    # labels a coin decides: no count or neighbour predicts them. A training row's own label is
+    # in its item's count and its user in the item's co-occurrences; a fit that saw them would
+    # be confident on held-out rows (logloss 0.75 for pop, 1.99 for ItemKNN before the fix)
+    rng = np.random.default_rng(0)
+    n_users, n_items = 300, 400
+
+    def rows(n):
+        return np.column_stack([rng.integers(1, n_users + 1, n), rng.integers(n_users + 1, n_users + n_items + 1, n),
+                                rng.integers(0, 2, n)])
+    train, held_out = rows(3000), rows(3000)
+    data = toy(train, n_users=n_users, n_items=n_items)
+    built = (Pop if isinstance(model, PopConfig) else ItemKNN).build(config(model), data)
+    import torch
+    p = built.scores(torch.tensor(held_out[:, 0]), torch.tensor(held_out[:, 1])).numpy().astype(np.float64)
+    y = held_out[:, 2]
+    logloss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    assert logloss == pytest.approx(math.log(2), abs=0.005)
+
+
+def test_itemknn_sees_a_positive_training_row_without_itself():
+    from kni_core.models.itemknn import _held_out_scores
+    # users 1, 2, 3 like items 4 and 5; user 3 rated 6 negative: |U_4| = |U_5| = 3, co(4, 5) = 3
+    data = toy([[1, 4, 1], [1, 5, 1], [2, 4, 1], [2, 5, 1], [3, 4, 1], [3, 5, 1], [3, 6, 0]])
+    model = ItemKNN.build(config(ItemKNNConfig(shrink=1.0)), data)
+    users, items, labels = data.train[:, 0], data.train[:, 1], data.train[:, 2]
+    scores = _held_out_scores(model.interactions, model.sim, 1.0, users, items, labels)
+    # without user 1 in U_4: co(4, 5) = 2, |U_4| = 2, |U_5| = 3
+    assert scores[0] == pytest.approx(2 / (math.sqrt(2 * 3) + 1))
+    assert model.sim[4, 5] == pytest.approx(3 / (3 + 1))                 # the model keeps the full data
+    assert scores[6] == 0.0                                              # item 6 has no positive: no neighbour
+
+
 @pytest.mark.parametrize("model", [PopConfig(), PopConfig(count="net"), ItemKNNConfig(k=20)])
 def test_a_floor_runs_like_every_model_and_is_deterministic(model):
     cfg = config(model)

@@ -4,7 +4,10 @@ An item's score counts its training rows: ``log(1 + positives)`` (``count: posit
 ``positives - negatives`` squashed the same way, ``sign(x) log(1 + |x|)`` (``count: net``). The
 ranking is the score's; a probability is ``sigmoid(a * score + b)``, with ``a`` and ``b``
 fitted to the training rows by logistic regression (Newton's method, deterministic), so logloss
-and accuracy are those of a calibrated predictor and AUC that of the ranking. Each entity's
+and accuracy are those of a calibrated predictor and AUC that of the ranking. Each training row
+enters the fit with its item's count *without that row* (leave one out): a row's own label is
+part of its item's count, so the plain counts would tell the fit the answer and make it
+over-confident on the held-out rows (on bc, test logloss 0.612 instead of 0.588). Each entity's
 logit and probability are computed once, in float64: items of one count get one probability
 (float32 kernels may round equal inputs differently, which would break the ties AUC counts). Nothing is trained
 in the epochs: one epoch evaluates it (the recipes set ``train.epochs: 1``).
@@ -57,6 +60,19 @@ def item_counts(data, n_entity: int) -> tuple:
     return positives, negatives
 
 
+def fit(data, count: str = "positives") -> tuple:
+    """``(score of every entity, a, b)``: the counts of ``count`` (``positives`` or ``net``)
+    squashed, and their calibration fitted on the training rows' leave-one-out scores."""
+    positives, negatives = item_counts(data, data.n_entity)
+    items, labels = data.train[:, 1], data.train[:, 2]
+    if count == "positives":
+        counts, own = positives, labels               # a positive row adds 1 to its item's count
+    else:
+        counts, own = positives - negatives, 2 * labels - 1   # +1 for a positive, -1 for a negative
+    a, b = fit_calibration(squash(counts[items] - own), labels)
+    return squash(counts), a, b
+
+
 def calibrated(score, a: float, b: float) -> tuple:
     """``(logit, probability)`` of ``sigmoid(a * score + b)``, in float64 then float32: equal
     scores get equal probabilities (the ties AUC counts survive)."""
@@ -104,10 +120,7 @@ class Pop(Recommender):
 
     @classmethod
     def build(cls, cfg, data) -> "Pop":
-        positives, negatives = item_counts(data, data.n_entity)
-        score = squash(positives if cfg.model.count == "positives" else positives - negatives)
-        a, b = fit_calibration(score[data.train[:, 1]], data.train[:, 2])
-        return cls(score, a, b)
+        return cls(*fit(data, cfg.model.count))
 
     def forward(self, users: Tensor, items: Tensor) -> Tensor:
         return self.logit[items]
