@@ -416,6 +416,22 @@ def test_inconclusive_when_the_interval_holds_zero(store, monkeypatch):
     assert r.verdict_text() == "inconclusive: p = 0.03125 < 0.05 but the 95% CI [-0.0010, +0.0200] includes 0"
 
 
+def test_a_group_of_several_configurations_is_not_paired_on_one_run_per_seed(store):
+    # model KNI has a good configuration (0.80) and a bad one (0.70) on seeds 1-3; NI is at 0.75.
+    # Keeping one run per seed would pair the bad one alone and call NI better
+    for s in (1, 2, 3):
+        add_run(store, s, [0.80], name="good")
+        add_run(store, s, [0.70 + s / 1000], name="bad")
+        add_run(store, s, [0.75], name="ni", kg=False)
+    pts = cmp.points(store, store.runs(), "best")
+    kni, ni = cmp.group_points(pts, "model")
+    assert kni.n == 6 and kni.stat("test_auc")[0] == pytest.approx(0.751)
+    with pytest.raises(cmp.CompareError, match=r"KNI holds 2 runs of seed 1 \(runs 1, 2: 2 configurations\)"):
+        cmp.paired_test(kni, ni, "test_auc")
+    good, bad, ni_config = cmp.group_points(pts, "config")
+    assert cmp.paired_test(good, ni_config, "test_auc").diff == pytest.approx(0.05)
+
+
 def test_a_group_is_never_paired_with_itself(store):
     add_run(store, 1, [0.7], name="a")
     g = cmp.group_points(cmp.points(store, store.runs(), "best"), "config")[0]

@@ -70,11 +70,23 @@ class Group:
         return mean_std(self.values(metric))
 
     def by_seed(self, metric: str) -> dict[int, float]:
-        out = {}
+        """``{seed: value}`` of the members; a group holding several runs of one seed (several
+        configurations, grouped by model, dataset or recipe) has no single value per seed, so it
+        is refused rather than one of its runs silently kept."""
+        out: dict[int, float] = {}
+        runs: dict[int, list[int]] = {}
         for m in self.members:
+            runs.setdefault(m.run.seed, []).append(m.run.id)
             v = m.value(metric)
             if v is not None and math.isfinite(v):
                 out[m.run.seed] = v
+        repeated = {seed: ids for seed, ids in runs.items() if len(ids) > 1}
+        if repeated:
+            seed, ids = min(repeated.items())
+            raise CompareError(f"{self.label or self.id} holds {len(ids)} runs of seed {seed} (runs "
+                               f"{', '.join(map(str, sorted(ids)))}: {len({m.run.config_hash for m in self.members})} "
+                               "configurations): a paired test needs one run per seed; pair configuration "
+                               "groups (group by config)")
         return out
 
     def distinct(self, attr: str) -> str:
