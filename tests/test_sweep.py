@@ -406,6 +406,28 @@ def test_key_effects_bin_a_key_with_many_values():
     assert effect.spread == pytest.approx(0.06) and effect.levels[0][0] == "1e-09..1e-07"
 
 
+def test_key_effects_never_split_one_value_between_two_bins():
+    # lr takes 4 values, then 7, 3 points each; the metric is lr's alone (+0.02 a value). Binning
+    # the points in thirds put one lr in two bins and shrank the spread (0.05 for 0.06)
+    from types import SimpleNamespace
+
+    def effect(lrs):
+        pts = []
+        for i, lr in enumerate(n for n in lrs for _ in range(3)):
+            g = cmp.Group(str(i), "config")
+            run = SimpleNamespace(seed=1, status=COMPLETED, config_hash=str(i), id=i)
+            g.members.append(cmp.RunPoint(run, [], SimpleNamespace(valid_auc=0.70 + 0.02 * (i // 3))))
+            pts.append(cmp.SweepPoint(i + 1, {"train.lr": lr}, g, []))
+        (e,) = cmp.key_effects(pts, ["train.lr"], "valid_auc")
+        return e
+    few = effect([1e-4, 3e-4, 1e-3, 3e-3])                      # a grid's few values: a level each
+    assert [label for label, _, _ in few.levels] == ["0.0001", "0.0003", "0.001", "0.003"]
+    assert few.spread == pytest.approx(0.06)
+    many = effect([1, 2, 3, 4, 5, 6, 7])                          # bins of whole values: 3, 2, 2
+    assert [(label, n) for label, _, n in many.levels] == [("1..3", 9), ("4..5", 6), ("6..7", 6)]
+    assert [m for _, m, _ in many.levels] == pytest.approx([0.72, 0.77, 0.81])
+
+
 def test_tpe_asks_points_and_is_told_each_points_validation_auc_from_the_store(tmp_path):
     needs_optuna()
     import optuna

@@ -18,8 +18,10 @@ from .groups import Group, group_points
 from .metrics import group_id, lower_is_better
 from .selection import RunPoint, points, statuses_counted
 
-#: Numeric keys with more distinct values than this are cut into this many bins (key effects).
-EFFECT_LEVELS = 3
+#: Key effects: a numeric key with more distinct values than this (a random or TPE search) is cut
+#: into EFFECT_BINS bins of consecutive values, a value never in two; fewer, a level per value.
+EFFECT_LEVELS = 5
+EFFECT_BINS = 3
 
 
 @dataclass
@@ -123,12 +125,10 @@ def key_effects(points: Sequence[SweepPoint], keys: Sequence[str], metric: str) 
         numeric = values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v, _ in values)
         levels: list[tuple[str, float, int]] = []
         if numeric and len(distinct) > EFFECT_LEVELS:
-            ordered = sorted(values, key=lambda vm: vm[0])
-            for chunk in np.array_split(np.arange(len(ordered)), EFFECT_LEVELS):
-                part = [ordered[i] for i in chunk]
-                if part:
-                    label = f"{_level_label(part[0][0])}..{_level_label(part[-1][0])}"
-                    levels.append((label, float(np.mean([m for _, m in part])), len(part)))
+            for chunk in np.array_split(np.array(sorted({v for v, _ in values}), dtype=object), EFFECT_BINS):
+                part = [m for v, m in values if chunk[0] <= v <= chunk[-1]]
+                label = f"{_level_label(chunk[0])}..{_level_label(chunk[-1])}"
+                levels.append((label, float(np.mean(part)), len(part)))
         else:
             groups: dict[str, list[float]] = {}
             for v, m in sorted(values, key=lambda vm: vm[0]) if numeric else values:
