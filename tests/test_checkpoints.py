@@ -101,8 +101,30 @@ def test_rm_removes_the_checkpoint(trained, tmp_path):
     shutil.copytree(base / "runs.db.checkpoints", tmp_path / "runs.db.checkpoints")
     res = kni("rm", "1", "--yes", "--json", "--db", str(tmp_path / "runs.db"), env=env)
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout) == {"removed": [1], "checkpoints_removed": [1]}
+    assert json.loads(res.stdout) == {"removed": [1], "checkpoints_removed": [1], "checkpoints_kept": []}
     assert not (tmp_path / "runs.db.checkpoints").exists()
+
+
+def test_a_copy_of_a_database_never_deletes_the_originals_models(trained, tmp_path):
+    base, env = trained
+    shutil.copy(base / "runs.db", tmp_path / "runs.db")
+    shutil.copytree(base / "runs.db.checkpoints", tmp_path / "runs.db.checkpoints")
+    original = tmp_path / "runs.db.checkpoints" / "run-1.pt"
+    # copied beside it without its folder: its row names runs.db.checkpoints/run-1.pt, the original's
+    shutil.copy(tmp_path / "runs.db", tmp_path / "trial.db")
+    with Store.open(tmp_path / "trial.db", readonly=True) as store:
+        assert checkpoints.resolve(store.url, store.get(1).checkpoint) == original     # read: yes
+    res = kni("rm", "1", "--yes", "--db", str(tmp_path / "trial.db"), env=env)
+    assert res.returncode == 0, res.stderr
+    assert original.is_file()                                                         # deleted: never
+    assert "kept 1 checkpoint(s) of run(s) 1" in res.stderr and "checkpoint folder of" in res.stderr
+    assert "runs.db" in res.stderr.replace("\n", "")
+    # copied with a folder of its own: the copy's file is its own, the original's untouched
+    shutil.copy(tmp_path / "runs.db", tmp_path / "second.db")
+    shutil.copytree(tmp_path / "runs.db.checkpoints", tmp_path / "second.db.checkpoints")
+    res = kni("rm", "1", "--yes", "--json", "--db", str(tmp_path / "second.db"), env=env)
+    assert json.loads(res.stdout)["checkpoints_removed"] == [1]
+    assert not (tmp_path / "second.db.checkpoints").exists() and original.is_file()
 
 
 def test_checkpoint_false_saves_nothing(tmp_path):

@@ -381,20 +381,26 @@ def rm_command(run_ids: List[int] = typer.Argument(..., help="Run ids to remove.
         n = store.delete([r.id for r in runs])
     except KniError as e:
         fail(e)
-    from ..runs.checkpoints import last_state_path, remove as remove_checkpoint
-    files = []
+    from ..runs.checkpoints import OtherDatabasesCheckpoint, remove_saved
+    files, kept = [], []
     for r in runs:                  # after the rows: a failed delete leaves no row pointing at nothing
         try:
-            last_state_path(store.url, r.id).unlink(missing_ok=True)     # nothing left to resume
-            if remove_checkpoint(store.url, r.checkpoint):
+            if remove_saved(store.url, r):
                 files.append(r.id)
+        except OtherDatabasesCheckpoint as e:
+            kept.append((r.id, str(e)))
         except OSError as e:
             err_console().print(f"[yellow]warning:[/] run {r.id}: checkpoint {escape(str(r.checkpoint))} not "
                                  f"removed ({escape(e.strerror or str(e))})", highlight=False)
     if json_out:
-        print(json.dumps({"removed": [r.id for r in runs], "checkpoints_removed": files}))
-    else:
-        err_console().print(f"removed {n} run(s)" + (f" and {len(files)} checkpoint(s)" if files else ""))
+        print(json.dumps({"removed": [r.id for r in runs], "checkpoints_removed": files,
+                          "checkpoints_kept": [i for i, _ in kept]}))
+        return
+    err_console().print(f"removed {n} run(s)" + (f" and {len(files)} checkpoint(s)" if files else ""))
+    if kept:
+        ids = ", ".join(str(i) for i, _ in kept)
+        err_console().print(f"[yellow]kept {len(kept)} checkpoint(s)[/] of run(s) {ids}: {escape(kept[0][1])}",
+                            highlight=False)
 
 
 def cancel_command(run_ids: List[int] = typer.Argument(..., help="Run ids to cancel."),

@@ -9,6 +9,11 @@ A database that is not a local file (PostgreSQL, in-memory SQLite) has no folder
 beside: its runs write to ``$KNI_CHECKPOINT_DIR`` (default ``kni-checkpoints`` in the run
 process's working directory), in a folder named after the database, and the row holds the
 absolute path. ``kni run --checkpoint-dir DIR`` still picks another folder for one launch.
+
+A database copied without its folder (``cp runs.db trial.db``) has rows naming the original's
+folder: the copy reads those models, but never deletes or overwrites them (``kni rm`` on the copy
+keeps them; a resumed run of the copy saves into the copy's own folder). A copy made with its
+folder (``trial.db.checkpoints``) uses its own files.
 """
 
 from __future__ import annotations
@@ -69,19 +74,29 @@ def stored_form(url: str, path: str | os.PathLike) -> str:
 
 
 def resolve(url: str, stored: str) -> Path:
-    """The file a row's ``checkpoint`` names, on this machine: relative to the database's folder,
-    or - for a database renamed together with its folder (``old.db`` -> ``new.db`` and
-    ``new.db.checkpoints``) - the same file name in the folder named after it now."""
+    """The file a row's ``checkpoint`` names, on this machine: relative to the database's folder;
+    but first the same file name in the folder named after the database now, when it is there (a
+    database renamed or copied together with its folder: ``new.db``, ``new.db.checkpoints``)."""
     path = Path(stored)
     if path.is_absolute():
         return path
     db_file = sqlite_path(url)
-    first = (db_file.absolute().parent if db_file is not None else Path.cwd()) / path
-    if db_file is not None and not first.exists():
-        renamed = default_dir(url) / path.name
-        if renamed.exists():
-            return renamed
-    return first
+    if db_file is not None:
+        own = default_dir(url) / path.name
+        if own.exists():
+            return own
+    return (db_file.absolute().parent if db_file is not None else Path.cwd()) / path
+
+
+def other_owner(url: str, path: Path) -> Path | None:
+    """The other SQLite database whose checkpoint folder holds ``path`` (the rows of a database
+    copied without its folder name the original's files), else None."""
+    folder = path.absolute().parent
+    suffix = ".checkpoints"
+    if not folder.name.endswith(suffix) or folder == default_dir(url):
+        return None
+    owner = folder.with_name(folder.name[:-len(suffix)])
+    return owner if owner.is_file() else None
 
 
 @dataclass(frozen=True)
@@ -117,11 +132,27 @@ def state(url: str, stored: str | None) -> CheckpointState:
         return CheckpointState(path, None)
 
 
+class OtherDatabasesCheckpoint(KniError):
+    """A saved model that lies in another database's checkpoint folder: not this one's to delete."""
+
+
+def remove_saved(url: str, run) -> bool:
+    """Delete what run ``run`` saved: its last-epoch state and its model (``kni rm``, the
+    workbench's delete); False when no model was there. OtherDatabasesCheckpoint, the model
+    kept, when it is another database's (the state is always this database's own)."""
+    last_state_path(url, run.id).unlink(missing_ok=True)
+    return remove(url, run.checkpoint)
+
+
 def remove(url: str, stored: str | None) -> bool:
     """Delete a run's checkpoint file (and its folder once empty); False when there was none."""
     if not stored:
         return False
     path = resolve(url, stored)
+    owner = other_owner(url, path)
+    if owner is not None and path.exists():
+        raise OtherDatabasesCheckpoint(f"{path} kept: it is in the checkpoint folder of {owner} (this database's "
+                                       "rows were copied from it without their folder)")
     try:
         path.unlink()
     except FileNotFoundError:

@@ -81,8 +81,10 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         progress.start()
         checkpoint, optional = args.checkpoint, False
         if checkpoint is None and run.n_epochs and run.checkpoint:     # resumed: where its model was saved
-            from .checkpoints import resolve
-            checkpoint, optional = str(resolve(store.url, run.checkpoint)), True
+            from .checkpoints import other_owner, resolve
+            where = resolve(store.url, run.checkpoint)
+            if other_owner(store.url, where) is None:          # never over another database's model
+                checkpoint, optional = str(where), True
         if checkpoint is None and cfg.train.checkpoint:
             from .checkpoints import default_path
             checkpoint, optional = str(default_path(store.url, args.run_id)), True

@@ -402,11 +402,11 @@ class WorkbenchApp(App):
                 except StoreError as e:
                     self.notify(str(e), severity="error")
                     return
-                from ..runs.checkpoints import remove as remove_checkpoint
+                from ..runs.checkpoints import OtherDatabasesCheckpoint, remove_saved
                 for r in gone:                              # as kni rm: their saved models too
                     try:
-                        remove_checkpoint(self.store.url, r.checkpoint)
-                    except OSError as e:
+                        remove_saved(self.store.url, r)
+                    except (OSError, OtherDatabasesCheckpoint) as e:
                         self.notify(f"run {r.id}: checkpoint not removed ({e})", severity="warning")
                 self.notify(f"deleted {n} run(s)", timeout=3)
                 self.refresh_now()
