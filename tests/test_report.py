@@ -7,8 +7,13 @@ import json
 import os
 import re
 import shutil
+import socket
+import sqlite3
 import subprocess
+import sys
+from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -32,6 +37,33 @@ def two_configs(tmp_path_factory):
 
 def report(db: str, out: Path, *args: str):
     return CliRunner().invoke(app, ["report", "--all", "--out", str(out), "--db", db, *args])
+
+
+def copy_db(db: str, target: Path, *statements: str, runs: tuple[tuple[str, ...], ...] = ()) -> str:
+    """A copy of ``db`` changed by SQL ``statements`` and by runs of the fixture's recipes (each
+    ``(recipe, kni run options...)``)."""
+    shutil.copy(db, target)
+    with sqlite3.connect(target) as conn:
+        for sql in statements:
+            conn.execute(sql)
+    for name, *options in runs:
+        res = CliRunner().invoke(app, ["run", str(Path(db).parent / f"{name}.yaml"), "--db", str(target), *options])
+        assert res.exit_code == 0, res.output
+    return str(target)
+
+
+@pytest.fixture(scope="module")
+def split_db(two_configs, tmp_path_factory):
+    """two_configs, and seed 1 of each configuration again on another split of the same dataset."""
+    return copy_db(two_configs, tmp_path_factory.mktemp("split") / "runs.db",
+                   runs=tuple((name, "--seeds", "1", "--set", "dataset.split_seed=7") for name in ("tiny-a", "tiny-b")))
+
+
+@pytest.fixture(scope="module")
+def topk_db(two_configs, tmp_path_factory):
+    """two_configs, and a third configuration (max_degree 8, with top-N results) of seed 1."""
+    return copy_db(two_configs, tmp_path_factory.mktemp("topk") / "runs.db",
+                   runs=(("tiny-a", "--seeds", "1", "--set", "model.max_degree=8", "--set", "eval.topk.enabled=true"),))
 
 
 def test_the_report_writes_every_file_and_its_table_matches_kni_compare(two_configs, tmp_path):
@@ -229,7 +261,7 @@ def test_the_figures_have_a_row_per_dataset_a_colour_per_model_and_the_floors_as
 
     seed_runs: list = []
     groups = [group("a", "KNI", 5), group("a", "Pop", 1), group("b", "KNI", 4)]
-    report = SimpleNamespace(groups=groups, pts=[m for g in groups for m in g.members])
+    report = SimpleNamespace(groups=groups, pts=[m for g in groups for m in g.members], cells={}, col_labels={})
     plt = pyplot()
     fig = learning_curves(report, plt)
     axes = fig.axes
@@ -245,3 +277,218 @@ def test_the_figures_have_a_row_per_dataset_a_colour_per_model_and_the_floors_as
     fig = seeds_strip(report, plt, "test_auc")
     assert [ax.get_title() for ax in fig.axes] == ["a: test auc of each seed", "b: test auc of each seed"]
     plt.close(fig)
+
+
+def test_unfinished_runs_are_left_out_by_default_and_the_caption_names_them(two_configs, tmp_path):
+    """Run 3 still training (at epoch 2 of 3), run 6 crashed, run 5 pruned: by default the table
+    counts finished runs (completed and pruned, as kni compare counts pruned runs) and says which
+    it left out; --status counts what it names, and the caption says which statuses entered."""
+    now = datetime.now(timezone.utc).replace(tzinfo=None).isoformat(sep=" ")
+    db = copy_db(two_configs, tmp_path / "live.db",
+                 f"UPDATE runs SET status = 'running', finished_at = NULL, best_epoch = 2, heartbeat_at = '{now}', "
+                 f"host = '{socket.gethostname()}', pid = {os.getpid()}, pid_start = NULL WHERE id = 3",
+                 "DELETE FROM epochs WHERE run_id = 3 AND epoch = 3",
+                 "UPDATE runs SET status = 'crashed' WHERE id = 6", "UPDATE runs SET status = 'pruned' WHERE id = 5")
+    res = report(db, tmp_path / "r")
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "r" / "table.md").read_text()
+    assert "over 2 seeds" in md and "Runs counted: 3 completed, 1 pruned." in md
+    assert "2 runs not counted: 1 crashed, 1 running." in md
+    assert "2 runs not counted: 1 crashed, 1 running." in (tmp_path / "r" / "index.html").read_text()
+    summary = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert [g["runs"] for g in summary["groups"]] == [[1, 2], [4, 5]]
+    assert summary["not_counted"] == {"running": 1, "crashed": 1}
+    res = report(db, tmp_path / "s", "--status", "completed,running")
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "s" / "table.md").read_text()
+    assert "over 1-3 seeds" in md and "Runs counted: 3 completed, 1 running." in md
+    assert "2 runs not counted: 1 crashed, 1 pruned." in md
+
+
+def test_the_popularity_floor_is_computed_where_none_is_stored(two_configs, tmp_path):
+    """Floors stored by older code no longer match their split's key: the report computes them
+    (without writing the read-only store) and shows a stratum's floor too."""
+    db = copy_db(two_configs, tmp_path / "old.db", "DELETE FROM floors")
+    res = report(db, tmp_path / "r", "--metric", "test_auc", "--metric", "auc_users_6-20")
+    assert res.exit_code == 0, res.output
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "<th>pop (floor)</th>" in page
+    for metric in ("test_auc", "auc_users_6-20"):
+        assert re.search(rf"<td>{metric}</td><td>0\.\d{{4}}</td>", page), metric
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM floors").fetchone() == (0,)
+
+
+def test_runs_on_two_splits_of_one_dataset_get_a_column_each(split_db, tmp_path):
+    res = report(split_db, tmp_path / "r")
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "r" / "report.json").read_text())
+    config_of = {run: g["config_hash"] for g in summary["groups"] for run in g["runs"]}
+    for row in summary["table"]:
+        assert len({config_of[int(r)] for r in row["run_ids"].split()}) == 1, row
+    labels = sorted({row["label"] for row in summary["table"]})
+    assert len(labels) == 4 and sum("dataset.split_seed=7]" in x for x in labels) == 2, labels
+    assert sum("dataset.split_seed=555]" in x for x in labels) == 2, labels
+    # each column against the reference of its own split: 3 shared seeds on one, 1 on the other
+    assert sorted(t["n"] for t in summary["paired"] if t["metric"] == "test_auc") == [1, 3]
+    assert "over 1-3 seeds" in (tmp_path / "r" / "table.md").read_text()
+
+
+def test_latex_escaping():
+    from workbench.report.data import latex_escape
+
+    assert latex_escape("auc_users_>20 <a|b> 5% $x$") == \
+        "auc\\_users\\_\\textgreater{}20 \\textless{}a\\textbar{}b\\textgreater{} 5\\% \\$x\\$"
+
+
+def test_the_caption_is_latex_in_the_tex_only_and_the_table_compiles(topk_db, tmp_path):
+    """A reference label with an underscore (model.max_degree), then also a stratum with '>' in
+    its name: escaped in table.tex, which pdflatex compiles; plain in Markdown and HTML."""
+    for n, metrics in enumerate((["test_auc"], ["test_auc", "auc_users_>20"])):
+        out = tmp_path / f"r{n}"
+        res = report(topk_db, out, *(a for m in metrics for a in ("--metric", m)))
+        assert res.exit_code == 0, res.output
+        tex = (out / "table.tex").read_text()
+        (caption,) = re.findall(r"\\caption\{(.*)\}", tex)
+        assert "model.max\\_degree=16" in caption and "$p < 0.05$" in caption
+        md_caption = (out / "table.md").read_text().split("\n\n")[-1]
+        assert "model.max_degree=16" in md_caption and " p < 0.05," in md_caption and "95% CI" in md_caption
+        assert "\\" not in md_caption and "$" not in md_caption
+        page = (out / "index.html").read_text()
+        assert "model.max_degree=16, train.lr=0.001] of the same dataset" in page and "\\_" not in page
+        assert "$" not in page
+        if n:
+            assert "auc users \\textgreater{}20" in caption and "auc users \\textgreater{}20 &" in tex
+        pdflatex = tool("pdflatex", "texlive-latex-base texlive-latex-recommended")
+        (tmp_path / "doc.tex").write_text("\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+                                          f"\\input{{{out / 'table.tex'}}}\n\\end{{document}}\n")
+        done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout[-2000:]
+
+
+def test_a_metric_a_column_lacks_is_tested_only_where_both_have_it(topk_db, tmp_path):
+    """recall@20 exists in the max_degree 8 column only: no test for it (rather than the paired
+    test's 'share no seed' error), test_auc still tested."""
+    res = report(topk_db, tmp_path / "r", "--metric", "test_auc", "--metric", "recall@20")
+    assert res.exit_code == 0, res.output
+    table = json.loads((tmp_path / "r" / "report.json").read_text())["table"]
+    (topk,) = {row["column"] for row in table if row["metric"] == "recall@20" and row["mean"] is not None}
+    tested = {row["metric"]: row["vs_reference_p"] for row in table if row["column"] == topk}
+    assert tested["recall@20"] is None and tested["test_auc"] is not None
+
+
+def test_the_difference_from_the_reference_is_cell_minus_reference(two_configs, tmp_path):
+    res = report(two_configs, tmp_path / "r")
+    assert res.exit_code == 0, res.output
+    table = json.loads((tmp_path / "r" / "report.json").read_text())["table"]
+    for metric in ("test_auc", "test_acc"):
+        ref, cell = sorted((r for r in table if r["metric"] == metric), key=lambda r: r["vs_reference_diff"] is not None)
+        assert cell["vs_reference_diff"] == pytest.approx(cell["mean"] - ref["mean"])       # the same 3 seeds
+        assert cell["vs_reference_ci_low"] <= cell["vs_reference_diff"] <= cell["vs_reference_ci_high"]
+    assert 'title="A: KNI [train.lr=0.001] (the reference), B: this cell; B - A = ' in \
+        (tmp_path / "r" / "index.html").read_text()
+
+
+def test_the_caption_says_when_too_few_seeds_allow_no_dagger(two_configs, tmp_path):
+    res = report(two_configs, tmp_path / "r")
+    assert res.exit_code == 0, res.output
+    md = (tmp_path / "r" / "table.md").read_text()
+    assert "No † is possible with fewer than 6 shared seeds" in md and "every test had fewer" in md
+    assert "No $^\\dagger$ is possible with fewer than 6 shared seeds" in (tmp_path / "r" / "table.tex").read_text()
+
+
+def synthetic_group(label: str, epochs_per_seed: tuple[int, ...], dataset: str = "a", model: str = "KNI"):
+    """A configuration group of made-up runs, seed i with ``epochs_per_seed[i - 1]`` epochs."""
+    from workbench import analysis as cmp
+
+    g = cmp.Group(f"{dataset}-{label}", "config", label=label)
+    for seed, epochs in enumerate(epochs_per_seed, 1):
+        run = SimpleNamespace(id=seed, dataset=dataset, model=model, seed=seed, config_hash=g.key, status="completed")
+        rows = [SimpleNamespace(epoch=e, valid_auc=0.6 + 0.01 * e + 0.001 * seed, test_auc=0.6 + 0.01 * e,
+                                valid_logloss=0.7 - 0.01 * e, train_loss=0.69 - 0.02 * e) for e in range(1, epochs + 1)]
+        g.members.append(cmp.RunPoint(run, rows, rows[-1]))
+    return g
+
+
+def test_learning_curves_average_only_over_epochs_every_seed_reached(tmp_path):
+    """Seed 2 stopped after 3 epochs of 5: the solid mean (and its band) ends at epoch 3, the rest
+    is dotted; a one-seed group has no band; a recipe name with $...$ is drawn as written."""
+    pytest.importorskip("matplotlib")
+    from workbench.report.figures import draw_all, learning_curves, pyplot
+
+    groups = [synthetic_group("a-KNI", (5, 3)), synthetic_group("one $\\frac{x$ seed", (4,), model="NI")]
+    report = SimpleNamespace(groups=groups, pts=[m for g in groups for m in g.members], cells={}, col_labels={},
+                             metrics=["test_auc"])
+    plt = pyplot()
+    fig = learning_curves(report, plt)
+    fig.canvas.draw()                                    # mathtext would raise here
+    ax = fig.axes[0]
+    solid, dotted, single = ax.get_lines()
+    assert list(solid.get_xdata()) == [1, 2, 3] and list(dotted.get_xdata()) == [3, 4, 5]
+    assert dotted.get_linestyle() == ":" and list(single.get_xdata()) == [1, 2, 3, 4]
+    (band,) = ax.collections                             # the two-seed group's, up to epoch 3
+    assert band.get_paths()[0].vertices[:, 0].max() == 3
+    legend = [t.get_text().replace("\\$", "$") for t in fig.legends[0].get_texts()]
+    assert legend == ["a-KNI (n=2)", "one $\\frac{x$ seed (n=1)"]
+    plt.close(fig)
+    (curves,) = [f for f in draw_all(report, tmp_path, False, []) if f["name"] == "curves"]
+    assert "dotted past the epoch a group's first seed stopped at" in curves["title"]
+
+
+def test_the_figures_name_groups_by_the_table_columns(two_configs):
+    pytest.importorskip("matplotlib")
+    from workbench import analysis as cmp
+    from workbench.report.data import gather
+    from workbench.report.figures import learning_curves, pyplot, seeds_strip
+    from workbench.store.repository import Store
+
+    store = Store.open(two_configs, create=False, readonly=True)
+    try:
+        rep = gather(store, cmp.points(store, store.runs(), "best"), ["test_auc"], "best")
+    finally:
+        store.close()
+    columns = [rep.col_labels[c] for c in rep.cols]
+    assert columns == ["KNI [train.lr=0.001]", "KNI [train.lr=0.01]"]
+    plt = pyplot()
+    fig = learning_curves(rep, plt)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [f"{c} (n=3)" for c in columns]
+    plt.close(fig)
+    fig = seeds_strip(rep, plt, "test_auc")
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == columns
+    plt.close(fig)
+
+
+def test_sweep_figures_label_the_log_axis_once_and_each_parallel_axis_at_its_ends():
+    pytest.importorskip("matplotlib")
+    from workbench.report.figures import parallel_coordinates, pyplot, sweep_effects
+
+    values = [(2e-4, "[1, 4]", 0.61), (1e-3, "[1, 8]", 0.66), (5e-3, "[1, 4]", 0.64)]
+    points = [SimpleNamespace(params={"train.lr": lr, "model.hop_n_sample": hop}, stat=lambda m, v=v: (v, 0.0))
+              for lr, hop, v in values]
+    ranking = SimpleNamespace(keys=["train.lr", "model.hop_n_sample"], points=points, metric="valid_auc",
+                              sweep=SimpleNamespace(id=3, name="lr $x$ sweep"))
+    plt = pyplot()
+    fig = sweep_effects(ranking, plt)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log" and ax.get_xticklabels(minor=True)
+    assert [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()] == []
+    plt.close(fig)
+    fig = parallel_coordinates(ranking, plt)
+    fig.canvas.draw()
+    assert {t.get_text() for t in fig.axes[0].texts} == {"0.0002", "0.005", "[1, 4]", "[1, 8]"}
+    plt.close(fig)
+
+
+def test_the_recorded_command_hides_the_database_password(two_configs, tmp_path, monkeypatch):
+    url = f"sqlite://u:secret@/{Path(two_configs).resolve()}"
+    for n, db in enumerate(([f"--db={url}"], ["--db", url])):
+        out = tmp_path / f"r{n}"
+        monkeypatch.setattr(sys, "argv", ["kni", "report", "--all", "--out", str(out), *db])
+        res = CliRunner().invoke(app, sys.argv[1:])
+        assert res.exit_code == 0, res.output
+        summary = json.loads((out / "report.json").read_text())
+        assert "u:***@" in summary["command"] and str(Path(two_configs).resolve()) in summary["command"]
+        for name in ("index.html", "report.json"):
+            assert "secret" not in (out / name).read_text(), name

@@ -27,7 +27,8 @@ def report_command(run_ids: List[int] = typer.Argument(None, help="Run ids (defa
                                                        "figures (validation AUC by key, parallel coordinates)."),
                    dataset: Optional[str] = typer.Option(None, "--dataset", help="Only runs of this dataset."),
                    status: Optional[List[str]] = typer.Option(None, "--status", help="Statuses that count "
-                                                              "(default completed,running,pruned; 'all')."),
+                                                              "(default completed,pruned: finished runs; "
+                                                              "'all'). The caption names the runs left out."),
                    at: str = typer.Option("best", "--at", help="best | last | N | original: the epoch each run "
                                                               "contributes."),
                    metric: Optional[List[str]] = typer.Option(None, "--metric", help="Table metrics, repeatable "
@@ -42,18 +43,22 @@ def report_command(run_ids: List[int] = typer.Argument(None, help="Run ids (defa
                    db: str = db_option()) -> None:
     """Write a report folder: table.tex (booktabs), table.md, table.csv, figures (PNG, SVG), an
     index.html that opens from disk, and report.json with every number it shows."""
+    from ..analysis.selection import statuses_counted
     from ..report import write_report
+    from ..report.data import REPORTED
     console = consoles(json_out)
     store = open_store(db)
-    command = "kni " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else "kni report"
+    command = "kni " + " ".join(shlex.quote(hide_password(a)) for a in sys.argv[1:]) if sys.argv[1:] else "kni report"
     try:
         at_value = cmp.parse_at(at)
-        runs = cmp.select_runs(store, ids=run_ids or [], recipe=recipe, all_=all_, dataset=dataset, status=status,
+        # every run of the selection is read, so that the caption can name the ones not counted
+        counted = statuses_counted(status, explicit_ids=False) if status else REPORTED
+        runs = cmp.select_runs(store, ids=run_ids or [], recipe=recipe, all_=all_, dataset=dataset, status=["all"],
                                sweep=sweep)
         pts = cmp.points(store, runs, at_value)
         summary = write_report(store, pts, out, metrics=metric or ["test_auc", "test_acc"], at=at_value,
                                command=command, reference=reference, sweeps=[sweep] if sweep is not None else [],
-                               pdf=pdf, explain=explain or [])
+                               pdf=pdf, explain=explain or [], statuses=counted)
     except KniError as e:
         fail(e)
     target = Path(out).expanduser().absolute()
@@ -61,6 +66,22 @@ def report_command(run_ids: List[int] = typer.Argument(None, help="Run ids (defa
         print(json.dumps({"out": str(target), **summary}, indent=2))
         return
     files = sorted(p.name for p in target.iterdir())
-    console.print(f"wrote the report of {len(pts)} run(s) in {len(summary['groups'])} group(s) to "
-                  f"{escape(str(target))}: {', '.join(files)}", highlight=False, soft_wrap=True)
+    left_out = sum(summary["not_counted"].values())
+    console.print(f"wrote the report of {len(pts) - left_out} run(s) in {len(summary['groups'])} group(s)"
+                  + (f" ({left_out} not counted: --status chooses)" if left_out else "")
+                  + f" to {escape(str(target))}: {', '.join(files)}", highlight=False, soft_wrap=True)
     console.print(f"[dim]open {escape(str(target / 'index.html'))}[/]", highlight=False)
+
+
+def hide_password(arg: str) -> str:
+    """A command-line word with the password of a database URL in it (``--db URL``, ``--db=URL``,
+    or KNI_DB's value written out) as ``***``: the command is recorded in index.html and
+    report.json, which are made to be shared."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    head, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):
+        return arg
+    return head + eq + url.render_as_string(hide_password=True) if url.password is not None else arg

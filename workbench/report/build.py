@@ -11,16 +11,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .. import analysis as cmp
-from .data import ReportData, ReportError, gather
+from .data import REPORTED, ReportData, ReportError, gather
 
 
 def write_report(store: Any, pts: Sequence[cmp.RunPoint], out: str | os.PathLike, *, metrics: Sequence[str],
                  at: str | int, command: str, reference: str | None = None, sweeps: Sequence[int] = (),
-                 pdf: bool = False, now: datetime | None = None, explain: Sequence[int] = ()) -> dict:
+                 pdf: bool = False, now: datetime | None = None, explain: Sequence[int] = (),
+                 statuses: Sequence[str] | None = REPORTED) -> dict:
     """Write the report of ``pts`` into folder ``out`` (replacing it whole); returns the summary
     ``report.json`` holds. ReportError (nothing written) for a selection or folder that cannot.
-    ``explain``: runs whose neighbour-pair heatmap is drawn (:mod:`.explained`)."""
-    report = gather(store, pts, metrics, at, reference)
+    ``statuses``: the runs of ``pts`` that count (None: all; the others are named in the
+    caption). ``explain``: runs whose neighbour-pair heatmap is drawn (:mod:`.explained`)."""
+    report = gather(store, pts, metrics, at, reference, statuses)
     rankings = [cmp.rank_sweep(store, s) for s in sweeps]
     explained = []
     if explain:
@@ -71,6 +73,7 @@ def _summary(report: ReportData, figures: list[dict], table: list[dict], command
     return {
         "command": command, "generated": generated, "metrics": report.metrics, "at": str(report.at),
         "columns_by": report.by, "reference": report.col_labels.get(report.reference) if report.reference else None,
+        "not_counted": report.left_out,
         "table": table,
         "groups": [{"key": g.key, "label": g.label, "n": g.n, **report.provenance[g.key],
                     "values": {m: {str(p.run.seed): cmp.json_value(p.value(m)) for p in g.members}

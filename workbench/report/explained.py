@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import ReportError
+from .data import ReportError, plot_text as text
 
 
 @dataclass(frozen=True)
@@ -54,8 +54,8 @@ def heatmap(item: Explained, plt: Any) -> Any:
     item side, each centre first."""
     e = item.explanation
     m = e.samples[0]
-    rows = [f"{n.name} ({n.relation})" if i else n.name for i, n in enumerate(m.users)]
-    cols = [n.name for n in m.items]
+    rows = [text(f"{n.name} ({n.relation})" if i else n.name) for i, n in enumerate(m.users)]
+    cols = [text(n.name) for n in m.items]
     size = max(4.0, 0.32 * len(cols) + 2.5)
     fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1.5, max(3.0, 0.3 * len(rows) + 1.8)), squeeze=False)
     contribution = m.attention * m.score
@@ -71,7 +71,7 @@ def heatmap(item: Explained, plt: Any) -> Any:
         ax.set_yticks(range(len(rows)), rows if ax is axes[0][0] else [""] * len(rows), fontsize=6)
         ax.set_title(title)
         fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
-    fig.suptitle(f"{item.label}: {e.user.name} x {e.item.name}, p = {e.probability:.3f}"
-                 + (f" ({e.label})" if e.label else "") + f"; sampled neighbourhood seed {m.seed}", fontsize=9)
+    fig.suptitle(text(f"{item.label}: {e.user.name} x {e.item.name}, p = {e.probability:.3f}"
+                      + (f" ({e.label})" if e.label else "") + f"; sampled neighbourhood seed {m.seed}"), fontsize=9)
     fig.tight_layout()
     return fig

@@ -7,13 +7,14 @@ same database gives the same files byte for byte.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from .. import analysis as cmp
-from .data import ReportData
+from .data import ReportData, plot_text as text
 
 #: Tableau's ten colours, in order: one per group, the same in every figure.
 COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
@@ -56,6 +57,19 @@ def _label(g: cmp.Group, groups: list[cmp.Group] | None = None) -> str:
     return g.label + (f" [{g.differs}]" if shared and g.differs else "")
 
 
+def _names(report: ReportData) -> dict[str, str]:
+    """Each configuration group's name in the figures: the table's column label of its cell (the
+    names the paper's table uses), where no other group of its dataset has the same; else its
+    group label with what differs."""
+    column = {}
+    for (ds, col), cell in report.cells.items():
+        for key in {m.run.config_hash for m in cell.group.members}:
+            column[key] = (ds, report.col_labels.get(col, col))
+    taken = Counter(column.values())
+    return {g.key: column[g.key][1] if g.key in column and taken[column[g.key]] == 1 else _label(g, report.groups)
+            for g in report.groups}
+
+
 def _datasets(report: ReportData) -> list[tuple[str, list[tuple[str, cmp.Group]]]]:
     """The groups by dataset, in order, each with its colour: a model's colour is the same on
     every dataset when each dataset has one group per model, else each group has its own."""
@@ -80,10 +94,18 @@ def _legend(fig: Any, axes: Any, bottom: float) -> None:
     fig.tight_layout(rect=(0, (bottom + 0.05 * (rows - 1)) / max(1, len(axes)), 1, 1))
 
 
+def ragged(report: ReportData) -> bool:
+    """Whether some group's seeds stopped at different epochs (early stopping)."""
+    return any(len({len(p.epochs) for p in g.members}) > 1 for g in report.groups)
+
+
 def learning_curves(report: ReportData, plt: Any) -> Any:
     """Per group, each metric's mean over its seeds per epoch, with a band of ± one std; a row
-    per dataset. A group of one epoch (the floors: popularity, ItemKNN) is a dashed level."""
+    per dataset. Past the epoch its first seed stopped at, a group's line is dotted, the mean of
+    the seeds still training (no band: the legend's n no longer holds). A group of one epoch (the
+    floors: popularity, ItemKNN) is a dashed level."""
     datasets = _datasets(report)
+    names = _names(report)
     fig, axes = plt.subplots(len(datasets), len(CURVES), figsize=(3.2 * len(CURVES), 2.5 * len(datasets) + 0.6),
                              squeeze=False)
     for row, (dataset, groups) in zip(axes, datasets):
@@ -99,16 +121,23 @@ def learning_curves(report: ReportData, plt: Any) -> Any:
                     continue
                 xs = sorted(by_epoch)
                 mean = np.array([np.mean(by_epoch[x]) for x in xs])
-                std = np.array([np.std(by_epoch[x], ddof=1) if len(by_epoch[x]) > 1 else 0.0 for x in xs])
-                label = f"{_label(g, report.groups)} (n={g.n})"
+                label = text(f"{names[g.key]} (n={g.n})")
                 if len(xs) == 1:
                     if metric != "train_loss":      # a floor's fit is no training curve
-                            ax.axhline(mean[0], color=colour, lw=1.1, ls="--", label=label)
+                        ax.axhline(mean[0], color=colour, lw=1.1, ls="--", label=label)
                     continue
-                ax.plot(xs, mean, color=colour, lw=1.4, label=label)
-                ax.fill_between(xs, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
-            ax.set_title(f"{dataset}: {title}" if len(datasets) > 1 else title)
+                most = max(len(v) for v in by_epoch.values())
+                end = max(0, next((i - 1 for i, x in enumerate(xs) if len(by_epoch[x]) < most), len(xs) - 1))
+                ax.plot(xs[:end + 1], mean[:end + 1], color=colour, lw=1.4, label=label)
+                if end < len(xs) - 1:           # from the last epoch every seed reached, joined to it
+                    ax.plot(xs[end:], mean[end:], color=colour, lw=1.1, ls=":")
+                if most > 1:
+                    std = np.array([np.std(by_epoch[x], ddof=1) for x in xs[:end + 1]])
+                    ax.fill_between(xs[:end + 1], mean[:end + 1] - std, mean[:end + 1] + std, color=colour,
+                                    alpha=0.2, lw=0)
+            ax.set_title(text(f"{dataset}: {title}" if len(datasets) > 1 else title))
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     _legend(fig, axes, 0.12)
     return fig
 
@@ -116,6 +145,7 @@ def learning_curves(report: ReportData, plt: Any) -> Any:
 def seeds_strip(report: ReportData, plt: Any, metric: str) -> Any:
     """Each group's seeds at the chosen epoch: a box and every seed as a point; a panel per dataset."""
     datasets = _datasets(report)
+    names = _names(report)
     widths = [max(2.5, 1.1 * len(groups) + 1.0) for _, groups in datasets]
     fig, axes = plt.subplots(1, len(datasets), figsize=(sum(widths), 3.0), squeeze=False,
                              gridspec_kw={"width_ratios": widths})
@@ -129,11 +159,11 @@ def seeds_strip(report: ReportData, plt: Any, metric: str) -> Any:
                        capprops={"color": colour})
             jitter = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else [0.0]
             ax.scatter(np.full(len(values), x) + jitter, values, s=14, color=colour, zorder=3)
-        ax.set_xticks(range(len(groups)), [_label(g, report.groups) for _, g in groups], rotation=20,
+        ax.set_xticks(range(len(groups)), [text(names[g.key]) for _, g in groups], rotation=20,
                       ha="right", fontsize=7)
-        ax.set_ylabel(metric.replace("_", " "))
-        ax.set_title(f"{dataset}: {metric.replace('_', ' ')} of each seed" if len(datasets) > 1
-                     else f"{metric.replace('_', ' ')} of each seed")
+        ax.set_ylabel(text(metric.replace("_", " ")))
+        ax.set_title(text(f"{dataset}: {metric.replace('_', ' ')} of each seed" if len(datasets) > 1
+                          else f"{metric.replace('_', ' ')} of each seed"))
     fig.tight_layout()
     return fig
 
@@ -146,6 +176,7 @@ def topk_curves(report: ReportData, plt: Any) -> Any | None:
     datasets = [(d, groups) for d, groups in _datasets(report) if any(p.topk for _, g in groups for p in g.members)]
     if not found or not datasets:
         return None
+    names = _names(report)
     fig, axes = plt.subplots(len(datasets), len(found), figsize=(3.6 * len(found), 2.5 * len(datasets) + 0.6),
                              squeeze=False)
     for row, (dataset, groups) in zip(axes, datasets):
@@ -155,13 +186,13 @@ def topk_curves(report: ReportData, plt: Any) -> Any | None:
                 if not ks:
                     continue
                 means = [g.stat(f"{family}@{k}")[0] for k in ks]
-                ax.plot(ks, means, marker="o", ms=3, color=colour, label=_label(g, report.groups))
+                ax.plot(ks, means, marker="o", ms=3, color=colour, label=text(names[g.key]))
                 ax.set_xscale("log")
                 ax.set_xticks(ks, [str(k) for k in ks])
                 ax.minorticks_off()
             ax.set_xlabel("K")
             title = dict(families)[family]
-            ax.set_title(f"{dataset}: {title}" if len(datasets) > 1 else title)
+            ax.set_title(text(f"{dataset}: {title}" if len(datasets) > 1 else title))
     _legend(fig, axes, 0.16)
     return fig
 
@@ -184,13 +215,18 @@ def sweep_effects(ranking: Any, plt: Any) -> Any | None:
             ax.scatter(xs, ys, s=16, color=COLOURS[0])
             if xs and min(xs) > 0 and max(xs) / min(xs) > 20:
                 ax.set_xscale("log")
+                # a log axis spanning a decade or two labels its minor ticks too: they overlap
+                ax.xaxis.set_minor_formatter(plt.NullFormatter())
+                levels = sorted(set(xs))
+                if len(levels) <= 6:            # a grid's few values: label those, not powers of ten
+                    ax.set_xticks(levels, [f"{v:g}" for v in levels], fontsize=7)
         else:
             labels = sorted({str(x) for x in xs})
             ax.scatter([labels.index(str(x)) for x in xs], ys, s=16, color=COLOURS[0])
-            ax.set_xticks(range(len(labels)), labels, fontsize=7)
-        ax.set_xlabel(key)
-        ax.set_ylabel(ranking.metric.replace("_", " "))
-    fig.suptitle(f"sweep {ranking.sweep.id} ({ranking.sweep.name}): each point's mean over its seeds")
+            ax.set_xticks(range(len(labels)), [text(b) for b in labels], fontsize=7)
+        ax.set_xlabel(text(key))
+        ax.set_ylabel(text(ranking.metric.replace("_", " ")))
+    fig.suptitle(text(f"sweep {ranking.sweep.id} ({ranking.sweep.name}): each point's mean over its seeds"))
     fig.tight_layout()
     return fig
 
@@ -201,27 +237,39 @@ def parallel_coordinates(ranking: Any, plt: Any) -> Any | None:
     points = [p for p in ranking.points if math.isfinite(p.stat(ranking.metric)[0])]
     if len(keys) < 2 or not points:
         return None
-    axes_values = []
+    axes_values, ends = [], []
     for key in keys:
         values = [p.params.get(key) for p in points]
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             logs = min(values) > 0 and max(values) / min(values) > 20
             xs = np.log10(values) if logs else np.array(values, dtype=float)
+            ends.append((f"{min(values):g}", f"{max(values):g}"))
         else:
             labels = sorted({str(v) for v in values})
             xs = np.array([labels.index(str(v)) for v in values], dtype=float)
+            ends.append((labels[0], labels[-1]))
         span = xs.max() - xs.min()
         axes_values.append((xs - xs.min()) / span if span else np.full(len(xs), 0.5))
     metric = np.array([p.stat(ranking.metric)[0] for p in points])
-    fig, ax = plt.subplots(figsize=(1.6 * len(keys) + 2, 3.0))
+    fig, ax = plt.subplots(figsize=(1.6 * len(keys) + 2, 3.2))
     cmap = plt.get_cmap("viridis")
     lo, hi = metric.min(), metric.max()
     for j in np.argsort(metric):
         shade = (metric[j] - lo) / (hi - lo) if hi > lo else 1.0
         ax.plot(range(len(keys)), [a[j] for a in axes_values], color=cmap(shade), lw=1.2, alpha=0.8)
-    ax.set_xticks(range(len(keys)), keys, fontsize=7)
+    for i, ((low, high), a) in enumerate(zip(ends, axes_values)):     # each axis's range at its ends
+        ax.axvline(i, color="#bbb", lw=0.8, zorder=0)
+        if a.min() == a.max():               # one value: drawn mid-axis
+            ax.text(i, 0.5, text(f" {low}"), fontsize=7, va="center", ha="left")
+            continue
+        ax.text(i, -0.04, text(low), fontsize=7, va="top", ha="center")
+        ax.text(i, 1.04, text(high), fontsize=7, va="bottom", ha="center")
+    ax.set_ylim(-0.15, 1.15)
+    ax.set_xticks(range(len(keys)), [text(k) for k in keys], fontsize=7)
     ax.set_yticks([])
-    ax.set_title(f"sweep {ranking.sweep.id}: points by {ranking.metric.replace('_', ' ')} (yellow best)")
+    for side in ("left", "bottom"):
+        ax.spines[side].set_visible(False)
+    ax.set_title(text(f"sweep {ranking.sweep.id}: points by {ranking.metric.replace('_', ' ')} (yellow best)"))
     fig.tight_layout()
     return fig
 
@@ -238,7 +286,9 @@ def draw_all(report: ReportData, out: Path, pdf: bool, sweeps: list[Any], explai
         made.append({"name": name, "title": title, "files": save(fig, out, name, pdf)})
         plt.close(fig)
 
-    add("curves", "Learning curves: mean over seeds, band ± one std", lambda: learning_curves(report, plt))
+    add("curves", "Learning curves: mean over seeds, band ± one std"
+        + ("; dotted past the epoch a group's first seed stopped at: the mean of its seeds still training"
+           if ragged(report) else ""), lambda: learning_curves(report, plt))
     add("seeds", f"{report.metrics[0].replace('_', ' ')} of every seed", lambda: seeds_strip(report, plt,
                                                                                                report.metrics[0]))
     add("topk", "Top-N: recall and NDCG over K", lambda: topk_curves(report, plt))

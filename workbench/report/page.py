@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import math
 
+from ..analysis import floor_value
 from ..present import visible
 from .data import ReportData
 from .tables import number
@@ -35,8 +36,10 @@ def _cell(report: ReportData, ds: str, col: str, metric: str) -> str:
     mark = "†" if cell.significant(metric) else ""
     title = ""
     t = cell.test.get(metric)
-    if t is not None:
-        title = f' title="{_e(t.verdict_text())}"'
+    if t is not None:                          # the test's A is the reference, B this cell
+        ref = report.col_labels.get(report.reference, report.reference)
+        title = (f' title="A: {_e(ref)} (the reference), B: this cell; B - A = {-t.diff:+.4f}. '
+                 f'{_e(t.verdict_text())}"')
     return f'<td class="{"best" if cell.best.get(metric) else ""}"{title}>{_e(text)}{mark} <span ' \
            f'class="note">({cell.n})</span></td>'
 
@@ -46,15 +49,17 @@ def table_html(report: ReportData) -> str:
     floor_head = "<th>pop (floor)</th>" if any(report.floors.values()) else ""
     rows = []
     for ds in report.rows:
-        floor = next((report.floors.get(_floor_key(c)) for (d, _), c in report.cells.items() if d == ds), None)
+        # one floor per row: none where the row's cells are on different splits (split_seed...)
+        keys = {_floor_key(c) for (d, _), c in report.cells.items() if d == ds}
+        floor = report.floors.get(keys.pop()) if len(keys) == 1 else None
         for m in report.metrics:
             pop = ""
             if floor_head:
-                value = (floor or {}).get(m)
-                pop = f"<td>{number(value) if isinstance(value, float) else '-'}</td>"
+                value = floor_value(floor, m)         # a stratum's AUC is under the floor's strata
+                pop = f"<td>{'-' if value is None else number(float(value))}</td>"
             rows.append(f"<tr><td>{_e(ds)}</td><td>{_e(m)}</td>{pop}"
                         + "".join(_cell(report, ds, c, m) for c in report.cols) + "</tr>")
-    caption = report.caption().replace("$\\pm$", "±").replace("$^\\dagger$", "†").replace("\\%", "%")
+    caption = report.caption()
     return (f"<table><thead><tr><th>dataset</th><th>metric</th>{floor_head}{head}</tr></thead><tbody>"
             + "".join(rows) + f"</tbody></table><p class=note>{_e(caption)} (n): seeds.</p>")
 

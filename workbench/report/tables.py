@@ -6,29 +6,13 @@ from __future__ import annotations
 
 import math
 
-from .data import Cell, ReportData
+from .data import Cell, ReportData, latex_escape
 
 DIGITS = 4
 
 
 def number(x: float) -> str:
     return f"{x:.{DIGITS}f}" if math.isfinite(x) else "-"
-
-
-def _latex_escape(text: str) -> str:
-    out = []
-    for ch in text:
-        if ch in "&%$#_{}":
-            out.append("\\" + ch)
-        elif ch == "~":
-            out.append("\\textasciitilde{}")
-        elif ch == "^":
-            out.append("\\textasciicircum{}")
-        elif ch == "\\":
-            out.append("\\textbackslash{}")
-        elif ch.isprintable():
-            out.append(ch)
-    return "".join(out)
 
 
 def _latex_cell(cell: Cell | None, metric: str) -> str:
@@ -49,16 +33,16 @@ def latex(report: ReportData) -> str:
     cols = report.cols
     lines = ["\\begin{table}[t]", "\\centering", "\\small",
              f"\\begin{{tabular}}{{ll{'c' * len(cols)}}}", "\\toprule",
-             "Dataset & Metric & " + " & ".join(_latex_escape(report.col_labels.get(c, c)) for c in cols) + " \\\\",
+             "Dataset & Metric & " + " & ".join(latex_escape(report.col_labels.get(c, c)) for c in cols) + " \\\\",
              "\\midrule"]
     for i, ds in enumerate(report.rows):
         for j, m in enumerate(report.metrics):
-            first = _latex_escape(ds) if j == 0 else ""
+            first = latex_escape(ds) if j == 0 else ""
             cells = [_latex_cell(report.cells.get((ds, c)), m) for c in cols]
-            lines.append(f"{first} & {_latex_escape(m.replace('_', ' '))} & " + " & ".join(cells) + " \\\\")
+            lines.append(f"{first} & {latex_escape(m.replace('_', ' '))} & " + " & ".join(cells) + " \\\\")
         if i < len(report.rows) - 1:
             lines.append("\\midrule")
-    lines += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{report.caption()}}}", "\\label{tab:kni-report}",
+    lines += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{report.caption(tex=True)}}}", "\\label{tab:kni-report}",
               "\\end{table}"]
     return "\n".join(lines) + "\n"
 
@@ -79,12 +63,11 @@ def markdown(report: ReportData) -> str:
         for m in report.metrics:
             lines.append("| " + " | ".join([ds, m] + [_md_cell(report.cells.get((ds, c)), m) for c in report.cols])
                          + " |")
-    caption = (report.caption().replace("$\\pm$", "±").replace("$^\\dagger$", "†").replace("\\%", "%"))
-    return "\n".join(lines) + "\n\n" + caption + "\n"
+    return "\n".join(lines) + "\n\n" + report.caption() + "\n"
 
 
 CSV_COLUMNS = ("dataset", "column", "label", "metric", "n", "seeds", "mean", "std", "best", "vs_reference_diff",
-               "vs_reference_p", "significant", "run_ids")
+               "vs_reference_ci_low", "vs_reference_ci_high", "vs_reference_p", "significant", "run_ids")
 
 
 def rows(report: ReportData) -> list[dict]:
@@ -93,13 +76,20 @@ def rows(report: ReportData) -> list[dict]:
     for (ds, col), cell in report.cells.items():
         for m in report.metrics:
             t = cell.test.get(m)
+            # the test's A is the reference: its diff and CI are reference - cell; the table's are cell - reference
+            diff, ci = (_minus(t.diff), (_minus(t.ci[1]), _minus(t.ci[0]))) if t else (None, (None, None))
             out.append({"dataset": ds, "column": col, "label": report.col_labels.get(col, col), "metric": m,
                         "n": cell.n, "seeds": " ".join(map(str, cell.group.seeds)),
                         "mean": _finite(cell.mean[m]), "std": _finite(cell.std[m]), "best": bool(cell.best.get(m)),
-                        "vs_reference_diff": _finite(t.diff) if t else None,
+                        "vs_reference_diff": _finite(diff), "vs_reference_ci_low": _finite(ci[0]),
+                        "vs_reference_ci_high": _finite(ci[1]),
                         "vs_reference_p": _finite(t.p_value) if t else None, "significant": cell.significant(m),
                         "run_ids": " ".join(str(p.run.id) for p in cell.group.members)})
     return out
+
+
+def _minus(x: float) -> float:
+    return 0.0 - x                             # not -x: a zero difference reads 0.0, not -0.0
 
 
 def _finite(x: float) -> float | None:
