@@ -351,6 +351,42 @@ def test_removing_a_live_runs_row_stops_it_and_fails_kni_run(tmp_path):
     assert "removed" in out and f"exit status {EXIT_REMOVED}" in out
 
 
+def cancel_from_elsewhere(db, run_id: int) -> threading.Thread:
+    """What ``kni cancel RUN`` in another terminal does, once the run has stored an epoch."""
+    from workbench.runs.control import cancel
+
+    def go():
+        with Store.open(db) as store:
+            assert wait_for(has_epochs(store, run_id), TIMEOUT)
+            cancel(store, run_id)
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("command", ["run", "resume"])
+def test_a_run_cancelled_from_another_terminal_makes_the_command_exit_1(tmp_path, command):
+    """130 says that this command was stopped (Ctrl-C, SIGTERM); a run that another terminal
+    cancelled is a run that did not complete: 1 (it used to be 130 for either)."""
+    recipe = tmp_path / "long.yaml"
+    recipe.write_text(tiny_recipe("long", epochs=200))
+    db = tmp_path / "runs.db"
+    with Store.open(db) as store:
+        if command == "run":
+            args, run_id = ["run", str(recipe)], 1
+        else:                                 # a run cancelled before it started, resumed
+            run_id = queue(store, 1)
+            store.mark(run_id, CANCELLED, "cancelled before it started")
+            args = ["resume", str(run_id)]
+    canceller = cancel_from_elsewhere(db, run_id)
+    res = CliRunner().invoke(app, [*args, "--db", str(db)])
+    canceller.join(TIMEOUT)
+    assert res.exit_code == 1, res.output
+    with Store.open(db) as store:
+        run = store.get(run_id)
+    assert run.status == CANCELLED and "SIGTERM" in run.error and run.n_epochs >= 1
+
+
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     rec = parse_recipe(tiny_recipe("ck", epochs=1))
     cfg = rec.config_for(1)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -358,6 +359,99 @@ def test_cancel_never_signals_a_process_that_is_not_the_runs(db_url, sql):
         for p in (stranger, own):
             p.kill()
             p.wait()
+
+
+def test_a_live_row_with_a_damaged_heartbeat_can_be_ended(db, sql):
+    """A damaged heartbeat is read as None, but the stored text is not NULL: the crash's compare
+    and set compared ``heartbeat_at IS NULL`` and never matched, so the row could never be
+    cancelled, removed or resumed. (SQLite only: PostgreSQL cannot store such a value.)"""
+    with Store.open(db) as store:
+        cancelled, removed, alive = (queued(store, s) for s in (1, 2, 3))
+        for i in (cancelled, removed):
+            store.claim(i, dead_pid(), liveness.this_host())
+            store.finish(i, COMPLETED)
+        store.claim(alive, os.getpid(), liveness.this_host())
+    for i in (cancelled, removed, alive):
+        sql(db, "UPDATE runs SET status = 'running', heartbeat_at = 'garbage', finished_at = NULL WHERE id = :i", i=i)
+    runner = CliRunner()
+    res = runner.invoke(app, ["cancel", str(cancelled), "--db", db])
+    assert res.exit_code == 0 and "marked crashed" in res.stderr, res.output
+    res = runner.invoke(app, ["rm", str(removed), "--yes", "--db", db])
+    assert res.exit_code == 0, res.output
+    with Store.open(db) as store:
+        run = store.get(cancelled)
+        assert run.status == CRASHED and "heartbeat is damaged" in run.error
+        assert store.missing([removed]) == [removed]
+        # its own process is alive: a damaged heartbeat counts as stale, the pid decides
+        assert store.refresh_crashed() == [] and store.get(alive).status == RUNNING
+        store.heartbeat(alive)                             # a beat meanwhile makes it readable again
+        stale_read = replace(store.get(alive), heartbeat_at=None)
+        assert not store.mark_crashed(stale_read, "read before the beat")
+        assert store.get(alive).status == RUNNING
+
+
+def test_a_heartbeat_in_the_future_does_not_keep_a_dead_run_alive(db_url, sql):
+    """Clock skew: a heartbeat dated ahead used to make every age negative, so 'not stale yet'
+    forever. Here the pid decides; from another host, a beat more than a minute ahead proves nothing."""
+    db = db_url
+    with Store.open(db) as store:
+        dead, ours, near, far = (queued(store, s) for s in (1, 2, 3, 4))
+        store.claim(dead, dead_pid(), liveness.this_host())
+        store.claim(ours, os.getpid(), liveness.this_host())
+        store.claim(near, 4242, "another-host")
+        store.claim(far, 4242, "another-host")
+    ahead = utcnow() + timedelta(hours=2)
+    for i in (dead, ours, far):
+        set_row(sql, db, i, heartbeat_at=ahead)
+    set_row(sql, db, near, heartbeat_at=utcnow() + timedelta(seconds=20))   # clocks a little apart
+    with Store.open(db, readonly=True) as reader:
+        shown = {r.id: r.status for r in reader.runs()}
+        assert shown == {dead: CRASHED, ours: RUNNING, near: RUNNING, far: CRASHED}
+        assert "in the future" in reader.get(dead).error
+    with Store.open(db) as store:
+        assert sorted(store.refresh_crashed()) == sorted([dead, far])
+        assert store.get(ours).status == RUNNING and store.get(near).status == RUNNING
+
+
+def test_a_read_only_folder_falls_back_to_a_snapshot_for_any_user(db, monkeypatch):
+    """A non-root user's ``mode=ro`` open in a read-only folder fails with SQLITE_READONLY_DIRECTORY
+    (or _CANTINIT), "attempt to write a readonly database" - not "unable to open", which is what
+    root gets (and what the fallback looked for). Root cannot be made to see that error, so the
+    sqlite3 module's answer is given here as that user gets it."""
+    with Store.open(db) as store:
+        run_id = queued(store)
+    real_connect = store_engine.sqlite3.connect
+
+    class Refusing:
+        def __init__(self, name):
+            self.name = name
+
+        def execute(self, *args):
+            e = sqlite3.OperationalError("attempt to write a readonly database")
+            e.sqlite_errorname = self.name
+            raise e
+
+        def close(self):
+            pass
+
+    def refusing(name):                 # only the plain mode=ro open fails, as in such a folder
+        return lambda database, *a, **k: (Refusing(name) if str(database).endswith("?mode=ro")
+                                           else real_connect(database, *a, **k))
+
+    for name in ("SQLITE_READONLY_DIRECTORY", "SQLITE_READONLY_CANTINIT", "SQLITE_CANTOPEN"):
+        monkeypatch.setattr(store_engine.sqlite3, "connect", refusing(name))
+        with Store.open(db, readonly=True) as reader:
+            assert reader.snapshot and [r.id for r in reader.runs()] == [run_id], name
+    monkeypatch.setattr(store_engine.sqlite3, "connect", refusing("SQLITE_CORRUPT"))
+    with pytest.raises(StoreError, match="readonly"):       # any other error is reported, not papered over
+        Store.open(db, readonly=True)
+    # without error names (an older sqlite3 module): by the message
+    assert store_engine.needs_snapshot(sqlite3.OperationalError("attempt to write a readonly database"))
+    assert store_engine.needs_snapshot(sqlite3.OperationalError("unable to open database file"))
+    assert not store_engine.needs_snapshot(sqlite3.OperationalError("database disk image is malformed"))
+    # a writer on such a file: the file or its folder is at fault, not the command
+    message = str(store_engine.explain(sqlite3.OperationalError("attempt to write a readonly database"), db))
+    assert "not writable" in message and "opened read-only" not in message
 
 
 @pytest.mark.parametrize("command", [["show"], ["rm", "--yes"], ["cancel"], ["compare"], ["export", "--csv", "-"]])

@@ -12,7 +12,7 @@ from rich.markup import escape
 from kni_core.errors import KniError
 
 from ..present import status_style
-from ..store.statuses import CANCELLED, COMPLETED
+from ..store.statuses import COMPLETED
 from .common import consoles, db_option, fail, open_store
 
 
@@ -107,7 +107,7 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
             status = statuses.get(i, "?")
             console.print(f"run {i}: [{status_style(status)}]{status}[/]", highlight=False)
     store.close()
-    if stop or any(s == CANCELLED for s in statuses.values()):
+    if stop:                                  # this command was asked to stop (not a kni cancel elsewhere)
         raise typer.Exit(130)
     if any(s != COMPLETED for s in statuses.values()):
         raise typer.Exit(1)

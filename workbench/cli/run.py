@@ -161,11 +161,11 @@ def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Opti
     try:
         for cfg in configs:
             ids.append(store.create_run(new_run(rec.name, rec.text, cfg, rec.path, prov), executor=executor))
-        statuses, launcher = _launch(store, rec, configs, ids, prepared, json_out, checkpoint_dir, jobs, console,
-                                     runner, retries)
+        _, launcher = _launch(store, rec, configs, ids, prepared, json_out, checkpoint_dir, jobs, console,
+                              runner, retries)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted before the runs started[/]")
-        statuses, launcher = {}, None
+        launcher = None
     except KniError as error:
         _cancel_queued(store, ids)
         fail(error)
@@ -192,7 +192,9 @@ def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Opti
         console.print(f"[dim]kni runs --recipe {rec.name} | kni compare --recipe {rec.name} | kni show {ids[0]}[/]",
                       highlight=False)
     store.close()
-    if launcher is None or launcher.stop_requested or any(s == CANCELLED for s in statuses.values()):
+    # 130 only when this command was asked to stop; a run cancelled from elsewhere (kni cancel,
+    # the workbench) is a run that did not complete
+    if launcher is None or launcher.stop_requested:
         raise typer.Exit(130)
     if others or problems:
         raise typer.Exit(1)
@@ -397,8 +399,8 @@ def run_sweep(rec: Any, json_out: bool, checkpoint_dir: Optional[Path], jobs: in
         console.print(f"[dim]kni compare --sweep {driver.sweep_id} | kni runs --sweep {driver.sweep_id} | "
                       f"kni sweeps[/]", highlight=False)
     store.close()
-    bad = [r for r in runs if r.status in (FAILED, CRASHED)]
-    if interrupted or stop["requested"] or any(r.status == CANCELLED for r in runs):
+    bad = [r for r in runs if r.status in (FAILED, CRASHED, CANCELLED)]
+    if interrupted or stop["requested"]:
         raise typer.Exit(130)
     if bad:
         raise typer.Exit(1)

@@ -3,7 +3,9 @@
 A fresh interpreter per run (no inherited CUDA state, a GIL of its own, cancellation by signal).
 The parent (``kni run``, the workbench's launcher, a Ray task) only writes the ``queued`` row;
 the child claims it, trains (:mod:`.execute`) and records its end itself (:mod:`.listener`).
-A run whose row is removed while it trains stops with :data:`EXIT_REMOVED`.
+A run whose row is removed while it trains stops with :data:`EXIT_REMOVED`; one whose row another
+attempt claimed meanwhile (``kni resume`` while this process was stopped) stops with
+:data:`EXIT_SUPERSEDED`, writing nothing more.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Sequence
 from kni_core.config import RunConfig
 
 from ..recipe.sweep import OPTUNA_EXTRA
-from ..store.errors import RunGone, StoreError
+from ..store.errors import RunGone, StoreError, Superseded
 from ..store.liveness import this_host
 from ..store.records import Run
 from ..store.repository import Store
@@ -32,6 +34,8 @@ log = logging.getLogger(__name__)
 EXIT_CANCELLED = 130
 #: Exit status of a run process whose row was removed from the database while it ran.
 EXIT_REMOVED = 4
+#: Exit status of a run process whose row another attempt took over while it ran.
+EXIT_SUPERSEDED = 5
 
 def child_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of a run process: ``python -m workbench.runs.child RUN_ID --db URL``."""
@@ -61,12 +65,18 @@ def child_main(argv: Sequence[str] | None = None) -> int:
 
     progress = None
     try:
-        claimed = listener._write("the claim", lambda: store.claim(args.run_id, os.getpid(), this_host()))
-        if not claimed:
+        owner = listener._write("the claim", lambda: store.claim(args.run_id, os.getpid(), this_host()))
+        if owner is None:
             print(f"run {args.run_id}: not queued (already started, ended or removed)", file=sys.stderr)
             return 3
+        listener.owner = owner
+
+        def gone(error: RunGone) -> None:      # from the heartbeat thread
+            listener.gone = listener.gone or error
+            guard.interrupt("removal of its row" if not isinstance(error, Superseded) else "another attempt")
+
         run = store.get(args.run_id)
-        heartbeat = Heartbeat(store, args.run_id, on_gone=lambda: guard.interrupt("removal of its row"),
+        heartbeat = Heartbeat(store, args.run_id, on_gone=gone, owner=owner,
                               on_cancel=lambda: guard.interrupt("kni cancel (asked through the database)"))
         heartbeat.start()
         from .execute import execute  # imports torch: after the claim
@@ -77,7 +87,7 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         listener.select_on = cfg.train.select_on
         from .progress import ProgressListener, ProgressTracker, ProgressWriter
         tracker = ProgressTracker(cfg.train.epochs)
-        progress = ProgressWriter(store, args.run_id, tracker)
+        progress = ProgressWriter(store, args.run_id, tracker, owner=owner)
         progress.start()
         checkpoint, optional = args.checkpoint, False
         if checkpoint is None and run.n_epochs and run.checkpoint:     # resumed: where its model was saved
@@ -93,8 +103,8 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         def saved(path) -> None:              # the row names the file once it holds a model
             if not recorded:
                 from .checkpoints import stored_form
-                listener._write("the checkpoint's path", lambda: store.set_checkpoint(args.run_id,
-                                                                                     stored_form(store.url, path)))
+                listener._write("the checkpoint's path", lambda: store.set_checkpoint(
+                    args.run_id, stored_form(store.url, path), owner=owner))
                 recorded.append(True)
 
         last, state = last_epoch(store, run, cfg, listener)
@@ -110,7 +120,11 @@ def child_main(argv: Sequence[str] | None = None) -> int:
                 print(f"run {args.run_id}: could not record the end: {e2}", file=sys.stderr)
         if isinstance(error, Pruned):
             return 0
-        if isinstance(error, RunGone) or (isinstance(error, (Cancelled, StoreError)) and removed()):
+        lost = error if isinstance(error, RunGone) else listener.gone
+        if isinstance(lost, Superseded):
+            print(f"run {args.run_id}: stopped: {lost}", file=sys.stderr)
+            return EXIT_SUPERSEDED
+        if lost is not None or (isinstance(error, (Cancelled, StoreError)) and removed()):
             print(f"run {args.run_id}: its row was removed from {store.where} while it ran; stopped",
                   file=sys.stderr)
             return EXIT_REMOVED
@@ -136,7 +150,8 @@ def last_epoch(store: Store, run: Run, cfg: RunConfig, listener: StoreListener):
     from .execute import LastEpoch
     last = LastEpoch(last_state_path(store.url, run.id), run_identity(run),
                      on_saved=lambda path, size, seconds: listener._write(
-                         "the last-epoch state's size", lambda: store.record_last_state(run.id, size, seconds)))
+                         "the last-epoch state's size",
+                         lambda: store.record_last_state(run.id, size, seconds, owner=listener.owner)))
     if not run.n_epochs:
         return last, None
     from kni_core import resume

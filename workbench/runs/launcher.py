@@ -25,7 +25,7 @@ from kni_core.results import EpochResult
 
 from ..store.errors import StoreError, retry_write
 from ..store.liveness import HEARTBEAT_SECONDS
-from ..store.records import Epoch, Run
+from ..store.records import AttemptKey, Epoch, Run
 from ..store.repository import Store
 from ..store.statuses import CANCELLED, CRASHED, FAILED, LIVE, QUEUED
 from .rows import epoch_result
@@ -143,6 +143,7 @@ class _Job:
     gpu: str | None = None
     seen: int = 0                             # last epoch reported
     run: Run | None = None
+    attempt: AttemptKey | None = None         # the attempt it started: it never ends another one
 
 
 @dataclass
@@ -198,7 +199,8 @@ class Launcher:
 
     def run(self, run_ids: Sequence[int]) -> dict[int, str]:
         """Execute the queued runs; returns their final statuses (``removed`` for a run whose
-        row vanished; the status the launcher concluded for an end it could not record)."""
+        row vanished, ``superseded`` for one another attempt took over; the status the launcher
+        concluded for an end it could not record)."""
         old = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -266,18 +268,23 @@ class Launcher:
             self._problem(job.run_id, f"its row was removed from {self.store.where} while it ran; its process "
                                       f"stopped ({how}); nothing of it is kept")
             return "removed"
+        if job.attempt is not None and self.store.attempt_key(job.run_id) != job.attempt:
+            self._problem(job.run_id, f"another attempt took its row over while its process was stopped or cut off "
+                                      f"(kni resume, or its id reused after kni rm); its process stopped ({how}) "
+                                      f"without writing more, and the run is left to that attempt")
+            return "superseded"
         self._report(job)
         run = self.store.get(job.run_id)
         if run.status in LIVE:
             if self.stop_requested:
                 self.store.mark(job.run_id, CANCELLED, f"cancelled; the process ended ({how}) before "
-                                                       f"recording its end")
+                                                       f"recording its end", attempt=job.attempt)
             else:
                 tail = self._log_tail(job)
                 reason = f"the run process ended ({how}) without recording an end"
                 if tail:
                     reason += "; its last output:\n" + tail
-                self.store.mark(job.run_id, CRASHED, reason)
+                self.store.mark(job.run_id, CRASHED, reason, attempt=job.attempt)
             self._report(job)
             run = self.store.get(job.run_id)
         if self.on_end is not None:
@@ -345,6 +352,10 @@ class Launcher:
                 deadline = None
             while pending and len(active) < max(1, self.jobs) and not self.stop_requested:
                 job = pending.popleft()
+                try:                          # before its process can start: the attempt it is to run
+                    job.attempt = self.store.attempt_key(job.run_id)
+                except StoreError as e:
+                    self._quiet(e)
                 self._start(job, busy, n_runs)
                 active.append(job)
                 try:

@@ -20,6 +20,7 @@ from kni_core.results import EpochResult, FitSummary
 
 from ..store.errors import RunGone, StoreError, retry_write, write_patience
 from ..store.liveness import HEARTBEAT_SECONDS
+from ..store.records import Owner
 from ..store.repository import Store
 from ..store.statuses import CANCELLED, COMPLETED, FAILED, PRUNED
 from .errors import Cancelled, Pruned
@@ -78,15 +79,22 @@ class SignalGuard:
 
 
 class StoreListener:
-    """A :class:`~workbench.runs.execute.RunListener` that writes the run's rows: one commit per epoch."""
+    """A :class:`~workbench.runs.execute.RunListener` that writes the run's rows: one commit per epoch.
 
-    def __init__(self, store: Store, run_id: int, select_on: str, guard: SignalGuard | None = None):
+    ``owner`` (the claim's :class:`~workbench.store.records.Owner`) goes with every write, so
+    only the attempt that owns the row writes it. Once a write (or the heartbeat) finds the row
+    gone or another attempt's, ``gone`` holds why and nothing more is written."""
+
+    def __init__(self, store: Store, run_id: int, select_on: str, guard: SignalGuard | None = None,
+                 owner: Owner | None = None):
         self.store = store
         self.run_id = run_id
         self.select_on = select_on
         self.guard = guard or SignalGuard()
+        self.owner = owner
         self.best: EpochResult | None = None
         self.ended = False
+        self.gone: RunGone | None = None
 
     def _write(self, what: str, write: Callable[[], object], patience: float | None = None) -> object:
         """One commit, retried while the database is locked or full. A signal waits for a
@@ -103,7 +111,11 @@ class StoreListener:
                 log.warning("run %d: could not store %s yet (%s); retrying for up to %.0f s", self.run_id, what,
                             error, write_patience() if patience is None else patience)
 
-        result = retry_write(attempt, patience=patience, on_wait=waiting)
+        try:
+            result = retry_write(attempt, patience=patience, on_wait=waiting)
+        except RunGone as e:
+            self.gone = self.gone or e
+            raise
         if warned:
             log.warning("run %d: %s stored after retrying", self.run_id, what)
         return result
@@ -115,7 +127,8 @@ class StoreListener:
             device = f"{device} (CUDA_VISIBLE_DEVICES={visible})"
         from .provenance import environment
         facts = environment(start.data)
-        self._write("the start", lambda: self.store.record_start(self.run_id, device, start.data_stats, facts))
+        self._write("the start", lambda: self.store.record_start(self.run_id, device, start.data_stats, facts,
+                                                                 owner=self.owner))
         if start.data is not None:
             self._keep_floor(start)
 
@@ -137,28 +150,29 @@ class StoreListener:
         if self.best is None or result.metric(self.select_on, "auc") > self.best.metric(self.select_on, "auc"):
             self.best = result
         best = self.best
-        self._write(f"epoch {result.epoch}", lambda: self.store.add_epoch(self.run_id, result, best))
+        self._write(f"epoch {result.epoch}", lambda: self.store.add_epoch(self.run_id, result, best, owner=self.owner))
 
     def finished(self, summary: FitSummary) -> None:
         self._write("the end", lambda: self.store.finish(self.run_id, COMPLETED, best=summary.best,
-                                                         stopped_early=summary.stopped_early))
+                                                         stopped_early=summary.stopped_early, owner=self.owner))
         self.ended = True
         self.guard.fired = True               # a signal from now on changes nothing: ignore it
 
     def failed(self, error: BaseException) -> None:
         self.guard.fired = True              # no further Cancelled while recording the end
         self.ended = True
-        if isinstance(error, RunGone):       # nothing left to record into
+        if isinstance(error, RunGone) or self.gone is not None:    # nothing left that is ours to record into
             return
         if isinstance(error, Pruned):        # a normal end: the pruner's reason is kept as the note
             best = self.best
-            self._write("the pruning", lambda: self.store.finish(self.run_id, PRUNED, error=str(error), best=best),
+            self._write("the pruning", lambda: self.store.finish(self.run_id, PRUNED, error=str(error), best=best,
+                                                                 owner=self.owner),
                         patience=END_PATIENCE)
             return
         if isinstance(error, (Cancelled, KeyboardInterrupt)):
             how = error.args[0] if isinstance(error, Cancelled) and error.args else "SIGINT"
             self._write("the cancellation", lambda: self.store.finish(self.run_id, CANCELLED,
-                                                                      error=f"cancelled by {how}"),
+                                                                      error=f"cancelled by {how}", owner=self.owner),
                         patience=END_PATIENCE)
         else:
             text = "".join(tb.format_exception(type(error), error, error.__traceback__))
@@ -166,35 +180,37 @@ class StoreListener:
             # the database just failed for a while: do not wait as long again
             patience = END_PATIENCE if isinstance(error, StoreError) else None
             self._write("the failure", lambda: self.store.finish(self.run_id, FAILED, error=message,
-                                                                 traceback=text), patience=patience)
+                                                                 traceback=text, owner=self.owner), patience=patience)
 
 
 class Heartbeat(threading.Thread):
-    """Refreshes the heartbeat every ``every`` seconds; calls ``on_gone`` once if the run's
-    row disappears, ``on_cancel`` once when ``kni cancel`` asked through the row (a run on
-    another host than the one cancelling it). Failures are logged once per outage (the next
-    beat retries)."""
+    """Refreshes the heartbeat of ``owner``'s row every ``every`` seconds; calls
+    ``on_gone(error)`` once if the row disappears or another attempt owns it
+    (:class:`~workbench.store.errors.RunGone`), ``on_cancel`` once when ``kni cancel`` asked
+    through the row (a run on another host than the one cancelling it). Failures are logged
+    once per outage (the next beat retries)."""
 
     def __init__(self, store: Store, run_id: int, every: float = HEARTBEAT_SECONDS,
-                 on_gone: Callable[[], None] | None = None, on_cancel: Callable[[], None] | None = None):
+                 on_gone: Callable[[RunGone], None] | None = None, on_cancel: Callable[[], None] | None = None,
+                 owner: Owner | None = None):
         super().__init__(name=f"heartbeat-{run_id}", daemon=True)
         self.store, self.run_id, self.every, self.on_gone = store, run_id, every, on_gone
-        self.on_cancel = on_cancel
+        self.on_cancel, self.owner = on_cancel, owner
         self.halt = threading.Event()
 
     def run(self) -> None:
         failing = False
         while not self.halt.wait(self.every):
             try:
-                beat = self.store.heartbeat(self.run_id)
-                if not beat and self.store.missing([self.run_id]) and not self.halt.is_set():
-                    if self.on_gone is not None:
-                        self.on_gone()
-                    return
+                beat = self.store.heartbeat(self.run_id, owner=self.owner)
                 if beat and self.on_cancel is not None and self.store.cancel_requested(self.run_id) \
                         and not self.halt.is_set():
                     self.on_cancel()
                     return
+            except RunGone as e:              # removed, or superseded: nothing of it is ours any more
+                if self.on_gone is not None and not self.halt.is_set():
+                    self.on_gone(e)
+                return
             except StoreError as e:          # locked or full for a while: try again next beat
                 if not failing:
                     log.warning("heartbeat of run %d failing (%s); retrying every %g s", self.run_id, e, self.every)

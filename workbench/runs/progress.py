@@ -212,9 +212,10 @@ class ProgressWriter:
     """Writes the tracker's snapshot and the resource use to the run's row at most once per
     ``every`` seconds, from its own thread: a slow or locked database never stalls training."""
 
-    def __init__(self, store: Any, run_id: int, tracker: ProgressTracker, every: float = 1.0):
+    def __init__(self, store: Any, run_id: int, tracker: ProgressTracker, every: float = 1.0, owner: Any = None):
         import threading
         self.store, self.run_id, self.tracker, self.every = store, run_id, tracker, every
+        self.owner = owner                         # the claim's Owner: writes only into its row
         self.device: str | None = None
         self._written = -1
         self._halt = threading.Event()
@@ -238,14 +239,16 @@ class ProgressWriter:
         """Write now (also called at the end, before the run's final status)."""
         import logging
 
-        from ..store.errors import StoreError
+        from ..store.errors import RunGone, StoreError
         from .resources import sample
         with self._lock:
             version = self.tracker.version
             try:
                 self.store.record_progress(self.run_id, self.tracker.snapshot() if progress else None,
-                                           sample(self.device))
+                                           sample(self.device), owner=self.owner)
                 self._written = version
+            except RunGone:                  # removed or another attempt's: the run process stops
+                self._halt.set()
             except StoreError as e:          # locked for a while: the next second tries again
                 logging.getLogger(__name__).warning("progress of run %d: %s", self.run_id, e)
 

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import delete, func, select, update
 
 from .errors import StoreError
-from .records import BEST_FIELDS, Attempt, Run, stopped_at, utcnow
+from .records import BEST_FIELDS, Attempt, Owner, Run, stopped_at, utcnow
 from .schema import AttemptRow, EpochRow, RunRow, TopKRow
 from .statuses import CANCELLED, COMPLETED, CRASHED, FAILED, QUEUED
 
@@ -79,11 +79,12 @@ class Attempts:
                     Attempt(r.attempt, r.host, r.pid, r.started_at, r.ended_at, r.status, r.error, r.epochs))
         return out
 
-    def record_last_state(self, run_id: int, size: int, seconds: float) -> None:
-        """The size and write time of the run's latest last-epoch state."""
+    def record_last_state(self, run_id: int, size: int, seconds: float, owner: Owner | None = None) -> None:
+        """The size and write time of the run's latest last-epoch state (into ``owner``'s row only)."""
         with self._write() as s:
-            s.execute(update(RunRow).where(RunRow.id == run_id).values(last_state_bytes=size,
-                                                                       last_state_seconds=seconds))
+            if s.execute(update(RunRow).where(*self._owned(run_id, owner))
+                         .values(last_state_bytes=size, last_state_seconds=seconds)).rowcount == 0:
+                self._not_ours(s, run_id, owner)
 
 
 def current_attempt(run: Run, number: int) -> Attempt:

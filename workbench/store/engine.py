@@ -110,7 +110,10 @@ def explain(error: BaseException, where: str) -> StoreError:
     if "disk is full" in low or "no space left" in low or "disk full" in low:
         return StoreError(f"{where}: the disk is full ({msg}); nothing was changed", transient=True)
     if "attempt to write a readonly database" in low:
-        return StoreError(f"{where}: opened read-only; nothing was changed")
+        # the store was opened to write: the file (or its folder, where SQLite keeps the
+        # journal and the WAL index) refuses it, not the command
+        return StoreError(f"{where}: cannot open the database for writing: the file or its folder is not "
+                          f"writable ({msg}); nothing was changed")
     if "not a database" in low or "file is encrypted" in low:
         return StoreError(f"{where}: not a SQLite database (give --db a runs.db file or a SQLAlchemy URL)")
     if "unable to open" in low or "readonly" in low or "read-only" in low or "permission" in low:
@@ -185,6 +188,20 @@ def _sqlite_session_setup(engine: Engine, timeout: float, immediate: bool) -> No
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+#: SQLite's errors of a ``mode=ro`` open that only a read without the WAL index can avoid: the
+#: folder refuses the ``-shm`` file (a non-root user gets the READONLY ones, not CANTOPEN).
+SNAPSHOT_ERRORS = ("SQLITE_CANTOPEN", "SQLITE_READONLY_DIRECTORY", "SQLITE_READONLY_CANTINIT")
+
+
+def needs_snapshot(error: sqlite3.Error) -> bool:
+    """Whether a read-only open failing with ``error`` should fall back to ``immutable=1``."""
+    name = getattr(error, "sqlite_errorname", None) or ""
+    if name:
+        return name.startswith(SNAPSHOT_ERRORS)
+    low = str(error).lower()             # an older sqlite3 module: by the message
+    return "unable to open" in low or "attempt to write a readonly database" in low
+
+
 def readonly_sqlite_engine(path: Path, timeout: float, store_flags: dict) -> Engine:
     """A SQLite engine that cannot write: ``mode=ro``; when that cannot open the file because
     its WAL index cannot be created (read-only folder), ``immutable=1`` (the last checkpoint)."""
@@ -197,7 +214,7 @@ def readonly_sqlite_engine(path: Path, timeout: float, store_flags: dict) -> Eng
             return conn
         except sqlite3.OperationalError as e:
             conn.close()
-            if "unable to open" not in str(e).lower():
+            if not needs_snapshot(e):
                 raise
         store_flags["snapshot"] = True
         return sqlite3.connect(uri + "?immutable=1", uri=True, timeout=timeout, check_same_thread=False)

@@ -32,6 +32,11 @@ class RunGone(StoreError):
     """The run's row is no longer in the database (removed while its process ran)."""
 
 
+class Superseded(RunGone):
+    """The run's row belongs to another attempt now (``kni resume`` while this process was
+    stopped, or its id reused after ``kni rm``): this process must stop writing."""
+
+
 def env_seconds(name: str, default: float) -> float:
     """A duration from environment variable ``name`` (seconds); ``default`` when it is unset. A
     value that is not a non-negative number is not used: a warning names the variable, its

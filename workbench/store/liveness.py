@@ -27,6 +27,9 @@ STALE_SECONDS = 30.0
 ABANDONED_FACTOR = 10
 #: ... and never less than this many seconds (12 missed heartbeats).
 ABANDONED_MIN_SECONDS = 12 * HEARTBEAT_SECONDS
+#: A heartbeat dated further ahead than this is clock skew (another host's clock, or this one
+#: set back), not a fresh beat: it proves nothing.
+SKEW_SECONDS = 60.0
 
 
 def this_host() -> str:
@@ -117,6 +120,10 @@ def _age(run: Run, now: datetime) -> float:
     return (now - ref).total_seconds() if ref is not None else float("inf")
 
 
+def _heartbeat_damaged(run: Run) -> bool:
+    return any(note.startswith("heartbeat_at:") for note in run.damage)
+
+
 def owner_alive(run: Run) -> bool | None:
     """Whether the process owning ``run``'s row lives: True/False on this host (pid and, where
     recorded, start time), None for a row of another host (cannot tell from here)."""
@@ -131,8 +138,18 @@ def is_abandoned(run: Run, now: datetime | None = None, stale: float | None = No
 
 
 def looks_dead(run: Run, now: datetime, stale: float) -> bool:
-    """Whether a live row counts as crashed now (its heartbeat stale and its owner gone, or abandoned)."""
-    if run.status not in LIVE or _age(run, now) < stale:
+    """Whether a live row counts as crashed now (its heartbeat stale and its owner gone, or
+    abandoned). A heartbeat in the future says nothing of the owner: on this host its pid
+    decides; from another host, within :data:`SKEW_SECONDS` it counts as fresh, beyond as stale.
+    A damaged heartbeat counts as stale."""
+    if run.status not in LIVE:
+        return False
+    age = _age(run, now)
+    if age < 0:
+        if age >= -SKEW_SECONDS and run.host != this_host():
+            return False
+        return owner_alive(run) is not True
+    if age < stale and not _heartbeat_damaged(run):
         return False
     if is_abandoned(run, now, stale):
         return True
@@ -143,6 +160,14 @@ def crash_reason(run: Run, now: datetime, stale: float | None = None) -> str:
     """Why a live row counts as crashed (stored as its error)."""
     age = _age(run, now)
     owner = f"pid {run.pid} on {run.host}"
+    if age < 0:
+        skew = f"its last heartbeat is dated {-age:.0f} s in the future (clock skew or a clock set back)"
+        if run.host != this_host():
+            return (f"{skew}, more than {SKEW_SECONDS:.0f} s: it proves nothing of {owner}; no end was recorded "
+                    f"(if the run still lives it revives at its next heartbeat)")
+        return f"the process that owned it ({owner}) is gone and {skew}; no end was recorded"
+    if _heartbeat_damaged(run) and not is_abandoned(run, now, stale):
+        return f"its heartbeat is damaged (unreadable) and its process ({owner}) is gone; no end was recorded"
     if is_abandoned(run, now, stale):
         alive = owner_alive(run)
         what = (f"it ran on {run.host}" if alive is None

@@ -73,6 +73,31 @@ class NewRun:
 
 
 @dataclass(frozen=True)
+class Owner:
+    """The run process that claimed a row (:meth:`~.repository.Store.claim`): its pid on its host
+    and the time of the claim (``runs.started_at``). Each write of a run process matches the pid
+    and that time, so a process that was superseded - ``kni resume`` claimed the row again while it was
+    stopped, or its id went to another run after ``kni rm`` - writes nothing more into it."""
+
+    pid: int
+    host: str
+    started_at: datetime
+
+    def __str__(self) -> str:
+        return f"pid {self.pid} on {self.host}, claimed at {_iso(self.started_at)}"
+
+
+@dataclass(frozen=True)
+class AttemptKey:
+    """Which attempt of which run a launcher started: the row's creation time (an id reused
+    after ``kni rm`` is another run; None when damaged) and the attempt's number (``kni resume``
+    starts the next one)."""
+
+    created_at: datetime | None
+    number: int
+
+
+@dataclass(frozen=True)
 class Run:
     """One stored run (a recipe's seed), as read; columns are described in docs/storage.md."""
 

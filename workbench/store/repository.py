@@ -36,7 +36,7 @@ from .engine import (
     resolve_url,
     sqlite_path,
 )
-from .errors import RunGone, StoreError
+from .errors import RunGone, StoreError, Superseded
 from .liveness import (
     crash_reason,
     effective_status,
@@ -52,11 +52,14 @@ from .records import (
     MAX_ID,
     METRIC_FIELDS,
     RESOURCE_FIELDS,
+    AttemptKey,
     Epoch,
     NewRun,
+    Owner,
     Run,
     Sweep,
     TopK,
+    Unreadable,
     epoch_record,
     group_target,
     run_record,
@@ -283,19 +286,44 @@ class Store(Annotations, Attempts):
                       .values(heartbeat_at=utcnow()))
 
     # -- the run process ----------------------------------------------------------------
-    def claim(self, run_id: int, pid: int, host: str) -> bool:
-        """queued -> running for process ``pid`` (its start recorded with it); False if the run
-        is not queued."""
+    def claim(self, run_id: int, pid: int, host: str) -> Owner | None:
+        """queued -> running for process ``pid`` (its start recorded with it): the
+        :class:`Owner` its later writes pass (``owner=``); None if the run is not queued."""
         now = utcnow()
         start = process_start(pid) if host == this_host() else None
         with self._write() as s:
             result = s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status == QUEUED)
                                .values(status=RUNNING, pid=pid, pid_start=start, host=host, started_at=now,
                                        heartbeat_at=now))
-            return result.rowcount == 1
+            return Owner(pid, host, now) if result.rowcount == 1 else None
+
+    # Every write of a run process passes its Owner: the owner is part of the UPDATE's WHERE
+    # (no extra query while it matches); only a write that matched no row asks why. The pid and
+    # the claim's time (microseconds) name one attempt; the host adds nothing to that.
+    @staticmethod
+    def _owned(run_id: int, owner: Owner | None) -> list:
+        cond = [RunRow.id == run_id]
+        if owner is not None:
+            cond += [RunRow.pid == owner.pid, RunRow.started_at == owner.started_at]
+        return cond
+
+    def _not_ours(self, s: Session, run_id: int, owner: Owner | None) -> None:
+        """After a write matched no row: :class:`RunGone` if the row is gone, :class:`Superseded`
+        if another attempt owns it; returns when it is ``owner``'s (its status did not match)."""
+        row = s.execute(select(RunRow.status, RunRow.pid, RunRow.host, RunRow.started_at)
+                        .where(RunRow.id == run_id)).first()
+        if row is None:
+            raise self._gone(run_id)
+        if owner is not None and (row.pid, row.started_at) != (owner.pid, owner.started_at):
+            now = (f"pid {row.pid} on {row.host}, claimed at {row.started_at:%Y-%m-%d %H:%M:%S}"
+                   if row.started_at is not None and not isinstance(row.started_at, Unreadable)
+                   else "no process yet")
+            raise Superseded(f"run {run_id} in {self.where} belongs to another attempt now ({row.status}: {now}); "
+                             f"this process ({owner}) was superseded while it was stopped or cut off (kni resume, "
+                             f"or the id reused after kni rm) and writes nothing more")
 
     def record_start(self, run_id: int, device: str, data_stats: dict | None,
-                     provenance: dict | None = None) -> None:
+                     provenance: dict | None = None, owner: Owner | None = None) -> None:
         """The run process's start: its device, the data's statistics, and the provenance it
         adds to the code's recorded at queue time (its environment and data: a resumed run's
         latest attempt)."""
@@ -310,22 +338,27 @@ class Store(Annotations, Attempts):
                     merged = {}
                 values["provenance"] = json.dumps({**(merged if isinstance(merged, dict) else {}), **provenance},
                                                   sort_keys=True)
-            result = s.execute(update(RunRow).where(RunRow.id == run_id).values(**values))
+            result = s.execute(update(RunRow).where(*self._owned(run_id, owner)).values(**values))
             if result.rowcount == 0:
-                raise self._gone(run_id)
+                self._not_ours(s, run_id, owner)
 
-    def set_checkpoint(self, run_id: int, path: str | None) -> None:
+    def set_checkpoint(self, run_id: int, path: str | None, owner: Owner | None = None) -> None:
         """Record where the run's saved model is (as :func:`workbench.runs.checkpoints.stored_form` gives it)."""
         with self._write() as s:
-            if s.execute(update(RunRow).where(RunRow.id == run_id).values(checkpoint=path)).rowcount == 0:
-                raise self._gone(run_id)
+            if s.execute(update(RunRow).where(*self._owned(run_id, owner)).values(checkpoint=path)).rowcount == 0:
+                self._not_ours(s, run_id, owner)
 
-    def heartbeat(self, run_id: int) -> bool:
+    def heartbeat(self, run_id: int, owner: Owner | None = None) -> bool:
         """Refresh a running run's heartbeat; also revives a run a reader wrongly took for
-        crashed (its process is evidently alive). False if the row is gone or ended."""
+        crashed (its process, ``owner``, is evidently alive: never a row another attempt owns).
+        False if the run ended; :class:`RunGone` if its row is gone, :class:`Superseded` if it
+        is another attempt's."""
         with self._write() as s:
-            result = s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status.in_((RUNNING, CRASHED)))
+            result = s.execute(update(RunRow).where(*self._owned(run_id, owner),
+                                                    RunRow.status.in_((RUNNING, CRASHED)))
                                .values(heartbeat_at=utcnow(), status=RUNNING, finished_at=None, error=None))
+            if result.rowcount == 0:
+                self._not_ours(s, run_id, owner)
             return result.rowcount == 1
 
     def request_cancel(self, run_id: int) -> bool:
@@ -342,9 +375,9 @@ class Store(Annotations, Attempts):
         with self._read() as s:
             return s.scalar(select(RunRow.cancel_requested_at).where(RunRow.id == run_id)) is not None
 
-    def add_epoch(self, run_id: int, result: Any, best: Any | None) -> None:
+    def add_epoch(self, run_id: int, result: Any, best: Any | None, owner: Owner | None = None) -> None:
         """One commit: the epoch row, the run's best-so-far and its heartbeat. :class:`RunGone`
-        if the run's row was removed.
+        if the run's row was removed, :class:`Superseded` if another attempt owns it (nothing written).
 
         ``result`` and ``best`` are :class:`~kni_core.train.EpochResult` (or anything with the
         same attributes)."""
@@ -353,8 +386,8 @@ class Store(Annotations, Attempts):
             values: dict[str, Any] = {"heartbeat_at": now}
             if best is not None:
                 values.update(_best_values(best))
-            if s.execute(update(RunRow).where(RunRow.id == run_id).values(**values)).rowcount == 0:
-                raise self._gone(run_id)
+            if s.execute(update(RunRow).where(*self._owned(run_id, owner)).values(**values)).rowcount == 0:
+                self._not_ours(s, run_id, owner)
             s.add(EpochRow(run_id=run_id, epoch=result.epoch, created_at=now,
                         **{f: _num(getattr(result, f)) for f in METRIC_FIELDS}))
             _merge_topk(s, run_id, getattr(result, "topk", ()), now)
@@ -363,8 +396,9 @@ class Store(Annotations, Attempts):
         return RunGone(f"run {run_id} is no longer in {self.where} (its row was removed while it ran)")
 
     def finish(self, run_id: int, status: str, *, error: str | None = None, traceback: str | None = None,
-               best: Any | None = None, stopped_early: bool | None = None) -> bool:
-        """Record the end of a run (only if it has not ended already)."""
+               best: Any | None = None, stopped_early: bool | None = None, owner: Owner | None = None) -> bool:
+        """Record the end of a run (only if it has not ended already; with ``owner``, only
+        into that process's row: :class:`Superseded` if another attempt owns it)."""
         if status not in FINAL:
             raise ValueError(f"not a final status: {status}")
         values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "error": error,
@@ -374,26 +408,54 @@ class Store(Annotations, Attempts):
         if stopped_early is not None:
             values["stopped_early"] = stopped_early
         with self._write() as s:
-            result = s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status.in_(LIVE + (CRASHED,)))
-                               .values(**values))
+            result = s.execute(update(RunRow).where(*self._owned(run_id, owner),
+                                                    RunRow.status.in_(LIVE + (CRASHED,))).values(**values))
+            if result.rowcount == 0 and owner is not None:
+                self._not_ours(s, run_id, owner)
             if result.rowcount == 1 and best is not None:   # top-N of the selected epoch, if it ran
                 _merge_topk(s, run_id, getattr(best, "topk", ()), values["finished_at"])
             return result.rowcount == 1
 
-    def mark(self, run_id: int, status: str, reason: str, only_if: Sequence[str] = LIVE) -> bool:
-        """Set a final ``status`` with ``reason`` as error, if the run is still in ``only_if``."""
+    def mark(self, run_id: int, status: str, reason: str, only_if: Sequence[str] = LIVE,
+             attempt: AttemptKey | None = None) -> bool:
+        """Set a final ``status`` with ``reason`` as error, if the run is still in ``only_if``
+        (and, with ``attempt``, still at that attempt of that run: see :meth:`attempt_key`)."""
+        cond = [RunRow.id == run_id, RunRow.status.in_(only_if)]
+        if attempt is not None:
+            if attempt.created_at is not None:
+                cond.append(RunRow.created_at == attempt.created_at)
+            ended = select(func.count()).select_from(AttemptRow).where(AttemptRow.run_id == run_id)
+            cond.append(ended.scalar_subquery() == attempt.number - 1)
         with self._write() as s:
-            result = s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status.in_(only_if))
-                               .values(status=status, error=reason, finished_at=utcnow()))
+            result = s.execute(update(RunRow).where(*cond).values(status=status, error=reason, finished_at=utcnow()))
             return result.rowcount == 1
+
+    def attempt_key(self, run_id: int) -> AttemptKey | None:
+        """The run's current attempt (None if there is no such run): what a launcher keeps of
+        the run it starts, so that it never ends an attempt it did not start."""
+        with self._read() as s:
+            row = s.execute(select(RunRow.created_at).where(RunRow.id == run_id)).first()
+            if row is None:
+                return None
+            ended = s.scalar(select(func.count()).select_from(AttemptRow).where(AttemptRow.run_id == run_id))
+        created = row.created_at if isinstance(row.created_at, datetime) else None
+        return AttemptKey(created, int(ended or 0) + 1)
 
     def mark_crashed(self, run: Run, reason: str, now: datetime | None = None) -> bool:
         """``run`` (as read) -> crashed, unless its row changed since it was read (compare and
         set on status and heartbeat: a run that ended or beat meanwhile is left alone)."""
         with self._write() as s:
             cond = [RunRow.id == run.id, RunRow.status == run.status]
-            cond.append(RunRow.heartbeat_at == run.heartbeat_at if run.heartbeat_at is not None
-                        else RunRow.heartbeat_at.is_(None))
+            if run.heartbeat_at is not None:
+                cond.append(RunRow.heartbeat_at == run.heartbeat_at)
+            else:
+                # NULL or damaged (read as None, stored as unreadable text, which IS NULL never
+                # matches): read it again inside this write transaction (SQLite's BEGIN
+                # IMMEDIATE holds the write lock; on PostgreSQL the row is locked). A process
+                # that beat meanwhile wrote a readable time.
+                beat = s.scalar(select(RunRow.heartbeat_at).where(RunRow.id == run.id).with_for_update())
+                if isinstance(beat, datetime):
+                    return False
             result = s.execute(update(RunRow).where(*cond).values(status=CRASHED, error=reason,
                                                                finished_at=now or utcnow()))
             return result.rowcount == 1
@@ -609,7 +671,7 @@ class Store(Annotations, Attempts):
 
     # -- the run process: progress and resources ----------------------------------------
     def record_progress(self, run_id: int, progress: dict | None = None,
-                        resources: dict | None = None) -> bool:
+                        resources: dict | None = None, owner: Owner | None = None) -> bool:
         """Store the run process's latest position inside the epoch (``progress``, JSON) and
         its resource use (``peak_rss_mb``, ``cpu_threads``, ``gpu_name``, ``peak_gpu_mb``;
         ``None`` values are left as they are). Only while the run is running; False otherwise."""
@@ -622,7 +684,10 @@ class Store(Annotations, Attempts):
         if not values:
             return True
         with self._write() as s:
-            result = s.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status == RUNNING).values(**values))
+            result = s.execute(update(RunRow).where(*self._owned(run_id, owner), RunRow.status == RUNNING)
+                               .values(**values))
+            if result.rowcount == 0 and owner is not None:
+                self._not_ours(s, run_id, owner)
             return result.rowcount == 1
 
     # -- floors: the popularity floor of each split (kni_core.floor) ------------------------
