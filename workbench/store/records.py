@@ -16,7 +16,7 @@ import json
 import math
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .errors import StoreError
 from .statuses import CRASHED, LIVE, QUEUED, RUNNING
@@ -37,6 +37,11 @@ MAX_ID = 2 ** 63 - 1
 TAG_MAX, NOTE_MAX = 64, 10_000
 
 _DATES = ("created_at", "started_at", "finished_at", "heartbeat_at", "cancel_requested_at")
+
+
+def storable(ids: Iterable[int]) -> list[int]:
+    """The ids a row can have (SQLite's integers are 64-bit; larger ones would overflow)."""
+    return [i for i in ids if -MAX_ID - 1 <= i <= MAX_ID]
 
 
 class Unreadable(str):

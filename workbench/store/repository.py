@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import time
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Iterable, Iterator, Sequence
 
-from sqlalchemy import delete, func, inspect, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -49,7 +48,6 @@ from .migrations import SCHEMA_VERSION, read_version, shadow_old_layout, upgrade
 from .records import (
     BEST_FIELDS,
     EXECUTORS,
-    MAX_ID,
     METRIC_FIELDS,
     RESOURCE_FIELDS,
     AttemptKey,
@@ -57,22 +55,23 @@ from .records import (
     NewRun,
     Owner,
     Run,
-    Sweep,
     TopK,
     Unreadable,
     epoch_record,
     group_target,
     run_record,
     run_target,
+    storable,
     utcnow,
 )
-from .schema import AttemptRow, EpochRow, FloorRow, RunRow, SweepLog, SweepRow, TagRow, TopKRow
+from .schema import AttemptRow, EpochRow, FloorRow, RunRow, TagRow, TopKRow
 from .statuses import CRASHED, FINAL, LIVE, QUEUED, RUNNING
+from .sweep_records import SweepRecords
 
-RUNS, EPOCHS, TOPK, SWEEPS = RunRow.__table__, EpochRow.__table__, TopKRow.__table__, SweepRow.__table__
+RUNS, EPOCHS, TOPK = RunRow.__table__, EpochRow.__table__, TopKRow.__table__
 
 
-class Store(Annotations, Attempts):
+class Store(Annotations, Attempts, SweepRecords):
     """The run database. ``Store.open(db)`` checks, creates or upgrades it.
 
     Every method opens its own short session and returns detached objects, so a Store can
@@ -278,7 +277,7 @@ class Store(Annotations, Attempts):
 
     def touch(self, run_ids: Iterable[int], statuses: Sequence[str] = LIVE) -> None:
         """Refresh the heartbeat of the given runs that are still in ``statuses``."""
-        ids = _storable(run_ids)
+        ids = storable(run_ids)
         if not ids:
             return
         with self._write() as s:
@@ -497,7 +496,7 @@ class Store(Annotations, Attempts):
         count = (select(EpochRow.run_id, func.count().label("n")).group_by(EpochRow.run_id).subquery())
         q = select(RUNS, func.coalesce(count.c.n, 0).label("n_epochs")).outerjoin(count, count.c.run_id == RUNS.c.id)
         if ids is not None:
-            q = q.where(RunRow.id.in_(_storable(ids)))
+            q = q.where(RunRow.id.in_(storable(ids)))
         if wanted:
             q = q.where(RunRow.status.in_(wanted + list(LIVE) if self.readonly and CRASHED in wanted else wanted))
         if dataset:
@@ -535,7 +534,7 @@ class Store(Annotations, Attempts):
 
     def epochs(self, run_id: int, after: int = 0) -> list[Epoch]:
         """Epoch rows of ``run_id`` with ``epoch > after``, in order."""
-        if not _storable([run_id]):
+        if not storable([run_id]):
             return []
         with self._read() as s:
             return [epoch_record(row) for row in s.execute(
@@ -545,7 +544,7 @@ class Store(Annotations, Attempts):
     def epochs_of(self, run_ids: Iterable[int]) -> dict[int, list[Epoch]]:
         ids = list(run_ids)
         out: dict[int, list[Epoch]] = {i: [] for i in ids}
-        ids = _storable(ids)
+        ids = storable(ids)
         if not ids:
             return out
         with self._read() as s:
@@ -576,92 +575,12 @@ class Store(Annotations, Attempts):
         """The ids among ``run_ids`` that name no run (ids beyond :data:`MAX_ID` never do)."""
         ids = list(dict.fromkeys(run_ids))
         with self._read() as s:
-            found = set(s.scalars(select(RunRow.id).where(RunRow.id.in_(_storable(ids)))))
+            found = set(s.scalars(select(RunRow.id).where(RunRow.id.in_(storable(ids)))))
         return [i for i in ids if i not in found]
-
-    # -- sweeps -------------------------------------------------------------------------
-    def create_sweep(self, *, name: str, recipe_text: str, method: str, spec: dict, seeds: Sequence[int],
-                     planned: int, prune: str | None = None, recipe_path: str | None = None) -> int:
-        """Insert a sweep (its runs are created with :meth:`create_run` and its id)."""
-        with self._write() as s:
-            # the spec's key order is kept: a TPE search asks its space's keys in that order
-            sweep = SweepRow(name=name, recipe_path=recipe_path, recipe_text=recipe_text, method=method,
-                          spec=json.dumps(spec), seeds=json.dumps(list(seeds)),
-                          planned=planned, prune=prune, created_at=utcnow())
-            s.add(sweep)
-            s.flush()
-            return sweep.id
-
-    def finish_sweep(self, sweep_id: int) -> None:
-        """Record that the process driving the sweep has ended (whatever its runs did)."""
-        with self._write() as s:
-            s.execute(update(SweepRow).where(SweepRow.id == sweep_id).values(finished_at=utcnow()))
-
-    def _has_sweeps(self) -> bool:
-        """Whether the layout has the sweeps tables (a read-only store may read an older one)."""
-        if self.writer is not None:
-            return True                         # writers upgrade on open
-        with self.reader.connect() as conn:
-            return "sweeps" in inspect(conn).get_table_names()
-
-    def sweeps(self, ids: Iterable[int] | None = None) -> list[Sweep]:
-        """Sweeps by id (every one by default), oldest first; none in a layout without them."""
-        try:
-            if not self._has_sweeps():
-                return []
-            q = select(SWEEPS).order_by(SWEEPS.c.id)
-            if ids is not None:
-                q = q.where(SWEEPS.c.id.in_(_storable(ids)))
-            with self._read() as s:
-                return [Sweep(**row) for row in s.execute(q).mappings()]
-        except (DBAPIError, sqlite3.Error) as e:
-            raise explain(e, self.where) from None
-
-    def get_sweep(self, sweep_id: int) -> Sweep:
-        """The sweep ``sweep_id``; StoreError if there is none."""
-        found = self.sweeps(ids=[sweep_id])
-        if not found:
-            known = ", ".join(str(w.id) for w in self.sweeps()[-10:])
-            raise StoreError(f"no sweep with id {sweep_id} in {self.where}"
-                             + (f" (sweeps: {known}; kni sweeps lists them)" if known else " (it holds no sweep)"))
-        return found[0]
-
-    def append_journal(self, sweep_id: int, logs: Sequence[dict]) -> None:
-        """Append Optuna journal operations to a sweep's journal, numbered without gaps.
-
-        Each append takes the next numbers in one transaction; two writers that pick the same
-        number collide on the primary key and the loser retries, so a reader never sees a
-        later operation before an earlier one (on PostgreSQL as on SQLite)."""
-        if not logs:
-            return
-        blobs = [json.dumps(log, separators=(",", ":")) for log in logs]
-        for attempt in range(50):
-            try:
-                with self._write() as s:
-                    top = s.scalar(select(func.max(SweepLog.seq)).where(SweepLog.sweep_id == sweep_id))
-                    start = 0 if top is None else top + 1
-                    s.add_all(SweepLog(sweep_id=sweep_id, seq=start + i, log=b) for i, b in enumerate(blobs))
-                return
-            except StoreError as e:
-                if "unique" not in str(e).lower() and "duplicate" not in str(e).lower() or attempt == 49:
-                    raise
-                time.sleep(0.01 * (attempt + 1))
-
-    def read_journal(self, sweep_id: int, start: int = 0) -> list[dict]:
-        """A sweep's journal operations numbered ``start`` and later, in order, up to the first gap."""
-        out: list[dict] = []
-        with self._read() as s:
-            for seq, blob in s.execute(select(SweepLog.seq, SweepLog.log)
-                                       .where(SweepLog.sweep_id == sweep_id, SweepLog.seq >= start)
-                                       .order_by(SweepLog.seq)):
-                if seq != start + len(out):
-                    break
-                out.append(json.loads(blob))
-        return out
 
     def delete(self, run_ids: Iterable[int]) -> int:
         """Delete runs and their epochs in one transaction; returns the number deleted."""
-        ids = _storable(dict.fromkeys(run_ids))
+        ids = storable(dict.fromkeys(run_ids))
         with self._write() as s:
             s.execute(delete(EpochRow).where(EpochRow.run_id.in_(ids)))
             s.execute(delete(TopKRow).where(TopKRow.run_id.in_(ids)))
@@ -733,9 +652,3 @@ def _num(x: Any) -> float | None:
         return None
     x = float(x)
     return None if x != x else x           # NaN -> NULL (SQLite would do the same)
-
-
-def _storable(ids: Iterable[int]) -> list[int]:
-    """The ids a row can have (SQLite's integers are 64-bit; larger ones would overflow)."""
-    return [i for i in ids if -MAX_ID - 1 <= i <= MAX_ID]
-
