@@ -267,11 +267,25 @@ def test_export_round_trip(store, tmp_path):
     g = groups[0]
     last = [0.7, 0.65, 0.58, 0.9]
     assert int(g["n"]) == 4 and g["seeds"] == "1 2 3 4" and g["at"] == "last"
+    assert g["training_seeds"] == "4"                 # counted at its best epoch so far: said so
     assert float(g["test_auc_mean"]) == pytest.approx(np.mean(last), abs=1e-15)
     assert float(g["test_auc_std"]) == pytest.approx(np.std(last, ddof=1), abs=1e-15)
     # completed only
     res = CliRunner().invoke(app, ["export", "--db", db, "--csv", "-", "--status", "completed", "--json"])
     assert res.exit_code != 0                      # --json and --csv - both want stdout
+
+
+def test_compare_marks_the_seeds_still_training(store):
+    for s in (1, 2):
+        add_run(store, s, [0.70, 0.71])
+    add_run(store, 3, [0.90], status=RUNNING)         # one epoch so far: a mean of 0.77 is not final
+    runner = CliRunner()
+    text = " ".join(runner.invoke(app, ["compare", "--db", store.url, "--all"]).stdout.split())
+    assert "1,2,3*" in text and "* still training: read at its best epoch so far" in text
+    matrix = " ".join(runner.invoke(app, ["compare", "--db", store.url, "--all", "--matrix"]).stdout.split())
+    assert "(3+)" in matrix and "still training" in matrix
+    done = " ".join(runner.invoke(app, ["compare", "--db", store.url, "--all", "--status", "completed"]).stdout.split())
+    assert "1,2 " in done and "*" not in done.replace("±", "")
 
 
 def test_compare_cli(store, tmp_path):

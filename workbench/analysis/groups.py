@@ -63,6 +63,11 @@ class Group:
     def seeds(self) -> list[int]:
         return sorted(m.run.seed for m in self.members)
 
+    @property
+    def training_seeds(self) -> list[int]:
+        """The seeds whose counted run is still training: read at its best epoch so far."""
+        return sorted(m.run.seed for m in self.members if m.run.status in LIVE)
+
     def values(self, metric: str) -> list[float | None]:
         return [m.value(metric) for m in self.members]
 

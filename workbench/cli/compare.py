@@ -219,8 +219,10 @@ def _groups_table(groups: list[cmp.Group], metric: str, by: str, at: str | int, 
                g.distinct("model")]
         if by == "config" and any(x.differs for x in groups):
             row.append(g.differs)
-        seeds = g.seeds
-        row += [str(g.n), ",".join(map(str, seeds)) if len(seeds) <= 8 else f"{seeds[0]}..{seeds[-1]}"]
+        seeds, training = g.seeds, set(g.training_seeds)
+        shown = (",".join(f"{s}*" if s in training else str(s) for s in seeds) if len(seeds) <= 8
+                 else f"{seeds[0]}..{seeds[-1]}" + (f" ({len(training)}*)" if training else ""))
+        row += [str(g.n), shown]
         for m in metric_cols:
             mean, std = g.stat(m)
             cell = pm(mean, std, sep="±")
@@ -232,10 +234,14 @@ def _groups_table(groups: list[cmp.Group], metric: str, by: str, at: str | int, 
         row.append(pm(e_mean, e_std, 1, sep="±"))
         row.append(fmt(g.seconds()[2], 2))
         table.add_row(*row)
+    notes = [table.caption] if table.caption else []
     if with_floor:
-        table.caption = ((table.caption + "; ") if table.caption else "") + \
-            f"vs pop: the mean's difference from the {metric} of item popularity on the same split (the floor)"
-        table.caption_justify = "left"
+        notes.append(f"vs pop: the mean's difference from the {metric} of item popularity on the same split "
+                     "(the floor)")
+    if any(g.training_seeds for g in groups):
+        notes.append("* still training: read at its best epoch so far (--status completed leaves such runs out)")
+    table.caption = "; ".join(notes) or None
+    table.caption_justify = "left"
     return table
 
 

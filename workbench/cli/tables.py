@@ -53,7 +53,8 @@ def matrix_table(mat: cmp.Matrix, at: str | int, pts: list[cmp.RunPoint], floors
             below = with_floor and cmp.below_floor(cmp.vs_floor(mean, cmp.group_floor(g, floors), mat.metric),
                                                    mat.metric)
             below_any = below_any or below
-            text = f"{pm(mean, std, sep='±')} ({g.n}){mixed}{ids}"
+            training = "+" if g.training_seeds else ""
+            text = f"{pm(mean, std, sep='±')} ({g.n}{training}){mixed}{ids}"
             cells.append(f"[bold red]▼{text}[/]" if below else text)
         table.add_row(escape(ds), *cells)
     captions = []
@@ -62,6 +63,8 @@ def matrix_table(mat: cmp.Matrix, at: str | int, pts: list[cmp.RunPoint], floors
                         "(as in kni compare)")
     if any(len(g.distinct("config_hash").split(";")) > 1 for g in mat.cells.values() if g.n):
         captions.append("* the cell mixes several configurations")
+    if any(g.training_seeds for g in mat.cells.values() if g.n):
+        captions.append("(n+) some of the cell's runs are still training, read at their best epoch so far")
     if below_any:
         captions.append("▼ below the popularity floor of its split")
     if captions:
