@@ -101,3 +101,29 @@ def test_a_sweeps_time_is_the_time_its_runs_ran_not_the_hours_between(tuned_db, 
                               "VALUES (:i, 1, :s, :e, 'cancelled')"),
                          {"i": ids[1], "s": at(9, 59, 30), "e": at(10, 0, 30)})
         assert best_of_sweep(store, 1).seconds == 90 + 180       # 9:59:30-10:01, then 12:00-12:03
+
+
+def test_two_sweeps_of_one_model_are_two_columns_not_one_pooled_cell(tuned_db, tmp_path):
+    """A second KNI sweep on the same dataset (another grid): its choice was averaged with the
+    first sweep's into one KNI cell, and the paired test then refused the whole command."""
+    import shutil
+    db = str(tmp_path / "runs.db")
+    shutil.copy(tuned_db, db)
+    other = tmp_path / "tune-kni-2.yaml"
+    other.write_text(tiny_recipe("tune-kni-2", epochs=2, model="hop_n_sample: [1, 2], max_degree: 16")
+                     + SWEEP.replace("[1.0e-4, 1.0e-2]", "[3.0e-3, 3.0e-2]"))
+    res = CliRunner().invoke(app, ["run", str(other), "--json", "--db", db])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["compare", "--best-of-sweeps", "1", "2", "3", "--json", "--db", db])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    cells = {c["label"]: c for c in out["matrix"]["cells"]}
+    assert set(cells) == {"KNI (sweep 1)", "MF (sweep 2)", "KNI (sweep 3)"}
+    chosen = {s["sweep"]: s for s in out["sweeps"]}
+    for sweep, label in ((1, "KNI (sweep 1)"), (3, "KNI (sweep 3)")):
+        assert len(cells[label]["configs"]) == 1 and cells[label]["n"] == 3
+        assert cells[label]["mean"] == pytest.approx(chosen[sweep]["test_auc"])
+    assert sorted((p["reference"], p["column"]) for p in out["paired"]) == [("sweep 1", "sweep 2"),
+                                                                           ("sweep 1", "sweep 3")]
+    text = CliRunner().invoke(app, ["compare", "--best-of-sweeps", "1", "2", "3", "--db", db]).stdout
+    assert "KNI (sweep 3)" in text and "KNI against each model" in text

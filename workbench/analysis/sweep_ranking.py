@@ -15,6 +15,7 @@ from ..store.repository import Store
 from ..store.statuses import PRUNED
 from .export import json_value
 from .groups import Group, group_points
+from .matrix import Matrix, matrix
 from .metrics import group_id, lower_is_better
 from .selection import RunPoint, points, statuses_counted
 
@@ -221,6 +222,32 @@ def best_of_sweep(store: Store, sweep_id: int, *, status: Sequence[str] | None =
                                for a in ended.get(r.id, []) + [current_attempt(r, 0)]])
     pts = list(chosen.group.members) if chosen is not None and chosen.group is not None else []
     return SweepChoice(ranking.sweep, chosen, sum(1 for p in ranking.points if p.runs), seconds, pts)
+
+
+def tuned_matrix(choices: Sequence[SweepChoice], metric: str) -> Matrix:
+    """The dataset x model matrix of the sweeps' choices (``kni compare --best-of-sweeps``).
+
+    A column per model, as the paper's table, while each model is tuned by one sweep per
+    dataset. Where two of the sweeps tune one model on one dataset (TPE against a grid, two
+    budgets), pooling their choices would average two configurations into one cell, so every
+    column is then a sweep: ``KNI (sweep 3)``."""
+    pts = [p for c in choices for p in c.pts]
+    models = [(p.run.dataset, p.run.model) for c in choices for p in c.pts[:1]]
+    if len(models) == len(set(models)):
+        return matrix(pts, "model", metric)
+    mat = matrix([], "model", metric)
+    for c in choices:
+        if not c.pts:
+            continue
+        col = f"sweep {c.sweep.id}"
+        mat.cols.append(col)
+        mat.col_labels[col] = f"{c.pts[0].run.model} (sweep {c.sweep.id})"
+        ds = c.pts[0].run.dataset
+        if ds not in mat.rows:
+            mat.rows.append(ds)
+        (mat.cells[(ds, col)],) = group_points(c.pts, "config")         # the chosen point: one configuration
+    mat.by = "sweep"
+    return mat
 
 
 def running_seconds(attempts: Sequence[Attempt]) -> float | None:

@@ -3,7 +3,8 @@
 Each sweep is one model's budget (say TPE, 16 points x 1 seed, selected on validation, then the
 best point rerun over 5 seeds: a ``rerun:`` section). The matrix is built from the point each
 sweep chose, with the popularity floor beside it and a paired test of every cell against the
-KNI cell of its dataset.
+KNI cell of its dataset. Two sweeps of one model on one dataset (TPE against a grid) make the
+columns sweeps rather than models, so that their choices are not averaged into one cell.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def compare_best_of_sweeps(store, sweep_ids: List[int], metric: str, at: str, st
             raise cmp.CompareError(f"--best-of-sweeps: sweep(s) {', '.join(map(str, empty))} have no point with a "
                                    "validation AUC yet (kni sweeps shows their state)")
         pts = [p for c in choices for p in c.pts]
-        mat = cmp.matrix(pts, "model", metric)
+        mat = cmp.tuned_matrix(choices, metric)
         floors = cmp.floors_for(store, [p.run for p in pts])
         tests = _paired_against_kni(mat, metric)
     except KniError as e:
@@ -45,28 +46,33 @@ def compare_best_of_sweeps(store, sweep_ids: List[int], metric: str, at: str, st
     if json_out:
         print(json.dumps({"metric": metric, "at": str(at_value), "sweeps": [c.to_dict(metric) for c in choices],
                           "matrix": matrix_json(mat, floors),
-                          "paired": [{"dataset": ds, "column": col, **r.to_dict()} for ds, col, r in tests]},
+                          "paired": [{"dataset": ds, "reference": ref, "column": col, **r.to_dict()}
+                                     for ds, ref, col, r in tests]},
                          indent=2))
         return
     console = out()
     console.print(_choices_table(choices, metric))
     console.print(matrix_table(mat, at_value, pts, floors))
     if tests:
-        console.print(_paired_rows(tests, metric))
+        console.print(_paired_rows(tests, mat.col_labels, metric))
 
 
 def _paired_against_kni(mat, metric: str) -> list:
-    """A paired test of every cell against the KNI cell of its row, over their shared seeds."""
+    """A paired test of every cell against the KNI cell of its row (the first KNI sweep given,
+    where columns are sweeps), over their shared seeds; a sweep that chose the reference's very
+    configuration has nothing to test against it."""
     tests = []
     for ds in mat.rows:
-        ref = mat.cells.get((ds, "KNI"))
-        if ref is None or not ref.n:
+        ref_col = next((col for col in mat.cols if (g := mat.cells.get((ds, col))) is not None and g.n
+                        and g.members[0].run.model == "KNI"), None)
+        if ref_col is None:
             continue
+        ref = mat.cells[(ds, ref_col)]
         for col in mat.cols:
             g = mat.cells.get((ds, col))
-            if col == "KNI" or g is None or not g.n or not set(ref.seeds) & set(g.seeds):
+            if col == ref_col or g is None or not g.n or g.key == ref.key or not set(ref.seeds) & set(g.seeds):
                 continue
-            tests.append((ds, col, cmp.paired_test(ref, g, metric)))
+            tests.append((ds, ref_col, col, cmp.paired_test(ref, g, metric)))
     return tests
 
 
@@ -86,12 +92,13 @@ def _choices_table(choices: list, metric: str) -> Table:
     return table
 
 
-def _paired_rows(tests: list, metric: str) -> Table:
+def _paired_rows(tests: list, labels: dict, metric: str) -> Table:
     table = Table(title=f"KNI against each model, {metric}, paired over shared seeds", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("dataset", "B", "seeds", "KNI - B", "95% CI", "sign-flip p", "verdict"):
-        table.add_column(col, justify="left" if col in ("dataset", "B", "verdict") else "right", overflow="fold")
-    for ds, col, r in tests:
-        table.add_row(escape(ds), escape(col), str(len(r.seeds)), f"{r.diff:+.4f}",
-                      f"[{r.ci[0]:+.4f}, {r.ci[1]:+.4f}]", f"{r.p_value:.4g}", escape(r.verdict_text()))
+    for col in ("dataset", "A", "B", "seeds", "A - B", "95% CI", "sign-flip p", "verdict"):
+        table.add_column(col, justify="left" if col in ("dataset", "A", "B", "verdict") else "right", overflow="fold")
+    for ds, ref, col, r in tests:
+        table.add_row(escape(ds), escape(labels.get(ref, ref)), escape(labels.get(col, col)), str(len(r.seeds)),
+                      f"{r.diff:+.4f}", f"[{r.ci[0]:+.4f}, {r.ci[1]:+.4f}]", f"{r.p_value:.4g}",
+                      escape(r.verdict_text()))
     return table
