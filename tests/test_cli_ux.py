@@ -191,3 +191,12 @@ def test_startup_imports_only_what_the_command_needs(argv, heavy, tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")})
     assert out.stderr.strip().splitlines()[-1] == "loaded:", out.stderr
+
+
+def test_an_error_at_line_100_keeps_its_line_number(tmp_path):
+    """Rich read ``:100:`` in ``FILE:100: ...`` as the emoji code of 💯 and printed that."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("\n" * 99 + "bogus: 1\n")
+    res = CliRunner().invoke(app, ["run", str(recipe), "--db", str(tmp_path / "runs.db")])
+    assert res.exit_code == 2
+    assert f"{recipe}:100: bogus" in " ".join(res.output.split()), res.output

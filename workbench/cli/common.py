@@ -77,8 +77,9 @@ class _ConsoleHandler(logging.StreamHandler):
 
 def console(stderr: bool = False, **kwargs: Any) -> Console:
     """A console through which no stored text (a note, a name, an error) reaches the terminal
-    with a control character in it: one path for every command's output."""
-    made = Console(stderr=stderr, **kwargs)
+    with a control character in it: one path for every command's output. No emoji codes either:
+    ``FILE:100: ...`` would print the 100 emoji in place of the line number."""
+    made = Console(stderr=stderr, emoji=False, **kwargs)
     made.push_render_hook(_ShowControlsVisible())
     return made
 
