@@ -32,8 +32,10 @@ def floor_key(dataset: dict[str, Any]) -> str:
 
 
 def popularity_floor(data: PreparedData, strata_edges: Sequence[int] | None = None) -> dict[str, Any]:
-    """Popularity's valid and test metrics on ``data``'s split, and under ``"strata"`` its test AUC
-    by stratum (:mod:`kni_core.strata`, user buckets of ``strata_edges``, default ``eval.strata``'s)."""
+    """Popularity's valid and test metrics on ``data``'s split, under ``"strata"`` its test AUC by
+    stratum (:mod:`kni_core.strata`, user buckets of ``strata_edges``, default ``eval.strata``'s),
+    and under ``"files"`` the sha256 of the source files it was computed from: the key names the
+    split by its settings, and the same settings over edited files are not the same split."""
     from .config import EvalConfig
     from .metrics import evaluate_scores
     from .models.pop import calibrated, fit
@@ -47,4 +49,5 @@ def popularity_floor(data: PreparedData, strata_edges: Sequence[int] | None = No
         out.update({f"{split}_auc": m.auc, f"{split}_logloss": m.logloss, f"{split}_acc": m.acc})
     edges = EvalConfig().strata if strata_edges is None else strata_edges
     out["strata"] = strata(data, probability[data.test[:, 1]], edges)
+    out["files"] = dict(sorted(data.sources.items()))     # whose split this is: see floor_key
     return out

@@ -207,4 +207,5 @@ def test_a_floor_absent_from_the_store_is_computed_on_demand(floor_db, tmp_path)
     for key, floor in stored.items():
         metrics, got = dict(floor["metrics"]), dict(computed[key])
         assert got.pop("strata") == metrics.pop("strata")       # deterministic: the same buckets and AUCs
+        assert got.pop("files") == metrics.pop("files")         # computed from the same source files
         assert got == pytest.approx(metrics)

@@ -113,3 +113,37 @@ def test_rows_from_before_provenance_show_what_they_have(tmp_path, sql):
     diff = json.loads(CliRunner().invoke(app, ["diff", "1", "2", "--json", "--db", str(db)]).stdout)
     keys = {d["key"] for d in diff["differences"]}
     assert "git_commit" in keys and "python" not in keys          # unrecorded is no difference
+
+
+def test_compare_says_a_group_pools_two_versions_of_its_data_and_pairs_refuse_it(tmp_path):
+    """A seed added after the files were edited in place joined the group silently: one mean over
+    two datasets, a paired test over it, and the floor of whichever data came first."""
+    folder = data_folder(tmp_path / "mini")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(tiny_recipe("mini", epochs=1).replace("{name: synthetic, min_relation_triples: 1, synthetic: "
+                                                            "{preset: tiny}}", f"{{path: {folder}}}"))
+    db = tmp_path / "runs.db"
+    run(db, recipe, "--seeds", "1,2")
+    run(db, recipe, "--seeds", "1,2", "--set", "train.lr=0.01")
+    compare = ["compare", "--all", "--db", str(db)]
+    res = CliRunner().invoke(app, [*compare, "--json"])
+    assert [g["data_versions"] for g in json.loads(res.stdout)["groups"]] == [1, 1]
+    assert all(g["pop_test_auc"] is not None for g in json.loads(res.stdout)["groups"])
+
+    (folder / "ratings_final.txt").write_text((folder / "ratings_final.txt").read_text() + "31\t0\t1\n")
+    run(db, recipe, "--seeds", "3")                                   # run 5 joins runs 1 and 2
+    res = CliRunner().invoke(app, [*compare, "--json"])
+    by_runs = {g["run_ids"]: g for g in json.loads(res.stdout)["groups"]}
+    assert by_runs["1 2 5"]["data_versions"] == 2 and by_runs["3 4"]["data_versions"] == 1
+    assert by_runs["1 2 5"]["pop_test_auc"] is None                   # not the floor of run 5's data
+    text = " ".join(CliRunner().invoke(app, compare).output.split())
+    assert "its runs read 2 different versions of the data (run(s) 1, 2; run(s) 5)" in text
+    groups = [g["group"][:8] for g in by_runs.values()]
+    res = CliRunner().invoke(app, [*compare, "--paired", *groups])
+    assert res.exit_code == 2 and "2 different versions of the data" in res.output
+
+    run(db, recipe, "--seeds", "1", "--set", "train.lr=0.003")        # seed 1 on the edited files
+    res = CliRunner().invoke(app, [*compare, "--paired", by_runs["3 4"]["group"][:8], json.loads(CliRunner().invoke(
+        app, ["show", "6", "--json", "--db", str(db)]).stdout)["run"]["config_hash"][:8]])
+    assert res.exit_code == 2 and "seed 1: run 3 and run 6 read different source files (ratings_final.txt)" in \
+        " ".join(res.output.split())

@@ -26,7 +26,7 @@ RUN_COLUMNS = ("run_id", "recipe", "dataset", "model", "config_hash", "seed", "s
                "stopped_early", "seconds_per_epoch", "started_at", "finished_at", "package_version",
                "git_commit", *EXPORTED_PROVENANCE, "tags", "note", "group_tags", "group_note")
 GROUP_COLUMNS = ("group", "group_by", "label", "recipe", "dataset", "model", "config_hash", "n", "seeds",
-                 "training_seeds", "at",
+                 "training_seeds", "data_versions", "at",
                  *[f"{m}_{s}" for m in METRICS for s in ("mean", "std")], "epoch_mean", "epoch_std",
                  "train_seconds_per_epoch", "eval_seconds_per_epoch", "seconds_per_epoch", "run_ids", "tags", "note",
                  *[f"{prefix}{m}" for m in FLOOR_METRICS for prefix in ("pop_", "vs_pop_")])
@@ -76,7 +76,8 @@ def group_rows(groups: Sequence[Group], at: str | int, floors: dict[str, dict | 
                                "recipe": g.distinct("recipe"), "dataset": g.distinct("dataset"),
                                "model": g.distinct("model"), "config_hash": g.distinct("config_hash"),
                                "n": g.n, "seeds": " ".join(map(str, g.seeds)),
-                               "training_seeds": " ".join(map(str, g.training_seeds)), "at": str(at)}
+                               "training_seeds": " ".join(map(str, g.training_seeds)),
+                               "data_versions": len(g.data_versions()) or None, "at": str(at)}
         for m in METRICS:
             mean, std = g.stat(m)
             row[f"{m}_mean"], row[f"{m}_std"] = mean, std

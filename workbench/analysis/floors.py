@@ -3,8 +3,8 @@
 A run process stores the floor of its split when the first run of that split starts. For runs
 stored before, the floor is computed here on demand from the run's prepared data (reused from
 the cache) and stored when the store may be written (a floor stored before the AUC by stratum
-existed gains its strata the same way); when the data is not on this machine the floor is
-unknown (``-``), never guessed.
+existed gains its strata the same way); when the data is not on this machine, or its files are
+not the ones the run read, the floor is unknown (``-``), never guessed.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from kni_core.floor import FLOOR_METRICS, floor_key
 from ..store.errors import StoreError
 from ..store.records import Run
 from .metrics import lower_is_better
+from .provenance import read, same_files
 from .strata import is_stratum_metric, stratum_values
 
 if TYPE_CHECKING:
@@ -37,9 +38,11 @@ def run_floor_key(run: Run) -> str | None:
 
 def floors_for(store: Store, runs: Iterable[Run], compute: bool = True) -> dict[str, dict | None]:
     """``{split key: the floor's metrics, or None when it cannot be known}`` for the runs'
-    splits; absent ones computed from a run's prepared data when ``compute``."""
+    splits; absent ones computed from a run's prepared data when ``compute``. Unknown, too, where
+    a run read other source files than its split's floor was computed from (edited in place)."""
     stored = store.floors()
     out: dict[str, dict | None] = {}
+    runs = list(runs)
     for run in runs:
         key = run_floor_key(run)
         if key is None or key in out:
@@ -50,6 +53,12 @@ def floors_for(store: Store, runs: Iterable[Run], compute: bool = True) -> dict[
             out[key] = _compute(store, run, key) or (stored[key]["metrics"] if key in stored else None)
         else:
             out[key] = None
+    for run in runs:                    # a floor of other files than a run read is no floor of its split
+        key = run_floor_key(run)
+        if out.get(key) is not None and not same_files(out[key].get("files"), read(run)["data_files"]):
+            log.info("no floor for %s: run %d read other source files than the floor was computed from",
+                     run.dataset, run.id)
+            out[key] = None
     return out
 
 
@@ -58,10 +67,14 @@ def _compute(store: Store, run: Run, key: str) -> dict | None:
     from kni_core.data import prepare
     from kni_core.floor import popularity_floor
     try:
-        metrics = popularity_floor(prepare(RunConfig.from_dict(json.loads(run.config_json))))
+        data = prepare(RunConfig.from_dict(json.loads(run.config_json)))
     except (KniError, ValueError, TypeError, OSError) as e:
         log.info("no floor for %s: its data cannot be prepared here (%s)", run.dataset, e)
         return None
+    if not same_files(read(run)["data_files"], data.sources):    # edited since: not the run's split
+        log.info("no floor for run %d: its source files are not the ones here any more", run.id)
+        return None
+    metrics = popularity_floor(data)
     if not store.readonly:
         try:
             store.save_floor(key, run.dataset, metrics)

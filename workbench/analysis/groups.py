@@ -59,6 +59,36 @@ class Group:
                 notes.append(f"seed {p.run.seed}: run {p.run.id} superseded by the newer {c.status} run {c.id}")
         return notes
 
+    def data_versions(self) -> list[list[int]]:
+        """The counted runs' ids by the source files they read (as recorded; see
+        :func:`.provenance.same_files`): one list when they agree. Several: the same settings read
+        files that changed between the runs, or another copy of the dataset, so the mean pools
+        two datasets. (Not the prepared-data key: its recipe changes between versions of this
+        code while the data stays the same.)"""
+        from .provenance import read, same_files
+        versions: list[tuple[dict, list[int]]] = []
+        for m in self.members:
+            files = read(m.run)["data_files"]
+            if not isinstance(files, dict):            # not recorded (runs stored before provenance)
+                continue
+            match = next((v for v in versions if same_files(v[0], files)), None)
+            if match is None:
+                versions.append((dict(files), [m.run.id]))
+            else:
+                match[0].update(files)
+                match[1].append(m.run.id)
+        return sorted(ids for _, ids in versions)
+
+    def data_note(self) -> str:
+        """A line saying that the counted runs read different data, else ''."""
+        versions = self.data_versions()
+        if len(versions) < 2:
+            return ""
+        parts = "; ".join(f"run(s) {', '.join(map(str, ids))}" for ids in versions)
+        return (f"its runs read {len(versions)} different versions of the data ({parts}): the dataset's files "
+                "changed between them, or another copy was read (kni show RUN lists each run's files); the "
+                "mean pools them")
+
     @property
     def seeds(self) -> list[int]:
         return sorted(m.run.seed for m in self.members)

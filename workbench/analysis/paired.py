@@ -80,6 +80,23 @@ class PairedResult:
                 "better": self.better}
 
 
+def _same_data(a: Group, b: Group, seeds: list[int]) -> None:
+    """A pair is a seed of A and of B on the same rows: refused where a group pools several
+    versions of the data, or where the two runs of a seed read different source files."""
+    from .provenance import read, same_files
+    for g in (a, b):
+        if g.data_note():
+            raise CompareError(f"--paired: {g.label or g.id}: {g.data_note()}")
+    files = {side: {m.run.seed: (m.run.id, read(m.run)["data_files"]) for m in g.members}
+             for side, g in (("a", a), ("b", b))}
+    for s in seeds:
+        (ra, fa), (rb, fb) = files["a"][s], files["b"][s]
+        if not same_files(fa, fb):
+            changed = sorted(k for k in fa.keys() & fb.keys() if fa[k] != fb[k])
+            raise CompareError(f"--paired: seed {s}: run {ra} and run {rb} read different source files "
+                               f"({', '.join(changed)}): not a pair on the same data")
+
+
 def paired_test(a: Group, b: Group, metric: str, *, resamples: int = BOOTSTRAP_RESAMPLES,
                 seed: int = BOOTSTRAP_SEED) -> PairedResult:
     """Compare two groups over the seeds both have (see the module docstring)."""
@@ -89,6 +106,7 @@ def paired_test(a: Group, b: Group, metric: str, *, resamples: int = BOOTSTRAP_R
     seeds = sorted(set(va) & set(vb))
     if not seeds:
         raise CompareError(f"--paired: {a.label} (seeds {a.seeds}) and {b.label} (seeds {b.seeds}) share no seed")
+    _same_data(a, b, seeds)
     xa = [va[s] for s in seeds]
     xb = [vb[s] for s in seeds]
     d = np.array(xa) - np.array(xb)

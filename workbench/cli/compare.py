@@ -155,6 +155,8 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
         console.print(_groups_table(groups, metric, group_by, at_value, pts, floors))
     notes = []
     for g in groups:
+        if g.data_note():
+            console.print(f"[bold yellow]{escape(g.label or g.id)}: {escape(g.data_note())}[/]", highlight=False)
         notes += [f"{g.label}: {line}" for line in g.seed_notes()]
         if g.without_point:
             seeds = ", ".join(str(m.run.seed) for m in sorted(g.without_point, key=lambda m: m.run.seed))

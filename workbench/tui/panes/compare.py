@@ -308,6 +308,9 @@ class ComparePane(Horizontal):
             notes.append(f"; {missing} run(s) without that epoch left out", style="dim")
         if any(m.run.status == RUNNING for g in self.groups for m in g.members):
             notes.append("; runs still training count with their best epoch so far", style="dim")
+        for g in self.groups:                 # one mean over two datasets: said before anything else
+            if g.data_note():
+                notes.append(f"\n{g.id} {g.data_note()}", style=self.app.status_style("failed"))
         seed_notes = [f"{g.id} {line}" if len(self.groups) > 1 else line
                       for g in self.groups for line in g.seed_notes()]
         pending = [n for n in seed_notes if "superseded" not in n]
