@@ -1,8 +1,9 @@
 """A run's saved model: written atomically, read back into a model ready to predict.
 
-A checkpoint holds the run's resolved config, the model's ``state_dict`` and the sha256 of
-its tensors (``digest``): a file whose weights were overwritten in place (same size, a disk
-or copy fault) is refused when read, as are weights that are not finite. What the state does
+A checkpoint holds the run's resolved config, the model's ``state_dict``, the sha256 of
+its tensors (``digest``) and of the data's source files: a file whose weights were overwritten
+in place (same size, a disk or copy fault) is refused when read, as are weights that are not
+finite and weights trained on files that have changed since. What the state does
 not hold is rebuilt from the config: the prepared data (cached on disk, seeded by
 ``dataset.split_seed``) gives KNI its adjacency table and the baselines their sampled
 structures, exactly as the run had them.
@@ -44,9 +45,54 @@ def state_digest(state: dict) -> str:
     return digest.hexdigest()
 
 
-def model_checkpoint(config: dict, state: dict) -> dict:
-    """What a run's checkpoint file holds: the config, the weights and their digest."""
-    return {"config": config, "model": state, "digest": state_digest(state)}
+def model_checkpoint(config: dict, state: dict, data_files: dict[str, str] | None = None) -> dict:
+    """What a run's checkpoint file holds: the config, the weights and their digest, and the
+    sha256 of the source files its data was prepared from (``PreparedData.sources``)."""
+    return {"config": config, "model": state, "digest": state_digest(state), "data_files": dict(data_files or {})}
+
+
+def same_sources(a: Any, b: Any) -> bool:
+    """Whether two records of source files (name -> sha256) can be the same data: they agree on
+    every file both name. Not equality: a record lists the files read, and an older one every
+    file of the folder (``ratings_final.txt`` beside the ``.npy`` read); a missing record tells
+    nothing."""
+    if not isinstance(a, dict) or not isinstance(b, dict):
+        return True
+    return all(a[name] == b[name] for name in a.keys() & b.keys())
+
+
+def sources_now(cfg: RunConfig, saved: Any) -> dict[str, str]:
+    """The sha256 of the files ``saved`` names (a record of source files), as the dataset's
+    folder holds them now (those still there): what :func:`check_same_data` compares, without
+    preparing the data, so that a run can be refused before anything of it changes."""
+    from .data import source_folder
+    if not isinstance(saved, dict) or not saved:
+        return {}
+    folder = source_folder(cfg)
+    if folder is None:
+        return {}
+    present = [name for name in sorted(saved) if (folder / name).is_file()]
+    return {name: _file_sha256(folder / name) for name in present}
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_same_data(what: str, saved: Any, data: PreparedData | dict[str, str]) -> None:
+    """Refuse weights trained on other data than ``data`` (its files edited since, or another
+    copy of the dataset read): with the same entity count they would load and predict silently."""
+    now = data if isinstance(data, dict) else data.sources
+    if not same_sources(saved, now):
+        changed = sorted(n for n in saved.keys() & now.keys() if saved[n] != now[n])
+        raise CheckpointUnreadable(f"{what}: trained on other data than the dataset's files now hold "
+                                   f"({', '.join(changed)} changed since: sha256 {saved[changed[0]][:12]} then, "
+                                   f"{now[changed[0]][:12]} now); restore the files the run read "
+                                   "(kni show RUN lists them) or train again")
 
 
 def write_atomically(path: str | os.PathLike, obj: Any) -> None:
@@ -119,6 +165,7 @@ def load_model(cfg: RunConfig, path: str | os.PathLike, data: PreparedData | Non
         raise CheckpointUnreadable(f"checkpoint {path}: saved for another configuration "
                                    f"(dataset or model settings differ from the run's)")
     data = data if data is not None else prepare(cfg, mmap=True)
+    check_same_data(f"checkpoint {path}", state.get("data_files"), data)
     torch.manual_seed(cfg.seed)                  # the initial values are overwritten; keep them seeded anyway
     model = models.build_model(cfg, data)
     try:

@@ -65,6 +65,7 @@ def capture(trainer: Trainer, identity: dict | None = None) -> dict:
         "history": [epoch_to_state(r) for r in trainer.history],
         "best": trainer.best.epoch if trainer.best is not None else None,
         "topk_best": topk_best,
+        "data_files": dict(trainer.data.sources),
     }
 
 
@@ -73,6 +74,8 @@ def restore(trainer: Trainer, state: dict) -> int:
     it ends with (training continues after it)."""
     import torch
 
+    from .checkpoint import check_same_data
+    check_same_data("last-epoch state", state.get("data_files"), trainer.data)   # resumed on the data it began on
     trainer.model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     rng = state["rng"]

@@ -303,7 +303,7 @@ class Trainer:
         """Write the checkpoint (config and weights) atomically (:func:`kni_core.checkpoint.write_atomically`):
         a failed write (a full disk) leaves the previous checkpoint whole and no partial file behind."""
         from .checkpoint import model_checkpoint, write_atomically
-        write_atomically(path, model_checkpoint(self.cfg.to_dict(), self.model.state_dict()))
+        write_atomically(path, model_checkpoint(self.cfg.to_dict(), self.model.state_dict(), self.data.sources))
 
 
 def should_stop(history: list[EpochResult], split: str, patience: int) -> bool:

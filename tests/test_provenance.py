@@ -147,3 +147,28 @@ def test_compare_says_a_group_pools_two_versions_of_its_data_and_pairs_refuse_it
         app, ["show", "6", "--json", "--db", str(db)]).stdout)["run"]["config_hash"][:8]])
     assert res.exit_code == 2 and "seed 1: run 3 and run 6 read different source files (ratings_final.txt)" in \
         " ".join(res.output.split())
+
+
+def test_weights_trained_on_files_edited_since_are_refused_by_explain_and_resume(tmp_path):
+    """A label flipped in place keeps the entity count: the saved weights loaded and explained,
+    recommended or trained on over the new rows without a word."""
+    folder = data_folder(tmp_path / "mini")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(tiny_recipe("mini", epochs=2).replace("{name: synthetic, min_relation_triples: 1, synthetic: "
+                                                            "{preset: tiny}}", f"{{path: {folder}}}"))
+    db = str(tmp_path / "runs.db")
+    run(db, recipe, "--set", "train.checkpoint=true", "--set", "train.keep_last=true", "--set", "train.patience=5")
+    assert CliRunner().invoke(app, ["explain", "1", "--db", db]).exit_code == 0
+    ratings = folder / "ratings_final.txt"
+    lines = ratings.read_text().splitlines()
+    u, i, y = lines[0].split("\t")
+    ratings.write_text("\n".join([f"{u}\t{i}\t{1 - int(y)}", *lines[1:]]) + "\n")        # same size, same ids
+
+    res = CliRunner().invoke(app, ["explain", "1", "--db", db])
+    assert res.exit_code == 2 and "trained on other data than the dataset's files now hold (ratings_final.txt " \
+        "changed since" in " ".join(res.output.split())
+    res = CliRunner().invoke(app, ["resume", "1", "--epochs", "4", "--db", db])
+    assert res.exit_code == 2 and "ratings_final.txt changed since" in " ".join(res.output.split())
+    assert "nothing resumed" in res.output
+    (row,) = json.loads(CliRunner().invoke(app, ["runs", "--json", "--db", db]).stdout)
+    assert (row["status"], row["epochs"]) == ("completed", 2)                              # nothing of it changed

@@ -72,13 +72,10 @@ def describe_data(p: dict) -> str | None:
 
 
 def same_files(a: dict[str, str] | None, b: dict[str, str] | None) -> bool:
-    """Whether two records of source files (name -> sha256) can be the same data: they agree on
-    every file both name. Not equality: a run records the files it read, and an older run every
-    file of the folder (``ratings_final.txt`` beside the ``.npy`` read), so the same data can be
-    recorded under two sets of names; a record that is missing tells nothing."""
-    if not isinstance(a, dict) or not isinstance(b, dict):
-        return True
-    return all(a[name] == b[name] for name in a.keys() & b.keys())
+    """Whether two runs' records of source files can be the same data
+    (:func:`kni_core.checkpoint.same_sources`: they agree on every file both name)."""
+    from kni_core.checkpoint import same_sources
+    return same_sources(a, b)
 
 
 def differences(flat: Iterable[dict]) -> dict[str, list[str]]:

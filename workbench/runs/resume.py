@@ -62,6 +62,7 @@ def plan(store: Any, run_id: int, restart: bool = False, epochs: int | None = No
     (a completed one too) continues to that many epochs, from a last-epoch state it kept; with
     ``device``, on that device."""
     from kni_core import resume
+    from kni_core.checkpoint import check_same_data, sources_now
     from kni_core.config import RunConfig
 
     from ..store.attempts import RESUMABLE
@@ -98,6 +99,11 @@ def plan(store: Any, run_id: int, restart: bool = False, epochs: int | None = No
             return Plan(run, 0, None, new)
         raise ResumeRefused(f"run {run_id}: cannot resume: {e}; nothing resumed (--restart trains it again "
                             "from epoch 1)") from None
+    try:                                         # before anything of the run changes, not in its process
+        check_same_data(f"run {run_id}: cannot resume: its last-epoch state {path}", state.get("data_files"),
+                        sources_now(cfg, state.get("data_files")))
+    except KniError as e:
+        raise ResumeRefused(f"{e}; nothing resumed") from None
     if state["epoch"] > run.n_epochs:
         raise ResumeRefused(f"run {run_id}: its last-epoch state holds epoch {state['epoch']} but the run stores "
                             f"{run.n_epochs}; nothing resumed")
