@@ -395,6 +395,8 @@ def final_folder(tmp_path: Path) -> Path:
     (["0\t0\t1", "0\t1\t-1"], r"ratings_final\.txt: row 2: label -1 is not 0 or 1"),    # was an IndexError
     (["0\t0\t1", "0\t1\t18446744073709551616"], r"ratings_final\.txt:2: 18446744073709551616 does not fit a 64-bit"),
     (["0\t0\t1", "-9223372036854775809\t1\t0"], r"ratings_final\.txt:2: -9223372036854775809 does not fit"),
+    # a field short on line 2, one too many on line 3: 9 fields on 3 lines used to pass as 3 shifted rows
+    (["0\t0\t1", "1 0", "1 2 3 1"], r"ratings_final\.txt:2: expected 3 fields, found 2: '1 0'"),
 ])
 def test_ripplenet_final_errors(final_folder: Path, lines: list[str], pattern: str) -> None:
     write(final_folder, "ratings_final.txt", lines)
@@ -475,6 +477,32 @@ def test_sparse_ids_are_renumbered_in_order(tmp_path: Path, caplog) -> None:
     write(tmp_path, "kg_final.txt", ["0\t0\t9"])
     raw = read_folder(tmp_path, cfg_for(tmp_path))
     assert (raw.n_users, raw.n_entities) == (6, 10)
+
+
+def test_a_byte_order_mark_is_skipped(final_folder: Path) -> None:
+    (final_folder / "ratings_final.txt").write_text("\ufeff0\t0\t1\n1\t1\t0\n", encoding="utf-8")
+    raw = read_folder(final_folder, cfg_for(final_folder))
+    assert raw.ratings.tolist() == [[0, 0, 1], [1, 1, 0]]
+
+
+def test_an_npy_beside_the_txt_is_used_only_when_it_holds_the_same_rows(final_folder: Path, caplog) -> None:
+    write(final_folder, "ratings_final.txt", ["0\t0\t1", "1\t1\t0", "1\t0\t1"])
+    np.save(final_folder / "ratings_final.npy", np.array([[0, 0, 1], [1, 1, 0], [1, 0, 1]]))
+    with caplog.at_level("WARNING"):
+        raw = read_folder(final_folder, cfg_for(final_folder))
+    assert raw.warnings == [] and caplog.text == ""
+    assert sorted(Path(f).name for f in raw.files) == ["kg_final.txt", "ratings_final.npy", "ratings_final.txt"]
+    write(final_folder, "ratings_final.txt", ["0\t0\t1", "1\t1\t1", "1\t0\t1"])     # edited; the .npy is stale
+    with caplog.at_level("WARNING"):
+        raw = read_folder(final_folder, cfg_for(final_folder))
+    assert raw.ratings[:, 2].tolist() == [1, 1, 1]
+    said = (f"{final_folder / 'ratings_final.txt'} and {final_folder / 'ratings_final.npy'} hold different rows "
+            "(row 2 is [1, 1, 1] in the .txt, [1, 1, 0] in the .npy); ratings_final.txt is read and "
+            "ratings_final.npy ignored")
+    assert said in caplog.text and raw.warnings[0].startswith(said)
+    assert sorted(Path(f).name for f in raw.files) == ["kg_final.txt", "ratings_final.txt"]
+    write(final_folder, "ratings_final.txt", ["0\t0\t1", "1\t1\t0"])                  # a row fewer
+    assert "(2 rows in the .txt, 3 in the .npy)" in read_folder(final_folder, cfg_for(final_folder)).warnings[0]
 
 
 def test_repeated_pairs_are_reported(tmp_path: Path, caplog) -> None:

@@ -7,13 +7,18 @@ its format (for ``format: auto``).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from ..config import DatasetConfig
 from ..errors import DataError
 from .raw import RawDataset, read_int_table, read_npy_table
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -24,38 +29,61 @@ class Reader:
     read: Callable[[Path, DatasetConfig], RawDataset]
 
 
-def _pick(folder: Path, stem: str) -> Path | None:
-    for ext in (".npy", ".txt"):
-        if (folder / (stem + ext)).is_file():
-            return folder / (stem + ext)
-    return None
+def _pick(folder: Path, stem: str) -> list[Path]:
+    """The files of ``stem`` in ``folder``: ``stem.txt`` first, then ``stem.npy``."""
+    return [folder / (stem + ext) for ext in (".txt", ".npy") if (folder / (stem + ext)).is_file()]
 
 
-def _read_table(path: Path) -> "np.ndarray":  # noqa: F821
+def _read_table(path: Path) -> np.ndarray:
     return read_npy_table(path, 3) if path.suffix == ".npy" else read_int_table(path, 3)
+
+
+def _read_final(paths: list[Path], warnings: list[str]) -> tuple[np.ndarray, list[Path]]:
+    """The rows of ``paths`` (one table as ``.txt`` and/or ``.npy``) and the files they come from.
+
+    With both, both are read: the ``.npy`` is taken for a copy of the text, so when their rows
+    differ the text wins (it is the file a researcher edits; the ``.npy`` is then stale) and a
+    warning names both files."""
+    tables = [_read_table(p) for p in paths]
+    if len(tables) == 1 or np.array_equal(*tables):
+        return tables[0], paths
+    text, npy = tables
+    if len(text) != len(npy):
+        how = f"{len(text):,} rows in the .txt, {len(npy):,} in the .npy"
+    else:
+        row = int(np.flatnonzero((text != npy).any(axis=1))[0])
+        how = f"row {row + 1} is {text[row].tolist()} in the .txt, {npy[row].tolist()} in the .npy"
+    warnings.append(f"{paths[0]} and {paths[1]} hold different rows ({how}); {paths[0].name} is read and "
+                    f"{paths[1].name} ignored: delete it or write it again from the text")
+    log.warning("%s", warnings[-1])
+    return text, paths[:1]
 
 
 def read_ripplenet(folder: Path, cfg: DatasetConfig) -> RawDataset:
     """RippleNet / KGCN output: ``ratings_final`` and ``kg_final`` as ``.npy`` or ``.txt``.
 
-    ``.npy`` is preferred when both exist (same rows, faster to load).
+    When both exist the ``.txt`` is the one that counts (see :func:`_read_final`).
     """
-    ratings_path, kg_path = _pick(folder, "ratings_final"), _pick(folder, "kg_final")
-    missing = [n for n, p in (("ratings_final.{txt,npy}", ratings_path), ("kg_final.{txt,npy}", kg_path)) if p is None]
+    ratings_paths, kg_paths = _pick(folder, "ratings_final"), _pick(folder, "kg_final")
+    missing = [n for n, p in (("ratings_final.{txt,npy}", ratings_paths), ("kg_final.{txt,npy}", kg_paths)) if not p]
     if missing:
         raise DataError(f"missing {', '.join(missing)} (RippleNet format expects ratings_final and kg_final)", folder)
-    ratings = _read_table(ratings_path)
-    kg = _read_table(kg_path)
+    warnings: list[str] = []
+    ratings, ratings_paths = _read_final(ratings_paths, warnings)
+    kg, kg_paths = _read_final(kg_paths, warnings)
     try:
-        return RawDataset.from_arrays(ratings, kg, source=str(ratings_path), kg_source=str(kg_path))
+        raw = RawDataset.from_arrays(ratings, kg, source=str(ratings_paths[0]), kg_source=str(kg_paths[0]))
     except DataError:
         raise
     except ValueError as exc:
         raise DataError(str(exc), folder) from None
+    raw.files = tuple(str(p) for p in ratings_paths + kg_paths)
+    raw.warnings[:0] = warnings
+    return raw
 
 
 def _is_ripplenet(folder: Path) -> bool:
-    return _pick(folder, "ratings_final") is not None
+    return bool(_pick(folder, "ratings_final"))
 
 
 def _lazy(module: str, func: str) -> Callable[[Path, DatasetConfig], RawDataset]:

@@ -5,14 +5,15 @@ with the recipe's settings) while the user's current copy stays untouched; only 
 copied beside it and swapped in with two renames, so the copy under the data folder is always
 either the old one or the new one, never a mix (a crash between the two renames leaves the
 old copy complete in ``.NAME-old-*`` beside it). The check never trusts the preprocessing cache
-(its key knows files by name, size and time, which new data can share with old data); its
-result is then cached for the new copy, so the next run starts from the cache.
+(it reads the new files themselves); its result is then cached for the new copy, under the key
+of the copied files (their inodes and ctimes), so the next run starts from the cache.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -41,15 +42,18 @@ def install(source: Path, cfg: RunConfig) -> PreparedData:
     if target.exists() and source.resolve() == target.resolve():
         raise DataError("--source is the installed copy itself; give the folder the data comes from", source)
     # 1. validate: read and preprocess the source as the installed copy will be (errors name its files)
-    fingerprint = folder_fingerprint(target, cfg, files=source_fingerprint(source))
-    prepared = build(read_folder(source, cfg.dataset), cfg)
+    checked = source_fingerprint(source)
+    raw = read_folder(source, cfg.dataset)
+    prepared = build(raw, cfg)
     # 2. copy beside the target, 3. swap it in
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-new-"))
+    staging = target.parent / f".{target.name}-new-{secrets.token_hex(8)}"
+    staging.mkdir()                 # not mkdtemp: its mode 0700 would hide a shared data folder from others
     try:
         for f in files:
             shutil.copy2(f, staging / f.name)
-        if source_fingerprint(staging) != fingerprint["files"]:
+        copied = source_fingerprint(staging)       # a rename of the folder keeps each file's inode and ctime
+        if source_fingerprint(source) != checked or [c[:2] for c in copied] != [c[:2] for c in checked]:
             raise DataError(f"the copy in {staging} differs from {source} (were the files changing?); "
                             "nothing was replaced")
         _swap(staging, target)
@@ -61,8 +65,9 @@ def install(source: Path, cfg: RunConfig) -> PreparedData:
             shutil.rmtree(staging, ignore_errors=True)
     log.info("installed %s as %s", source, target)
     # 4. cache the checked result under the key prepare() computes for the installed copy
+    fingerprint = folder_fingerprint(target, cfg, files=copied)
     prepared.key = stable_hash({"settings": preprocessing_settings(cfg), "source": fingerprint})
-    prepared.sources = source_digests(target)
+    prepared.sources = source_digests(target, raw.files) if raw.files else source_digests(target)
     try:
         save(prepared, prepared_dir(target.name, prepared.key))
     except OSError as e:

@@ -21,8 +21,8 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -292,10 +292,10 @@ def build(raw: RawDataset, cfg: RunConfig) -> PreparedData:
         "isolated": int((degree[1:] == 0).sum()), "relations": n_relation,
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    if warnings:
-        stats["warnings"] = warnings
     for w in warnings:
         log.warning("%s: %s", raw.kg_source or raw.source, w)
+    if raw.warnings or warnings:                # the reader logged its own already
+        stats["warnings"] = raw.warnings + warnings
     return PreparedData(train, valid, test, table, n_entity, stats, kg_triples=triples, n_relation=n_relation,
                         n_users=n_users, items=items, raw_ids=raw_ids, raw_relations=raw_relations)
 
@@ -305,13 +305,21 @@ def cache_root() -> Path:
 
 
 def source_fingerprint(folder: Path) -> list:
-    """Names, sizes and mtimes of the source files: a changed file invalidates the cache."""
-    return sorted((p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in Path(folder).iterdir() if p.is_file())
+    """What identifies each source file, so that a changed file invalidates the cache: its name,
+    size, mtime, ctime (ns) and inode. A copy that keeps the mtime (``cp -p``, ``rsync -a``,
+    ``tar x``, ``shutil.copy2``) or an edit that restores it (``touch -r``) still gets a new
+    ctime or inode, which no tool can set. Hashing the files instead would make every cache hit
+    read them all (bc: 6 ms, but growing with the data)."""
+    return sorted((p.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+                  for p in Path(folder).iterdir() if p.is_file() for st in (p.stat(),))
 
 
-def source_digests(folder: Path) -> dict[str, str]:
-    """The sha256 of each file of ``folder`` (the files :func:`source_fingerprint` lists)."""
-    return {p.name: _sha256(p) for p in sorted(Path(folder).iterdir()) if p.is_file()}
+def source_digests(folder: Path, files: tuple[str, ...] | list[str] | None = None) -> dict[str, str]:
+    """The sha256 of the source files ``files`` (paths: their names in ``folder`` are used) or,
+    by default, of every file of ``folder``."""
+    names = None if files is None else {Path(f).name for f in files}
+    return {p.name: _sha256(p) for p in sorted(Path(folder).iterdir())
+            if p.is_file() and (names is None or p.name in names)}
 
 
 def prepared_dir(dataset_id: str, key: str) -> Path:
@@ -341,7 +349,8 @@ def save(prepared: PreparedData, directory: Path) -> bool:
     tmp: Path | None = None
     try:
         directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=".tmp-"))
+        tmp = directory.parent / f".tmp-{secrets.token_hex(8)}"
+        tmp.mkdir()                 # not mkdtemp: its mode 0700 would hide a shared cache from other users
         np.savez(tmp / "splits.npz", train=prepared.train, valid=prepared.valid, test=prepared.test,
                  kg_triples=prepared.kg_triples, items=prepared.items)
         np.save(tmp / "adjacency.npy", prepared.adjacency)
@@ -352,15 +361,40 @@ def save(prepared: PreparedData, directory: Path) -> bool:
                                                    "key": prepared.key, "n_relation": prepared.n_relation,
                                                    "n_users": prepared.n_users, "digests": digests,
                                                    "sources": prepared.sources}, indent=2))
-        if directory.exists():
-            shutil.rmtree(directory)
-        tmp.rename(directory)
+        _publish(tmp, directory)
         return True
     except OSError as e:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         log.warning("could not cache the prepared data in %s (%s%s); the data is used from memory and "
                     "prepared again next time", directory.parent, e.strerror or e, _space_left(directory.parent, e))
+        return False
+
+
+def _publish(tmp: Path, directory: Path) -> None:
+    """Rename ``tmp`` to ``directory``. A complete cache already there (another process prepared
+    the same key, so the same data) is kept and ``tmp`` discarded; a damaged one is renamed aside
+    first, so that a reader never finds a cache half removed."""
+    if not _complete(directory):
+        aside = tmp.with_name(tmp.name + "-old")
+        try:
+            directory.rename(aside)
+            shutil.rmtree(aside, ignore_errors=True)
+        except FileNotFoundError:              # none there, or another process moved it first
+            pass
+        try:
+            tmp.rename(directory)
+            return
+        except OSError as e:                   # another process renamed its copy in meanwhile
+            if e.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not _complete(directory):
+                raise
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _complete(directory: Path) -> bool:
+    try:
+        return load(directory) is not None
+    except CacheDamaged:
         return False
 
 
@@ -428,9 +462,10 @@ def prepare_cached(raw_loader, cfg: RunConfig, dataset_id: str, fingerprint: obj
     """Load the prepared data for ``cfg`` from the cache, or build and store it.
 
     ``raw_loader`` is only called on a cache miss, so a hit skips reading the source files.
-    ``digests`` (a callable giving the source files' sha256) is called when the data is built
-    and its result kept in the cache; a hit on a cache written without them calls it again (the
-    fingerprint in the key says the files are the same).
+    ``digests`` (a callable giving the sha256 of the source files it is given, by default of all)
+    is called with the files the data was read from when it is built and its result kept in the
+    cache; a hit on a cache written without them calls it again (the fingerprint in the key says
+    the files are the same).
     """
     key = stable_hash({"settings": preprocessing_settings(cfg), "source": fingerprint})
     directory = prepared_dir(dataset_id, key)
@@ -450,7 +485,8 @@ def prepare_cached(raw_loader, cfg: RunConfig, dataset_id: str, fingerprint: obj
     raw = raw_loader()
     prepared = build(raw, cfg)
     prepared.key = key
-    prepared.sources = digests() if digests is not None else {}
+    if digests is not None:
+        prepared.sources = digests(raw.files) if raw.files else digests()
     if use_cache and save(prepared, directory):
         log.info("preprocessed in %.1f s, cached at %s", prepared.stats["seconds"], directory)
     return prepared

@@ -10,7 +10,7 @@ user or an item reaches). Ids that do not fit 64 bits are refused with their lin
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +31,10 @@ class RawDataset:
     ``ratings`` is ``(N, 3)`` int64 ``(user, item, label)`` with users ``0..n_users-1``,
     items ``0..n_items-1`` and labels 0/1. ``kg`` is ``(M, 3)`` int64
     ``(head, relation, tail)`` over entities ``0..n_entities-1`` where the first
-    ``n_items`` entities are the items themselves.
+    ``n_items`` entities are the items themselves. ``files`` are the paths the rows were read
+    from (what provenance records; empty when a reader does not say: then every file of its
+    folder is recorded); ``warnings`` go into the prepared data's stats, so that they outlive
+    the log line once the data is cached.
     """
 
     ratings: np.ndarray
@@ -43,6 +46,8 @@ class RawDataset:
     source: str = ""
 
     kg_source: str = ""
+    files: tuple[str, ...] = ()
+    warnings: list[str] = field(default_factory=list)
 
     @classmethod
     def from_arrays(cls, ratings: np.ndarray, kg: np.ndarray, source: str = "",
@@ -67,8 +72,9 @@ class RawDataset:
         pairs = ratings[:, 0] * raw.n_items + ratings[:, 1]       # ids are compact: no overflow
         duplicates = len(pairs) - len(np.unique(pairs))
         if duplicates:
-            log.warning("%s: %d rating row(s) repeat a (user, item) pair already rated; a pair can then land in "
-                        "both the training and the test split", source, duplicates)
+            raw.warnings.append(f"{source}: {duplicates} rating row(s) repeat a (user, item) pair already rated; "
+                                "a pair can then land in both the training and the test split")
+            log.warning("%s", raw.warnings[-1])
         return raw
 
     def check(self) -> None:
@@ -157,27 +163,26 @@ def read_int_table(path: Path, ncols: int, *, skip_header: bool = False,
     """Read a whitespace (or ``delimiter``) separated table of integers.
 
     Fast path through numpy; on any failure the file is scanned line by line so the error
-    names the first bad line.
+    names the first bad line. A UTF-8 byte order mark at the start is skipped (as recipes do).
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(f"not a UTF-8 text file ({exc.reason} at byte {exc.start})", path) from None
     lines = text.splitlines()
     first = 1 if skip_header else 0
-    body = "\n".join(lines[first:])
-    if delimiter:
-        body = body.replace(delimiter, " ")
+    rows = [ln.replace(delimiter, " ") for ln in lines[first:]] if delimiter else lines[first:]
+    body = "\n".join(rows)
     if not body.strip():
         raise DataError("the file is empty (expected lines of "
                         f"{ncols} integers)", path)
     try:
         values = np.array(body.split(), dtype=np.int64)
-        if values.size % ncols == 0:
-            table = values.reshape(-1, ncols)
-            if len(table) == sum(1 for ln in lines[first:] if ln.strip()):
-                return table
+        # Every line, not only the total: a line short of a field next to one with a field too
+        # many would otherwise shift the rows silently.
+        if set(map(len, map(str.split, rows))) <= {0, ncols}:
+            return values.reshape(-1, ncols)
     except (ValueError, OverflowError):       # OverflowError: a value beyond 64 bits
         pass
     for number, line in enumerate(lines[first:], start=first + 1):
