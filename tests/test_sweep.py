@@ -639,6 +639,24 @@ def test_the_prune_listener_prunes_below_the_median_and_never_after_the_last_epo
         assert states[:3] == ["COMPLETE", "COMPLETE", "PRUNED"]
 
 
+
+def test_the_rerun_seeds_of_a_pruning_sweep_are_never_pruned(tmp_path):
+    """The rerun measures the chosen point: it was pruned like a search run (3 of 5 seeds cut
+    after one epoch and averaged in, the choice shown below the popularity floor)."""
+    needs_optuna()
+    from types import SimpleNamespace
+
+    from workbench.runs.pruning import PruneListener, prune_listener
+    from workbench.sweeps.search import create_studies
+    spec = recipe("sweep:\n  grid: {model.kg: [true]}\n  prune: {pruner: median}\n  rerun: {seeds: 1..3}\n").sweep
+    with Store.open(tmp_path / "runs.db") as store:
+        sid = store.create_sweep(name="s", recipe_text="", method="grid", spec=spec.to_dict(), seeds=[1], planned=1)
+        create_studies(store, sid, spec)
+        run = lambda seed: SimpleNamespace(id=seed, seed=seed, sweep_id=sid, max_epochs=4)   # noqa: E731
+        assert isinstance(prune_listener(store, run(1)), PruneListener)          # a run of the search
+        assert prune_listener(store, run(2)) is None and prune_listener(store, run(3)) is None
+
+
 TIMEOUT = 120
 
 

@@ -85,13 +85,20 @@ class PruneListener:
 
 
 def prune_listener(store: Store, run: Run) -> PruneListener | None:
-    """The pruning listener of ``run`` when its sweep prunes (None otherwise, or when the
-    sweep cannot be read: then the run trains unpruned, with a warning)."""
+    """The pruning listener of ``run`` when its sweep prunes and the run is one of its search
+    (None otherwise: a rerun seed, or a sweep that cannot be read, with a warning)."""
     if run.sweep_id is None:
         return None
     try:
-        spec = SweepSpec.from_dict(store.get_sweep(run.sweep_id).spec_dict)
+        sweep = store.get_sweep(run.sweep_id)
+        spec = SweepSpec.from_dict(sweep.spec_dict)
     except (KniError, KeyError, ValueError, TypeError) as e:
         log.warning("run %d: cannot read sweep %s (%s); no pruning", run.id, run.sweep_id, e)
         return None
-    return PruneListener(store, run, spec.prune) if spec.prune is not None else None
+    if spec.prune is None:
+        return None
+    if run.seed not in sweep.seed_list:
+        # a seed of the ``rerun:`` section: it measures the chosen point and is never cut short
+        # (judged against the survivors' median, a slow start of the best point would be)
+        return None
+    return PruneListener(store, run, spec.prune)
