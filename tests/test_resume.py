@@ -534,3 +534,37 @@ def test_a_sweep_whose_driver_was_killed_is_marked_done_once_resuming_made_it_wh
         store.finish(ids[2], "completed")
         assert finish_if_whole(store, sid) and store.get_sweep(sid).finished_at is not None
         assert not finish_if_whole(store, sid)                 # once
+
+
+def test_a_grid_sweep_stopped_before_its_rerun_says_so_and_resume_runs_the_rerun(tmp_path):
+    """A Ctrl-C in the last search run skipped the rerun: the sweep read "done", kni resume
+    --sweep had nothing to resume, and the 1-seed point stood in for the chosen one."""
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    from helpers import tiny_recipe
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(tiny_recipe("g", epochs=2) + "sweep:\n  grid:\n    train.lr: [1.0e-3, 1.0e-2]\n"
+                      "  rerun: {seeds: 1..3}\n")
+    whole = tmp_path / "whole.db"
+    res = CliRunner().invoke(app, ["run", str(recipe), "--db", str(whole)])
+    assert res.exit_code == 0, res.output
+    invoke = lambda db, *a: CliRunner().invoke(app, [*a, "--db", str(db)])                # noqa: E731
+    choice = lambda db: {k: v for k, v in json.loads(invoke(db, "compare", "--best-of-sweeps", "1", "--json").stdout)[  # noqa: E731
+        "sweeps"][0].items() if k != "seconds"}
+    db = tmp_path / "runs.db"
+    db.write_bytes(whole.read_bytes())
+    reruns = [str(r.id) for r in stored_runs(db) if r.seed != 1]
+    assert len(reruns) == 2
+    assert invoke(db, "rm", *reruns, "--yes").exit_code == 0                # as if the stop came before them
+    state = lambda: json.loads(invoke(db, "sweeps", "--json").stdout)[0]["state"]          # noqa: E731
+    assert state() == "interrupted"
+    res = invoke(db, "resume", "--sweep", "1")
+    assert res.exit_code == 0, res.output
+    assert "then the best point on validation runs the rerun: seeds it has not run" in " ".join(res.output.split())
+    assert state() == "done"
+    assert ranking(db) == ranking(whole) and choice(db) == choice(whole)    # the same rerun, bit for bit
+    res = invoke(db, "resume", "--sweep", "1")
+    assert res.exit_code == 2 and "its best point ran its rerun: seeds; nothing to resume" in " ".join(
+        res.output.split())

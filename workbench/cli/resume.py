@@ -115,8 +115,9 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
 
 def _go_on_searching(store: Any, sweep_id: int, json_out: bool, jobs: int, console: Any, runner: Any,
                      retries: int, device: str | None) -> tuple[dict[int, str], bool]:
-    """Replay a TPE sweep's search and run what it asks that it never asked (and its rerun
-    seeds): (the statuses of its runs, whether a stop was asked)."""
+    """Replay a TPE sweep's search and run what it asks that it never asked, then the rerun
+    seeds a stop skipped (a grid or random sweep: those only): (the statuses of its runs,
+    whether a stop was asked)."""
     from kni_core.data import prepare
 
     from ..runs.provenance import code
@@ -130,8 +131,7 @@ def _go_on_searching(store: Any, sweep_id: int, json_out: bool, jobs: int, conso
 
     def queued(sid: int, ids: list[int]) -> None:
         if not json_out:
-            console.print(f"sweep {sid}: its search asks a new point: run(s) {', '.join(map(str, ids))} queued",
-                          highlight=False)
+            console.print(f"sweep {sid}: run(s) {', '.join(map(str, ids))} queued", highlight=False)
 
     try:
         driver = SweepDriver.continuing(store, sweep_id, launch, device=device, jobs=jobs, prov=code(),

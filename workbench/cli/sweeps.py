@@ -127,13 +127,16 @@ def _statuses_text(statuses: dict[str, int]) -> str:
 
 def sweep_state(sweep: Any, runs: list) -> str:
     """running (a run is live), interrupted (what ``kni resume --sweep`` goes on with: no end
-    recorded, a crashed or cancelled run, or points a TPE search never asked), or done."""
+    recorded, a crashed or cancelled run, points a TPE search never asked, or ``rerun:`` seeds a
+    stop skipped), or done."""
     from ..store.liveness import effective_status
     states = {effective_status(r) for r in runs}
     if states & set(LIVE):
         return "running"
+    from ..sweeps.resume import rerun_missing
     asked = max((r.sweep_point or 0 for r in runs), default=0)
-    if sweep.finished_at is None or states & {CRASHED, CANCELLED} or asked < sweep.planned:
+    if sweep.finished_at is None or states & {CRASHED, CANCELLED} or asked < sweep.planned \
+            or rerun_missing(sweep, runs):
         return "interrupted"
     return "done"
 

@@ -87,14 +87,15 @@ class SweepDriver:
         """The driver of TPE sweep ``sweep_id`` to go on where it stopped: :meth:`run` replays
         its search over the stored runs (which should have ended: ``kni resume --sweep`` resumes
         its stopped runs first) and runs the points it never asked and its ``rerun:`` seeds.
-        ``device`` moves the runs still to start; ``options`` are the constructor's. Raises
-        SweepError for a sweep that is not a TPE one or whose driver kept no replay facts."""
-        from .search import replay_study, search_facts
+        ``device`` moves the runs still to start; ``options`` are the constructor's. A grid or
+        random sweep queued every point when it started: its driver goes on with the ``rerun:``
+        seeds only. Raises SweepError for a TPE sweep whose driver kept no replay facts."""
         sweep = store.get_sweep(sweep_id)
-        spec = _in_asked_order(SweepSpec.from_dict(sweep.spec_dict), sweep.recipe_text)
+        spec = SweepSpec.from_dict(sweep.spec_dict)
         if spec.tpe is None:
-            raise SweepError(f"sweep {sweep_id} ({sweep.name}) is a {sweep.method} sweep: its runs were all queued "
-                             "when it started; there is no search to go on with")
+            return cls._rerunning(store, sweep, spec, launch, device=device, **options)
+        from .search import replay_study, search_facts
+        spec = _in_asked_order(spec, sweep.recipe_text)
         facts = search_facts(store, sweep_id)
         if "wave_size" not in facts or "base" not in facts:
             raise SweepError(f"sweep {sweep_id} ({sweep.name}) was started before sweeps kept what replaying their "
@@ -108,6 +109,33 @@ class SweepDriver:
         driver.sweep_id, driver._wave = sweep_id, int(facts["wave_size"])
         driver._search = replay_study(spec.tpe)
         for r in store.runs(sweep=sweep_id):
+            driver._stored.setdefault(r.sweep_point, {})[r.seed] = r
+        return driver
+
+    @classmethod
+    def _rerunning(cls, store: Store, sweep: Any, spec: SweepSpec, launch: LaunchFn, *, device: str | None,
+                   **options: Any) -> "SweepDriver":
+        """The driver of a grid or random sweep whose points have all run: its points are the
+        stored runs of its search seeds, so that :meth:`run` picks the best as the first driver
+        would have and runs the ``rerun:`` seeds it lacks (a rerun seed already stored is reused)."""
+        runs = store.runs(sweep=sweep.id)
+        search = [r for r in runs if r.seed in sweep.seed_list]
+        if not search:
+            raise SweepError(f"sweep {sweep.id} ({sweep.name}) holds no run of its search seeds; nothing to rerun")
+        base = RunConfig.from_dict(search[0].config)
+        if device is not None:
+            base = dataclasses.replace(base, device=device)
+        recipe = Recipe(sweep.name, sweep.recipe_path, sweep.recipe_text, None, sweep.seed_list, base.device,
+                        base.validate(), spec)
+        driver = cls(store, recipe, launch, **options)
+        driver.sweep_id = sweep.id
+        points: dict[int, Point] = {}
+        for r in sorted(search, key=lambda r: (r.sweep_point, r.seed)):
+            p = points.setdefault(r.sweep_point, Point(r.sweep_point, r.params, []))
+            p.configs.append(RunConfig.from_dict(r.config))
+            p.run_ids.append(r.id)
+        driver.points = [points[n] for n in sorted(points)]
+        for r in runs:
             driver._stored.setdefault(r.sweep_point, {})[r.seed] = r
         return driver
 
@@ -282,8 +310,8 @@ class SweepDriver:
         among points whose every run completed (the value TPE is told; ties: the first)."""
         runs = {r.id: r for r in self.store.runs(ids=self.run_ids)}
         best, best_value = None, -math.inf
-        for p in self.points:
-            mine = [runs[i] for i in p.run_ids if i in runs]
+        for p in self.points:                  # the search's seeds only: a resumed rerun's do not vote
+            mine = [runs[i] for i in p.run_ids if i in runs and runs[i].seed in self.recipe.seeds]
             values = [r.best_valid_auc for r in mine if r.status == COMPLETED and r.best_valid_auc is not None]
             if mine and len(values) == len(mine) and sum(values) / len(values) > best_value:
                 best, best_value = p, sum(values) / len(values)
@@ -301,9 +329,11 @@ class SweepDriver:
         if not seeds:
             return
         extra = Point(best.number, best.params, [self.recipe.config_for_point(best.params, s) for s in seeds])
-        self._queue([extra])
-        best.run_ids += extra.run_ids
-        best.configs += extra.configs
+        self._queue([extra])                   # a rerun seed a stopped driver ran is reused, not run again
+        for i, c in zip(extra.run_ids, extra.configs):
+            if i not in best.run_ids:
+                best.run_ids.append(i)
+                best.configs.append(c)
         self._launch([extra])
 
     def _launch(self, points: list[Point]) -> None:

@@ -10,7 +10,7 @@ from ..store.attempts import RESUMABLE
 from ..store.liveness import effective_status
 from ..store.records import Run, Sweep
 from ..store.repository import Store
-from ..store.statuses import LIVE
+from ..store.statuses import COMPLETED, LIVE
 
 
 @dataclass(frozen=True)
@@ -29,15 +29,20 @@ def sweep_resume(store: Store, sweep_id: int) -> SweepResume:
     random sweep queued every run when it started: its crashed, cancelled and failed runs
     (queued rows a Ctrl-C cancelled before they started included) are exactly the runs it lacks.
     A TPE sweep asks its points as results arrive: once its stopped runs have ended, its search
-    replays the stored results and asks the points it never asked."""
+    replays the stored results and asks the points it never asked. Either then runs its
+    ``rerun:`` seeds when its driver was stopped before them."""
     sweep = store.get_sweep(sweep_id)
     runs = store.runs(sweep=sweep_id)
     stopped = [r.id for r in runs if effective_status(r) in RESUMABLE]
     if sweep.method != "tpe":
-        if not stopped:
-            raise ResumeRefused(f"sweep {sweep_id} ({sweep.name}): no crashed, cancelled or failed run; nothing to "
-                                "resume")
-        return SweepResume(sweep, stopped, False)
+        reruns = bool(rerun_seeds(sweep))
+        if not stopped and not rerun_missing(sweep, runs):
+            raise ResumeRefused(f"sweep {sweep_id} ({sweep.name}): no crashed, cancelled or failed run"
+                                + (", and its best point ran its rerun: seeds" if reruns else "")
+                                + "; nothing to resume")
+        return SweepResume(sweep, stopped, reruns,
+                           f"sweep {sweep_id}: {len(stopped)} stopped run(s) resume, then the best point on "
+                           "validation runs the rerun: seeds it has not run" if reruns else "")
     facts = _search_facts(store, sweep_id)
     if not facts:
         if not stopped:
@@ -81,8 +86,31 @@ def whole(sweep: Sweep, runs: list[Run]) -> bool:
         points.setdefault(r.sweep_point, set()).add(r.seed)
     if len(points) < sweep.planned:
         return False
-    rerun = set(((sweep.spec_dict or {}).get("rerun") or {}).get("seeds") or ())
+    rerun = rerun_seeds(sweep)
     return not rerun or any(rerun <= seeds for seeds in points.values())
+
+
+def rerun_seeds(sweep: Sweep) -> set[int]:
+    """The seeds of the sweep's ``rerun:`` section that its search did not run."""
+    rerun = set(((sweep.spec_dict or {}).get("rerun") or {}).get("seeds") or ())
+    return rerun - set(sweep.seed_list)
+
+
+def rerun_missing(sweep: Sweep, runs: list[Run]) -> bool:
+    """Whether the sweep's ``rerun:`` seeds are still to run: no point holds them all, and some
+    point has a completed run of every search seed (the driver's rule for the point to rerun;
+    without one it reruns nothing). A stop in its last search run skipped them."""
+    rerun = rerun_seeds(sweep)
+    if not rerun:
+        return False
+    points: dict[int, dict[int, Run]] = {}
+    for r in runs:
+        points.setdefault(r.sweep_point, {})[r.seed] = r
+    if any(rerun <= set(by_seed) for by_seed in points.values()):
+        return False
+    search = set(sweep.seed_list)
+    return any(search <= set(by_seed) and all(by_seed[s].status == COMPLETED for s in search)
+               for by_seed in points.values())
 
 
 def finish_if_whole(store: Store, sweep_id: int) -> bool:
