@@ -127,3 +127,27 @@ def test_two_sweeps_of_one_model_are_two_columns_not_one_pooled_cell(tuned_db, t
                                                                            ("sweep 1", "sweep 3")]
     text = CliRunner().invoke(app, ["compare", "--best-of-sweeps", "1", "2", "3", "--db", db]).stdout
     assert "KNI (sweep 3)" in text and "KNI against each model" in text
+
+
+def test_without_rerun_the_choice_is_a_point_whose_every_seed_completed(tmp_path):
+    """The driver's rule: a point whose other seed failed won on its survivor's mean."""
+    from sqlalchemy import text
+
+    from workbench.analysis import best_of_sweep
+    from workbench.store.repository import Store
+    recipe = tmp_path / "g.yaml"
+    recipe.write_text(tiny_recipe("g", epochs=2).replace("seeds: [1]", "seeds: [1, 2]")
+                      + "sweep:\n  grid:\n    train.lr: [1.0e-4, 1.0e-2]\n")
+    db = str(tmp_path / "runs.db")
+    res = CliRunner().invoke(app, ["run", str(recipe), "--json", "--db", db])
+    assert res.exit_code == 0, res.output
+    with Store.open(db) as store:
+        runs = store.runs(sweep=1)
+        assert sorted(r.seed for r in runs) == [1, 1, 2, 2]
+        best = best_of_sweep(store, 1).point.number
+        other = 3 - best
+        low = min((r for r in runs if r.sweep_point == best), key=lambda r: r.best_valid_auc)
+        with store.writer.begin() as conn:      # its lower seed diverged: the survivor beats any mean
+            conn.execute(text("UPDATE runs SET status = 'failed' WHERE id = :i"), {"i": low.id})
+        choice = best_of_sweep(store, 1)
+    assert choice.point.number == other and choice.point.n == 2

@@ -12,7 +12,7 @@ import numpy as np
 from ..store.attempts import current_attempt
 from ..store.records import METRICS, Attempt, Run, Sweep
 from ..store.repository import Store
-from ..store.statuses import PRUNED
+from ..store.statuses import COMPLETED, PRUNED
 from .export import json_value
 from .groups import Group, group_points
 from .matrix import Matrix, matrix
@@ -208,7 +208,9 @@ def best_of_sweep(store: Store, sweep_id: int, *, status: Sequence[str] | None =
                   at: str | int = "best") -> SweepChoice:
     """The point of a tuning sweep that its search chose, on validation only: the point that
     reran its ``rerun:`` seeds when the sweep has them (the driver picked it once the search was
-    done, so later runs cannot move the choice), else the best point by mean validation AUC."""
+    done, so later runs cannot move the choice), else the best point by mean validation AUC among
+    those whose every search seed completed, the driver's rule (a point whose other seeds failed
+    or were pruned would win on its survivors' mean)."""
     ranking = rank_sweep(store, sweep_id, metric="valid_auc", at=at, status=status)
     spec = ranking.sweep.spec_dict
     rerun = set(spec.get("rerun", {}).get("seeds", []))
@@ -216,7 +218,10 @@ def best_of_sweep(store: Store, sweep_id: int, *, status: Sequence[str] | None =
     if rerun:
         extra = rerun - set(ranking.sweep.seed_list)
         chosen = next((p for p in ranking.points if extra and extra & {r.seed for r in p.runs}), None)
-    chosen = chosen or ranking.best
+    if chosen is None:                           # the driver's rule: every search seed completed
+        seeds = ranking.sweep.seed_list
+        chosen = next((p for p in ranking.points if math.isfinite(p.stat("valid_auc")[0])
+                       and _completed_every_seed(p, seeds)), None)
     ended = store.ended_attempts(sweep=sweep_id)
     seconds = running_seconds([a for r in store.runs(sweep=sweep_id)
                                for a in ended.get(r.id, []) + [current_attempt(r, 0)]])
@@ -248,6 +253,11 @@ def tuned_matrix(choices: Sequence[SweepChoice], metric: str) -> Matrix:
         (mat.cells[(ds, col)],) = group_points(c.pts, "config")         # the chosen point: one configuration
     mat.by = "sweep"
     return mat
+
+
+def _completed_every_seed(p: SweepPoint, seeds: Sequence[int]) -> bool:
+    counted = {m.run.seed: m.run.status for m in (p.group.members + p.group.without_point if p.group else [])}
+    return bool(seeds) and all(counted.get(s) == COMPLETED for s in seeds)
 
 
 def running_seconds(attempts: Sequence[Attempt]) -> float | None:
