@@ -99,6 +99,12 @@ class TopKConfig:
     full_k: list = _f(TOPK_FULL_K, "cut-offs of the full-ranking metrics")
     full_users: int = _f(0, "0: every test user with a positive; N: a seeded sample of N of them "
                             "(bounds the cost of the full ranking)", lo=0)
+    full_exclude_valid: bool = _f(False, "candidates of the full ranking: false (the default): every item but "
+                                         "the user's training items, so its validation items stay candidates "
+                                         "(a validation positive ranked high takes a top-K place from the test "
+                                         "positives); true: its validation items (positives and negatives) are "
+                                         "removed too, as full-sort protocols that mask the training and "
+                                         "validation interactions (RecBole's) do")
     n_eval: int = _f(0, "sampled passes averaged per candidate score (0: eval.n_eval; models that do "
                         "not sample score once)", lo=0)
 
@@ -274,9 +280,22 @@ def canonical(d: dict) -> dict:
         ev.pop("strata", None)
     if isinstance(model, dict) and model.get("name") == DEFAULT_MODEL:
         model.pop("name")
-    if isinstance(ev, dict) and ev.get("topk") == dataclasses.asdict(TopKConfig()):
-        ev.pop("topk")
+    if isinstance(ev, dict) and isinstance(ev.get("topk"), dict):
+        for key, default in TOPK_LATER.items():           # added to eval.topk after runs were stored
+            if ev["topk"].get(key, default) == default:
+                ev["topk"].pop(key, None)
+        if ev["topk"] == _later_dropped(dataclasses.asdict(TopKConfig())):
+            ev.pop("topk")
     return d
+
+
+#: eval.topk keys added after runs with top-N were stored, with their defaults: left out of the
+#: canonical dict (and the hash) while they hold them.
+TOPK_LATER = {"full_exclude_valid": False}
+
+
+def _later_dropped(topk: dict) -> dict:
+    return {k: v for k, v in topk.items() if k not in TOPK_LATER}
 
 
 def stable_hash(obj: Any, length: int = 12) -> str:

@@ -5,7 +5,11 @@ For a (user, item) pair, KNI samples ``n1`` neighbours on each side, scores ever
 ``Nu_i . Nv_j`` and mixes those scores with one softmax attention over all ``(n1+1)^2`` pairs.
 :func:`explain` returns, for seeded neighbourhood samples, that matrix with each neighbour
 named (its kind, its id in the dataset's files, the relation linking it to its centre), the
-n_eval-averaged probability the run reports, and how stable the top pairs are across samples.
+model's probability for the pair (the mean of ``n_eval`` passes of explain's own seeded draws, the
+pair scored alone), and how stable the top pairs are across samples. That probability is not the
+score the run's evaluation gave the pair: KNI draws one set of adjacency-table columns per batch,
+and the run scored the pair inside a batch of its split with the run's own seed;
+:func:`run_score` reproduces that score.
 :func:`centre_mass` is the paper's early-summarization question in one number per example:
 the attention on the (user itself, item itself) cell, against the rest of the matrix.
 
@@ -77,14 +81,27 @@ class PairMatrix:
         return float(self.attention[0, 0])
 
     def top_pairs(self, k: int = 5) -> list[dict]:
-        """The ``k`` cells of most attention: position, names, attention, score, contribution."""
-        order = np.argsort(-self.attention, axis=None, kind="stable")[:k]
-        out = []
-        for flat in order:
+        """The ``k`` entity pairs of most attention. Neighbours are drawn with replacement, so one
+        pair can fill several cells: its ``attention`` and ``contribution`` (attention x score) are
+        summed over its ``cells``, ``score`` is their attention-weighted mean, and ``row`` /
+        ``col`` is its cell of most attention (the first such in reading order)."""
+        pairs: dict[tuple[int, int], dict] = {}
+        for flat in np.argsort(-self.attention, axis=None, kind="stable"):
             i, j = divmod(int(flat), self.attention.shape[1])
-            out.append({"row": i, "col": j, "user_side": self.users[i].name, "item_side": self.items[j].name,
-                        "attention": float(self.attention[i, j]), "score": float(self.score[i, j]),
-                        "contribution": float(self.attention[i, j] * self.score[i, j])})
+            a, sc = float(self.attention[i, j]), float(self.score[i, j])
+            key = (self.users[i].entity, self.items[j].entity)
+            if key not in pairs:
+                pairs[key] = {"row": i, "col": j, "user_side": self.users[i].name, "item_side": self.items[j].name,
+                              "user_entity": key[0], "item_entity": key[1], "cells": 0, "attention": 0.0,
+                              "contribution": 0.0}
+            p = pairs[key]
+            p["cells"] += 1
+            p["attention"] += a
+            p["contribution"] += a * sc
+        out = sorted(pairs.values(), key=lambda p: -p["attention"])[:k]     # stable: ties keep cell order
+        for p in out:
+            p["score"] = p["contribution"] / p["attention"] if p["attention"] > 0 else \
+                float(self.score[p["row"], p["col"]])
         return out
 
     def to_dict(self, top: int = 5) -> dict:
@@ -98,7 +115,7 @@ class PairMatrix:
 class Explanation:
     user: Neighbour
     item: Neighbour
-    probability: float              # mean sigmoid over n_eval sampled passes (what the run reports)
+    probability: float              # mean sigmoid over n_eval passes seeded ``seed``, the pair alone in its batch
     n_eval: int
     seed: int
     label: str | None               # "train/valid/test positive|negative", or None for an unseen pair
@@ -176,10 +193,29 @@ class Namer:
             hits = np.flatnonzero(self.raw_ids[lo:hi] == raw)
             entity = int(hits[0]) + lo if len(hits) else -1
         if entity <= 0 or self.kind(entity) != kind:
-            what = "users are in the ratings file" if kind == USER else "items are those of the splits"
-            raise ExplainError(f"no {kind} {raw} in this run's prepared data ({what}; ids as in the "
-                               f"dataset's files)")
+            raise ExplainError(f"no {kind} {raw} in this run's prepared data (ids as in the dataset's files): "
+                               f"{ABSENT[kind]}")
         return entity
+
+
+#: Why an id the prepared data lacks may be missing, when the ratings file is not at hand.
+ABSENT = {USER: "either the ratings file has no such user, or preprocessing dropped it (a user with no positive "
+                "rating in the training split is dropped from every split)",
+          ITEM: "either no rating in the ratings file names it, or every user who rated it was dropped (users "
+                "with no positive rating in the training split are dropped from every split)"}
+
+
+def why_absent(kind: str, raw: int, ratings: np.ndarray) -> str:
+    """Which of :data:`ABSENT`'s reasons holds for a ``kind`` id the prepared data lacks, read in
+    the dataset's ``(user, item, label)`` ratings (ids as in its files)."""
+    column = ratings[:, 0] if kind == USER else ratings[:, 1]
+    if not (column == raw).any():
+        return f"no {kind} {raw} in the ratings file (ids as in the dataset's files)"
+    if kind == USER:
+        return (f"user {raw} is in the ratings file but not in this run's data: it has no positive rating in the "
+                f"training split, and such users are dropped from every split (RippleNet's preprocessing)")
+    return (f"item {raw} is in the ratings file but not in this run's data: every user who rated it has no "
+            f"positive rating in the training split, and such users are dropped from every split")
 
 
 def pair_label(data: PreparedData, user: int, item: int) -> str | None:
@@ -202,8 +238,9 @@ def check_model(model) -> KNI:
 def explain(model: KNI, data: PreparedData, user: int, item: int, *, n_eval: int = 40, seed: int = 0,
             samples: int = 1, namer: Namer | None = None) -> Explanation:
     """Explain the prediction of internal entities ``user`` and ``item``: the probability averaged
-    over ``n_eval`` passes, and ``samples`` neighbourhood samples (sample ``s`` drawn from a
-    generator seeded ``seed + s``) with their pair matrices and the stability of their top pairs."""
+    over ``n_eval`` passes of the pair alone (a batch of one, generator seeded ``seed``), and
+    ``samples`` neighbourhood samples (sample ``s`` drawn from a generator seeded ``seed + s``)
+    with their pair matrices and the stability of their top pairs."""
     check_model(model)
     namer = namer or Namer(data)
     device = model.embedding.device
@@ -219,6 +256,42 @@ def explain(model: KNI, data: PreparedData, user: int, item: int, *, n_eval: int
                                a, sc, float((a * sc).sum())))
     return Explanation(namer.entity(user), namer.entity(item), probability, n_eval, seed, pair_label(data, user, item),
                        mats, stability(mats))
+
+
+@dataclass(frozen=True)
+class RunScore:
+    split: str                      # valid / test: where the run's evaluation scored the pair
+    row: int                        # its row in that split
+    score: float
+    seed: int                       # the generator's seed of the split's evaluation
+    batch: int                      # rows per evaluation step of the split (the run's batches)
+
+    def to_dict(self) -> dict:
+        return {"split": self.split, "row": self.row, "score": self.score, "seed": self.seed, "batch": self.batch}
+
+
+def run_score(model, data: PreparedData, user: int, item: int, *, run_seed: int, epoch: int, n_eval: int,
+              eval_batch: int) -> RunScore | None:
+    """The score the run's evaluation at ``epoch`` gave the pair (run seed ``run_seed``, its
+    ``eval.n_eval`` and ``eval.batch_size``, the weights of that epoch): its split is scored
+    again batch by batch, with the run's seed, up to the pair's batch. The same number only on
+    the device type the run ran on (CPU and CUDA generators draw differently). None for a pair
+    in neither the validation nor the test split."""
+    from .protocol import eval_seed
+    from .recommend import ModelScorer
+    for split in ("valid", "test"):
+        rows = getattr(data, split)
+        hit = np.flatnonzero((rows[:, 0] == user) & (rows[:, 1] == item))
+        if len(hit):
+            scorer = ModelScorer(model, eval_batch)
+            repeats = model.passes(n_eval)
+            chunk = scorer.eval_chunk(repeats)
+            row = int(hit[0])
+            end = min(len(rows), (row // chunk + 1) * chunk)
+            seed = eval_seed(run_seed, epoch, split)
+            pairs = torch.from_numpy(np.ascontiguousarray(rows[:end])).to(scorer.device)
+            return RunScore(split, row, float(scorer.predict(pairs, repeats, seed)[row]), seed, chunk)
+    return None
 
 
 def stability(mats: list[PairMatrix], top: int = 8) -> list[dict]:

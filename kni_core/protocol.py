@@ -1,5 +1,5 @@
 """The original code's model-selection rules, free of torch so readers of stored runs can
-replay them (``kni compare --at original``)."""
+replay them (``kni compare --at original``), and the seeds of a run's evaluations."""
 
 from __future__ import annotations
 
@@ -27,3 +27,15 @@ def replay(aucs: Sequence[float], loglosses: Sequence[float], patience: int) -> 
         if should_stop(aucs[:k], loglosses[:k], patience):
             return int(np.argmax(aucs[:k])), k - 1
     return int(np.argmax(aucs)), None
+
+
+#: Added to ``run seed * 100003 + epoch`` for the sampled passes of each evaluation at an epoch:
+#: distinct streams per split (and for the top-N, ``kni_core.topk.topk_seed``).
+EVAL_SEED_OFFSETS = {"valid": 0, "test": 50000, "topk": 70000}
+
+
+def eval_seed(run_seed: int, epoch: int, what: str) -> int:
+    """The generator seed of evaluation ``what`` (valid, test, topk) with epoch ``epoch``'s
+    weights (:meth:`kni_core.train.Trainer.fit`): what ``kni explain --run-score`` and ``kni
+    recommend --hit-rate`` take to give a stored run's own numbers again."""
+    return run_seed * 100003 + epoch + EVAL_SEED_OFFSETS[what]

@@ -10,10 +10,16 @@ score (ties in item order, as their stable ``sorted``) and, for K in ``k``::
     recall@K    = mean over users of hits@K / |relevant|
     f1@K        = 2 P R / (P + R) of those two means (MKR's; 0 when both are 0)
 
-``full`` (the usual all-ranking protocol of later work): every user with a test positive (or a
-seeded sample of ``full_users`` of them, to bound its cost), the same candidates, and for K in
-``full_k``: ``full_recall@K`` (as above) and ``full_ndcg@K`` = DCG@K / IDCG@K with binary gains
-``1 / log2(rank + 1)``, IDCG over ``min(|relevant|, K)`` hits, averaged over users.
+``full`` (an all-ranking protocol): every user with a test positive (or a seeded sample of
+``full_users`` of them, to bound its cost), and for K in ``full_k``: ``full_recall@K`` (as above)
+and ``full_ndcg@K`` = DCG@K / IDCG@K with binary gains ``1 / log2(rank + 1)``, IDCG over
+``min(|relevant|, K)`` hits, averaged over users. Its candidates depend on ``full_exclude_valid``:
+false (the default, what runs stored before the setting existed used): the sampled protocol's,
+every item but the user's training items, so the user's validation items stay candidates and a
+validation positive ranked high takes a place from the test positives; true: the user's
+validation items (positives and negatives, like the training items) are removed too, as
+full-sort protocols that mask the training and validation interactions (RecBole's) do. The
+setting is part of the run's stored config (``eval.topk``), not of the results' rows.
 
 "All items" are the items that occur in a split (after the users without a training positive
 are dropped): the same set for every model on a dataset. The originals' ``range(n_item)`` also
@@ -101,6 +107,7 @@ class TopKEvaluator:
                                  shape=(n_rows, len(self.items)))
 
         self.train = matrix(data.train)
+        self.valid = matrix(data.valid)
         self.relevant = matrix(data.test[data.test[:, 2] == 1])
         has_train = np.diff(self.train.indptr) > 0
         n_relevant = np.diff(self.relevant.indptr)
@@ -113,27 +120,36 @@ class TopKEvaluator:
             np.sort(rng.choice(eligible, size=cfg.full_users, replace=False))
         self.eligible = eligible
 
-    def hits(self, score: ScoreFn, users: np.ndarray, depth: int, seed: int) -> np.ndarray:
+    def excluded(self, users: np.ndarray, exclude_valid: bool = False) -> np.ndarray:
+        """``(U, items)``: the columns that are not candidates of each user (its training items,
+        and with ``exclude_valid`` its validation items)."""
+        out = self.train[users].toarray()
+        if exclude_valid:
+            out |= self.valid[users].toarray()
+        return out
+
+    def hits(self, score: ScoreFn, users: np.ndarray, depth: int, seed: int, exclude_valid: bool = False) -> np.ndarray:
         depth = min(depth, len(self.items))
         out = np.zeros((len(users), depth), dtype=bool)
         chunk = max(1, CHUNK_PAIRS // max(len(self.items), 1))
         for n, lo in enumerate(range(0, len(users), chunk)):
             part = users[lo:lo + chunk]
             scores = np.asarray(score(part, self.items, seed + n)).reshape(len(part), len(self.items))
-            out[lo:lo + chunk] = ranked_hits(scores, self.train[part].toarray(), self.relevant[part].toarray(), depth)
+            out[lo:lo + chunk] = ranked_hits(scores, self.excluded(part, exclude_valid), self.relevant[part].toarray(),
+                                             depth)
         return out
 
     def run(self, score: ScoreFn, epoch: int, n_eval: int, seed: int = 0) -> list[TopKResult]:
         """Both protocols (the full one if ``cfg.full``) with the model's current weights."""
         c = self.cfg
         results = []
-        jobs = [(SAMPLED, self.sampled_users, list(c.k), sampled_metrics)]
+        jobs = [(SAMPLED, self.sampled_users, list(c.k), sampled_metrics, False)]
         if c.full:
-            jobs.append((FULL, self.full_users, list(c.full_k), full_metrics))
-        for i, (protocol, users, ks, metrics) in enumerate(jobs):
+            jobs.append((FULL, self.full_users, list(c.full_k), full_metrics, c.full_exclude_valid))
+        for i, (protocol, users, ks, metrics, exclude_valid) in enumerate(jobs):
             t0 = time.perf_counter()
             if len(users):
-                hits = self.hits(score, users, max(ks), seed + 1_000_003 * i)
+                hits = self.hits(score, users, max(ks), seed + 1_000_003 * i, exclude_valid)
                 values = metrics(_pad(hits, max(ks)), self.n_relevant[users], ks)
             else:
                 values = {}
@@ -195,7 +211,15 @@ class TopKHook:
         trainer = self.trainer
         n_eval = trainer.effective_n_eval(self.cfg.n_eval or trainer.cfg.eval.n_eval)
         return self.evaluator.run(score_function(trainer, n_eval), epoch, n_eval,
-                                  seed=trainer.cfg.seed * 100003 + epoch + 70000)
+                                  seed=topk_seed(trainer.cfg.seed, epoch))
+
+
+def topk_seed(run_seed: int, epoch: int) -> int:
+    """The seed of the top-N passes with epoch ``epoch``'s weights: what ``kni recommend
+    --hit-rate`` takes to reproduce a stored run's top-N (apart from the valid / test
+    evaluations' seeds, ``kni_core.train``)."""
+    from .protocol import eval_seed
+    return eval_seed(run_seed, epoch, "topk")
 
 
 def score_function(scorer, n_eval: int) -> ScoreFn:

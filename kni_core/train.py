@@ -273,8 +273,8 @@ class Trainer:
             t1 = time.perf_counter()
             self.phase = "evaluation"
             try:
-                valid = self.evaluate("valid", seed=seed * 100003 + epoch)
-                test = self.evaluate("test", seed=seed * 100003 + epoch + 50000)
+                valid = self.evaluate("valid", seed=protocol.eval_seed(seed, epoch, "valid"))
+                test = self.evaluate("test", seed=protocol.eval_seed(seed, epoch, "test"))
             except Diverged as e:
                 raise Diverged(f"epoch {epoch}: {e}") from None
             result = EpochResult(seed, epoch, loss, valid.auc, valid.logloss, valid.acc,

@@ -18,9 +18,22 @@ import torch
 from kni_core.checkpoint import load_model
 from kni_core.config import RunConfig
 from kni_core.data import load_raw
-from kni_core.explain import ENTITY, INTERACTED, ITEM, USER, Namer, centre_mass, explain
+from kni_core.explain import (
+    ENTITY,
+    INTERACTED,
+    ITEM,
+    USER,
+    ExplainError,
+    Namer,
+    Neighbour,
+    PairMatrix,
+    centre_mass,
+    explain,
+    run_score,
+    why_absent,
+)
 from kni_core.recommend import ModelScorer, hit_rate, recommend
-from kni_core.topk import TopKEvaluator, score_function
+from kni_core.topk import TopKEvaluator, score_function, topk_seed
 from kni_core.train import Trainer
 from workbench.store.repository import Store
 
@@ -35,14 +48,22 @@ def kni(*args: str, env: dict) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
+#: Run 4's evaluation: batches of 7 rows (the default is 1024) and the top-N stored with the run.
+TOPK_EVAL = "eval: {n_eval: 3, batch_size: 7, topk: {enabled: true, users: 10, k: [5, 20], full: false}}"
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Runs 1 (KNI), 2 (NI) and 3 (MF) in one database; returns (db, env)."""
+    """Runs 1 (KNI), 2 (NI), 3 (MF) and 4 (KNI with top-N and eval.batch_size 7) in one
+    database; returns (db, env)."""
     base = tmp_path_factory.mktemp("explain")
     env = {"KNI_CACHE_DIR": str(base / "cache"), "COLUMNS": "160"}
     for name, model in (("tiny-kni", KNI_MODEL), ("tiny-ni", KNI_MODEL.replace("{", "{kg: false, ")),
-                        ("tiny-mf", "{name: mf, dim: 4}")):
-        (base / f"{name}.yaml").write_text(tiny_recipe(name, model=model[1:-1], train="lr: 0.01", n_eval=3))
+                        ("tiny-mf", "{name: mf, dim: 4}"), ("tiny-topk", KNI_MODEL)):
+        recipe = tiny_recipe(name, model=model[1:-1], train="lr: 0.01", n_eval=3)
+        if name == "tiny-topk":
+            recipe = recipe.replace("eval: {n_eval: 3}", TOPK_EVAL)
+        (base / f"{name}.yaml").write_text(recipe)
         res = kni("run", str(base / f"{name}.yaml"), "--db", str(base / "runs.db"), env=env)
         assert res.returncode == 0, res.stderr
     return base / "runs.db", env
@@ -56,7 +77,7 @@ def opened(runs):
     os.environ["KNI_CACHE_DIR"] = env["KNI_CACHE_DIR"]
     out = {}
     with Store.open(db, readonly=True) as store:
-        for run_id in (1, 2):
+        for run_id in (1, 2, 4):
             run = store.get(run_id)
             cfg = RunConfig.from_dict(json.loads(run.config_json))
             model, data = load_model(cfg, db.parent / run.checkpoint)
@@ -98,7 +119,7 @@ def test_the_matrix_is_the_models_own_computation(opened):
     with torch.no_grad():
         logit = model(torch.tensor([u]), torch.tensor([v]), 1, torch.Generator().manual_seed(3))
     assert e.samples[0].logit == pytest.approx(float(logit), abs=1e-5)
-    # the probability is the run's evaluation score of the pair (n_eval passes, the trainer's predict)
+    # the probability is the trainer's predict of the pair alone (a batch of one, n_eval passes, seed --seed)
     trainer = Trainer(cfg, data)
     trainer.model.load_state_dict(model.state_dict())
     expected = trainer.predict(torch.tensor([[u, v, 1]]), repeats=5, seed=3)[0]
@@ -149,8 +170,10 @@ def test_ni_has_no_kg_neighbours(opened):
 
 def test_a_planted_shared_entity_is_the_top_pair(opened):
     """Plant it in the weights: give an item the user trained on and a KG entity of the target
-    item one large shared vector. With every neighbour drawn (n1 = max_degree, all distinct
-    columns), that (item, entity) pair must hold the most attention - in the named cell."""
+    item one large shared vector. With every neighbour drawn (n1 = max_degree, all the table's
+    columns), that (item, entity) pair must hold the most attention - in the named cell. Large:
+    top pairs sum a pair's cells, and the table repeats the neighbours of small nodes, so a
+    pair of ordinary vectors filling many cells can outweigh a slightly favoured single one."""
     cfg, model, data = opened[1]
     from kni_core.models.kni import KNI
     planted = KNI(data.n_entity, torch.from_numpy(np.array(data.adjacency)), cfg.model)
@@ -176,7 +199,7 @@ def test_a_planted_shared_entity_is_the_top_pair(opened):
     u, a, v, x = found
     with torch.no_grad():
         direction = torch.randn(cfg.model.hidden, generator=torch.Generator().manual_seed(0))
-        planted.embedding[a] = planted.embedding[x] = 3 * direction / direction.norm()
+        planted.embedding[a] = planted.embedding[x] = 8 * direction / direction.norm()
     e = explain(planted, data, u, v, n_eval=1, seed=0, samples=3)
     for m in e.samples:
         top = m.top_pairs(1)[0]
@@ -184,6 +207,59 @@ def test_a_planted_shared_entity_is_the_top_pair(opened):
         assert top["user_side"] == Namer(data).entity(a).name and top["item_side"] == Namer(data).entity(x).name
     first = e.stability[0]              # ranked by how often a pair was the top one
     assert (first["user_entity"], first["item_entity"]) == (a, x) and first["top1"] == 1.0 and first["drawn"] == 1.0
+
+
+def test_run_score_is_the_runs_own_evaluation_score_of_the_pair(runs, opened):
+    """Run 4 evaluated in batches of 7 rows: its split scored again with the run's seed rule gives
+    the stored AUCs (so the seeds are the trainer's), and run_score is that score of the pair,
+    which explain's probability (the pair alone, its own draws) is not."""
+    from kni_core.metrics import evaluate_scores
+    db, _ = runs
+    cfg, model, data = opened[4]
+    with Store.open(db, readonly=True) as store:
+        run = store.get(4)
+    trainer = Trainer(cfg, data)
+    trainer.model.load_state_dict(model.state_dict())
+    for split, stored_auc in (("valid", run.best_valid_auc), ("test", run.best_test_auc)):
+        rows = getattr(data, split)
+        seed = cfg.seed * 100003 + run.best_epoch + (50000 if split == "test" else 0)
+        scores = trainer.predict(torch.from_numpy(rows), seed=seed)
+        assert evaluate_scores(rows[:, 2], scores, data.threshold).auc == pytest.approx(stored_auc, abs=1e-9)
+        row = len(rows) // 2 + 3                      # a row past the first batches
+        u, v = int(rows[row, 0]), int(rows[row, 1])
+        got = run_score(model, data, u, v, run_seed=cfg.seed, epoch=run.best_epoch, n_eval=cfg.eval.n_eval,
+                        eval_batch=cfg.eval.batch_size)
+        assert (got.split, got.row, got.seed, got.batch) == (split, row, seed, 7)
+        assert got.score == pytest.approx(float(scores[row]), abs=1e-7)
+    alone = explain(model, data, u, v, n_eval=cfg.eval.n_eval).probability
+    assert alone != pytest.approx(got.score, abs=1e-7)
+    trained = data.train[0]
+    assert run_score(model, data, int(trained[0]), int(trained[1]), run_seed=cfg.seed, epoch=1, n_eval=3,
+                     eval_batch=7) is None
+
+
+def test_top_pairs_sum_the_cells_of_one_entity_pair():
+    """Neighbours are drawn with replacement: item 10 fills two rows, so the (item 10, item 20)
+    pair holds 0.4 over two cells and leads, ahead of the single cell of 0.3."""
+    def nb(entity, kind):
+        return Neighbour(entity, kind, entity, "itself")
+    users = [nb(1, USER), nb(10, ITEM), nb(10, ITEM)]
+    items = [nb(20, ITEM), nb(30, ENTITY)]
+    attention = np.array([[0.30, 0.05], [0.20, 0.05], [0.20, 0.20]])
+    score = np.array([[1.0, 2.0], [3.0, 4.0], [3.0, 6.0]])       # deeper hops: one pair's cells can differ
+    m = PairMatrix(0, users, items, attention, score, float((attention * score).sum()))
+    top = m.top_pairs(10)
+    assert [(p["user_entity"], p["item_entity"]) for p in top] == [(10, 20), (1, 20), (10, 30), (1, 30)]
+    assert [p["cells"] for p in top] == [2, 1, 2, 1]
+    assert [p["attention"] for p in top] == pytest.approx([0.4, 0.3, 0.25, 0.05])
+    assert sum(p["attention"] for p in top) == pytest.approx(1.0)
+    assert (top[0]["row"], top[0]["col"]) == (1, 0)                 # the first of its two tied cells
+    assert (top[0]["score"], top[0]["contribution"]) == pytest.approx((3.0, 1.2))
+    # (10, 30): cells 0.05 x 4 and 0.2 x 6; its cell of most attention is (2, 1)
+    assert (top[2]["row"], top[2]["col"]) == (2, 1)
+    assert top[2]["contribution"] == pytest.approx(1.4) and top[2]["score"] == pytest.approx(1.4 / 0.25)
+    assert top[0]["user_side"] == "item 10" and top[2]["item_side"] == "entity 30"
+    assert len(m.top_pairs(2)) == 2
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,6 +346,26 @@ def test_explain_command_prints_the_matrix_and_json(runs):
     assert again["probability"] == out["probability"] and again["samples"] == out["samples"]
     ni = json.loads(kni("explain", "2", "--db", str(db), "--json", env=env).stdout)
     assert ni["kg"] is False
+    # top pairs are entity pairs, listed once each, with the cells they fill
+    pairs = [(p["user_entity"], p["item_entity"]) for p in sample["top_pairs"]]
+    assert len(set(pairs)) == len(pairs) and all(p["cells"] >= 1 for p in sample["top_pairs"])
+    # the text says what the probability is, and is not
+    said = " ".join(res.stdout.split())
+    assert "scored alone" in said and "not the run's stored evaluation score" in said
+    assert "--run-score" in said and "run_score" not in out
+
+
+def test_explain_run_score_command(runs, opened):
+    db, env = runs
+    cfg, model, data = opened[4]
+    with Store.open(db, readonly=True) as store:
+        run = store.get(4)
+    out = json.loads(kni("explain", "4", "--run-score", "--json", "--db", str(db), env=env).stdout)
+    u, v = a_test_positive(data)
+    expected = run_score(model, data, u, v, run_seed=cfg.seed, epoch=run.best_epoch, n_eval=3, eval_batch=7)
+    assert out["run_score"] == expected.to_dict() and out["run_score"]["split"] == "test"
+    text = kni("explain", "4", "--run-score", "--db", str(db), env=env).stdout
+    assert f"the run's evaluation at epoch {run.best_epoch} gave it {expected.score:.4f}" in " ".join(text.split())
 
 
 def test_explain_errors_exit_2(runs, tmp_path):
@@ -279,7 +375,7 @@ def test_explain_errors_exit_2(runs, tmp_path):
     gpu = kni("explain", "1", "--device", "gpu", "--db", str(db), env=env)
     assert gpu.returncode == 2 and "--device gpu" in gpu.stderr and "Traceback" not in gpu.stderr
     bad = kni("explain", "1", "--user", "99999", "--db", str(db), env=env)
-    assert bad.returncode == 2 and "no user 99999" in bad.stderr
+    assert bad.returncode == 2 and "no user 99999 in the ratings file" in bad.stderr
     shutil.copy(db, tmp_path / "moved.db")
     moved = kni("explain", "1", "--db", str(tmp_path / "moved.db"), env=env)
     assert moved.returncode == 2 and "missing" in moved.stderr and "Traceback" not in moved.stderr
@@ -302,12 +398,77 @@ def test_recommend_command(runs):
     assert hr["users"] == 10 and 0.0 <= hr["hit_rate@20"] <= 1.0 and hr["recall@20"] <= 1.0
 
 
+def test_recommend_hit_rate_by_default_gives_the_stored_top_n(runs):
+    """Run 4 stored its top-N (10 users, k 5 and 20) evaluated in batches of 7: by default the
+    hit rate takes the run's top-N seed and batch size, so its precision and recall are those."""
+    db, env = runs
+    with Store.open(db, readonly=True) as store:
+        run = store.get(4)
+        (stored,) = store.topk(4)
+    assert stored.protocol == "sampled" and stored.users == 10 and stored.epoch == run.best_epoch
+    for k in (5, 20):
+        res = kni("recommend", "4", "--db", str(db), "--hit-rate", "10", "-k", str(k), "--json", env=env)
+        assert res.returncode == 0, res.stderr
+        hr = json.loads(res.stdout)
+        assert hr["seed"] == topk_seed(run.seed, run.best_epoch) and hr["n_eval"] == stored.n_eval == 3
+        assert hr[f"precision@{k}"] == pytest.approx(stored.metrics[f"precision@{k}"], abs=1e-12)
+        assert hr[f"recall@{k}"] == pytest.approx(stored.metrics[f"recall@{k}"], abs=1e-12)
+    other = json.loads(kni("recommend", "4", "--db", str(db), "--hit-rate", "10", "-k", "20", "--seed", "5",
+                           "--json", env=env).stdout)
+    assert other["seed"] == 5
+
+
+def test_a_user_dropped_by_preprocessing_is_told_apart_from_an_unknown_id(tmp_path):
+    """User 30 and item 40 are in the ratings file, but user 30 has no positive rating (so none
+    in training either) and is the only one to rate item 40: preprocessing drops both."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "mini"
+    folder.mkdir()
+    rows = {(int(u), int(i)): int(rng.integers(0, 2)) for u, i in zip(rng.integers(0, 30, 600),
+                                                                       rng.integers(0, 40, 600))}
+    rows.update({(30, i): 0 for i in (0, 1, 2, 40)})
+    (folder / "ratings_final.txt").write_text("".join(f"{u}\t{i}\t{y}\n" for (u, i), y in rows.items()))
+    (folder / "kg_final.txt").write_text("".join(f"{i}\t0\t{50 + i % 5}\n" for i in range(41)))
+    recipe = tiny_recipe("mini", model=KNI_MODEL[1:-1], epochs=1).replace(
+        "dataset: {name: synthetic, min_relation_triples: 1, synthetic: {preset: tiny}}",
+        f"dataset: {{path: '{folder}', min_relation_triples: 1}}")
+    (tmp_path / "mini.yaml").write_text(recipe)
+    env = {"KNI_CACHE_DIR": str(tmp_path / "cache")}
+    db = str(tmp_path / "runs.db")
+    assert kni("run", str(tmp_path / "mini.yaml"), "--db", db, env=env).returncode == 0
+    dropped = kni("explain", "1", "--user", "30", "--db", db, env=env)
+    assert dropped.returncode == 2 and "user 30 is in the ratings file but not in this run's data" in dropped.stderr
+    assert "no positive rating in the training split" in dropped.stderr
+    unknown = kni("recommend", "1", "--user", "31", "--db", db, env=env)
+    assert unknown.returncode == 2 and "no user 31 in the ratings file" in unknown.stderr
+    item = kni("explain", "1", "--item", "40", "--db", db, env=env)
+    assert item.returncode == 2 and "item 40 is in the ratings file but not in this run's data" in item.stderr
+    # without the ratings file at hand, the message gives both reasons
+    with Store.open(db, readonly=True) as store:
+        run = store.get(1)
+        cfg = RunConfig.from_dict(json.loads(run.config_json))
+    old = os.environ.get("KNI_CACHE_DIR")
+    os.environ["KNI_CACHE_DIR"] = env["KNI_CACHE_DIR"]
+    try:
+        _, data = load_model(cfg, tmp_path / run.checkpoint)
+    finally:
+        if old is None:
+            os.environ.pop("KNI_CACHE_DIR", None)
+        else:
+            os.environ["KNI_CACHE_DIR"] = old
+    with pytest.raises(ExplainError, match="the ratings file has no such user, or preprocessing dropped it"):
+        Namer(data).lookup(USER, 30)
+    ratings = np.array([(u, i, y) for (u, i), y in rows.items()])
+    assert why_absent(USER, 30, ratings).startswith("user 30 is in the ratings file")
+    assert why_absent(USER, 77, ratings) == "no user 77 in the ratings file (ids as in the dataset's files)"
+
+
 def test_compare_explain(runs):
     db, env = runs
     res = kni("compare", "--explain", "--all", "--explain-rows", "40", "--json", "--db", str(db), env=env)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert [r["model"] for r in out["runs"]] == ["KNI", "NI"] and out["skipped"]
+    assert [r["model"] for r in out["runs"]] == ["KNI", "NI", "KNI"] and out["skipped"]       # runs 1, 2, 4
     for r in out["runs"]:
         assert r["n"] == 40 and 0 < r["q1"] <= r["median"] <= r["q3"] < 1 and r["uniform"] == pytest.approx(1 / 25)
     text = kni("compare", "--explain", "1", "2", "--explain-rows", "20", "--db", str(db), env=env)

@@ -116,6 +116,49 @@ def test_evaluator_users_candidates_and_metrics_by_hand():
     assert full.metrics["full_ndcg@2"] == pytest.approx((1.0 + 0.0) / 2)
 
 
+def test_full_exclude_valid_removes_the_users_validation_items_from_the_full_ranking():
+    """Off (the default): the full ranking keeps the user's validation items as candidates, so a
+    validation positive ranked first takes a test positive's place; on: they are not candidates.
+    The sampled protocol (KGCN's) keeps them either way."""
+    base = hand_data()
+    data = PreparedData(base.train, np.array([[1, 8, 1], [2, 9, 0], [4, 9, 1]]), base.test, base.adjacency, 10,
+                        n_users=4, items=base.items)
+    # by item (5..9); user 1's validation positive 8 scores highest of its candidates
+    table = {1: [0.99, 0.98, 0.3, 0.95, 0.6], 2: [0.2, 0.8, 0.99, 0.5, 0.1]}
+
+    def score(users, items, seed):
+        return np.array([table[u] for u in users])
+
+    def metrics(**option):
+        ev = TopKEvaluator(data, TopKConfig(enabled=True, k=[2], full_k=[2], **option))
+        return [r.metrics for r in ev.run(score, epoch=1, n_eval=1)]
+
+    sampled, full = metrics()
+    # user 1: candidates 7, 8, 9 ranked 8, 9, 7 (relevant 7, 9): 1 of 2 in the top 2; user 2: 6, 8 (relevant 5): 0
+    assert full["full_recall@2"] == pytest.approx((1 / 2 + 0) / 2)
+    assert metrics(full_exclude_valid=False) == [sampled, full]
+    sampled_ex, full_ex = metrics(full_exclude_valid=True)
+    # user 1: 8 removed, ranked 9, 7: both relevant; user 2: 9 removed, still 6, 8 first
+    assert full_ex["full_recall@2"] == pytest.approx((1.0 + 0) / 2)
+    assert sampled_ex == sampled
+
+
+def test_with_full_exclude_valid_no_candidate_is_a_validation_item():
+    data = prepare(tiny().validate())
+    ev = TopKEvaluator(data, TopKConfig(enabled=True, full_exclude_valid=True))
+    users = ev.full_users
+    valid = ev.valid[users].toarray()                                 # each user's validation items
+    assert valid.any() and len(data.valid)
+    scores = np.random.default_rng(0).random(valid.shape)
+    everything = valid.shape[1]
+    # ranked to the end, no candidate of the full ranking is a validation item of its user ...
+    assert not ranked_hits(scores, ev.excluded(users, exclude_valid=True), valid, everything).any()
+    # ... while without the option (the sampled protocol's candidates) they are candidates, and
+    # the training items are excluded either way
+    assert ranked_hits(scores, ev.excluded(users), valid, everything).sum() == (valid & ~ev.excluded(users)).sum()
+    assert (ev.excluded(users, exclude_valid=True) >= ev.train[users].toarray()).all()
+
+
 def test_user_samples_are_seeded_and_capped():
     rng = np.random.default_rng(0)
     users, items = np.arange(1, 201), np.arange(201, 301)
@@ -362,3 +405,16 @@ def test_tui_run_detail_plots_recall_at_k(tmp_path, monkeypatch):
 
     asyncio.run(body())
     store.close()
+
+
+def test_full_exclude_valid_off_keeps_the_hash_of_configs_stored_before_it():
+    """Runs with top-N on, stored before the key existed, keep their group: new seeds join it."""
+    from kni_core.config import RunConfig, canonical
+    d = RunConfig().to_dict()
+    d["eval"]["topk"]["enabled"] = True
+    before = {**d, "eval": {**d["eval"], "topk": {k: v for k, v in d["eval"]["topk"].items()
+                                                  if k != "full_exclude_valid"}}}
+    assert canonical(before) == canonical(d)
+    assert RunConfig.from_dict(before).config_hash() == RunConfig.from_dict(d).config_hash()
+    d["eval"]["topk"]["full_exclude_valid"] = True
+    assert RunConfig.from_dict(d).config_hash() != RunConfig.from_dict(before).config_hash()

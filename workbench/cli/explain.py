@@ -8,7 +8,7 @@ them); a prepared cache written before those ids were kept takes the internal en
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, List, Optional
+from typing import List, Optional
 
 import typer
 from rich.markup import escape
@@ -16,12 +16,6 @@ from rich.markup import escape
 from kni_core.errors import KniError
 
 from .common import JSON_HELP, db_option, fail, open_store, out
-
-if TYPE_CHECKING:                                  # imported where used, so `kni --help` starts fast
-
-    pass
-
-
 
 USER_HELP = "User id as in the dataset's files (default: the first test positive's user)."
 DEVICE_HELP = "Where the model runs: cpu (default) or cuda[:N]."
@@ -38,6 +32,40 @@ def _opened(db: str, run_id: int, device: str):
         store.close()
 
 
+def _entity(opened, kind: str, raw: int) -> int:
+    """The internal entity of a user / item id typed by the user; when the run's data lacks it,
+    the error says why, read in the dataset's ratings file (not in it, or dropped by
+    preprocessing) where that file loads, else both possible reasons."""
+    from kni_core.explain import ExplainError, why_absent
+    try:
+        return opened.namer.lookup(kind, raw)
+    except ExplainError:
+        ratings = _ratings(opened.cfg) if opened.namer.raw_ids is not None else None
+        if ratings is None:
+            raise
+        raise ExplainError(why_absent(kind, raw, ratings)) from None
+
+
+def _ratings(cfg):
+    """The dataset's ``(user, item, label)`` rows as its files have them, None when they do not load."""
+    from kni_core.data import load_raw
+    try:
+        return load_raw(cfg).ratings
+    except (KniError, OSError, ValueError):
+        return None
+
+
+def _probability_note(run, scored) -> str:
+    """Beside the probability (the pair alone, see the view's headline): the run's own score of it."""
+    if run is None:
+        return ("the run's own evaluation scored the pair inside a batch of its split, with its own seed (KNI draws "
+                "one set of table columns per batch): --run-score gives that score")
+    if scored is None:
+        return "this pair is in neither the validation nor the test split: the run's evaluation never scored it"
+    return (f"the run's evaluation at epoch {run.best_epoch} gave it [bold]{scored.score:.4f}[/] ({scored.split} "
+            f"split, row {scored.row}, batches of {scored.batch} rows, seed {scored.seed})")
+
+
 def explain_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists them); a KNI or NI run."),
                     user: Optional[int] = typer.Option(None, "--user", "-u", help=USER_HELP),
                     item: Optional[int] = typer.Option(None, "--item", "-i",
@@ -52,34 +80,50 @@ def explain_command(run_id: int = typer.Argument(..., help="Run id (kni runs lis
                                                          help="Passes averaged for the probability (default: "
                                                               "the run's eval.n_eval)."),
                     top: int = typer.Option(5, "--top", min=1, help="Pairs listed."),
+                    run_score: bool = typer.Option(False, "--run-score",
+                                                   help="Also the score the run's own evaluation gave the pair at "
+                                                        "its selected epoch (its split scored again, batch by batch "
+                                                        "with the run's seed, up to the pair's batch; the same "
+                                                        "number on the device type the run ran on)."),
                     device: str = typer.Option("cpu", "--device", help=DEVICE_HELP),
                     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
                     db: str = db_option()) -> None:
-    """Why the run predicts what it does for a (user, item) pair: the probability, then the
-    neighbour-pair matrix of one sampled neighbourhood (attention weight and pair score per
-    cell; rows the user and its neighbours, columns the item and its neighbours), and the top
-    pairs. KNI and NI runs only."""
-    from kni_core.explain import ExplainError, explain
+    """Why the run predicts what it does for a (user, item) pair: the model's probability for it
+    (n_eval passes of the pair alone, seeded --seed: not the run's stored evaluation score, see
+    --run-score), then the neighbour-pair matrix of one sampled neighbourhood (attention weight and
+    pair score per cell; rows the user and its neighbours, columns the item and its neighbours),
+    and the top entity pairs. KNI and NI runs only."""
+    from kni_core.explain import ExplainError, explain, run_score as score_of_run
     opened = _opened(db, run_id, device)
+    scored = None
     try:
         if not opened.explainable:
             raise ExplainError(f"run {run_id} is a {opened.cfg.model.name} run: explain reads KNI's neighbour-pair "
                                f"attention (KNI and NI runs only); kni recommend {run_id} scores any run")
+        if user is not None:
+            _entity(opened, "user", user)
         if item is None:
             u, v = opened.default_pair(user)
         else:
-            u = opened.user_entity(user) if user is not None else opened.default_pair()[0]
-            v = opened.item_entity(item)
+            u = _entity(opened, "user", user) if user is not None else opened.default_pair()[0]
+            v = _entity(opened, "item", item)
         e = explain(opened.model, opened.data, u, v, n_eval=n_eval or opened.cfg.eval.n_eval, seed=seed,
                     samples=samples, namer=opened.namer)
+        if run_score:
+            scored = score_of_run(opened.model, opened.data, u, v, run_seed=opened.cfg.seed,
+                                  epoch=opened.run.best_epoch, n_eval=opened.cfg.eval.n_eval,
+                                  eval_batch=opened.cfg.eval.batch_size)
     except KniError as err:
         fail(err)
     if json_out:
+        extra = {"run_score": scored.to_dict() if scored else None} if run_score else {}
         print(json.dumps({"run": run_id, "model": opened.cfg.model.name, "kg": getattr(opened.cfg.model, "kg", None),
-                          **e.to_dict(top)}))
+                          **e.to_dict(top), **extra}))
         return
     from ..views.explain import explanation_view
-    out().print(explanation_view(opened, e, k=top))
+    console = out()
+    console.print(explanation_view(opened, e, k=top))
+    console.print(f"[dim]{_probability_note(opened.run if run_score else None, scored)}[/]", highlight=False)
 
 
 def recommend_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists them)."),
@@ -90,7 +134,11 @@ def recommend_command(run_id: int = typer.Argument(..., help="Run id (kni runs l
                                                                   "protocol's seeded sample, eval.topk.seed), the "
                                                                   "share whose top k holds a test positive, with "
                                                                   "precision@k and recall@k."),
-                      seed: int = typer.Option(0, "--seed", min=0, help="Seed of the sampled passes."),
+                      seed: Optional[int] = typer.Option(None, "--seed", min=0,
+                                                         help="Seed of the sampled passes (default: with "
+                                                              "--hit-rate, the run's own top-N seed, so that "
+                                                              "--hit-rate eval.topk.users gives the stored "
+                                                              "top-N values; else 0)."),
                       n_eval: Optional[int] = typer.Option(None, "--n-eval", min=1,
                                                            help="Passes averaged per score (default: the run's "
                                                                 "eval.topk.n_eval, else eval.n_eval; 1 for the "
@@ -104,23 +152,26 @@ def recommend_command(run_id: int = typer.Argument(..., help="Run id (kni runs l
     from kni_core.recommend import hit_rate as hit_rate_of, recommend
     opened = _opened(db, run_id, device)
     passes = n_eval or opened.cfg.eval.topk.n_eval or opened.cfg.eval.n_eval
+    batch = opened.cfg.eval.batch_size
     try:
         if hit_rate is not None:
             if user is not None:
                 raise KniError("--hit-rate samples its users: drop --user")
             result = hit_rate_of(opened.model, opened.data, users=hit_rate, k=k, n_eval=passes,
-                                 user_seed=opened.cfg.eval.topk.seed, seed=seed)
+                                 user_seed=opened.cfg.eval.topk.seed, seed=_topk_seed(opened, seed),
+                                 eval_batch=batch)
         else:
-            u = opened.user_entity(user) if user is not None else opened.default_pair()[0]
-            rec = recommend(opened.model, opened.data, u, k, n_eval=passes, seed=seed)
+            u = _entity(opened, "user", user) if user is not None else opened.default_pair()[0]
+            rec = recommend(opened.model, opened.data, u, k, n_eval=passes, seed=seed or 0, eval_batch=batch)
     except KniError as err:
         fail(err)
     if hit_rate is not None:
         if json_out:
             print(json.dumps({"run": run_id, **result}))
             return
+        whose = " (the run's top-N seed)" if seed is None else ""
         out().print(f"{escape(opened.label)}\nover {result['users']} test users (seed {result['user_seed']}), "
-                     f"top {k}, {result['n_eval']} pass(es) per score: hit rate@{k} "
+                     f"top {k}, {result['n_eval']} pass(es) per score seeded {result['seed']}{whose}: hit rate@{k} "
                      f"[bold]{result[f'hit_rate@{k}']:.4f}[/], precision@{k} {result[f'precision@{k}']:.4f}, "
                      f"recall@{k} {result[f'recall@{k}']:.4f}", highlight=False)
         return
@@ -131,6 +182,14 @@ def recommend_command(run_id: int = typer.Argument(..., help="Run id (kni runs l
     console = out()
     console.print(f"[dim]{escape(opened.label)}[/]", highlight=False)
     console.print(recommendation_table(opened, rec))
+
+
+def _topk_seed(opened, seed: int | None) -> int:
+    """``--seed``, else the seed the run's top-N used with its selected epoch's weights."""
+    from kni_core.topk import topk_seed
+    if seed is not None:
+        return seed
+    return topk_seed(opened.cfg.seed, opened.run.best_epoch or 0)
 
 
 # --------------------------------------------------------------------------------------------

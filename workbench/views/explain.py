@@ -58,11 +58,11 @@ def heatmap(m: PairMatrix, compact: bool = False) -> Table:
 
 def top_pairs_table(m: PairMatrix, k: int = 5) -> Table:
     t = Table(title="top pairs by attention", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
-    for col in ("#", "user side", "item side", "attention", "score", "attention x score"):
+    for col in ("#", "user side", "item side", "cells", "attention", "score", "attention x score"):
         t.add_column(col, justify="right" if col not in ("user side", "item side") else "left")
-    for rank, p in enumerate(m.top_pairs(k), start=1):
-        t.add_row(str(rank), p["user_side"], p["item_side"], f"{p['attention']:.4f}", f"{p['score']:+.4f}",
-                  f"{p['contribution']:+.5f}")
+    for rank, p in enumerate(m.top_pairs(k), start=1):      # cells: a pair drawn twice fills two, summed
+        t.add_row(str(rank), p["user_side"], p["item_side"], str(p["cells"]), f"{p['attention']:.4f}",
+                  f"{p['score']:+.4f}", f"{p['contribution']:+.5f}")
     return t
 
 
@@ -89,7 +89,8 @@ def headline(opened: OpenRun, e: Explanation) -> Text:
     text.append(f"  ({e.label or 'not in any split'})\n")
     text.append("predicted probability ")
     text.append(f"{e.probability:.4f}", style="bold")
-    text.append(f" (mean of {e.n_eval} sampled passes, seed {e.seed})\n")
+    text.append(f" (mean of {e.n_eval} sampled passes of the pair scored alone, seed {e.seed}; not the run's "
+                "stored evaluation score, which depends on the batch the pair was evaluated in)\n")
     m = e.samples[0]
     text.append(f"one sampled neighbourhood (seed {m.seed}): probability {m.probability:.4f}, logit "
                 f"{m.logit:+.4f} = sum(attention x score) over {n}x{n} pairs; centre cell "
