@@ -636,6 +636,21 @@ def test_the_prune_listener_prunes_below_the_median_and_never_after_the_last_epo
 
 
 
+def test_each_tpe_choice_is_checked_whole_at_its_line():
+    """A choice that breaks a rule of the configuration alone was accepted: each trial that drew
+    it failed, spending the budget, and the sweep never read done."""
+    text = ("name: t\ndataset: {name: synthetic, synthetic: {preset: tiny}}\nseeds: [1]\nsweep:\n  tpe:\n"
+            "    n: 4\n    space:\n      dataset.split: {choice: [[0.6, 0.2, 0.2], [0.5, 0.3, 0.3]]}\n"
+            "      model.hop_n_sample: {choice: [[1, 4], [2, 4]]}\n")
+    with pytest.raises(RecipeError) as e:
+        parse_recipe(text, "t.yaml")
+    said = str(e.value)
+    assert "t.yaml:8: sweep.tpe.space.dataset.split: choice [0.5, 0.3, 0.3]: expected three positive fractions" in said
+    assert "t.yaml:9: sweep.tpe.space.model.hop_n_sample: choice [2, 4]: expected a list" in said
+    assert "[0.6, 0.2, 0.2]:" not in said and "choice [1, 4]" not in said
+    parse_recipe(text.replace(", [0.5, 0.3, 0.3]", "").replace(", [2, 4]", ", [1, 8]"), "t.yaml")   # fine
+
+
 def test_the_rerun_seeds_of_a_pruning_sweep_are_never_pruned(tmp_path):
     """The rerun measures the chosen point: it was pruned like a search run (3 of 5 seeds cut
     after one epoch and averaged in, the choice shown below the popularity floor)."""

@@ -309,13 +309,17 @@ class Builder:
         return self.normalise(f, value)
 
     def check_points(self, base: RunConfig) -> None:
-        """Every grid / random point whole (the rules between keys), each mistake at the line
-        of the swept value behind it."""
+        """Every grid / random point whole (the rules between keys), and each choice of a TPE
+        space in the base configuration, each mistake at the line of the swept value behind it."""
         assert self.sweep is not None and self.sweep_reader is not None
         reader = self.sweep_reader
         method = "grid" if self.sweep.grid else "random"
         seen: set[tuple[str | None, str]] = set()
-        for params in self.sweep.points():
+        tpe = self.sweep.tpe
+        # TPE asks its points as it goes: each listed choice is checked in the base configuration
+        # (a value that breaks a rule alone would otherwise spend a trial of the budget, failed)
+        choices = [{k: c} for k, d in tpe.space.items() if d.kind == "choice" for c in d.choices] if tpe else []
+        for params in self.sweep.points() or choices:
             for problem in apply_params(base, params).problems():
                 message = str(problem)
                 m = _ERROR_KEY.match(message)
@@ -326,6 +330,10 @@ class Builder:
                 if swept is not None and swept in self.sweep.grid:
                     where = f"sweep.grid.{swept}"
                     line = reader.value_lines.get((swept, json.dumps(params[swept], sort_keys=True)))
+                elif swept is not None and tpe is not None:
+                    where = f"sweep.tpe.space.{swept}"
+                    line = reader.lines.get(where)
+                    message = f"choice {json.dumps(params[swept])}: {message}"
                 elif swept is not None:
                     where = f"sweep.random.space.{swept}"
                     line = reader.lines.get(where)
