@@ -15,7 +15,7 @@ import hashlib
 import os
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .config import DEFAULT_MODEL, RunConfig
 from .errors import KniError
@@ -95,9 +95,11 @@ def check_same_data(what: str, saved: Any, data: PreparedData | dict[str, str]) 
                                    "(kni show RUN lists them) or train again")
 
 
-def write_atomically(path: str | os.PathLike, obj: Any) -> None:
+def write_atomically(path: str | os.PathLike, obj: Any, before_replace: Callable[[], None] | None = None) -> None:
     """``torch.save(obj)`` into a new file beside ``path``, synced, then renamed over it. A failed
-    write (a full disk) leaves the previous file whole and no partial file behind."""
+    write (a full disk) leaves the previous file whole and no partial file behind; so does an
+    exception of ``before_replace``, called once the new file is whole (the caller's last word:
+    a process that is no longer the file's writer must not replace it)."""
     import torch
 
     path = Path(path)
@@ -109,6 +111,8 @@ def write_atomically(path: str | os.PathLike, obj: Any) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -18,7 +18,7 @@ bitwise identical (tested); on CUDA, as identical as its kernels are determinist
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .checkpoint import CheckpointMissing, CheckpointUnreadable, state_digest, write_atomically
 from .results import EpochResult, TopKResult
@@ -92,8 +92,8 @@ def restore(trainer: Trainer, state: dict) -> int:
     return int(state["epoch"])
 
 
-def save(path: str | os.PathLike, state: dict) -> None:
-    write_atomically(path, state)
+def save(path: str | os.PathLike, state: dict, before_replace: Callable[[], None] | None = None) -> None:
+    write_atomically(path, state, before_replace)
 
 
 def read(path: str | os.PathLike, config: dict | None = None, identity: dict | None = None) -> dict:

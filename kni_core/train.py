@@ -299,11 +299,12 @@ class Trainer:
         best = topk.finish(self.best)       # top-N at the selected epoch, with its weights
         self.summary = FitSummary(seed, best.epoch, best, len(history), stopped_early)
 
-    def save(self, path: Path) -> None:
+    def save(self, path: Path, before_replace: Callable[[], None] | None = None) -> None:
         """Write the checkpoint (config and weights) atomically (:func:`kni_core.checkpoint.write_atomically`):
         a failed write (a full disk) leaves the previous checkpoint whole and no partial file behind."""
         from .checkpoint import model_checkpoint, write_atomically
-        write_atomically(path, model_checkpoint(self.cfg.to_dict(), self.model.state_dict(), self.data.sources))
+        write_atomically(path, model_checkpoint(self.cfg.to_dict(), self.model.state_dict(), self.data.sources),
+                         before_replace)
 
 
 def should_stop(history: list[EpochResult], split: str, patience: int) -> bool:

@@ -151,7 +151,7 @@ def test_checkpoint_key_is_validated_and_left_out_of_the_group_hash():
 def test_a_default_checkpoint_that_cannot_be_written_does_not_fail_the_run(tmp_path, monkeypatch, caplog):
     from workbench.runs.execute import execute
 
-    def no_space(self, path):
+    def no_space(self, path, before_replace=None):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(Trainer, "save", no_space)

@@ -111,7 +111,8 @@ def test_every_model_trains_saves_and_loads_through_one_trainer(name, tmp_path):
     results = list(trainer.fit())
     assert len(results) == 2 and trainer.summary.best_epoch in (1, 2)
     state = torch.load(tmp_path / "best.pt", weights_only=True)
-    assert set(state) == {"config", "model", "digest"} and state["config"] == cfg.to_dict()
+    assert set(state) == {"config", "model", "digest", "data_files"} and state["config"] == cfg.to_dict()
+    assert state["data_files"] == data.sources          # the files its data came from (none: generated)
     model, _ = load_model(cfg, tmp_path / "best.pt", data)
     assert list(model.state_dict()) == list(trainer.model.state_dict()) and not model.training
     assert trainer.effective_n_eval(7) == (7 if model.stochastic else 1)

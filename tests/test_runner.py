@@ -420,7 +420,7 @@ def test_a_checkpoint_that_cannot_be_saved_keeps_the_epoch(tmp_path, monkeypatch
         def finished(self, summary): pass
         def failed(self, error): ended.append(error)
 
-    def no_space(self, path):
+    def no_space(self, path, before_replace=None):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(Trainer, "save", no_space)

@@ -175,3 +175,27 @@ def test_a_stopped_run_process_resumed_elsewhere_stops_when_continued(tmp_path):
     assert run.status == COMPLETED and run.pid == new.pid and run.error is None
     assert [e.epoch for e in store.epochs(run_id)] == list(range(1, run.n_epochs + 1)) and run.n_epochs == 12
     store.close()
+
+
+def test_a_superseded_process_replaces_none_of_the_runs_files(tmp_path):
+    """The CI's case: stopped between its last owned epoch and the state write, the old process,
+    continued, replaced the new attempt's last-epoch state with its own epoch, and the new attempt
+    refused it ("holds epoch 7, the run stores 1"). Files are now replaced only by their owner."""
+    import torch
+
+    from kni_core.checkpoint import write_atomically
+    with Store.open(tmp_path / "runs.db") as store:
+        run_id = queued(store)
+        old = store.claim(run_id, 4242, this_host())
+        store.add_epoch(run_id, result(1), result(1), owner=old)
+        crash_and_resume(store, run_id)
+        new = store.claim(run_id, 4343, this_host())
+        store.check_owner(run_id, new)                          # the new attempt's: it may write
+        with pytest.raises(Superseded):
+            store.check_owner(run_id, old)
+        path = tmp_path / "run-1.last.pt"
+        write_atomically(path, {"epoch": 1}, lambda: store.check_owner(run_id, new))
+        with pytest.raises(Superseded):
+            write_atomically(path, {"epoch": 7}, lambda: store.check_owner(run_id, old))
+        assert torch.load(path, weights_only=True) == {"epoch": 1}
+        assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

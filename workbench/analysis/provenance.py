@@ -80,10 +80,14 @@ def same_files(a: dict[str, str] | None, b: dict[str, str] | None) -> bool:
 
 def differences(flat: Iterable[dict]) -> dict[str, list[str]]:
     """What the runs of one group disagree on, from their :func:`read` facts: ``{"code": [keys],
-    "data": [keys]}``, an empty list where they agree (unknown values are not a disagreement)."""
+    "data": [keys]}``, an empty list where they agree (unknown values are not a disagreement).
+    The data is compared by its source files (:func:`same_files`), as ``kni compare`` does, not
+    by the prepared-data key: the key's recipe changes between versions of this code while the
+    files, and so the rows, stay the same."""
     flat = list(flat)
-    out: dict[str, list[str]] = {}
-    for part, keys in (("code", CODE_KEYS), ("data", DATA_KEYS)):
-        out[part] = [k for k in keys
-                     if len({json.dumps(p[k], sort_keys=True) for p in flat if p[k] is not None}) > 1]
+    out = {"code": [k for k in CODE_KEYS
+                    if len({json.dumps(p[k], sort_keys=True) for p in flat if p[k] is not None}) > 1]}
+    files = [p["data_files"] for p in flat]
+    out["data"] = ["data_files"] if any(not same_files(a, b) for i, a in enumerate(files)
+                                        for b in files[i + 1:]) else []
     return out

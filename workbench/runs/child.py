@@ -151,7 +151,8 @@ def last_epoch(store: Store, run: Run, cfg: RunConfig, listener: StoreListener):
     last = LastEpoch(last_state_path(store.url, run.id), run_identity(run),
                      on_saved=lambda path, size, seconds: listener._write(
                          "the last-epoch state's size",
-                         lambda: store.record_last_state(run.id, size, seconds, owner=listener.owner)))
+                         lambda: store.record_last_state(run.id, size, seconds, owner=listener.owner)),
+                     still_ours=lambda: store.check_owner(run.id, listener.owner))
     if not run.n_epochs:
         return last, None
     from kni_core import resume

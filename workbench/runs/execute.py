@@ -86,6 +86,9 @@ class LastEpoch:
     path: Path
     identity: dict
     on_saved: Callable[[Path, int, float], None] | None = None
+    #: Raises when this process no longer owns the run (superseded while stopped): called before
+    #: a file of the run is replaced, so that it never overwrites the new attempt's.
+    still_ours: Callable[[], None] | None = None
 
 
 def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData | None = None,
@@ -126,7 +129,7 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
                 best = result
                 try:
                     with shield():
-                        _save(trainer, Path(checkpoint), result.epoch)
+                        _save(trainer, Path(checkpoint), result.epoch, last.still_ours if last else None)
                 except CheckpointError as e:
                     if not checkpoint_optional:
                         raise
@@ -159,9 +162,9 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
     return trainer.summary
 
 
-def _save(trainer: Trainer, path: Path, epoch: int) -> None:
+def _save(trainer: Trainer, path: Path, epoch: int, still_ours: Callable[[], None] | None = None) -> None:
     try:
-        trainer.save(path)
+        trainer.save(path, still_ours)
     except OSError as e:
         raise CheckpointError(f"checkpoint {path}: cannot save the model of epoch {epoch} "
                               f"({e.strerror or e}); the stored epochs are kept and the previous "

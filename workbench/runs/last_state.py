@@ -43,7 +43,7 @@ class LastStateWriter:
         try:
             state = resume.capture(trainer, self.last.identity)
             with self.shield():                  # a signal waits for the file to be whole
-                resume.save(self.last.path, state)
+                resume.save(self.last.path, state, getattr(self.last, "still_ours", None))
         except OSError as e:
             log.warning("last-epoch state %s: cannot be written (%s); an interruption would resume from the "
                         "previous one", self.last.path, e.strerror or e)

@@ -321,6 +321,12 @@ class Store(Annotations, Attempts, SweepRecords):
                              f"this process ({owner}) was superseded while it was stopped or cut off (kni resume, "
                              f"or the id reused after kni rm) and writes nothing more")
 
+    def check_owner(self, run_id: int, owner: Owner | None) -> None:
+        """:class:`Superseded` (or RunGone) unless ``owner`` still owns the run: asked before a run
+        process replaces one of the run's files, which the database's owner check cannot guard."""
+        with self._read() as s:
+            self._not_ours(s, run_id, owner)
+
     def record_start(self, run_id: int, device: str, data_stats: dict | None,
                      provenance: dict | None = None, owner: Owner | None = None) -> None:
         """The run process's start: its device, the data's statistics, and the provenance it
