@@ -24,13 +24,13 @@ from workbench.runs.provenance import Code
 from workbench.runs.rows import new_run
 from workbench.store.liveness import this_host
 from workbench.store.repository import Store
-from workbench.store.statuses import CANCELLED, COMPLETED, CRASHED, RUNNING
-
-from helpers import tiny_recipe, wait_for
 
 #: One worker runs every test of this file, one after the other (``-n 2 --dist loadgroup``):
 #: two Ray instances at once on two cores would starve each other's timeouts.
 pytestmark = pytest.mark.xdist_group("ray")
+from workbench.store.statuses import CANCELLED, COMPLETED, CRASHED, RUNNING
+
+from helpers import tiny_recipe, wait_for
 
 #: Seconds any one wait of these tests may take (Ray starts slowly on a loaded 2-core machine).
 TIMEOUT = 180
