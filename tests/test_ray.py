@@ -24,10 +24,6 @@ from workbench.runs.provenance import Code
 from workbench.runs.rows import new_run
 from workbench.store.liveness import this_host
 from workbench.store.repository import Store
-
-#: One worker runs every test of this file, one after the other (``-n 2 --dist loadgroup``):
-#: two Ray instances at once on two cores would starve each other's timeouts.
-pytestmark = pytest.mark.xdist_group("ray")
 from workbench.store.statuses import CANCELLED, COMPLETED, CRASHED, RUNNING
 
 from helpers import tiny_recipe, wait_for
