@@ -66,21 +66,11 @@ def sources_now(cfg: RunConfig, saved: Any) -> dict[str, str]:
     folder holds them now (those still there): what :func:`check_same_data` compares, without
     preparing the data, so that a run can be refused before anything of it changes."""
     from .data import source_folder
+    from .data.prepare import source_digests
     if not isinstance(saved, dict) or not saved:
         return {}
     folder = source_folder(cfg)
-    if folder is None:
-        return {}
-    present = [name for name in sorted(saved) if (folder / name).is_file()]
-    return {name: _file_sha256(folder / name) for name in present}
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return source_digests(folder, list(saved)) if folder is not None else {}
 
 
 def check_same_data(what: str, saved: Any, data: PreparedData | dict[str, str]) -> None:
