@@ -36,7 +36,7 @@ if TYPE_CHECKING:                    # scipy is imported where a graph is built:
 from ..config import RunConfig, stable_hash
 from ..errors import DataError
 from .raw import RawDataset
-from .setops import unique_ids, unique_rows
+from .setops import isin_sorted, unique, unique_ids, unique_rows
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +110,12 @@ def split_ratings(ratings: np.ndarray, fractions: list[float], seed: int,
         # is frozen by numpy's compatibility policy, so these rows never change.
         rs = np.random.RandomState(seed)
         valid_idx = rs.permutation(n)[:n_valid]
-        rest = np.setdiff1d(np.arange(n), valid_idx)
+        taken = np.zeros(n, dtype=bool)         # setdiff1d's ascending rows, without its hashing
+        taken[valid_idx] = True
+        rest = np.flatnonzero(~taken)
         test_idx = rest[rs.permutation(len(rest))[:n_test]]
-        train_idx = np.setdiff1d(rest, test_idx)
+        taken[test_idx] = True
+        train_idx = np.flatnonzero(~taken)
     elif method == "permutation":
         order = np.random.default_rng(seed).permutation(n)
         valid_idx, test_idx = np.sort(order[:n_valid]), np.sort(order[n_valid:n_valid + n_test])
@@ -120,10 +123,10 @@ def split_ratings(ratings: np.ndarray, fractions: list[float], seed: int,
     else:
         raise ValueError(f"unknown split method {method!r}")
     train = ratings[train_idx]
-    users_with_positive = np.unique(train[train[:, 2] == 1, 0])
+    users_with_positive = unique(train[train[:, 2] == 1, 0])
 
     def keep(part: np.ndarray) -> np.ndarray:
-        return part[np.isin(part[:, 0], users_with_positive)]
+        return part[isin_sorted(part[:, 0], users_with_positive)]
 
     return keep(train), keep(ratings[valid_idx]), keep(ratings[test_idx])
 
@@ -133,7 +136,7 @@ def check_splits(parts: dict[str, np.ndarray], fractions: list[float], raw: RawD
     holds one label only (AUC undefined), or a training split of one label."""
     r = raw.ratings
     pos = int(r[:, 2].sum())
-    data = (f"the data has {len(r):,} rating(s) of {len(np.unique(r[:, 0])):,} user(s), {pos:,} positive and "
+    data = (f"the data has {len(r):,} rating(s) of {len(unique(r[:, 0])):,} user(s), {pos:,} positive and "
             f"{len(r) - pos:,} negative")
     for (name, part), share in zip(parts.items(), fractions):
         if share <= 0:
@@ -143,7 +146,7 @@ def check_splits(parts: dict[str, np.ndarray], fractions: list[float], raw: RawD
                    if name == "train" else "no rating is left in it")
             raise DataError(f"degenerate split: the {name} split is empty: {why}; {data}. Each split needs "
                             "ratings of both labels from several users.", raw.source)
-        labels = np.unique(part[:, 2])
+        labels = unique(part[:, 2])
         if len(labels) < 2:
             only = "positive" if labels[0] == 1 else "negative"
             why = "the model cannot learn to tell them apart" if name == "train" else "its AUC is undefined"
@@ -275,7 +278,7 @@ def build(raw: RawDataset, cfg: RunConfig) -> PreparedData:
     train, valid, test = (np.column_stack([remap[p[:, 0]], remap[p[:, 1]], p[:, 2]]) for p in (train, valid, test))
     kg = remap[kg]
     triples = np.column_stack([remap[triples[:, 0]], triples[:, 1], remap[triples[:, 2]]]).astype(np.int64)
-    items = np.unique(np.concatenate([train[:, 1], valid[:, 1], test[:, 1]]))
+    items = unique(np.concatenate([train[:, 1], valid[:, 1], test[:, 1]]))
     positives = train[train[:, 2] == 1, :2]
     adj = neighbour_lists(n_entity, np.vstack([kg, positives]))
     if s["max_degree"] > 0:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .setops import unique
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class RawDataset:
         raw = cls(ratings, kg, n_users, n_items, n_entities, n_relations, source, kg_source)
         raw.check()
         pairs = ratings[:, 0] * raw.n_items + ratings[:, 1]       # ids are compact: no overflow
-        duplicates = len(pairs) - len(np.unique(pairs))
+        duplicates = len(pairs) - len(unique(pairs))
         if duplicates:
             raw.warnings.append(f"{source}: {duplicates} rating row(s) repeat a (user, item) pair already rated; "
                                 "a pair can then land in both the training and the test split")
@@ -114,10 +115,10 @@ def _dense(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     largest = int(ids.max())
     if largest < SPARSE_SLACK:
         return None
-    distinct, inverse = np.unique(ids, return_inverse=True)
+    distinct = unique(ids.ravel())
     if largest + 1 <= 2 * len(distinct) + SPARSE_SLACK:
         return None
-    return distinct, inverse.reshape(ids.shape)
+    return distinct, np.searchsorted(distinct, ids)
 
 
 def _compact(ratings: np.ndarray, kg: np.ndarray, n_items: int | None, source: str,
