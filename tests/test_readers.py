@@ -520,3 +520,31 @@ def test_kni_pickle_ids_beyond_64_bits(tmp_path: Path) -> None:
         pickle.dump(data, f)
     with pytest.raises(DataError, match=r"dataset\['train_data'\] row 2: id 18446744073709551615 does not fit"):
         read_folder(tmp_path, cfg_for(tmp_path))
+
+
+def test_each_reader_names_the_files_it_read_and_only_those(tmp_path: Path, movie_folder: Path,
+                                                             book_folder: Path, recbole_folder: Path) -> None:
+    """The provenance of a run is the files its rows came from: the raw, RecBole and pickle
+    readers named none, so a README or a second dataset beside them was recorded as read."""
+    pickles = subfolder(tmp_path, "pkl")
+    write_pickle(pickles, kni_dataset())
+    expected = {
+        movie_folder: (ripplenet_raw.read, ["item_index2entity_id_rehashed.txt", "ratings.dat",
+                                            "kg_part1_rehashed.txt", "kg_part2_rehashed.txt"]),
+        book_folder: (ripplenet_raw.read, ["BX-Book-Ratings.csv", "item_index2entity_id_rehashed.txt",
+                                           "kg_rehashed.txt"]),
+        recbole_folder: (recbole.read, ["toy.inter", "toy.kg", "toy.link"]),
+        pickles: (kni_pkl.read, ["bc.pkl"]),
+    }
+    for folder, (read, names) in expected.items():
+        write(folder, "README.md", ["where these files come from"])
+        raw = read(folder, cfg_for(folder))
+        assert sorted(Path(f).name for f in raw.files) == sorted(names), folder
+        assert all(Path(f).parent == folder for f in raw.files)
+
+
+def test_a_utf8_bom_is_no_part_of_the_first_field(movie_folder: Path) -> None:
+    plain = ripplenet_raw.read(movie_folder, cfg_for(movie_folder))
+    path = movie_folder / "ratings.dat"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert ripplenet_raw.read(movie_folder, cfg_for(movie_folder)).ratings.tolist() == plain.ratings.tolist()

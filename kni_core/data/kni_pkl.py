@@ -29,6 +29,7 @@ import scipy.sparse as sp
 from ..config import DatasetConfig
 from ..errors import DataError
 from .raw import RawDataset, as_int64
+from .setops import isin_sorted, unique
 
 PICKLE_NAMES = ("bc.pkl", "ab.pkl", "ml-1m.pkl", "ml-20m.pkl")
 RATING_KEYS = ("train_data", "test_data")
@@ -43,11 +44,13 @@ def read(folder: Path, cfg: DatasetConfig) -> RawDataset:
     path = _choose_pickle(Path(folder), cfg)
     dataset = _load(path)
     rows = np.concatenate([_rating_table(dataset, key, path) for key in RATING_KEYS])
-    users, items = np.unique(rows[:, 0]), np.unique(rows[:, 1])
+    users, items = unique(rows[:, 0]), unique(rows[:, 1])
     _check_disjoint(users, items, path)
     ratings = np.column_stack([np.searchsorted(users, rows[:, 0]), np.searchsorted(items, rows[:, 1]), rows[:, 2]])
     kg = _renumber_kg(_kg_triples(dataset, path), users, items)
-    return RawDataset.from_arrays(ratings, kg, source=str(path), n_items=len(items))
+    raw = RawDataset.from_arrays(ratings, kg, source=str(path), n_items=len(items))
+    raw.files = (str(path),)                                  # the provenance: the pickle, not the folder
+    return raw
 
 
 def _choose_pickle(folder: Path, cfg: DatasetConfig) -> Path:
@@ -130,7 +133,7 @@ def _rating_table(dataset: Mapping, key: str, path: Path) -> np.ndarray:
 
 
 def _check_disjoint(users: np.ndarray, items: np.ndarray, path: Path) -> None:
-    shared = np.intersect1d(users, items)
+    shared = users[isin_sorted(users, items)]
     if len(shared):
         raise DataError(f"{len(shared)} ids are both users and items (e.g. {shared[0]}); expected users and "
                         "items in one entity id space, with distinct ids", path)
@@ -171,9 +174,9 @@ def _edges(matrix, relation: int, path: Path) -> np.ndarray:
 def _renumber_kg(triples: np.ndarray, users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Drop edges touching users; items -> 0..I-1, other entities -> I.. by sorted original id."""
     ends = triples[:, [0, 2]]
-    triples = triples[~np.isin(ends, users).any(axis=1)]
+    triples = triples[~isin_sorted(ends.ravel(), users).reshape(ends.shape).any(axis=1)]
     ends = triples[:, [0, 2]]
-    is_item = np.isin(ends, items)
-    others = np.unique(ends[~is_item])
+    is_item = isin_sorted(ends.ravel(), items).reshape(ends.shape)
+    others = unique(ends[~is_item])
     new_ends = np.where(is_item, np.searchsorted(items, ends), len(items) + np.searchsorted(others, ends))
     return np.column_stack([new_ends[:, 0], triples[:, 1], new_ends[:, 1]])

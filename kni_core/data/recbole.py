@@ -45,7 +45,9 @@ def read(folder: Path, cfg: DatasetConfig) -> RawDataset:
                         f"listed in {link.name}", inter)
     ratings = labelled_pairs(positives, rated, len(item_ids), np.random.default_rng(cfg.split_seed))
     kg = _read_kg(kg_path, entity_ids)
-    return RawDataset.from_arrays(ratings, kg, source=str(inter), n_items=len(item_ids))
+    raw = RawDataset.from_arrays(ratings, kg, source=str(inter), n_items=len(item_ids))
+    raw.files = (str(inter), str(kg_path), str(link))        # the provenance: these, not the folder
+    return raw
 
 
 def _choose_stem(folder: Path, cfg: DatasetConfig) -> str:

@@ -82,7 +82,9 @@ def read(folder: Path, cfg: DatasetConfig) -> RawDataset:
                         folder / layout.ratings_file)
     ratings = labelled_pairs(positives, rated, len(item_of_raw), np.random.default_rng(cfg.split_seed))
     kg = _read_kg([folder / name for name in layout.kg_files], entity_ids)
-    return RawDataset.from_arrays(ratings, kg, source=str(folder / layout.ratings_file), n_items=len(item_of_raw))
+    raw = RawDataset.from_arrays(ratings, kg, source=str(folder / layout.ratings_file), n_items=len(item_of_raw))
+    raw.files = tuple(str(folder / name) for name in layout.files)     # the provenance: these, not the folder
+    return raw
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,7 +102,7 @@ def text_lines(path: Path) -> Iterator[tuple[int, str]]:
     except OSError as exc:
         raise DataError(f"cannot read the file ({exc.strerror})", path) from None
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8").removeprefix("\ufeff")      # a BOM is no part of the first field
     except UnicodeDecodeError:
         text = data.decode("latin-1")
     for number, line in enumerate(text.split("\n"), start=1):
