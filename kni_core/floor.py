@@ -10,7 +10,7 @@ no row), and the floor's version. NumPy only: no torch.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from .config import stable_hash
 
@@ -31,15 +31,16 @@ def floor_key(dataset: dict[str, Any]) -> str:
     return stable_hash({**{k: dataset.get(k) for k in SPLIT_SETTINGS}, "floor_version": FLOOR_VERSION})
 
 
-def popularity_floor(data: PreparedData, strata_edges: Sequence[int] | None = None) -> dict[str, Any]:
+def popularity_floor(data: PreparedData, edge_sets: Iterable[Sequence[int]] = ()) -> dict[str, Any]:
     """Popularity's valid and test metrics on ``data``'s split, under ``"strata"`` its test AUC by
-    stratum (:mod:`kni_core.strata`, user buckets of ``strata_edges``, default ``eval.strata``'s),
-    and under ``"files"`` the sha256 of the source files it was computed from: the key names the
-    split by its settings, and the same settings over edited files are not the same split."""
+    stratum (:mod:`kni_core.strata`: the user buckets of ``eval.strata``'s default edges and of
+    each of ``edge_sets``, so that runs with their own buckets find the floor's), and under
+    ``"files"`` the sha256 of the source files it was computed from: the key names the split by
+    its settings, and the same settings over edited files are not the same split."""
     from .config import EvalConfig
     from .metrics import evaluate_scores
     from .models.pop import calibrated, fit
-    from .strata import strata
+    from .strata import by_user_degree, strata
 
     probability = calibrated(*fit(data))[1]
     out: dict[str, Any] = {}
@@ -47,7 +48,21 @@ def popularity_floor(data: PreparedData, strata_edges: Sequence[int] | None = No
         rows = getattr(data, split)
         m = evaluate_scores(rows[:, 2], probability[rows[:, 1]], data.threshold)
         out.update({f"{split}_auc": m.auc, f"{split}_logloss": m.logloss, f"{split}_acc": m.acc})
-    edges = EvalConfig().strata if strata_edges is None else strata_edges
-    out["strata"] = strata(data, probability[data.test[:, 1]], edges)
+    scores = probability[data.test[:, 1]]
+    out["strata"] = strata(data, scores, EvalConfig().strata)
+    for edges in edge_sets:
+        out["strata"] = merge_strata(out["strata"], {"auc_by_user_degree": by_user_degree(data, data.test, scores,
+                                                                                           edges)})
     out["files"] = dict(sorted(data.sources.items()))     # whose split this is: see floor_key
+    return out
+
+
+def merge_strata(strata: dict, more: dict) -> dict:
+    """``strata`` with the buckets of ``more`` it lacks, by name: a bucket ("3-5" training rows)
+    holds the same rows whatever the other edges, so one floor serves every run's buckets."""
+    out = dict(strata)
+    for kind, buckets in more.items():
+        if isinstance(buckets, list):
+            have = {b.get("bucket") for b in out.get(kind) or [] if isinstance(b, dict)}
+            out[kind] = list(out.get(kind) or []) + [b for b in buckets if b.get("bucket") not in have]
     return out

@@ -173,3 +173,36 @@ def test_a_floor_stored_before_the_strata_gains_them_when_compared(strata_db, tm
         assert analysis.floors_for(store, store.runs(), compute=False)[key] == old     # shown as stored
         assert analysis.floors_for(store, store.runs())[key]["strata"] == floor["metrics"]["strata"]
         assert store.floors()[key]["metrics"] == floor["metrics"]                     # and kept
+
+
+def test_runs_with_their_own_buckets_find_the_floor_in_them(strata_db, tmp_path):
+    """The floor's strata were stored in the default buckets only, so a run with its own
+    ``eval.strata`` showed ``-`` for pop in each of its buckets."""
+    import shutil
+
+    from sqlalchemy import text
+
+    from workbench import analysis
+    from workbench.store.repository import Store
+    db = tmp_path / "own.db"
+    shutil.copy(strata_db, db)
+    recipe = tmp_path / "pop-1-10.yaml"
+    recipe.write_text(tiny_recipe("pop-1-10", epochs=1, model="name: pop").replace(
+        "eval: {n_eval: 2}", "eval: {n_eval: 2, strata: [1, 10]}"))
+    res = CliRunner().invoke(app, ["run", str(recipe), "--db", str(db)])
+    assert res.exit_code == 0, res.output
+    with Store.open(db) as store:
+        ((key, floor),) = store.floors().items()
+        pop = max(store.runs(), key=lambda r: r.id)
+        buckets = {b["bucket"]: b for b in floor["metrics"]["strata"]["auc_by_user_degree"]}
+        assert {"1-2", "3-5", "6-20", ">20", "1", "2-10", ">10"} <= set(buckets)    # the default ones kept
+        assert pop.strata_dict["auc_by_user_degree"] == [buckets[n] for n in ("1", "2-10", ">10")]
+        # a floor stored before, in the default buckets only, gains a run's own when compared
+        default = {**floor["metrics"], "strata": {**floor["metrics"]["strata"], "auc_by_user_degree": [
+            buckets[n] for n in ("1-2", "3-5", "6-20", ">20")]}}
+        with store.writer.begin() as conn:
+            conn.execute(text("UPDATE floors SET metrics = :m"), {"m": json.dumps(default)})
+        assert analysis.floors_for(store, store.runs())[key] == floor["metrics"]
+        assert store.floors()[key]["metrics"] == floor["metrics"]
+    table = json.loads(cli(str(db), "compare", "--strata", "--json"))[0]
+    assert table["pop"]["auc_users_2-10"] == buckets["2-10"]["auc"]

@@ -43,14 +43,20 @@ def floors_for(store: Store, runs: Iterable[Run], compute: bool = True) -> dict[
     stored = store.floors()
     out: dict[str, dict | None] = {}
     runs = list(runs)
+    edges: dict[str, list[list[int]]] = {}       # split key -> the user buckets its runs are shown in
+    for run in runs:
+        key = run_floor_key(run)
+        if key is not None and (e := run_edges(run)) is not None and e not in edges.setdefault(key, []):
+            edges[key].append(e)
     for run in runs:
         key = run_floor_key(run)
         if key is None or key in out:
             continue
-        if key in stored and ("strata" in stored[key]["metrics"] or not compute):
-            out[key] = stored[key]["metrics"]
-        elif compute:                            # absent, or stored before the strata were measured
-            out[key] = _compute(store, run, key) or (stored[key]["metrics"] if key in stored else None)
+        have = stored[key]["metrics"] if key in stored else None
+        if have is not None and (not compute or all(has_buckets(have, e) for e in edges.get(key, []))):
+            out[key] = have
+        elif compute:             # absent, stored before the strata were measured, or without these buckets
+            out[key] = _compute(store, run, key, edges.get(key, [])) or have
         else:
             out[key] = None
     for run in runs:                    # a floor of other files than a run read is no floor of its split
@@ -62,7 +68,24 @@ def floors_for(store: Store, runs: Iterable[Run], compute: bool = True) -> dict[
     return out
 
 
-def _compute(store: Store, run: Run, key: str) -> dict | None:
+def run_edges(run: Run) -> list[int] | None:
+    """The run's ``eval.strata`` edges (its user buckets), as stored."""
+    try:
+        e = (json.loads(run.config_json).get("eval") or {}).get("strata")
+    except (ValueError, AttributeError):
+        return None
+    return [int(x) for x in e] if isinstance(e, list) and all(isinstance(x, int) for x in e) else None
+
+
+def has_buckets(floor: dict, edges) -> bool:
+    """Whether a stored floor holds the user buckets of ``edges`` (and the strata at all)."""
+    from kni_core.strata import user_degree_buckets
+    have = {b.get("bucket") for b in (floor.get("strata") or {}).get("auc_by_user_degree") or []
+            if isinstance(b, dict)}
+    return "strata" in floor and all(name in have for name, _lo, _hi in user_degree_buckets(edges))
+
+
+def _compute(store: Store, run: Run, key: str, edge_sets: list[list[int]]) -> dict | None:
     from kni_core.config import RunConfig
     from kni_core.data import prepare
     from kni_core.floor import popularity_floor
@@ -74,10 +97,14 @@ def _compute(store: Store, run: Run, key: str) -> dict | None:
     if not same_files(read(run)["data_files"], data.sources):    # edited since: not the run's split
         log.info("no floor for run %d: its source files are not the ones here any more", run.id)
         return None
-    metrics = popularity_floor(data)
+    metrics = popularity_floor(data, edge_sets)
+    before = store.floors().get(key)
+    if before is not None and not same_files(before["metrics"].get("files"), data.sources):
+        return metrics                           # the stored floor is of other files: keep it apart
     if not store.readonly:
         try:
             store.save_floor(key, run.dataset, metrics)
+            return store.floors()[key]["metrics"]      # with the buckets stored before
         except StoreError:
             pass
     return metrics

@@ -137,11 +137,16 @@ class StoreListener:
         (comparisons show every group against it; computing it takes milliseconds here)."""
         from kni_core.floor import floor_key, popularity_floor
 
+        from ..analysis.floors import has_buckets
+        from ..analysis.provenance import same_files
         from .rows import dataset_label
         key = floor_key(start.config.to_dict()["dataset"])
         try:
-            if key not in self.store.floors():
-                self.store.save_floor(key, dataset_label(start.config), popularity_floor(start.data))
+            stored = self.store.floors().get(key)
+            if stored is None or (not has_buckets(stored["metrics"], start.config.eval.strata)
+                                  and same_files(stored["metrics"].get("files"), start.data.sources)):
+                self.store.save_floor(key, dataset_label(start.config),
+                                      popularity_floor(start.data, [start.config.eval.strata]))
         except StoreError as e:               # advice for comparisons, never a reason to fail the run
             log.warning("run %d: could not store the floor of its split (%s)", self.run_id, e)
 

@@ -625,7 +625,9 @@ class Store(Annotations, Attempts, SweepRecords):
 
     def save_floor(self, key: str, dataset: str, metrics: dict) -> None:
         """Store a split's floor once; a later one for the same split only adds what the stored
-        one lacks (the strata, for a floor stored before they were measured)."""
+        one lacks (the strata, for a floor stored before they were measured; user buckets of
+        other edges)."""
+        from kni_core.floor import merge_strata
         clean = {k: v if isinstance(v, dict) else _num(v) for k, v in metrics.items()}
         with self._write() as s:
             row = s.get(FloorRow, key)
@@ -633,8 +635,11 @@ class Store(Annotations, Attempts, SweepRecords):
                 s.add(FloorRow(key=key, dataset=dataset, created_at=utcnow(), metrics_json=json.dumps(clean)))
                 return
             stored = json.loads(row.metrics_json)
-            if set(clean) - set(stored):
-                row.metrics_json = json.dumps({**clean, **stored})
+            merged = {**clean, **stored}
+            if isinstance(stored.get("strata"), dict) and isinstance(clean.get("strata"), dict):
+                merged["strata"] = merge_strata(stored["strata"], clean["strata"])
+            if merged != stored:
+                row.metrics_json = json.dumps(merged)
 
 
 def _best_values(best: Any) -> dict[str, Any]:
