@@ -103,6 +103,37 @@ def test_a_sweeps_time_is_the_time_its_runs_ran_not_the_hours_between(tuned_db, 
         assert best_of_sweep(store, 1).seconds == 90 + 180       # 9:59:30-10:01, then 12:00-12:03
 
 
+def test_unequal_budgets_and_epochs_chosen_on_test_are_said(tuned_db, tmp_path):
+    """A sweep that ran fewer points than another, or whose runs chose their epoch on test, made
+    a comparison the table did not flag."""
+    import shutil
+
+    from sqlalchemy import text
+
+    from workbench.store.repository import Store
+    db = str(tmp_path / "runs.db")
+    shutil.copy(tuned_db, db)
+    with Store.open(db) as store:
+        runs = store.runs(sweep=2)
+        chosen = {r.sweep_point for r in runs if r.seed == 2}
+        (dropped,) = [r.id for r in runs if r.sweep_point not in chosen]
+        with store.writer.begin() as conn:
+            conn.execute(text("UPDATE runs SET select_on = 'test' WHERE sweep_id = 1"))
+    assert CliRunner().invoke(app, ["rm", str(dropped), "--yes", "--db", db]).exit_code == 0
+    res = CliRunner().invoke(app, ["compare", "--best-of-sweeps", "1", "2", "--json", "--db", db])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert [(s["sweep"], s["points_run"], s["trials"]) for s in out["sweeps"]] == [(1, 2, 2), (2, 1, 1)]
+    budget, on_test = out["warnings"]
+    assert "unequal tuning budgets" in budget and "sweep 1 (KNI) 2 = 2 point(s) x 1 seed(s)" in budget
+    assert "sweep 2 (MF) 1 = 1 point(s)" in budget
+    assert on_test.startswith("sweep(s) 1 select each run's epoch on test")
+    text_out = CliRunner().invoke(app, ["compare", "--best-of-sweeps", "1", "2", "--db", db]).stdout
+    assert "unequal tuning budgets" in " ".join(text_out.split())
+    res = CliRunner().invoke(app, ["compare", "--best-of-sweeps", "1", "2", "--json", "--db", tuned_db])
+    assert json.loads(res.stdout)["warnings"] == []
+
+
 def test_two_sweeps_of_one_model_are_two_columns_not_one_pooled_cell(tuned_db, tmp_path):
     """A second KNI sweep on the same dataset (another grid): its choice was averaged with the
     first sweep's into one KNI cell, and the paired test then refused the whole command."""

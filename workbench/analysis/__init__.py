@@ -29,8 +29,8 @@ _HOME = {
     **dict.fromkeys(('ALPHA', 'BOOTSTRAP_RESAMPLES', 'BOOTSTRAP_SEED', 'EXACT_MAX_SEEDS', 'MC_PATTERNS',
                      'bootstrap_ci', 'mean_std', 'min_pvalue', 'seeds_needed', 'sign_flip_pvalue'), "stats"),
     **dict.fromkeys(('EFFECT_BINS', 'EFFECT_LEVELS', 'KeyEffect', 'SweepChoice', 'SweepPoint', 'SweepRanking',
-                     'best_of_sweep', 'key_effects', 'rank_sweep', 'stored_best', 'sweep_points', 'sweep_rows',
-                     'tuned_matrix'),
+                     'best_of_sweep', 'budget_warnings', 'key_effects', 'rank_sweep', 'stored_best', 'sweep_points',
+                     'sweep_rows', 'tuned_matrix'),
                     "sweep_ranking"),
 }
 __all__ = sorted(_HOME)

@@ -193,10 +193,16 @@ class SweepChoice:
     seconds: float | None                        # time a run of it was running (running_seconds)
     pts: list[RunPoint]                          # the chosen point's counted runs
 
+    @property
+    def trials(self) -> int:
+        """Runs the search spent: points run x search seeds (the rerun's seeds do not choose)."""
+        return self.points_run * len(self.sweep.seed_list)
+
     def to_dict(self, metric: str) -> dict:
         p = self.point
         return {"sweep": self.sweep.id, "name": self.sweep.name, "method": self.sweep.method,
-                "budget_points": self.sweep.planned, "points_run": self.points_run, "seconds": self.seconds,
+                "budget_points": self.sweep.planned, "points_run": self.points_run, "trials": self.trials,
+                "seconds": self.seconds,
                 "point": p.number if p else None, "params": p.params if p else None,
                 "config_hash": p.config_hash if p else None, "n": p.n if p else 0,
                 "seeds": [m.run.seed for m in p.group.members] if p and p.group else [],
@@ -227,6 +233,28 @@ def best_of_sweep(store: Store, sweep_id: int, *, status: Sequence[str] | None =
                                for a in ended.get(r.id, []) + [current_attempt(r, 0)]])
     pts = list(chosen.group.members) if chosen is not None and chosen.group is not None else []
     return SweepChoice(ranking.sweep, chosen, sum(1 for p in ranking.points if p.runs), seconds, pts)
+
+
+def budget_warnings(choices: Sequence[SweepChoice]) -> list[str]:
+    """What makes a comparison of sweeps' choices unequal: sweeps of one dataset that spent
+    different numbers of trials (the model given more has the better chance), and sweeps whose
+    runs chose their epoch on test, whose test numbers are then not held out."""
+    warnings = []
+    by_dataset: dict[str, list[SweepChoice]] = {}
+    for c in choices:
+        if c.pts:
+            by_dataset.setdefault(c.pts[0].run.dataset, []).append(c)
+    for ds, group in by_dataset.items():
+        if len({c.trials for c in group}) > 1:
+            spent = ", ".join(f"sweep {c.sweep.id} ({c.pts[0].run.model}) {c.trials} = {c.points_run} point(s) x "
+                              f"{len(c.sweep.seed_list)} seed(s)" for c in group)
+            warnings.append(f"{ds}: the sweeps spent unequal tuning budgets, in search trials: {spent}; a model "
+                            "given more trials has the better chance of a good point")
+    on_test = [c.sweep.id for c in choices if any(p.run.select_on == "test" for p in c.pts)]
+    if on_test:
+        warnings.append(f"sweep(s) {', '.join(map(str, on_test))} select each run's epoch on test (select_on: test): "
+                        "their test numbers are not held out and read optimistic")
+    return warnings
 
 
 def tuned_matrix(choices: Sequence[SweepChoice], metric: str) -> Matrix:

@@ -41,10 +41,12 @@ def compare_best_of_sweeps(store, sweep_ids: List[int], metric: str, at: str, st
         mat = cmp.tuned_matrix(choices, metric)
         floors = cmp.floors_for(store, [p.run for p in pts])
         tests = _paired_against_kni(mat, metric)
+        warnings = cmp.budget_warnings(choices)
     except KniError as e:
         fail(e)
     if json_out:
         print(json.dumps({"metric": metric, "at": str(at_value), "sweeps": [c.to_dict(metric) for c in choices],
+                          "warnings": warnings,
                           "matrix": matrix_json(mat, floors),
                           "paired": [{"dataset": ds, "reference": ref, "column": col, **r.to_dict()}
                                      for ds, ref, col, r in tests]},
@@ -52,6 +54,8 @@ def compare_best_of_sweeps(store, sweep_ids: List[int], metric: str, at: str, st
         return
     console = out()
     console.print(_choices_table(choices, metric))
+    for line in warnings:
+        console.print(f"[yellow]warning:[/] {escape(line)}")
     console.print(matrix_table(mat, at_value, pts, floors))
     if tests:
         console.print(_paired_rows(tests, mat.col_labels, metric))
@@ -79,13 +83,14 @@ def _paired_against_kni(mat, metric: str) -> list:
 def _choices_table(choices: list, metric: str) -> Table:
     table = Table(title="each sweep's choice, on validation (the tuning budget it spent)", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("sweep", "recipe", "method", "points", "time", "chosen point", "seeds", "valid auc", metric):
-        table.add_column(col, justify="right" if col in ("sweep", "points", "seeds", "valid auc", metric) else "left",
-                         overflow="fold")
+    for col in ("sweep", "recipe", "method", "points", "trials", "time", "chosen point", "seeds", "valid auc", metric):
+        table.add_column(col, justify="right" if col in ("sweep", "points", "trials", "seeds", "valid auc", metric)
+                         else "left", overflow="fold")
     from ..recipe.sweep import params_text
     for c in choices:
         p = c.point
         table.add_row(str(c.sweep.id), escape(c.sweep.name), c.sweep.method, f"{c.points_run}/{c.sweep.planned}",
+                      str(c.trials),
                       duration(c.seconds) if c.seconds is not None else "-",
                       escape(f"{p.number}: {params_text(p.params)}") if p else "-", str(p.n if p else 0),
                       fmt(p.stat("valid_auc")[0]) if p else "-", fmt(p.stat(metric)[0]) if p else "-")
