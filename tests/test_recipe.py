@@ -411,6 +411,30 @@ def test_override_on_load_recipe(tmp_path):
     assert recipe.base.eval.n_eval == 5
 
 
+SYNTHETIC = "name: s\ndataset: {name: synthetic, synthetic: {preset: tiny}}\n"
+
+
+def test_an_entry_of_the_generators_parameters_is_set_and_swept_like_a_key():
+    """``dataset.synthetic`` is a mapping of the generator's parameters: ``--set`` and a sweep
+    of one of its entries were refused ("no section 'dataset.synthetic'")."""
+    recipe = parse_recipe(SYNTHETIC, "s.yaml", overrides=["dataset.synthetic.users=500"])
+    assert recipe.base.dataset.synthetic == {"preset": "tiny", "users": 500}
+    bare = parse_recipe("name: s\ndataset: {name: synthetic}\n", overrides=["dataset.synthetic.users=50"])
+    assert bare.base.dataset.synthetic == {"users": 50}
+    for override, message in (("dataset.synthetic.users=-3", "expected a value from 1 to 10,000,000; got -3"),
+                              ("dataset.synthetic.userz=5", "unknown key; did you mean 'users'?")):
+        with pytest.raises(RecipeError) as info:
+            parse_recipe(SYNTHETIC, "s.yaml", overrides=[override])
+        assert str(info.value) == f"--set {override}: {message}"
+    swept = parse_recipe(SYNTHETIC + "sweep:\n  grid:\n    dataset.synthetic.users: [50, 70]\n", "s.yaml")
+    assert [c.dataset.synthetic for c in (swept.config_for_point(p, 1) for p in swept.sweep.points())] == [
+        {"preset": "tiny", "users": 50}, {"preset": "tiny", "users": 70}]
+    assert swept.base.dataset.synthetic == {"preset": "tiny"}
+    with pytest.raises(RecipeError) as info:
+        parse_recipe(SYNTHETIC + "sweep:\n  grid:\n    dataset.synthetic.users: [50, -1]\n", "s.yaml")
+    assert str(info.value) == "s.yaml:5: sweep.grid.dataset.synthetic.users: expected a value from 1 to 10,000,000; got -1"
+
+
 @pytest.mark.parametrize("override, message", [
     ("model.temprature=3", "--set model.temprature=3: unknown key; did you mean 'temperature'?"),
     ("modle.kg=false", "--set modle.kg=false: unknown section 'modle'; did you mean 'model'?"),

@@ -39,7 +39,7 @@ from kni_core.schema import short_repr
 from .errors import RecipeError
 from .recipe import EXECUTORS, Recipe
 from .seeds import MAX_SEEDS, SEEDS_EXPECTED, parse_seeds
-from .sweep import SweepSpec, apply_params, params_text
+from .sweep import SweepSpec, apply_params, params_text, set_entry
 from .sweep_reader import SweepReader
 from .yaml_nodes import (
     NULL_TAG,
@@ -70,6 +70,10 @@ for _name, _klass in MODEL_CONFIGS.items():
 
 def _fields(klass: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(klass)}
+
+
+def _is_mapping(f: dataclasses.Field) -> bool:
+    return f.default_factory is dict or f.type in (dict, "dict")
 
 
 def _other_model_key(key: str, model: str) -> str:
@@ -116,6 +120,18 @@ class Builder:
                 return None
             klass = subsection(f) if i < len(parts) - 2 else None
         return f
+
+    def mapping_key(self, key: str) -> tuple[str, str] | None:
+        """``(field, entry)`` of a key inside a mapping-valued field (``dataset.synthetic.users``:
+        the generator's parameters), whose entries the config checks rather than the schema."""
+        parts = key.split(".")
+        for n in range(2, len(parts)):
+            f = self.field_of(".".join(parts[:n]))
+            if f is None:
+                return None
+            if _is_mapping(f):
+                return ".".join(parts[:n]), ".".join(parts[n:])
+        return None
 
     # -- errors ---------------------------------------------------------------------------
     def fail(self, key: str | None, message: str, line: int | None = None,
@@ -292,6 +308,8 @@ class Builder:
             raise self.fail(where, "model.name cannot be swept (each model has its own keys); "
                                    "write one recipe per model", line)
         f = self.field_of(key)
+        if f is None and self.mapping_key(key) is not None:
+            return dataclasses.field(default=None)      # an entry: the config checks it, as in the file
         if f is None or subsection(f) is not None:
             parent, name = key.rsplit(".", 1)
             holder = section_class(section, self.model_name) if parent == section else \
@@ -304,6 +322,8 @@ class Builder:
         """A value of swept ``key`` checked and normalised as the recipe's own value would be."""
         f = self.sweep_field(key, key, line)
         value = self.construct(f"sweep.{key}", node, line, None)
+        if self.mapping_key(key) is not None:
+            return value
         value = self.coerce(f, value, node)
         self.check_field(key, f, value, node, line, None)
         return self.normalise(f, value)
@@ -506,6 +526,8 @@ class Builder:
                                 origin=origin)
             if section == "model" and name in _MODEL_KEYS:
                 pass                    # checked against the model once model.name is final
+            elif self.mapping_key(key) is not None:
+                return self.set_entry(key, value_text, origin)
             elif self.field_of(key) is None:
                 parent = key.rsplit(".", 1)[0]
                 klass = section_class(section, self.model_name) if parent == section else \
@@ -525,6 +547,23 @@ class Builder:
         if problem:
             raise self.fail(key, f"the value {problem}", origin=origin)
         self.set_node(key, node, origin=origin)
+        return key
+
+    def set_entry(self, key: str, value_text: str, origin: str) -> str:
+        """``--set dataset.synthetic.users=500``: one entry of a mapping field, merged into it."""
+        field_key, entry = self.mapping_key(key)
+        try:
+            node = yaml.compose(value_text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as e:
+            raise self.fail(key, f"invalid YAML value: {yaml_error_text(e)[1]}", origin=origin) from None
+        problem = too_big(node) if node is not None else None
+        if problem:
+            raise self.fail(key, f"the value {problem}", origin=origin)
+        mapping = self.values.get(field_key)
+        if not isinstance(mapping, dict):
+            mapping = copy.deepcopy(self.field_of(field_key).default_factory())
+        self.values[field_key] = set_entry(mapping, entry, self.construct(key, node, None, origin))
+        self.where[key] = (None, origin)
         return key
 
     def set_seeds_argument(self, seeds: str | list[int]) -> None:

@@ -246,15 +246,34 @@ class SweepSpec:
 
 
 def apply_params(cfg: RunConfig, params: dict) -> RunConfig:
-    """A copy of ``cfg`` with the point's dotted keys set (not validated)."""
+    """A copy of ``cfg`` with the point's dotted keys set (not validated); a key may end inside
+    a mapping field (``dataset.synthetic.users``)."""
     cfg = copy.deepcopy(cfg)
     for key, value in params.items():
         parts = key.split(".")
         obj: Any = cfg
-        for part in parts[:-1]:
-            obj = getattr(obj, part)
-        setattr(obj, parts[-1], copy.deepcopy(value))
+        for i, part in enumerate(parts[:-1]):
+            inner = getattr(obj, part)
+            if isinstance(inner, dict):
+                setattr(obj, part, set_entry(inner, ".".join(parts[i + 1:]), value))
+                break
+            obj = inner
+        else:
+            setattr(obj, parts[-1], copy.deepcopy(value))
     return cfg
+
+
+def set_entry(mapping: dict, entry: str, value: Any) -> dict:
+    """A copy of ``mapping`` with its dotted ``entry`` set to ``value``."""
+    out = copy.deepcopy(mapping)
+    inner = out
+    *parents, last = entry.split(".")
+    for part in parents:
+        if not isinstance(inner.get(part), dict):
+            inner[part] = {}
+        inner = inner[part]
+    inner[last] = copy.deepcopy(value)
+    return out
 
 
 def params_text(params: dict, width: int | None = None) -> str:
