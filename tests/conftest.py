@@ -6,10 +6,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+#: One torch / OpenMP thread per process unless the shell says otherwise: the suite runs in two
+#: workers (``-n 2``) on two cores, and two runs of two spinning threads each would fight over
+#: them. Set before anything imports torch, and inherited by every run process a test starts.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from kni_core.data.registry import locate
-from kni_core.errors import DataError
+import pytest  # noqa: E402
+
+from kni_core.data.registry import locate  # noqa: E402
+from kni_core.errors import DataError  # noqa: E402
 
 #: Settings of the user's shell that would reach into the tests (their database, a cluster, a
 #: crash threshold); KNI_DATA_DIR stays: it is where the real datasets are found.

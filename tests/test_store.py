@@ -608,7 +608,7 @@ def test_read_only_commands_work_in_a_read_only_folder(tmp_path):
     runner = CliRunner()
     with read_only_folder(folder):
         res = runner.invoke(app, ["runs", "--db", db])
-        assert res.exit_code == 0 and "read-only snapshot" in res.stdout, res.output
+        assert res.exit_code == 0 and "read-only snapshot" in " ".join(res.stdout.split()), res.output
         for args in (["runs", "--json"], ["show", str(run_id), "--json"], ["compare", "--json"],
                      ["export", "--csv", "-"]):
             res = runner.invoke(app, [*args, "--db", db])
