@@ -57,3 +57,20 @@ def test_the_scan_sees_relative_imports(tmp_path):
     path = ROOT / "workbench" / "cli" / "run.py"
     node = ast.parse("from ..store.records import _private").body[0]
     assert _imported_from(path, node) == "workbench.store.records"
+
+
+def test_no_lazily_exported_name_is_also_a_submodule():
+    """``workbench.analysis`` exports its names lazily; a name that is also one of its modules
+    (``matrix`` in ``matrix.py``) became the module once any import loaded it first, and
+    ``analysis.matrix(...)`` then raised "'module' object is not callable", depending only on
+    which command had imported what before."""
+    import pkgutil
+    import subprocess
+    import sys
+
+    import workbench.analysis as analysis
+    modules = {m.name for m in pkgutil.iter_modules(analysis.__path__)}
+    assert not set(analysis._HOME) & modules
+    probe = ("import workbench.analysis.sweep_ranking, workbench.analysis as a; "
+             "assert callable(a.matrix), a.matrix")
+    subprocess.run([sys.executable, "-c", probe], check=True)

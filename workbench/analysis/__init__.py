@@ -18,7 +18,7 @@ _HOME = {
     **dict.fromkeys(('FLOOR_METRICS', 'floors_for', 'floor_value', 'group_floor', 'vs_floor', 'below_floor',
                      'run_floor_key'), "floors"),
     **dict.fromkeys(('Group', 'counted_run', 'differing', 'group_key', 'group_points', 'resolve_group'), "groups"),
-    **dict.fromkeys(('Matrix', 'matrix'), "matrix"),
+    **dict.fromkeys(('Matrix', 'matrix'), "dataset_by_model"),
     **dict.fromkeys(('METRICS', 'DEFAULT_STATUSES', 'GROUP_BY', 'GROUP_ID_LENGTH', 'TOPK_FAMILIES',
                      'CompareError', 'check_metric', 'group_id', 'is_topk_metric', 'lower_is_better',
                      'parse_at', 'stratum_columns', 'topk_columns'), "metrics"),

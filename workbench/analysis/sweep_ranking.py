@@ -13,9 +13,9 @@ from ..store.attempts import current_attempt
 from ..store.records import METRICS, Attempt, Run, Sweep
 from ..store.repository import Store
 from ..store.statuses import COMPLETED, PRUNED
+from .dataset_by_model import Matrix, matrix
 from .export import json_value
 from .groups import Group, group_points
-from .matrix import Matrix, matrix
 from .metrics import group_id, lower_is_better
 from .selection import RunPoint, points, statuses_counted
 
