@@ -527,7 +527,7 @@ class Builder:
             if section == "model" and name in _MODEL_KEYS:
                 pass                    # checked against the model once model.name is final
             elif self.mapping_key(key) is not None:
-                return self.set_entry(key, value_text, origin)
+                pass                    # an entry of a mapping field: merged below
             elif self.field_of(key) is None:
                 parent = key.rsplit(".", 1)[0]
                 klass = section_class(section, self.model_name) if parent == section else \
@@ -546,19 +546,14 @@ class Builder:
         problem = too_big(node) if node is not None else None
         if problem:
             raise self.fail(key, f"the value {problem}", origin=origin)
+        if "." in key and self.mapping_key(key) is not None:
+            return self.set_entry(key, node, origin)
         self.set_node(key, node, origin=origin)
         return key
 
-    def set_entry(self, key: str, value_text: str, origin: str) -> str:
+    def set_entry(self, key: str, node: yaml.Node | None, origin: str) -> str:
         """``--set dataset.synthetic.users=500``: one entry of a mapping field, merged into it."""
         field_key, entry = self.mapping_key(key)
-        try:
-            node = yaml.compose(value_text, Loader=yaml.SafeLoader)
-        except yaml.YAMLError as e:
-            raise self.fail(key, f"invalid YAML value: {yaml_error_text(e)[1]}", origin=origin) from None
-        problem = too_big(node) if node is not None else None
-        if problem:
-            raise self.fail(key, f"the value {problem}", origin=origin)
         mapping = self.values.get(field_key)
         if not isinstance(mapping, dict):
             mapping = copy.deepcopy(self.field_of(field_key).default_factory())
