@@ -59,6 +59,16 @@ def test_help_texts_use_unix_metavars(command):
         assert expected[command[0]] in usage, usage
 
 
+def test_help_texts_flow_to_the_terminal_width():
+    """A docstring's own line breaks do not cut a summary mid-sentence: at 200 columns each
+    command's summary (and each paragraph of its help) is one line."""
+    listing = invoke("--help", columns=200).stdout
+    summary = next(line for line in listing.splitlines() if " resume " in line)
+    assert "in the same run rows (same id, group and seed)" in summary, summary
+    body = invoke("resume", "--help", columns=200).stdout
+    assert any("written beside its saved model, within" in line for line in body.splitlines()), body
+
+
 def test_epoch_line_fits_120_columns():
     run = Run(id=12345, seed=1234, max_epochs=100)
     r = EpochResult(1234, 100, 0.41234, 0.81234, 0.45678, 0.75123, 0.80123, 0.46123, 0.74234, 999.94, 999.9)

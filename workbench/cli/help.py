@@ -5,11 +5,12 @@ Recent typer releases print Python types instead (``{recipe}``, ``<str>``, ``<bo
 every flag, ``<list[str]>``). :class:`KniCommand` and :class:`KniGroup` give each parameter
 an explicit metavar (options: TEXT, INTEGER, PATH...; flags: none; arguments: their name in
 capitals) and build the usage line from them. With typer versions that already print metavars
-this way, nothing changes.
+this way, nothing changes. They also reflow docstrings (:func:`unwrap`).
 """
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from typer.core import TyperArgument, TyperCommand, TyperGroup
@@ -42,6 +43,16 @@ def tidy(param: Any, ctx: Any) -> None:
         param.metavar = _word(param.display_type(ctx))
 
 
+def unwrap(text: str | None) -> str | None:
+    """``text`` with one line per paragraph. Typer's rich help keeps a docstring's single line
+    breaks in the command list and after the first paragraph, so a summary broke mid-sentence at
+    the source's width; joined, it flows to the terminal's. A ``\\b`` paragraph keeps its lines."""
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(p if p.startswith("\b") else " ".join(p.split("\n")) for p in paragraphs)
+
+
 def _usage(param: Any) -> list[str]:
     name = param.metavar or param.name.upper()
     more = "..." if param.nargs != 1 and "..." not in name else ""
@@ -49,6 +60,9 @@ def _usage(param: Any) -> list[str]:
 
 
 class KniCommand(TyperCommand):
+    def __init__(self, *args: Any, help: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, help=unwrap(help), **kwargs)
+
     def get_params(self, ctx: Any) -> list:
         params = super().get_params(ctx)
         for p in params:
@@ -63,6 +77,9 @@ class KniCommand(TyperCommand):
 
 
 class KniGroup(TyperGroup):
+    def __init__(self, *args: Any, help: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, help=unwrap(help), **kwargs)
+
     def get_params(self, ctx: Any) -> list:
         params = super().get_params(ctx)
         for p in params:
