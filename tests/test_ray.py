@@ -319,6 +319,7 @@ def test_workbench_starts_ray_runs_on_postgres(tmp_path, monkeypatch, postgres_d
     async def body() -> None:
         app = WorkbenchApp(store, recipes, gpus=[])
         async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()                     # mounted before the test reaches in
             assert app.query_one("#recipes-pane").select_name("quickstart")
             await pilot.press("s")
             await until(pilot, lambda: isinstance(app.screen, StartDialog), 10, "the start dialog")

@@ -205,6 +205,7 @@ def test_the_workbench_writes_the_report_of_the_groups_on_its_compare_tab(tmp_pa
         store = seed_db(Path("runs.db"))
         app = make_app(store)
         async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()                     # mounted before the test reaches in
             await pilot.press("3")
             await pilot.press("a")                                 # every configuration group
             await pilot.pause(0.2)
@@ -227,6 +228,7 @@ def test_p_on_a_run_saves_its_plots(tmp_path, in_tmp_path):
         store = seed_db(Path("runs.db"))
         app = make_app(store)
         async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()                     # mounted before the test reaches in
             app.open_run(2)
             await pilot.pause(0.3)
             await pilot.press("P")

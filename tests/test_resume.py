@@ -411,6 +411,7 @@ def test_the_workbench_resumes_a_crashed_run_with_r(tmp_path, in_tmp_path, unint
         app = make_app(store)
         app.data.clock = lambda: datetime.now(timezone.utc)
         async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()                     # mounted before the test reaches in
             app.query_one("#main-tabs").active = "runs"
             await until(pilot, lambda: run.id in app.data.runs, 10, "the run")
             app.query_one("#runs-pane").select_run(run.id)

@@ -143,6 +143,7 @@ def test_the_run_screen_shows_the_strata(strata_db, tmp_path):
         store = Store.open(strata_db)
         app = make_app(store, tmp_path)
         async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()                     # mounted before the test reaches in
             await until(pilot, lambda: 1 in app.data.runs, 10, "the runs")
             app.push_screen(RunDetailScreen(1))
             await until(pilot, lambda: isinstance(app.screen, RunDetailScreen), 5, "the run detail")

@@ -98,6 +98,7 @@ def test_the_workbench_lists_a_suite_and_starts_its_recipes_in_one_queue(tmp_pat
         store = Store.open("runs.db")
         app = WorkbenchApp(store, folder, gpus=[])
         async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()                     # mounted before the test reaches in
             pane = app.query_one("#recipes-pane")
             assert pane.select_name("both")
             entry = pane.current()

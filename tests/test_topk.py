@@ -381,6 +381,7 @@ def test_tui_run_detail_plots_recall_at_k(tmp_path, monkeypatch):
     async def body():
         app = WorkbenchApp(store, tmp_path / "recipes", gpus=[])
         async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()                     # mounted before the test reaches in
             for run_id, has in ((with_topk, True), (without, False)):
                 app.query_one("#main-tabs").active = "runs"
                 await until(pilot, lambda: run_id in app.data.runs, "the runs")

@@ -62,6 +62,7 @@ async def test_start_recipe_from_the_recipes_screen_streams_epochs_live(tmp_path
     store = Store.open("runs.db")
     app = WorkbenchApp(store, write_recipes(Path("recipes")), gpus=[])   # the real clock
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         assert app.query_one("#main-tabs").active == "recipes"          # no runs yet
         pane = app.query_one("#recipes-pane")
         assert [e.name for e in pane.entries] == ["broken", "quickstart"]
@@ -133,6 +134,7 @@ async def test_cancel_a_running_run(tmp_path):
     app = make_app(store, recipes)
     app.data.clock = lambda: datetime.now(timezone.utc)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         await until(pilot, lambda: run_id in app.data.runs and app.data.runs[run_id].n_epochs >= 1, 90,
                     "the first epoch")
         assert cell(app, "#runs-table", run_id, "status") == RUNNING
@@ -164,6 +166,7 @@ async def test_compare_two_groups_paired_test_and_csv_export(tmp_path):
     store = seed_db(Path("runs.db"))
     app = make_app(store)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         await pilot.press("3")
         await pilot.press("a")                        # pick every configuration group
         await pilot.pause(0.2)
@@ -192,6 +195,7 @@ async def test_compare_two_groups_paired_test_and_csv_export(tmp_path):
     # picked runs instead of groups: mark seed 1 of each configuration in Runs, then p
     app = make_app(store)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         runs = app.query_one("#runs-pane")
         for run_id in (4, 1):
             runs.select_run(run_id)
@@ -218,6 +222,7 @@ async def test_failed_run_shows_its_traceback_and_crashed_runs_show(tmp_path):
     store = seed_db(Path("runs.db"))
     app = make_app(store)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         assert cell(app, "#runs-table", 7, "status") == FAILED
         assert cell(app, "#runs-table", 8, "status") == CRASHED
         app.query_one("#runs-pane").select_run(7)
@@ -239,6 +244,7 @@ async def test_delete_a_finished_run(tmp_path):
     store = seed_db(Path("runs.db"))
     app = make_app(store)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         app.query_one("#runs-pane").select_run(9)
         await pilot.press("d")
         await until(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the confirmation")
@@ -273,6 +279,7 @@ async def test_quit_with_active_runs_asks(tmp_path, choice):
         store = seed_db(Path("runs.db"), running_pid=proc.pid)
         app = make_app(store)
         async with app.run_test(size=(100, 30)) as pilot:
+            await pilot.pause()                     # mounted before the test reaches in
             assert cell(app, "#runs-table", 10, "status") == RUNNING
             await pilot.press("q")
             await until(pilot, lambda: isinstance(app.screen, QuitDialog), 5, "the quit dialog")
@@ -376,6 +383,7 @@ async def test_a_rerun_still_training_does_not_replace_its_completed_seed(tmp_pa
         add_run(s, run_id=11, cfg=config(2), status=RUNNING, n_epochs=1, pid=sleeper.pid, host=this_host())
     app = make_app(store)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         await pilot.press("3", "a")
         await pilot.pause(0.2)
         pane = app.query_one("#compare-pane")
@@ -397,6 +405,7 @@ async def test_the_paired_view_never_pairs_a_group_with_itself_and_follows_the_t
         add_run(s, run_id=11, cfg=config(4, kg=False), status=COMPLETED, n_epochs=5, kg=False)
     app = make_app(store)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         await pilot.press("3")
         await pilot.pause(0.2)
         pane = app.query_one("#compare-pane")
@@ -429,6 +438,7 @@ async def test_one_group_id_in_every_view(tmp_path):
     settings = {cmp.group_key(r, "settings")[:6] for r in runs}       # the old matrix header id
     app = make_app(store)
     async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         await pilot.press("3", "a")
         await pilot.pause(0.2)
         options = [str(o.prompt) for o in app.query_one("#cmp-list", SelectionList)._options]
@@ -460,6 +470,7 @@ async def test_a_recipe_whose_data_is_missing_is_marked_and_not_started(tmp_path
     store = Store.open("runs.db")
     app = make_app(store, recipes)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         pane = app.query_one("#recipes-pane")
         entry = next(e for e in pane.entries if e.name == "ab")
         assert entry.recipe is not None and entry.data is None and "not found" in entry.data_error
@@ -493,6 +504,7 @@ async def test_every_mistake_of_a_recipe_is_shown_at_its_line(tmp_path):
     store = Store.open("runs.db")
     app = make_app(store, recipes)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         pane = app.query_one("#recipes-pane")
         entry = pane.entries[0]
         assert [(e.line, e.key) for e in entry.error.errors] == [(5, "model.temprature"), (7, "train.epochs")]

@@ -57,6 +57,7 @@ def test_explain_screen(db, size, monkeypatch, tmp_path):
         store = Store.open(db / "runs.db", readonly=True)
         app = WorkbenchApp(store, tmp_path, gpus=[])
         async with app.run_test(size=size) as pilot:
+            await pilot.pause()                     # mounted before the test reaches in
             await until(pilot, lambda: 1 in app.data.runs, 10, "the runs")
             app.open_run(1)
             await pilot.pause()

@@ -84,6 +84,7 @@ async def test_the_start_dialog_checks_overrides_as_they_are_typed_and_starts_ev
     requests: list[StartRequest] = []
     app._start = lambda path, request: requests.append(request)     # no processes here
     async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         await pilot.press("1")
         app.main.query_one("#recipes-pane").select_name("tiny-sweep")
         await pilot.press("s")
@@ -145,6 +146,7 @@ async def test_runs_grouped_by_sweep_and_a_sweeps_points_ranked_in_compare(tmp_p
     sid = seed_sweep(store)
     app = WorkbenchApp(store, recipes_dir(), gpus=[])
     async with app.run_test(size=(130, 36)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         styles = {s: app.status_style(s) for s in STATUSES}
         assert styles[PRUNED] and list(styles.values()).count(styles[PRUNED]) == 1     # its own colour
         await pilot.press("2")

@@ -50,6 +50,7 @@ async def test_runs_tab_shows_progress_with_eta_and_keys_at_120_and_80(tmp_path,
     assert store.record_progress(10, PROGRESS, RESOURCES)
     app = make_app(store)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         await pilot.pause(0.2)
         # epoch 3 of 5, (10 - 9 + 4) s of a 10 s epoch done, 29 - 4 s left at most
         assert cell(app, "#runs-table", 10, "epoch") == "3/5 50% ≤25s"
@@ -60,6 +61,7 @@ async def test_runs_tab_shows_progress_with_eta_and_keys_at_120_and_80(tmp_path,
             assert essential in keys, keys
     app = make_app(store)
     async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         await pilot.pause(0.2)
         table = app.query_one("#runs-table", DataTable)
         assert [c.label.plain.split(" ")[0] for c in table.columns.values()][:4] == ["id", "status", "recipe",
@@ -78,6 +80,7 @@ async def test_tags_and_notes_are_edited_in_the_tui(tmp_path):
     store = seed_db(Path("runs.db"))
     app = make_app(store)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         runs = app.query_one("#runs-pane")
         for run_id in (1, 2):
             runs.select_run(run_id)
@@ -122,6 +125,7 @@ async def test_config_diff_of_two_marked_runs(tmp_path):
     store = seed_db(Path("runs.db"))
     app = make_app(store)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         runs = app.query_one("#runs-pane")
         runs.select_run(1)
         await pilot.press("D")                             # nothing marked: says what to do
@@ -152,6 +156,7 @@ async def test_run_detail_shows_progress_resources_tags_and_no_stray_plot_column
     store.set_note(run_target(10), "watch the loss")
     app = make_app(store)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         app.open_run(10)
         await pilot.pause(0.4)
         head = str(app.screen.query_one("#detail-head").render())
