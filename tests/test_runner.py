@@ -134,16 +134,17 @@ def test_launcher_loses_a_child_then_is_interrupted(db_url):
 def test_kni_run_two_seeds_in_parallel(tmp_path, db_url):
     """`kni run --jobs 2 --json`: two processes write the same database at the same time; the
     JSON lines are those of console.JsonLines; seeds added later join the group."""
+    n_epochs = 30
     recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(tiny_recipe("tiny", epochs=3))
-    db = db_url
+    recipe.write_text(tiny_recipe("tiny", epochs=n_epochs))     # warm-started, 3 tiny epochs take 0.5 s: too short
+    db = db_url                                               # to overlap surely on 2 busy cores
     runner = CliRunner()
     res = runner.invoke(app, ["run", str(recipe), "--seeds", "1,2", "--jobs", "2", "--json", "--db", db])
     assert res.exit_code == 0, res.output
     events = [json.loads(line) for line in res.stdout.splitlines()]
     epochs = [e for e in events if e["event"] == "epoch"]
     ends = [e for e in events if e["event"] == "end"]
-    assert sorted((e["seed"], e["epoch"]) for e in epochs) == [(s, n) for s in (1, 2) for n in (1, 2, 3)]
+    assert sorted((e["seed"], e["epoch"]) for e in epochs) == [(s, n) for s in (1, 2) for n in range(1, n_epochs + 1)]
     assert set(epochs[0]) == {"event", "run_id", "seed", "epoch", "train_loss", "valid_auc", "valid_logloss",
                               "valid_acc", "test_auc", "test_logloss", "test_acc", "train_seconds", "eval_seconds"}
     assert sorted(e["seed"] for e in ends) == [1, 2]
@@ -152,7 +153,7 @@ def test_kni_run_two_seeds_in_parallel(tmp_path, db_url):
     with Store.open(db) as store:
         runs = store.runs()
         assert [(r.seed, r.status, r.n_epochs, r.executor) for r in runs] == \
-               [(1, COMPLETED, 3, "local"), (2, COMPLETED, 3, "local")]
+               [(1, COMPLETED, n_epochs, "local"), (2, COMPLETED, n_epochs, "local")]
         a, b = runs
         assert a.pid != b.pid and a.pid != os.getpid()
         assert a.started_at < b.finished_at and b.started_at < a.finished_at     # they overlapped
@@ -166,7 +167,7 @@ def test_kni_run_two_seeds_in_parallel(tmp_path, db_url):
 
     res = runner.invoke(app, ["runs", "--json", "--db", db, "--recipe", "tiny"])
     listed = json.loads(res.stdout)
-    assert [(r["seed"], r["status"], r["epochs"]) for r in listed] == [(1, COMPLETED, 3), (2, COMPLETED, 3)]
+    assert [(r["seed"], r["status"], r["epochs"]) for r in listed] == [(1, COMPLETED, n_epochs), (2, COMPLETED, n_epochs)]
     assert {"id", "recipe", "dataset", "model", "seed", "status", "epochs", "pid", "best_epoch", "test_auc"} <= \
            set(listed[0])
     res = runner.invoke(app, ["compare", "--recipe", "tiny", "--json", "--db", db])

@@ -149,7 +149,7 @@ def test_a_stopped_run_process_resumed_elsewhere_stops_when_continued(tmp_path):
     with every epoch."""
     db = tmp_path / "runs.db"
     store = Store.open(db)
-    run_id = queued(store, epochs=12)
+    run_id = queued(store, epochs=60)      # not over before the SIGSTOP lands
     logs = {name: open(tmp_path / f"{name}.log", "wb") for name in ("old", "new")}
     old = spawn(store.url, run_id, log_file=logs["old"])
     new = None
@@ -173,7 +173,7 @@ def test_a_stopped_run_process_resumed_elsewhere_stops_when_continued(tmp_path):
     assert "belongs to another attempt" in (tmp_path / "old.log").read_text()
     run = store.get(run_id)
     assert run.status == COMPLETED and run.pid == new.pid and run.error is None
-    assert [e.epoch for e in store.epochs(run_id)] == list(range(1, run.n_epochs + 1)) and run.n_epochs == 12
+    assert [e.epoch for e in store.epochs(run_id)] == list(range(1, run.n_epochs + 1)) and run.n_epochs == 60
     store.close()
 
 

@@ -74,7 +74,8 @@ def spawn(db_url: str, run_id: int, *, gpu: str | None = None, checkpoint: str |
     ``threads`` caps the run's torch / OpenMP / MKL threads (set in its environment, so they
     hold before torch starts), unless the user set ``OMP_NUM_THREADS`` themselves.
     ``gpu_shared_by`` > 1 tells the run that up to that many runs share its GPU (recorded
-    in its device text)."""
+    in its device text). On a machine without a GPU the process is forked from a warm
+    interpreter (:mod:`.warm_start`: the same process, without 6 s of imports)."""
     cmd = [sys.executable, "-m", "workbench.runs.child", str(run_id), "--db", db_url]
     if checkpoint:
         cmd += ["--checkpoint", checkpoint]
@@ -86,6 +87,9 @@ def spawn(db_url: str, run_id: int, *, gpu: str | None = None, checkpoint: str |
     if gpu_shared_by > 1:
         env["KNI_GPU_SHARED_BY"] = str(gpu_shared_by)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    from . import warm_start
+    if detach and warm_start.usable(gpu):
+        return warm_start.spawn_warm(cmd[3:], env, log_file)
     return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log_file or subprocess.DEVNULL,
                             stderr=subprocess.STDOUT if log_file else subprocess.DEVNULL,
                             start_new_session=detach)
