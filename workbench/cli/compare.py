@@ -180,7 +180,8 @@ def _rank_key(g: cmp.Group, metric: str) -> tuple:
 
 
 def _vs_pop(diff: float | None, metric: str) -> str:
-    """A group's difference from its split's popularity floor; red with ▼ when below it."""
+    """A group's difference from its split's popularity floor; red with ▼ when worse than it
+    (below on AUC and accuracy, above on logloss)."""
     if diff is None:
         return "-"
     return f"[bold red]▼{diff:+.4f}[/]" if cmp.below_floor(diff, metric) else f"{diff:+.4f}"

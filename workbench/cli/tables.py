@@ -66,7 +66,8 @@ def matrix_table(mat: cmp.Matrix, at: str | int, pts: list[cmp.RunPoint], floors
     if any(g.training_seeds for g in mat.cells.values() if g.n):
         captions.append("(n+) some of the cell's runs are still training, read at their best epoch so far")
     if below_any:
-        captions.append("▼ below the popularity floor of its split")
+        side = "above" if cmp.lower_is_better(mat.metric) else "below"
+        captions.append(f"▼ worse than the popularity floor of its split ({side} it)")
     if captions:
         table.caption = "; ".join(captions)
         table.caption_justify = "left"
