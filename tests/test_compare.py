@@ -413,6 +413,8 @@ def test_six_seeds_of_one_sign_are_significant(store):
     assert r.p_value == 2 / 64 and r.ci[0] > 0
     assert r.verdict == "significant" and r.better == "A"
     assert r.verdict_text().startswith("A better: p = 0.03125 < 0.05 and the 95% CI [+0.")
+    low, high = r.ci                     # the report's direction, B - A: the same interval, negated
+    assert f"95% CI [{-high:+.4f}, {-low:+.4f}]" in r.verdict_text(b_minus_a=True)
 
 
 def test_no_significant_difference_at_005(store):

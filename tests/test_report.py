@@ -386,8 +386,11 @@ def test_the_difference_from_the_reference_is_cell_minus_reference(two_configs, 
         ref, cell = sorted((r for r in table if r["metric"] == metric), key=lambda r: r["vs_reference_diff"] is not None)
         assert cell["vs_reference_diff"] == pytest.approx(cell["mean"] - ref["mean"])       # the same 3 seeds
         assert cell["vs_reference_ci_low"] <= cell["vs_reference_diff"] <= cell["vs_reference_ci_high"]
-    assert 'title="A: KNI [train.lr=0.001] (the reference), B: this cell; B - A = ' in \
-        (tmp_path / "r" / "index.html").read_text()
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert 'title="A: KNI [train.lr=0.001] (the reference), B: this cell; B - A = ' in page
+    for row in table:                       # the tooltip's difference is the table's, B - A
+        if row["vs_reference_diff"] is not None:
+            assert f"B - A = {row['vs_reference_diff']:+.4f}. " in page
 
 
 def test_the_caption_says_when_too_few_seeds_allow_no_dagger(two_configs, tmp_path):
