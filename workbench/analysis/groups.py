@@ -102,7 +102,13 @@ class Group:
         return [m.value(metric) for m in self.members]
 
     def stat(self, metric: str) -> tuple[float, float]:
+        """Mean and std over the members that have ``metric`` (:meth:`missing` names the others)."""
         return mean_std(self.values(metric))
+
+    def missing(self, metric: str) -> list[RunPoint]:
+        """The members without a finite ``metric`` (a top-N metric read where a run did not measure
+        it, a run still training before its first top-N): its mean is over the rest."""
+        return [m for m in self.members if not _finite_value(m.value(metric))]
 
     def by_seed(self, metric: str) -> dict[int, float]:
         """``{seed: value}`` of the members; a group holding several runs of one seed (several
@@ -232,3 +238,7 @@ def resolve_group(groups: Sequence[Group], ref: str) -> Group:
         raise CompareError(f"--paired: no group {ref!r} among the selected runs; groups: {names}")
     names = ", ".join(f"{g.id} ({g.differs or g.distinct('recipe')})" for g in found)
     raise CompareError(f"--paired: {ref!r} names several configurations ({names}); give a config hash prefix")
+
+
+def _finite_value(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)

@@ -143,7 +143,7 @@ def gather(store: Any, pts: Sequence[cmp.RunPoint], metrics: Sequence[str], at: 
     if damaged:
         raise ReportError(f"damaged rows cannot enter a report: {', '.join(damaged)}")
     for m in metrics:
-        cmp.check_metric(m)
+        cmp.check_metric(m, at)
     by = "model"
     mat = cmp.matrix(pts, by, metrics[0])
     if any(len(_configs(g)) > 1 for g in mat.cells.values()):
@@ -154,6 +154,14 @@ def gather(store: Any, pts: Sequence[cmp.RunPoint], metrics: Sequence[str], at: 
     cells = {}
     for key, g in cell_groups.items():
         if g.n:
+            for m in metrics:                  # a cell's mean is over every run its caption counts, or none
+                lacking = g.missing(m)
+                if 0 < len(lacking) < g.n:
+                    raise ReportError(f"{m} at --at {at}: run(s) {', '.join(str(p.run.id) for p in lacking)} of "
+                                      f"{labels.get(key[1], key[1])} on {key[0]} have no value, so its mean "
+                                      f"would be over {g.n - len(lacking)} of its {g.n} runs (AUC by stratum and "
+                                      "top-N are measured at each run's selected epoch: --at best, or leave "
+                                      "those runs out)")
             stats = {m: g.stat(m) for m in metrics}
             cells[key] = Cell(g, {m: s[0] for m, s in stats.items()}, {m: s[1] for m, s in stats.items()})
     for ds in mat.rows:
