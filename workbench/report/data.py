@@ -88,7 +88,13 @@ class ReportData:
     by: str                                    # "model" or "config"
     floors: dict[str, dict | None]
     provenance: dict[str, dict]                # group key -> versions, commits, datasets, flags
-    left_out: dict[str, int] = field(default_factory=dict)     # status -> runs of the selection not counted
+    # status (or "superseded": an older run of a seed that counts) -> runs of the selection not counted
+    left_out: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def counted(self) -> int:
+        """The runs that enter the table's means."""
+        return sum(c.n for c in self.cells.values())
 
     def caption(self, tex: bool = False) -> str:
         """The table's caption as LaTeX source (``tex``) or as plain text (Markdown, HTML)."""
@@ -192,6 +198,10 @@ def gather(store: Any, pts: Sequence[cmp.RunPoint], metrics: Sequence[str], at: 
     # computed where the stored floor is missing or out of date (kni_core.floor.FLOOR_VERSION):
     # a read-only store is not written, the report still shows it
     floors = cmp.floors_for(store, [p.run for p in pts])
+    for g in cell_groups.values():             # a seed counts once: its older runs are named, not hidden
+        for name, runs in (("superseded", g.superseded), ("repeated seed", g.pending)):
+            if runs:
+                left_out[name] = left_out.get(name, 0) + len(runs)
     return ReportData(list(metrics), at, list(pts), groups, mat.rows, cols, labels, cells, ref, by,
                       floors, {g.key: provenance(g) for g in groups}, left_out)
 

@@ -94,7 +94,7 @@ def page(report: ReportData, figures: list[dict], command: str, generated: str, 
 <html lang="en"><head><meta charset="utf-8"><title>kni report</title><style>{STYLE}</style></head>
 <body>
 <h1>kni report</h1>
-<p class=note>{len(report.pts)} runs in {len(report.groups)} groups from <code>{_e(where)}</code>.
+<p class=note>{report.counted} runs in {len(report.groups)} groups from <code>{_e(where)}</code>.
 Made by <code>{_e(command)}</code>.</p>
 <p class=note>{_e(generated)}</p>
 <h2>Table</h2>
