@@ -153,6 +153,16 @@ def test_groups_at_best_last_and_n(store):
     assert sec[1] == 0.125
 
 
+def test_a_group_pooling_several_configurations_says_its_std_is_not_the_seeds(store):
+    for seed in (1, 2):
+        add_run(store, seed, [0.70 + seed / 100])
+        add_run(store, seed, [0.60 + seed / 100], kg=False)            # the same recipe name, NI
+    run = lambda *a: " ".join(CliRunner().invoke(app, ["compare", "--all", *a, "--db", store.url]).stdout.split())  # noqa: E731
+    assert ("several configurations pooled (--group-by recipe), so n counts runs, not seeds, and the std holds "
+            "their differences as well as the seeds'") in run("--group-by", "recipe")
+    assert "several configurations pooled" not in run()
+
+
 def test_repeated_seed_newest_counts(store):
     old = add_run(store, 1, [0.60])
     new = add_run(store, 1, [0.70])

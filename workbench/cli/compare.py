@@ -249,6 +249,11 @@ def _groups_table(groups: list[cmp.Group], metric: str, by: str, at: str | int, 
                      "(the floor)")
     if any(g.training_seeds for g in groups):
         notes.append("* still training: read at its best epoch so far (--status completed leaves such runs out)")
+    mixed = [g.id for g in groups if len(g.distinct("config_hash").split(";")) > 1]
+    if mixed:                                  # --group-by model / dataset / recipe: not a seed spread
+        notes.append(f"{', '.join(mixed[:4])}{' ...' if len(mixed) > 4 else ''}: several configurations pooled "
+                     f"(--group-by {by}), so n counts runs, not seeds, and the std holds their differences "
+                     "as well as the seeds' (--group-by config keeps them apart)")
     if any(_partial(g, m) for g in groups for m in metric_cols):
         notes.append("(k/n): a mean over the k of the group's n runs that have the metric (top-N is measured "
                      "at the selected epoch, and every eval.topk.every epochs)")
