@@ -163,6 +163,17 @@ def test_a_group_pooling_several_configurations_says_its_std_is_not_the_seeds(st
     assert "several configurations pooled" not in run()
 
 
+def test_differing_settings_put_the_model_first_and_leave_out_keys_a_group_lacks(monkeypatch):
+    from workbench.analysis import groups as groups_module
+    monkeypatch.setattr(groups_module, "_settings", lambda g: g)      # a group's flat settings, given
+    kni = {"eval.topk.k": [5], "eval.topk.users": 40, "model.kg": True, "model.name": "kni"}
+    ni = {"eval.topk.k": [10], "eval.topk.users": 40, "model.kg": False, "model.name": "kni"}
+    pop = {"eval.topk.k": [5], "eval.topk.users": 50, "model.name": "pop"}
+    texts = groups_module.differing([kni, ni, pop], limit=40)
+    assert texts[0].startswith("model.kg=true, model.name=") and texts[1].startswith("model.kg=false")
+    assert texts[2].startswith('model.name="pop", eval.topk.k=[5]')       # no model.kg=null
+
+
 def test_repeated_seed_newest_counts(store):
     old = add_run(store, 1, [0.60])
     new = add_run(store, 1, [0.70])
