@@ -120,7 +120,12 @@ def test_data_prepare_copies_the_source_and_reuses_the_cache(env, tmp_path):
     (folder / "ratings_final.txt").write_text("".join(f"{u}\t{i}\t{(u + i) % 2}\n" for u in range(12) for i in range(10)))
     (folder / "kg_final.txt").write_text("".join(f"{i}\t0\t{10 + i % 3}\n" for i in range(10)))
     extra = {**env, "KNI_DATA_DIR": str(tmp_path / "empty")}
-    first = kni("data", "prepare", "lastfm", "--source", str(folder), env_extra=extra)
+    unlike = kni("data", "prepare", "lastfm", "--source", str(folder), env_extra=extra)     # 12 users, not 1,872
+    assert unlike.returncode == 2 and not (tmp_path / "cache" / "data" / "lastfm").exists()
+    assert ("these files do not look like Last.FM (KGCN's music): users 12 (published 1,872), items 10 "
+            "(published 3,846), interactions 120 (published 42,346), triples 10 (published 15,518); nothing was "
+            "installed (--force installs them as lastfm anyway)") in " ".join(unlike.stderr.split())
+    first = kni("data", "prepare", "lastfm", "--source", str(folder), "--force", env_extra=extra)
     assert first.returncode == 0, first.stderr
     assert "preprocessed and cached" in first.stdout
     # the paper's min_relation_triples (100) drops this 10-triple KG: said, not silent
@@ -137,7 +142,7 @@ def test_data_prepare_copies_the_source_and_reuses_the_cache(env, tmp_path):
     bad.mkdir()
     (bad / "ratings_final.txt").write_text("0\t0\t1\n0\t1\t-1\n")
     (bad / "kg_final.txt").write_text("0\t0\t2\n")
-    third = kni("data", "prepare", "lastfm", "--source", str(bad), env_extra=extra)
+    third = kni("data", "prepare", "lastfm", "--source", str(bad), "--force", env_extra=extra)
     assert third.returncode == 2 and "label -1 is not 0 or 1" in third.stderr and "Traceback" not in third.stderr
     assert {p.name: p.read_bytes() for p in installed.iterdir()} == installed_files
 

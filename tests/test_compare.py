@@ -153,6 +153,27 @@ def test_groups_at_best_last_and_n(store):
     assert sec[1] == 0.125
 
 
+def test_a_group_pooling_several_configurations_says_its_std_is_not_the_seeds(store):
+    for seed in (1, 2):
+        add_run(store, seed, [0.70 + seed / 100])
+        add_run(store, seed, [0.60 + seed / 100], kg=False)            # the same recipe name, NI
+    run = lambda *a: " ".join(CliRunner().invoke(app, ["compare", "--all", *a, "--db", store.url]).stdout.split())  # noqa: E731
+    assert ("several configurations pooled (--group-by recipe), so n counts runs, not seeds, and the std holds "
+            "their differences as well as the seeds'") in run("--group-by", "recipe")
+    assert "several configurations pooled" not in run()
+
+
+def test_differing_settings_put_the_model_first_and_leave_out_keys_a_group_lacks(monkeypatch):
+    from workbench.analysis import groups as groups_module
+    monkeypatch.setattr(groups_module, "_settings", lambda g: g)      # a group's flat settings, given
+    kni = {"eval.topk.k": [5], "eval.topk.users": 40, "model.kg": True, "model.name": "kni"}
+    ni = {"eval.topk.k": [10], "eval.topk.users": 40, "model.kg": False, "model.name": "kni"}
+    pop = {"eval.topk.k": [5], "eval.topk.users": 50, "model.name": "pop"}
+    texts = groups_module.differing([kni, ni, pop], limit=40)
+    assert texts[0].startswith("model.kg=true, model.name=") and texts[1].startswith("model.kg=false")
+    assert texts[2].startswith('model.name="pop", eval.topk.k=[5]')       # no model.kg=null
+
+
 def test_repeated_seed_newest_counts(store):
     old = add_run(store, 1, [0.60])
     new = add_run(store, 1, [0.70])
@@ -413,6 +434,8 @@ def test_six_seeds_of_one_sign_are_significant(store):
     assert r.p_value == 2 / 64 and r.ci[0] > 0
     assert r.verdict == "significant" and r.better == "A"
     assert r.verdict_text().startswith("A better: p = 0.03125 < 0.05 and the 95% CI [+0.")
+    low, high = r.ci                     # the report's direction, B - A: the same interval, negated
+    assert f"95% CI [{-high:+.4f}, {-low:+.4f}]" in r.verdict_text(b_minus_a=True)
 
 
 def test_no_significant_difference_at_005(store):

@@ -129,3 +129,23 @@ def test_the_cache_and_an_installed_copy_can_be_shared_with_other_users(tmp_path
     assert target.stat().st_mode & 0o777 == 0o755
     assert prepare_module.prepared_dir("mine", installed.key).stat().st_mode & 0o777 == 0o755
     assert prepare(config(target)).from_cache                        # the key of the copied files
+
+
+def test_a_folder_without_dataset_files_does_not_hide_a_copy_found_later(tmp_path, cache, monkeypatch):
+    """A stray lastfm/ holding only its SOURCE.md in KNI_DATA_DIR is passed over, and said so."""
+    from kni_core.data import registry
+    from kni_core.errors import DataError
+    stray = tmp_path / "stray" / "lastfm"
+    stray.mkdir(parents=True)
+    (stray / "SOURCE.md").write_text("where it came from\n")
+    monkeypatch.setattr(registry, "data_roots", lambda: [tmp_path / "stray", registry.user_data_root()])
+    with pytest.raises(DataError) as e:
+        registry.locate("lastfm")
+    assert f"{stray} (holds SOURCE.md: no dataset's files)" in str(e.value)
+    from kni_core.data.formats import read_folder
+    with pytest.raises(DataError, match=r"no supported dataset files found \(the folder holds SOURCE.md\)"):
+        read_folder(stray, DatasetConfig())
+    (cache / "data").mkdir(parents=True)
+    good = write_folder(cache / "data" / "lastfm", rows())      # the user data folder, searched last
+    assert registry.locate("lastfm") == good
+

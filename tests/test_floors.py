@@ -186,6 +186,11 @@ def test_compare_the_matrix_and_the_export_show_each_group_against_the_floor(flo
     cells = {c["label"]: c for c in json.loads(run("compare", "--all", "--matrix", "--json").stdout)["matrix"]["cells"]}
     assert cells["MF"]["below_pop"] and not cells["Pop"]["below_pop"]
     assert "pop (floor)" in run("compare", "--all", "--matrix").stdout
+    wide = lambda *a: " ".join(run(*a).stdout.split())          # noqa: E731 - the caption wraps with its table
+    assert "▼ worse than the popularity floor of its split (below it)" in wide("compare", "--all", "--matrix")
+    loss = json.loads(run("compare", "--all", "--matrix", "--metric", "test_logloss", "--json").stdout)
+    if any(c["below_pop"] for c in loss["matrix"]["cells"]):        # worse on logloss: above the floor's
+        assert "(above it)" in wide("compare", "--all", "--matrix", "--metric", "test_logloss")
     rows = list(csv.DictReader(io.StringIO(run("export", "--groups", "--csv", "-").stdout)))
     assert {"pop_test_auc", "vs_pop_test_auc"} <= set(rows[0])
 

@@ -88,6 +88,19 @@ def test_tracker_estimates_phase_epoch_and_run():
     assert snap["epoch_mean"] == 14
 
 
+def test_a_resumed_run_counts_from_the_epoch_it_trains_first():
+    """kni resume of a run stopped after epoch 3 of 6: its first snapshot says epoch 4."""
+    from workbench.runs.child import progress_tracker
+    from workbench.store.records import Run
+
+    cfg = RunConfig(train=TrainConfig(epochs=6))
+    tracker = progress_tracker(Run(id=1, n_epochs=3), cfg)
+    tracker.update("train", 5, 10)
+    snap = tracker.snapshot()
+    assert (snap["epoch"], snap["epochs"]) == (4, 6)
+    assert progress_tracker(Run(id=2, n_epochs=0), cfg).snapshot()["epoch"] == 1
+
+
 def test_reader_counts_down_and_describes():
     at = datetime(2025, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
     text = json.dumps({"epoch": 3, "epochs": 20, "phase": "train", "done": 40, "total": 79, "rate": 12.34,

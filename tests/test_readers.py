@@ -513,6 +513,23 @@ def test_repeated_pairs_are_reported(tmp_path: Path, caplog) -> None:
     assert "2 rating row(s) repeat a (user, item) pair" in caplog.text
 
 
+def test_repeated_triples_and_a_stray_user_id_are_reported(tmp_path: Path, caplog) -> None:
+    """One user id far beyond the rest (below the renumbering threshold) counts 5,001 users for
+    four that rate; a KG row listed twice counts twice. Both said, neither silent."""
+    write(tmp_path, "ratings_final.txt", ["0\t0\t1", "1\t1\t0", "2\t0\t0", "5000\t1\t1"])
+    write(tmp_path, "kg_final.txt", ["0\t0\t3", "1\t0\t3", "0\t0\t3"])
+    with caplog.at_level("WARNING"):
+        raw = read_folder(tmp_path, cfg_for(tmp_path))
+    assert raw.summary()["users"] == 5001
+    assert ("ratings_final.txt: user ids run to 5,000 (row 4) but 4 users rate anything: the dataset counts "
+            "5,001 users, most without a rating (a stray id?)") in caplog.text
+    assert "kg_final.txt: 1 knowledge-graph row(s) repeat a triple already listed" in caplog.text
+    assert len(raw.warnings) == 2
+    write(tmp_path, "ratings_final.txt", ["0\t0\t1", "1\t1\t0", "2\t0\t0", "3\t1\t1"])
+    write(tmp_path, "kg_final.txt", ["0\t0\t3", "1\t0\t3"])
+    assert read_folder(tmp_path, cfg_for(tmp_path)).warnings == []
+
+
 def test_kni_pickle_ids_beyond_64_bits(tmp_path: Path) -> None:
     data = {"train_data": np.array([[1, 10, 1], [2**64 - 1, 11, 0]], dtype=np.uint64),
             "test_data": np.array([[1, 11, 0]], dtype=np.uint64)}

@@ -388,8 +388,20 @@ def test_the_difference_from_the_reference_is_cell_minus_reference(two_configs, 
         ref, cell = sorted((r for r in table if r["metric"] == metric), key=lambda r: r["vs_reference_diff"] is not None)
         assert cell["vs_reference_diff"] == pytest.approx(cell["mean"] - ref["mean"])       # the same 3 seeds
         assert cell["vs_reference_ci_low"] <= cell["vs_reference_diff"] <= cell["vs_reference_ci_high"]
-    assert 'title="A: KNI [train.lr=0.001] (the reference), B: this cell; B - A = ' in \
-        (tmp_path / "r" / "index.html").read_text()
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert 'title="A: KNI [train.lr=0.001] (the reference), B: this cell; B - A = ' in page
+    for row in table:                       # the tooltip's difference is the table's, B - A
+        if row["vs_reference_diff"] is not None:
+            assert f"B - A = {row['vs_reference_diff']:+.4f}. " in page
+
+
+def test_an_older_run_of_a_counted_seed_is_named_not_counted(two_configs, tmp_path):
+    db = copy_db(two_configs, tmp_path / "runs.db", "UPDATE runs SET seed = 1 WHERE id = 2")   # run 1: superseded
+    res = report(db, tmp_path / "r")
+    assert res.exit_code == 0, res.output
+    assert "wrote the report of 5 run(s) in 2 group(s) (1 not counted: 1 superseded)" in " ".join(res.output.split())
+    assert "<p class=note>5 runs in 2 groups" in (tmp_path / "r" / "index.html").read_text()
+    assert "1 run not counted: 1 superseded." in (tmp_path / "r" / "table.md").read_text()
 
 
 def test_the_caption_says_when_too_few_seeds_allow_no_dagger(two_configs, tmp_path):

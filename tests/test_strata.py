@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,9 @@ from typer.testing import CliRunner
 from kni_core.config import ConfigError, RunConfig
 from kni_core.data.prepare import PreparedData
 from kni_core.strata import by_item_popularity, by_user_degree, user_degree_buckets
+from workbench import analysis as cmp
 from workbench.cli import app
+from workbench.store.repository import Store
 
 from helpers import tiny_recipe
 
@@ -129,6 +132,16 @@ def test_compare_strata_and_the_export(strata_db):
     # at an epoch other than the selected one there is no stratum to compare
     res = CliRunner().invoke(app, ["compare", "--strata", "--at", "last", "--db", strata_db])
     assert res.exit_code != 0 and "--strata" in res.output
+    # nor one stratum: read at epoch 1 it would average only the runs selected at epoch 1
+    for command in (["compare", "--metric", "auc_items_tail", "--at", "1"],
+                    ["report", "--metric", "auc_items_tail", "--at", "1", "--out", str(Path(strata_db).parent / "r")]):
+        res = CliRunner().invoke(app, [*command, "--db", strata_db])
+        assert res.exit_code == 2 and "stored at each run's selected epoch only, so no run has it --at 1" in \
+            " ".join(res.output.split()), res.output
+    with Store.open(strata_db, readonly=True) as store:       # the points carry none at a numbered epoch,
+        runs = store.runs(recipe="tiny")                         # even the selected one of some runs
+        assert all(p.strata for p in cmp.points(store, runs, "best"))
+        assert not any(p.strata for p in cmp.points(store, runs, runs[0].best_epoch))
 
 
 def test_the_run_screen_shows_the_strata(strata_db, tmp_path):

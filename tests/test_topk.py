@@ -335,6 +335,25 @@ def test_compare_ranks_by_a_topk_metric_at_the_chosen_epoch(store):
     assert out.exit_code == 2 and "top-N metric" in out.output
 
 
+def test_a_mean_over_fewer_runs_than_its_group_says_so_or_is_refused(store, tmp_path):
+    """Top-N is measured at each run's selected epoch: read at epoch 2, the seed selected at
+    epoch 1 has none, and the mean is over 2 of the group's 3 runs."""
+    for seed, best in ((1, 2), (2, 2), (3, 1)):
+        add_run(store, seed, [0.6, 0.7], best=best, recall20=0.1 * seed)
+    run = lambda *a: CliRunner().invoke(app, [*a, "--db", store.url], env={"COLUMNS": "250"})  # noqa: E731
+    table = run("compare", "--all", "--metric", "recall@20", "--at", "2")
+    assert table.exit_code == 0, table.output
+    assert "0.1500±0.0707 (2/3)" in table.stdout
+    assert "(k/n): a mean over the k of the group's n runs that have the metric" in " ".join(table.stdout.split())
+    assert "(2/3)" not in run("compare", "--all", "--metric", "recall@20").stdout      # --at best: all three
+    matrix = run("compare", "--all", "--matrix", "--metric", "recall@20", "--at", "2").stdout
+    assert "(2 of 3)" in matrix
+    report = run("report", "--all", "--metric", "recall@20", "--at", "2", "--out", str(tmp_path / "r"))
+    assert report.exit_code == 2
+    assert "recall@20 at --at 2: run(s) 3 of " in report.output and "over 2 of its 3 runs" in report.output
+    assert run("report", "--all", "--metric", "recall@20", "--out", str(tmp_path / "r")).exit_code == 0
+
+
 def test_export_and_show_include_topk(store, tmp_path):
     run = add_run(store, 1, [0.6, 0.7], best=2, recall20=0.2)
     add_run(store, 2, [0.6, 0.7], best=2, recall20=None)

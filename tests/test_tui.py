@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
@@ -164,6 +166,11 @@ async def test_compare_two_groups_paired_test_and_csv_export(tmp_path):
     from workbench.tui.screens.dialogs import ExportDialog
 
     store = seed_db(Path("runs.db"))
+    with Session(store.writer) as s, s.begin():       # AUC by stratum at each selected epoch
+        for run_id in range(1, 7):
+            strata = {"auc_by_user_degree": [{"bucket": "1-2", "auc": 0.6 + run_id / 100, "rows": 40}],
+                      "auc_by_item_popularity": [{"bucket": "head", "auc": 0.7 + run_id / 100, "rows": 30}]}
+            s.execute(sqlalchemy.text("UPDATE runs SET strata = :s WHERE id = :i"), {"s": json.dumps(strata), "i": run_id})
     app = make_app(store)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()                     # mounted before the test reaches in
@@ -212,6 +219,7 @@ async def test_compare_two_groups_paired_test_and_csv_export(tmp_path):
     assert Path("groups.csv").read_text() == res.stdout
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     assert [r["n"] for r in rows] == ["3", "3"] and float(rows[0]["test_auc_std"]) > 0
+    assert float(rows[0]["auc_users_1-2_mean"]) > 0.6 and float(rows[0]["auc_items_head_std"]) > 0
     store.close()
 
 

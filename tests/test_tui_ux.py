@@ -147,6 +147,28 @@ async def test_config_diff_of_two_marked_runs(tmp_path):
 
 
 @sync
+async def test_a_key_that_acts_on_no_marked_run_names_the_marked_runs(tmp_path):
+    """Marked runs take the highlighted one's place: c with two completed runs marked says so,
+    rather than "no live run here" over a highlighted run that may well be live."""
+    store = seed_db(Path("runs.db"))
+    app = make_app(store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        runs = app.query_one("#runs-pane")
+        for run_id in (1, 4):
+            runs.select_run(run_id)
+            await pilot.press("space")
+        runs.select_run(8)                                 # the crashed run, highlighted
+        await pilot.press("c")
+        said = [n.message for n in app._notifications]
+        assert said[-1] == ("none of the marked runs (1 completed, 4 completed) is live; the keys act on the "
+                            "marked runs while there are any (space unmarks one)")
+        await pilot.press("R")
+        assert [n.message for n in app._notifications][-1].startswith(
+            "none of the marked runs (1 completed, 4 completed) is crashed, cancelled or failed;")
+    store.close()
+
+
+@sync
 async def test_run_detail_shows_progress_resources_tags_and_no_stray_plot_column(tmp_path, sleeper):
     from textual_plotext import PlotextPlot
 

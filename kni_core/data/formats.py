@@ -112,6 +112,11 @@ READERS: dict[str, Reader] = {
 }
 
 
+def recognised(folder: Path) -> bool:
+    """Whether ``folder`` holds the files of a format (a README or a SOURCE.md alone is no dataset)."""
+    return folder.is_dir() and any(reader.detect(folder) for reader in READERS.values())
+
+
 def read_folder(folder: str | Path, cfg: DatasetConfig) -> RawDataset:
     """Read ``folder`` in ``cfg.format`` (or the first format whose files are there)."""
     folder = Path(folder)
@@ -123,4 +128,7 @@ def read_folder(folder: str | Path, cfg: DatasetConfig) -> RawDataset:
         if reader.detect(folder):
             return reader.read(folder, cfg)
     listing = "\n".join(f"  - {r.name}: {r.expects}" for r in READERS.values())
-    raise DataError(f"no supported dataset files found; expected one of:\n{listing}", folder)
+    held = sorted(p.name for p in folder.iterdir())
+    holds = ", ".join(held[:12]) + (f" and {len(held) - 12} more" if len(held) > 12 else "") if held else "nothing"
+    raise DataError(f"no supported dataset files found (the folder holds {holds}); expected one of:\n{listing}",
+                    folder)

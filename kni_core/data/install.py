@@ -27,9 +27,16 @@ from .prepare import PreparedData, build, prepared_dir, preprocessing_settings, 
 log = logging.getLogger(__name__)
 
 
-def install(source: Path, cfg: RunConfig) -> PreparedData:
+#: How far (relative) a count may be from a registry dataset's published one before ``install``
+#: calls the files another dataset's: a variant of its preprocessing stays well within it.
+UNLIKE = 0.1
+
+
+def install(source: Path, cfg: RunConfig, force: bool = False) -> PreparedData:
     """Check ``source`` fully, then make it the folder ``cfg.dataset.path`` (replacing what is
-    there atomically) and return its preprocessed data. Raises DataError, the target unchanged."""
+    there atomically) and return its preprocessed data. Raises DataError, the target unchanged;
+    also for files whose counts are far from the published ones of ``cfg.dataset.name`` (Last.FM
+    installed as bc), unless ``force``."""
     source = Path(source).expanduser()
     target = Path(cfg.dataset.path or "").expanduser()
     if not cfg.dataset.path:
@@ -44,6 +51,8 @@ def install(source: Path, cfg: RunConfig) -> PreparedData:
     # 1. validate: read and preprocess the source as the installed copy will be (errors name its files)
     checked = source_fingerprint(source)
     raw = read_folder(source, cfg.dataset)
+    if not force:
+        _check_like_published(raw.summary(), cfg.dataset.name, source)
     prepared = build(raw, cfg)
     # 2. copy beside the target, 3. swap it in
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +83,19 @@ def install(source: Path, cfg: RunConfig) -> PreparedData:
         log.warning("the data is installed but its preprocessed cache could not be written (%s); the first run "
                     "will preprocess it", e.strerror or e)
     return prepared
+
+
+def _check_like_published(measured: dict, name: str, source: Path) -> None:
+    from .registry import DATASETS
+    s = DATASETS.get(name)
+    if s is None or not s.published:
+        return
+    far = [f"{k} {measured[k]:,} (published {p:,})" for k, p in s.published.items()
+           if k in ("users", "items", "interactions", "triples") and k in measured and p
+           and abs(measured[k] - p) > UNLIKE * p]
+    if far:
+        raise DataError(f"these files do not look like {s.title}: {', '.join(far)}; nothing was installed "
+                        f"(--force installs them as {name} anyway)", source)
 
 
 def _swap(staging: Path, target: Path) -> None:

@@ -76,6 +76,9 @@ class RawDataset:
             raw.warnings.append(f"{source}: {duplicates} rating row(s) repeat a (user, item) pair already rated; "
                                 "a pair can then land in both the training and the test split")
             log.warning("%s", raw.warnings[-1])
+        for warning in _sparse_users(ratings, raw, source) + _repeated_triples(kg, raw, kg_source):
+            raw.warnings.append(warning)
+            log.warning("%s", warning)
         return raw
 
     def check(self) -> None:
@@ -89,6 +92,33 @@ class RawDataset:
         return {"users": self.n_users, "items": self.n_items, "interactions": len(self.ratings),
                 "positives": pos, "entities": self.n_entities, "relations": self.n_relations,
                 "triples": len(self.kg)}
+
+
+#: Users counted by the largest id beyond those who rate anything, before a warning says so.
+SPARSE_USERS = 0.5
+
+
+def _sparse_users(ratings: np.ndarray, raw: "RawDataset", source: str) -> list[str]:
+    """A warning when the user count (the largest id + 1, below the renumbering threshold) is far
+    above the users that rate anything: one stray id makes every count and the model's table grow."""
+    rating = int(np.count_nonzero(np.bincount(ratings[:, 0])))      # ids are compact here: a short count
+    if raw.n_users - rating <= max(1000, SPARSE_USERS * rating):
+        return []
+    top = int(np.argmax(ratings[:, 0]))
+    return [f"{source}: user ids run to {raw.n_users - 1:,} (row {top + 1}) but {rating:,} users rate anything: "
+            f"the dataset counts {raw.n_users:,} users, most without a rating (a stray id?)"]
+
+
+def _repeated_triples(kg: np.ndarray, raw: "RawDataset", kg_source: str) -> list[str]:
+    """A warning for knowledge-graph rows that repeat a triple (counted, and sampled twice as often)."""
+    if not len(kg) or raw.n_entities ** 2 * max(raw.n_relations, 1) >= 2 ** 62:
+        return []
+    keys = (kg[:, 0] * max(raw.n_relations, 1) + kg[:, 1]) * raw.n_entities + kg[:, 2]
+    repeated = len(keys) - len(unique(keys))
+    if not repeated:
+        return []
+    return [f"{kg_source}: {repeated} knowledge-graph row(s) repeat a triple already listed (counted among the "
+            "triples)"]
 
 
 def _check_values(ratings: np.ndarray, kg: np.ndarray, source: str, kg_source: str) -> None:

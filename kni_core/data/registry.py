@@ -130,14 +130,17 @@ def data_roots() -> list[Path]:
 
 def locate(name: str) -> Path:
     """Folder holding dataset ``name``, or a DataError saying what is expected and how to get it."""
+    from .formats import recognised
     s = spec(name)
     tried = []
     for root in data_roots():
         for folder in s.folders + (s.name,):
             path = root / folder
-            tried.append(str(path))
-            if path.is_dir() and any(path.iterdir()):
+            if recognised(path):
                 return path
+            held = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+            tried.append(f"{path} (holds {', '.join(held[:5])}{', ...' if len(held) > 5 else ''}: no dataset's "
+                         "files)" if held else str(path))
     files = "\n".join(f"  - {f}" for f in s.files)
     raise DataError(
         f"dataset {name!r} ({s.title}) not found. Looked in:\n" + "\n".join(f"  - {t}" for t in dict.fromkeys(tried))

@@ -102,7 +102,13 @@ class Group:
         return [m.value(metric) for m in self.members]
 
     def stat(self, metric: str) -> tuple[float, float]:
+        """Mean and std over the members that have ``metric`` (:meth:`missing` names the others)."""
         return mean_std(self.values(metric))
+
+    def missing(self, metric: str) -> list[RunPoint]:
+        """The members without a finite ``metric`` (a top-N metric read where a run did not measure
+        it, a run still training before its first top-N): its mean is over the rest."""
+        return [m for m in self.members if not _finite_value(m.value(metric))]
 
     def by_seed(self, metric: str) -> dict[int, float]:
         """``{seed: value}`` of the members; a group holding several runs of one seed (several
@@ -195,14 +201,26 @@ def _settings(g: Group) -> dict[str, Any]:
     return flatten(cfg)
 
 
+#: The order of sections in :func:`differing`: what tells models apart first, so that a text cut
+#: at its limit keeps it (``model.kg`` was cut behind a row of ``eval.topk.*`` keys).
+_SECTION_ORDER = ("model", "train", "eval")
+
+
+def _section_rank(key: str) -> tuple[int, str]:
+    section = key.split(".", 1)[0]
+    return (_SECTION_ORDER.index(section) if section in _SECTION_ORDER else len(_SECTION_ORDER), key)
+
+
 def differing(groups: Sequence[Group], limit: int | None = 80) -> list[str]:
-    """For each group, ``key=value`` of the settings (dataset aside) that differ among ``groups``."""
+    """For each group, ``key=value`` of the settings (dataset aside) that differ among ``groups``:
+    model keys, then train, then eval and the rest; a key the group does not have is left out."""
     flats = [_settings(g) for g in groups]
-    keys = sorted(set().union(*flats))
+    keys = sorted(set().union(*flats), key=_section_rank)
     varying = [k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1]
     out = []
     for f in flats:
-        text = ", ".join(f"{k}={json.dumps(f.get(k))}" for k in varying if not k.startswith("dataset."))
+        text = ", ".join(f"{k}={json.dumps(f.get(k))}" for k in varying
+                         if not k.startswith("dataset.") and f.get(k) is not None)
         out.append(text if limit is None or len(text) <= limit else text[:limit - 3] + "...")
     return out
 
@@ -232,3 +250,7 @@ def resolve_group(groups: Sequence[Group], ref: str) -> Group:
         raise CompareError(f"--paired: no group {ref!r} among the selected runs; groups: {names}")
     names = ", ".join(f"{g.id} ({g.differs or g.distinct('recipe')})" for g in found)
     raise CompareError(f"--paired: {ref!r} names several configurations ({names}); give a config hash prefix")
+
+
+def _finite_value(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)

@@ -45,11 +45,15 @@ def topk_order(metric: str) -> tuple[int, int]:
     return TOPK_FAMILIES.index(m.group(1)), int(m.group(2))
 
 
-def check_metric(metric: str) -> str:
+def check_metric(metric: str, at: str | int = "best") -> str:
+    """``metric`` if it names one that can be read ``--at at``, else CompareError saying why."""
     if metric not in METRICS and not is_topk_metric(metric) and not is_stratum_metric(metric):
         raise CompareError(f"--metric: expected one of {', '.join(METRICS)}, a top-N metric such as "
                            f"recall@20, precision@10, f1@5, full_recall@20, full_ndcg@20, or a stratum's AUC "
                            f"such as auc_users_1-2 or auc_items_tail; got {metric!r}")
+    if is_stratum_metric(metric) and str(at) != "best":
+        raise CompareError(f"--metric {metric}: the AUC by stratum is stored at each run's selected epoch only, "
+                           f"so no run has it --at {at} (read it --at best)")
     return metric
 
 

@@ -46,10 +46,13 @@ class PairedResult:
     a_differs: str = ""         # the settings in which A and B differ (each side's values)
     b_differs: str = ""
 
-    def verdict_text(self) -> str:
-        """The verdict in words, with the numbers it rests on (shared by kni compare and the workbench)."""
+    def verdict_text(self, b_minus_a: bool = False) -> str:
+        """The verdict in words, with the numbers it rests on (shared by kni compare and the
+        workbench); the interval is of A - B, or with ``b_minus_a`` of B - A (the report's
+        direction: a cell minus its reference)."""
         n = len(self.seeds)
-        ci = f"[{self.ci[0]:+.4f}, {self.ci[1]:+.4f}]"
+        low, high = (-self.ci[1], -self.ci[0]) if b_minus_a else self.ci
+        ci = f"[{low:+.4f}, {high:+.4f}]"
         if self.verdict == "too few seeds":
             return (f"no verdict possible: with {n} shared seed{'s' if n != 1 else ''} the smallest reachable "
                     f"p is 2/2^{n} = {self.min_p:.4g} >= {self.alpha:g}; {seeds_needed(self.alpha)} or more "

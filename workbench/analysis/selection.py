@@ -123,6 +123,6 @@ def points(store: Store, runs: Sequence[Run], at: str | int) -> list[RunPoint]:
             for t in topk[p.run.id]:
                 if t.epoch == p.point.epoch:
                     p.topk.update(t.metrics)
-            if p.point.epoch == p.run.best_epoch:
-                p.strata = stratum_values(p.run.strata_dict)
+            if at == "best" and p.point.epoch == p.run.best_epoch:     # measured there only: at an epoch
+                p.strata = stratum_values(p.run.strata_dict)          # N, only the runs selected at N had one
     return out

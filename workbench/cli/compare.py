@@ -113,7 +113,7 @@ def compare_command(run_ids: List[int] = typer.Argument(None, help="Run ids (def
             raise cmp.CompareError("--strata shows the AUC by stratum stored at each run's selected epoch: it "
                                    "takes no --matrix, --paired or --at (compare one stratum with --metric "
                                    "auc_users_1-2, auc_items_tail, ...)")
-        cmp.check_metric(metric)
+        cmp.check_metric(metric, at)
         if group_by not in cmp.GROUP_BY:
             raise cmp.CompareError(f"--group-by: expected one of {', '.join(cmp.GROUP_BY)}; got {group_by!r}")
         store.refresh_crashed()
@@ -179,8 +179,15 @@ def _rank_key(g: cmp.Group, metric: str) -> tuple:
     return (0, mean if cmp.lower_is_better(metric) else -mean)
 
 
+def _partial(g: cmp.Group, metric: str) -> str:
+    """`` (k/n)`` after a mean over only k of the group's n runs (the others lack the metric)."""
+    k = g.n - len(g.missing(metric))
+    return f" ({k}/{g.n})" if 0 < k < g.n else ""
+
+
 def _vs_pop(diff: float | None, metric: str) -> str:
-    """A group's difference from its split's popularity floor; red with ▼ when below it."""
+    """A group's difference from its split's popularity floor; red with ▼ when worse than it
+    (below on AUC and accuracy, above on logloss)."""
     if diff is None:
         return "-"
     return f"[bold red]▼{diff:+.4f}[/]" if cmp.below_floor(diff, metric) else f"{diff:+.4f}"
@@ -227,7 +234,7 @@ def _groups_table(groups: list[cmp.Group], metric: str, by: str, at: str | int, 
         row += [str(g.n), shown]
         for m in metric_cols:
             mean, std = g.stat(m)
-            cell = pm(mean, std, sep="±")
+            cell = pm(mean, std, sep="±") + _partial(g, m)
             row.append(f"[green]{cell}[/]" if m == metric and best_mean is not None and mean == best_mean
                        and len(groups) > 1 else cell)
         if with_floor:
@@ -242,6 +249,14 @@ def _groups_table(groups: list[cmp.Group], metric: str, by: str, at: str | int, 
                      "(the floor)")
     if any(g.training_seeds for g in groups):
         notes.append("* still training: read at its best epoch so far (--status completed leaves such runs out)")
+    mixed = [g.id for g in groups if len(g.distinct("config_hash").split(";")) > 1]
+    if mixed:                                  # --group-by model / dataset / recipe: not a seed spread
+        notes.append(f"{', '.join(mixed[:4])}{' ...' if len(mixed) > 4 else ''}: several configurations pooled "
+                     f"(--group-by {by}), so n counts runs, not seeds, and the std holds their differences "
+                     "as well as the seeds' (--group-by config keeps them apart)")
+    if any(_partial(g, m) for g in groups for m in metric_cols):
+        notes.append("(k/n): a mean over the k of the group's n runs that have the metric (top-N is measured "
+                     "at the selected epoch, and every eval.topk.every epochs)")
     table.caption = "; ".join(notes) or None
     table.caption_justify = "left"
     return table

@@ -112,7 +112,10 @@ def _located(name: str) -> Optional[Path]:
 def data_prepare(name: str = typer.Argument(..., help="Registry name, e.g. bc."),
                  source: Optional[Path] = typer.Option(None, "--source",
                                                        help="Folder with the files; copied into the user cache."),
-                 set_: List[str] = typer.Option([], "--set", help=SET_HELP)) -> None:
+                 set_: List[str] = typer.Option([], "--set", help=SET_HELP),
+                 force: bool = typer.Option(False, "--force", help="With --source: install files whose counts "
+                                            "are far from the dataset's published ones (another dataset, or a "
+                                            "subset) all the same.")) -> None:
     """Preprocess a dataset with the paper's settings and cache it (a second call reuses the cache).
 
     With --source, the folder is read and preprocessed completely first; only then does it replace
@@ -129,7 +132,7 @@ def data_prepare(name: str = typer.Argument(..., help="Registry name, e.g. bc.")
             rec = paper_recipe(name, [f"dataset.path={target}", *set_], None)
             if rec.base.dataset.path != str(target):
                 raise KniError(f"--source installs into {target}; drop --set dataset.path")
-            prepared = install(source, rec.base)
+            prepared = install(source, rec.base, force=force)
             console.print(f"checked {source} and installed it as {target}")
             found = _located(name)
             if found is not None and found.resolve() != target.resolve():

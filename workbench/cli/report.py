@@ -68,7 +68,8 @@ def report_command(run_ids: List[int] = typer.Argument(None, help="Run ids (defa
     files = sorted(p.name for p in target.iterdir())
     left_out = sum(summary["not_counted"].values())
     console.print(f"wrote the report of {len(pts) - left_out} run(s) in {len(summary['groups'])} group(s)"
-                  + (f" ({left_out} not counted: --status chooses)" if left_out else "")
+                  + (f" ({left_out} not counted: " + ", ".join(f"{k} {s}" for s, k in sorted(
+                      summary["not_counted"].items())) + ")" if left_out else "")
                   + f" to {escape(str(target))}: {', '.join(files)}", highlight=False, soft_wrap=True)
     console.print(f"[dim]open {escape(str(target / 'index.html'))}[/]", highlight=False)
 

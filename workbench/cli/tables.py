@@ -36,7 +36,7 @@ def matrix_table(mat: cmp.Matrix, at: str | int, pts: list[cmp.RunPoint], floors
         table.add_column("pop (floor)", justify="right")
     for c in mat.cols:
         table.add_column(escape(mat.col_labels[c]), justify="right")
-    below_any = False
+    below_any = partial = False
     for ds in mat.rows:
         cells = []
         if with_floor:
@@ -54,7 +54,10 @@ def matrix_table(mat: cmp.Matrix, at: str | int, pts: list[cmp.RunPoint], floors
                                                    mat.metric)
             below_any = below_any or below
             training = "+" if g.training_seeds else ""
-            text = f"{pm(mean, std, sep='±')} ({g.n}{training}){mixed}{ids}"
+            lacking = len(g.missing(mat.metric))
+            count = f"{g.n - lacking} of {g.n}" if 0 < lacking < g.n else f"{g.n}"
+            partial = partial or bool(0 < lacking < g.n)
+            text = f"{pm(mean, std, sep='±')} ({count}{training}){mixed}{ids}"
             cells.append(f"[bold red]▼{text}[/]" if below else text)
         table.add_row(escape(ds), *cells)
     captions = []
@@ -65,8 +68,11 @@ def matrix_table(mat: cmp.Matrix, at: str | int, pts: list[cmp.RunPoint], floors
         captions.append("* the cell mixes several configurations")
     if any(g.training_seeds for g in mat.cells.values() if g.n):
         captions.append("(n+) some of the cell's runs are still training, read at their best epoch so far")
+    if partial:
+        captions.append("(k of n): a mean over the k of the cell's n runs that have the metric")
     if below_any:
-        captions.append("▼ below the popularity floor of its split")
+        side = "above" if cmp.lower_is_better(mat.metric) else "below"
+        captions.append(f"▼ worse than the popularity floor of its split ({side} it)")
     if captions:
         table.caption = "; ".join(captions)
         table.caption_justify = "left"

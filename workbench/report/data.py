@@ -88,7 +88,13 @@ class ReportData:
     by: str                                    # "model" or "config"
     floors: dict[str, dict | None]
     provenance: dict[str, dict]                # group key -> versions, commits, datasets, flags
-    left_out: dict[str, int] = field(default_factory=dict)     # status -> runs of the selection not counted
+    # status (or "superseded": an older run of a seed that counts) -> runs of the selection not counted
+    left_out: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def counted(self) -> int:
+        """The runs that enter the table's means."""
+        return sum(c.n for c in self.cells.values())
 
     def caption(self, tex: bool = False) -> str:
         """The table's caption as LaTeX source (``tex``) or as plain text (Markdown, HTML)."""
@@ -143,7 +149,7 @@ def gather(store: Any, pts: Sequence[cmp.RunPoint], metrics: Sequence[str], at: 
     if damaged:
         raise ReportError(f"damaged rows cannot enter a report: {', '.join(damaged)}")
     for m in metrics:
-        cmp.check_metric(m)
+        cmp.check_metric(m, at)
     by = "model"
     mat = cmp.matrix(pts, by, metrics[0])
     if any(len(_configs(g)) > 1 for g in mat.cells.values()):
@@ -154,6 +160,14 @@ def gather(store: Any, pts: Sequence[cmp.RunPoint], metrics: Sequence[str], at: 
     cells = {}
     for key, g in cell_groups.items():
         if g.n:
+            for m in metrics:                  # a cell's mean is over every run its caption counts, or none
+                lacking = g.missing(m)
+                if 0 < len(lacking) < g.n:
+                    raise ReportError(f"{m} at --at {at}: run(s) {', '.join(str(p.run.id) for p in lacking)} of "
+                                      f"{labels.get(key[1], key[1])} on {key[0]} have no value, so its mean "
+                                      f"would be over {g.n - len(lacking)} of its {g.n} runs (AUC by stratum and "
+                                      "top-N are measured at each run's selected epoch: --at best, or leave "
+                                      "those runs out)")
             stats = {m: g.stat(m) for m in metrics}
             cells[key] = Cell(g, {m: s[0] for m, s in stats.items()}, {m: s[1] for m, s in stats.items()})
     for ds in mat.rows:
@@ -184,6 +198,10 @@ def gather(store: Any, pts: Sequence[cmp.RunPoint], metrics: Sequence[str], at: 
     # computed where the stored floor is missing or out of date (kni_core.floor.FLOOR_VERSION):
     # a read-only store is not written, the report still shows it
     floors = cmp.floors_for(store, [p.run for p in pts])
+    for g in cell_groups.values():             # a seed counts once: its older runs are named, not hidden
+        for name, runs in (("superseded", g.superseded), ("repeated seed", g.pending)):
+            if runs:
+                left_out[name] = left_out.get(name, 0) + len(runs)
     return ReportData(list(metrics), at, list(pts), groups, mat.rows, cols, labels, cells, ref, by,
                       floors, {g.key: provenance(g) for g in groups}, left_out)
 

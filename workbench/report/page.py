@@ -39,7 +39,7 @@ def _cell(report: ReportData, ds: str, col: str, metric: str) -> str:
     if t is not None:                          # the test's A is the reference, B this cell
         ref = report.col_labels.get(report.reference, report.reference)
         title = (f' title="A: {_e(ref)} (the reference), B: this cell; B - A = {-t.diff:+.4f}. '
-                 f'{_e(t.verdict_text())}"')
+                 f'{_e(t.verdict_text(b_minus_a=True))}"')
     return f'<td class="{"best" if cell.best.get(metric) else ""}"{title}>{_e(text)}{mark} <span ' \
            f'class="note">({cell.n})</span></td>'
 
@@ -94,7 +94,7 @@ def page(report: ReportData, figures: list[dict], command: str, generated: str, 
 <html lang="en"><head><meta charset="utf-8"><title>kni report</title><style>{STYLE}</style></head>
 <body>
 <h1>kni report</h1>
-<p class=note>{len(report.pts)} runs in {len(report.groups)} groups from <code>{_e(where)}</code>.
+<p class=note>{report.counted} runs in {len(report.groups)} groups from <code>{_e(where)}</code>.
 Made by <code>{_e(command)}</code>.</p>
 <p class=note>{_e(generated)}</p>
 <h2>Table</h2>

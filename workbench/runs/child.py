@@ -85,8 +85,8 @@ def child_main(argv: Sequence[str] | None = None) -> int:
             torch.set_num_threads(int(os.environ["KNI_THREADS"]))
         cfg = RunConfig.from_dict(json.loads(run.config_json)).validate()
         listener.select_on = cfg.train.select_on
-        from .progress import ProgressListener, ProgressTracker, ProgressWriter
-        tracker = ProgressTracker(cfg.train.epochs)
+        from .progress import ProgressListener, ProgressWriter
+        tracker = progress_tracker(run, cfg)
         progress = ProgressWriter(store, args.run_id, tracker, owner=owner)
         progress.start()
         checkpoint, optional = args.checkpoint, False
@@ -141,6 +141,13 @@ def child_main(argv: Sequence[str] | None = None) -> int:
         if heartbeat is not None:
             heartbeat.stop()
         store.close()
+
+
+def progress_tracker(run: Run, cfg: RunConfig):
+    """The run's progress from the epoch it trains first: 1, or the one after the epochs a
+    resumed run keeps (its first resumed epoch showed as epoch 1 until it ended)."""
+    from .progress import ProgressTracker
+    return ProgressTracker(cfg.train.epochs, first_epoch=(run.n_epochs or 0) + 1)
 
 
 def last_epoch(store: Store, run: Run, cfg: RunConfig, listener: StoreListener):

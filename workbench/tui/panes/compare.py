@@ -551,14 +551,17 @@ class ComparePane(Horizontal):
 
     # -- export ---------------------------------------------------------------------------
     def export_rows(self, per: str) -> tuple[list[dict], tuple[str, ...]]:
-        """What ``kni export`` writes for the same selection (floors computed when absent, as there)."""
+        """What ``kni export`` writes for the same selection: its points read again from the store
+        (the screen's carry no top-N or stratum values), floors computed when absent, as there."""
+        runs = [p.run for p in self.points]
+        pts = cmp.points(self.data.store, self.data.store.runs(ids=[r.id for r in runs]), self.at) if runs else []
         if per == "run":
-            return cmp.export_table(self.points, self.at)
+            return cmp.export_table(pts, self.at)
         try:
-            floors = cmp.floors_for(self.data.store, [p.run for p in self.points])
+            floors = cmp.floors_for(self.data.store, runs)
         except StoreError:
             floors = {}
-        return cmp.export_table(self.points, self.at, self.groups, floors)
+        return cmp.export_table(pts, self.at, cmp.group_points(pts, self.by), floors)
 
     def default_export_path(self) -> str:
         recipes = sorted({p.run.recipe for p in self.points})

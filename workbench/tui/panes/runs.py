@@ -373,24 +373,35 @@ class RunsPane(Vertical):
     def action_cancel(self) -> None:
         runs = self.targets(lambda r: self.data.status(r) in LIVE)
         if not runs:
-            self.app.notify("no live run to cancel here (mark runs with space or highlight one)", severity="warning")
+            self._none_apply("live", "no live run to cancel here (mark runs with space or highlight one)")
             return
         self.app.confirm_cancel([r.id for r in runs])
 
     def action_resume(self) -> None:
         runs = self.targets(lambda r: self.data.status(r) in RESUMABLE)
         if not runs:
-            self.app.notify("only a crashed, cancelled or failed run resumes (mark runs with space or highlight "
-                            "one)", severity="warning")
+            self._none_apply("crashed, cancelled or failed", "only a crashed, cancelled or failed run resumes "
+                             "(mark runs with space or highlight one)")
             return
         self.app.confirm_resume([r.id for r in runs])
 
     def action_delete(self) -> None:
         runs = self.targets(lambda r: r.status in FINAL)
         if not runs:
-            self.app.notify("only finished runs can be deleted; cancel a live run first", severity="warning")
+            self._none_apply("finished", "only finished runs can be deleted; cancel a live run first")
             return
         self.app.confirm_delete([r.id for r in runs])
+
+    def _none_apply(self, wanted: str, otherwise: str) -> None:
+        """Why a key acted on no run. Marked runs take the place of the highlighted one, so with
+        marks the message names them and their statuses, not the highlighted run."""
+        marked = [self.data.runs[i] for i in sorted(self.marked) if i in self.data.runs]
+        if not marked:
+            self.app.notify(otherwise, severity="warning")
+            return
+        shown = ", ".join(f"{r.id} {self.data.status(r)}" for r in marked[:6]) + (", ..." if len(marked) > 6 else "")
+        self.app.notify(f"none of the marked runs ({shown}) is {wanted}; the keys act on the marked runs while "
+                        "there are any (space unmarks one)", severity="warning")
 
     # -- events -----------------------------------------------------------------------------
     @on(Input.Changed, "#runs-filter")
