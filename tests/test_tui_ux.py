@@ -153,6 +153,7 @@ async def test_a_key_that_acts_on_no_marked_run_names_the_marked_runs(tmp_path):
     store = seed_db(Path("runs.db"))
     app = make_app(store)
     async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
         runs = app.query_one("#runs-pane")
         for run_id in (1, 4):
             runs.select_run(run_id)
