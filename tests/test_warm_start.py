@@ -18,7 +18,7 @@ from kni_core.data import prepare
 from workbench.recipe import parse_recipe
 from workbench.runs import warm_start
 from workbench.runs.child import EXIT_CANCELLED
-from workbench.runs.launcher import spawn
+from workbench.runs.launcher import spawn, starts_warm
 from workbench.runs.provenance import Code
 from workbench.runs.rows import new_run
 from workbench.store.repository import Store
@@ -111,10 +111,10 @@ def test_a_warm_run_outlives_the_launcher_that_started_it(tmp_path):
 
 
 def test_runs_start_cold_on_a_gpu_machine_or_when_asked(monkeypatch):
-    assert warm_start.usable(None)
-    assert not warm_start.usable("0")                    # a GPU run: CUDA_VISIBLE_DEVICES before CUDA loads
+    assert starts_warm(None)
+    assert not starts_warm("0")                          # a GPU run: CUDA_VISIBLE_DEVICES before CUDA loads
     monkeypatch.setattr("workbench.runs.launcher.visible_gpus", lambda device: ["0", "1"])
-    assert not warm_start.usable(None)                   # a CPU run beside GPUs: never fork near CUDA
+    assert not starts_warm(None)                         # a CPU run beside GPUs: never fork near CUDA
     monkeypatch.setattr("workbench.runs.launcher.visible_gpus", lambda device: [])
     monkeypatch.setenv("KNI_WARM_START", "0")
-    assert not warm_start.usable(None)
+    assert not starts_warm(None)

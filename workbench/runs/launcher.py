@@ -65,6 +65,13 @@ def assign_gpus(gpus: Sequence[str], busy: dict[str, int]) -> str | None:
     return min(gpus, key=lambda g: (busy.get(g, 0), list(gpus).index(g)))
 
 
+def starts_warm(gpu: str | None) -> bool:
+    """Whether a run given ``gpu`` forks from the warm interpreter (:mod:`.warm_start`): only on a
+    machine without a GPU, where no CUDA state can meet a fork."""
+    from .warm_start import enabled
+    return gpu is None and enabled() and not visible_gpus("auto")
+
+
 def spawn(db_url: str, run_id: int, *, gpu: str | None = None, checkpoint: str | None = None,
           log_file: IO[bytes] | None = None, detach: bool = True, threads: int | None = None,
           gpu_shared_by: int = 1) -> subprocess.Popen:
@@ -87,9 +94,9 @@ def spawn(db_url: str, run_id: int, *, gpu: str | None = None, checkpoint: str |
     if gpu_shared_by > 1:
         env["KNI_GPU_SHARED_BY"] = str(gpu_shared_by)
     env.setdefault("PYTHONUNBUFFERED", "1")
-    from . import warm_start
-    if detach and warm_start.usable(gpu):
-        return warm_start.spawn_warm(cmd[3:], env, log_file)
+    if detach and starts_warm(gpu):
+        from .warm_start import spawn_warm
+        return spawn_warm(cmd[3:], env, log_file)
     return subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log_file or subprocess.DEVNULL,
                             stderr=subprocess.STDOUT if log_file else subprocess.DEVNULL,
                             start_new_session=detach)

@@ -10,7 +10,7 @@ environment it was given, its share of the cores, its output in the launcher's l
 same ``child_main`` arguments; and it keeps the code the forkserver loaded, which a run
 records when it is queued (:mod:`workbench.runs.provenance`).
 
-Only runs on a machine without a GPU start warm (:func:`usable`). CUDA must not be touched
+Only runs on a machine without a GPU start warm (:func:`workbench.runs.launcher.starts_warm`). CUDA must not be touched
 before a fork and reads ``CUDA_VISIBLE_DEVICES`` once, when a process first loads it: a fresh
 interpreter guarantees both without trusting every preloaded import. ``KNI_WARM_START=0``
 turns warm starts off.
@@ -38,12 +38,10 @@ PRELOAD = ["workbench.runs.child", "workbench.runs.execute", "workbench.runs.pro
 _context: Any = None
 
 
-def usable(gpu: str | None) -> bool:
-    """Whether a run that is given ``gpu`` may start warm: never on a GPU machine (see above)."""
-    if gpu is not None or os.environ.get("KNI_WARM_START", "1") == "0":
-        return False
-    from .launcher import visible_gpus
-    return not visible_gpus("auto")
+def enabled() -> bool:
+    """Warm starts are not turned off (``KNI_WARM_START=0``); the launcher also asks for a
+    machine without a GPU (:func:`workbench.runs.launcher.starts_warm`)."""
+    return os.environ.get("KNI_WARM_START", "1") != "0"
 
 
 def _forkserver() -> Any:
