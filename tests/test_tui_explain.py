@@ -76,6 +76,15 @@ def test_explain_screen(db, size, monkeypatch, tmp_path):
             screen.query_one("#explain-user", Input).value = "999999"
             await pilot.press("e")
             await until(pilot, lambda: "no user 999999" in shown(app), 30, "the error")
+            user = screen.query_one("#explain-user", Input)      # a wrong id entered in its field:
+            user.value = "888888"                                # the cursor stays there to correct it
+            user.focus()
+            await pilot.press("enter")
+            await until(pilot, lambda: "no user 888888" in shown(app), 30, "the second error")
+            await pilot.pause()
+            assert app.focused is user
+            await pilot.press("1")                               # typed into the field, not the Recipes key
+            assert isinstance(app.screen, ExplainScreen) and user.value.endswith("1")
             await pilot.press("escape")
             await pilot.press("escape")
             app.open_run(2)                                              # a baseline: recommend only

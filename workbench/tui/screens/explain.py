@@ -51,6 +51,7 @@ class ExplainScreen(Screen):
         self.run_id = run_id
         self.opened: Any = None
         self.seed = 0
+        self._submitted = False                 # an id was typed and entered: its answer is awaited
         #: The view's text as shown (plain), for tests and screen readers of the terminal.
         self.shown = ""
 
@@ -90,9 +91,12 @@ class ExplainScreen(Screen):
             self._show(Text(f"{opened.label}\nexplain reads KNI's neighbour-pair attention (KNI and NI runs "
                             f"only); m lists the user's top items", style="yellow"))
 
-    def _show(self, renderable: Any) -> None:
+    def _show(self, renderable: Any, failed: bool = False) -> None:
         self.query_one("#explain-view", Static).update(renderable)
         self.shown = plain_text(renderable, max(40, self.size.width - 4))
+        if self._submitted and not failed:      # the answer to an id typed: scroll it with the arrows
+            self.query_one("#explain-scroll", VerticalScroll).focus()
+        self._submitted = False                 # after a wrong id the cursor stays in its field
 
     def _ids(self) -> tuple[int, int | None] | None:
         try:
@@ -114,7 +118,8 @@ class ExplainScreen(Screen):
             e = explain(o.model, o.data, u, v, n_eval=o.cfg.eval.n_eval, seed=seed, namer=o.namer)
             view: Any = explanation_view(o, e, compact=compact)
         except KniError as err:
-            view = Text(str(err), style="bold red")
+            self.app.call_from_thread(self._show, Text(str(err), style="bold red"), True)
+            return
         self.app.call_from_thread(self._show, view)
 
     @work(thread=True, exclusive=True, group="explain")
@@ -128,7 +133,8 @@ class ExplainScreen(Screen):
                             n_eval=o.cfg.eval.topk.n_eval or o.cfg.eval.n_eval, seed=self.seed)
             view: Any = Group(Text(o.label, style="dim"), recommendation_table(o, rec))
         except KniError as err:
-            view = Text(str(err), style="bold red")
+            self.app.call_from_thread(self._show, Text(str(err), style="bold red"), True)
+            return
         self.app.call_from_thread(self._show, view)
 
     # -- actions --------------------------------------------------------------------------------
@@ -164,8 +170,8 @@ class ExplainScreen(Screen):
         self._recommend(ids[0])
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._submitted = True                  # where the focus goes is decided by the answer (_show)
         self.action_explain()
-        self.query_one("#explain-scroll", VerticalScroll).focus()
 
     def action_back(self) -> None:
         self.app.pop_screen()
