@@ -69,6 +69,9 @@ def test_explain_screen(db, size, monkeypatch, tmp_path):
             text = shown(app)
             assert "top pairs by attention" in text and "user side" in text and "(seed 0)" in text
             assert ("itself" in text) == (size[0] >= 110)              # the relations, when there is room
+            if size[0] < 110:                                          # keyed rows and columns, a legend:
+                matrix = text.split("rows: user = ")[0]                # every weight whole at 80 columns
+                assert "rows: user = " in text and "columns: item = " in text and "…" not in matrix, text
             await pilot.press("r")                                       # another neighbourhood
             await until(pilot, lambda: "(seed 1)" in shown(app), 30, "the resampled explanation")
             await pilot.press("m")

@@ -29,31 +29,45 @@ def _heat(value: float, lo: float, hi: float) -> Style:
     return Style(bgcolor=Color.from_rgb(r, g, b), color="white" if x > 0.6 else "black")
 
 
-def _side_label(n: Any, short: bool = False) -> Text:
+def _side_label(n: Any) -> Text:
     text = Text(n.name, style="bold" if n.relation == "itself" else "")
-    if not short:
-        text.append(f"\n{n.relation}", style="dim")
+    text.append(f"\n{n.relation}", style="dim")
     return text
 
 
-def heatmap(m: PairMatrix, compact: bool = False) -> Table:
+def heatmap(m: PairMatrix, compact: bool = False) -> Table | Group:
     """Rows: the user side (the user first), columns: the item side (the item first); each cell
     the attention weight on a background from the smallest to the largest weight, and the pair
-    score below it (``compact``: the weight only, the names without their relations)."""
+    score below it. ``compact`` (a narrow terminal): the weight only, rows and columns keyed
+    ``user u1 u2 ...`` / ``item i1 i2 ...`` with their names in a legend below, so that every
+    weight stays readable at 80 columns (long names squeezed the cells to ``0.…``)."""
     table = Table(box=box.SIMPLE_HEAD if not compact else box.MINIMAL, padding=(0, 1), show_edge=False,
                   title_justify="left")
-    table.add_column(Text("user side \\ item side", style="dim"), no_wrap=True)
-    for n in m.items:
-        table.add_column(_side_label(n, compact), justify="center", no_wrap=not compact)
+    keys = {"user": _keys("user", "u", len(m.users)), "item": _keys("item", "i", len(m.items))}
+    table.add_column(Text("" if compact else "user side \\ item side", style="dim"), no_wrap=True)
+    for j, n in enumerate(m.items):
+        table.add_column(keys["item"][j] if compact else _side_label(n), justify="center", no_wrap=True)
     lo, hi = float(m.attention.min()), float(m.attention.max())
     for i, nu in enumerate(m.users):
         cells = []
         for j in range(len(m.items)):
             a, s = float(m.attention[i, j]), float(m.score[i, j])
-            text = Text(f"{a:.4f}" if compact else f"{a:.4f}\n{s:+.4f}", style=_heat(a, lo, hi), justify="center")
+            shown = f"{a:.3f}".removeprefix("0") if compact else f"{a:.4f}\n{s:+.4f}"     # compact: .123
+            text = Text(shown, style=_heat(a, lo, hi), justify="center")
             cells.append(text)
-        table.add_row(_side_label(nu, compact), *cells)
-    return table
+        table.add_row(keys["user"][i] if compact else _side_label(nu), *cells)
+    if not compact:
+        return table
+    legend = Text(style="dim")
+    for what, side, ns in (("rows", "user", m.users), ("columns", "item", m.items)):
+        named = [f"{k} = {n.name}" + (f" ({n.relation})" if n.relation != "itself" else "")
+                 for k, n in zip(keys[side], ns)]
+        legend.append(f"{what}: " + " · ".join(named) + "\n")
+    return Group(table, legend)
+
+
+def _keys(first: str, prefix: str, n: int) -> list[str]:
+    return [first] + [f"{prefix}{k}" for k in range(1, n)]
 
 
 def top_pairs_table(m: PairMatrix, k: int = 5) -> Table:
