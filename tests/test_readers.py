@@ -389,10 +389,11 @@ def final_folder(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("lines, pattern", [
     (["0\t0\t1", "0\t1\t0", "1\t2"], r"ratings_final\.txt:3: expected 3 fields"),
     (["0\t0\t1", "0\tx\t0"], r"ratings_final\.txt:2: 'x' is not an integer"),
-    (["0\t0\t1", "0\t1\t2"], r"row 2: label 2 is not 0 or 1"),
+    (["0\t0\t1", "0\t1\t2"], r"ratings_final\.txt:2: label 2 is not 0 or 1"),
+    (["0\t0\t1", "", "0\t1\t2"], r"ratings_final\.txt:3: label 2 is not 0 or 1"),      # the line, not the row
     (["", "  "], r"ratings_final\.txt: the file is empty"),
-    (["0\t0\t1", "-1\t1\t0"], r"row 2: negative user or item id"),
-    (["0\t0\t1", "0\t1\t-1"], r"ratings_final\.txt: row 2: label -1 is not 0 or 1"),    # was an IndexError
+    (["0\t0\t1", "-1\t1\t0"], r"ratings_final\.txt:2: negative user or item id"),
+    (["0\t0\t1", "0\t1\t-1"], r"ratings_final\.txt:2: label -1 is not 0 or 1"),    # was an IndexError
     (["0\t0\t1", "0\t1\t18446744073709551616"], r"ratings_final\.txt:2: 18446744073709551616 does not fit a 64-bit"),
     (["0\t0\t1", "-9223372036854775809\t1\t0"], r"ratings_final\.txt:2: -9223372036854775809 does not fit"),
     # a field short on line 2, one too many on line 3: 9 fields on 3 lines used to pass as 3 shifted rows
@@ -451,7 +452,7 @@ def test_a_bad_kg_row_names_the_kg_file(final_folder: Path) -> None:
     write(final_folder, "kg_final.txt", ["0\t0\t3", "1\t0\t-4"])
     with pytest.raises(DataError) as info:
         read_folder(final_folder, cfg_for(final_folder, format="ripplenet"))
-    assert str(info.value) == f"{final_folder / 'kg_final.txt'}: knowledge graph row 2: negative id [1, 0, -4]"
+    assert str(info.value) == f"{final_folder / 'kg_final.txt'}:2: negative id [1, 0, -4]"
 
 
 def test_npy_ids_beyond_64_bits_are_refused(tmp_path: Path) -> None:

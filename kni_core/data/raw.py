@@ -122,20 +122,34 @@ def _repeated_triples(kg: np.ndarray, raw: "RawDataset", kg_source: str) -> list
 
 
 def _check_values(ratings: np.ndarray, kg: np.ndarray, source: str, kg_source: str) -> None:
-    """Negative ids and labels other than 0/1, each reported with its row and file."""
+    """Negative ids and labels other than 0/1, each reported with its file and line (its row in
+    a file that has no lines)."""
     ids = ratings[:, :2]
     if ids.size and ids.min() < 0:
         bad = int(np.argwhere(ids < 0)[0, 0])
-        raise DataError(f"row {bad + 1}: negative user or item id {ratings[bad, :2].tolist()}", source)
+        raise _at_row(source, bad, f"negative user or item id {ratings[bad, :2].tolist()}")
     labels = ratings[:, 2]
     wrong = (labels != 0) & (labels != 1)
     if wrong.any():
         bad = int(np.argmax(wrong))
-        raise DataError(f"row {bad + 1}: label {labels[bad]} is not 0 or 1 "
-                        "(RippleNet format expects implicit feedback labels)", source)
+        raise _at_row(source, bad, f"label {labels[bad]} is not 0 or 1 (RippleNet format expects implicit "
+                      "feedback labels)")
     if len(kg) and kg.min() < 0:
         bad = int(np.argwhere(kg < 0)[0, 0])
-        raise DataError(f"knowledge graph row {bad + 1}: negative id {kg[bad].tolist()}", kg_source)
+        raise _at_row(kg_source, bad, f"negative id {kg[bad].tolist()}", "knowledge graph row")
+
+
+def _at_row(source: str, row: int, message: str, what: str = "row") -> DataError:
+    """The error of data row ``row`` (0-based) of ``source``: at its line in a text table (blank
+    lines skipped, as :func:`read_int_table` reads it), else by its row number."""
+    if source.endswith(".txt") and Path(source).is_file():
+        seen = -1
+        with open(source, encoding="utf-8-sig", errors="replace") as f:
+            for number, line in enumerate(f, start=1):
+                seen += bool(line.strip())
+                if seen == row:
+                    return DataError(message, source, number)
+    return DataError(f"{what} {row + 1}: {message}", source)
 
 
 def _dense(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
