@@ -171,9 +171,27 @@ def test_a_checkpoint_file_name_never_leaves_its_folder(tmp_path):
     recipe.write_text(tiny_recipe('"../../x/evil"', epochs=1))
     res = kni("run", str(recipe), "--checkpoint-dir", str(tmp_path / "deep" / "a" / "b"), "--db", str(tmp_path / "r.db"))
     assert res.exit_code == 0, res.output
-    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.pt"))
-    assert written == [Path("deep/a/b/x-evil-seed1-run1.pt")]
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.pt"))
+    assert len(written) == 1 and re.fullmatch(r"deep/a/b/x-evil-seed1-run1-[0-9a-f]{8}\.pt", written[0]), written
     assert not (tmp_path / "deep" / "x").exists() and not (tmp_path / "x").exists()
+
+
+def test_two_databases_sharing_a_checkpoint_folder_keep_their_own_models(tmp_path):
+    """Run 1 of a.db and run 1 of b.db, saved into one --checkpoint-dir: two files (the second
+    overwrote the first), and kni rm in a.db leaves b.db's model where its row says."""
+    from workbench.store.repository import Store
+    recipe = tmp_path / "t.yaml"
+    recipe.write_text(tiny_recipe("t", epochs=1))
+    for db in ("a.db", "b.db"):
+        res = kni("run", str(recipe), "--checkpoint-dir", str(tmp_path / "shared"), "--db", str(tmp_path / db))
+        assert res.exit_code == 0, res.output
+    saved = {}
+    for db in ("a.db", "b.db"):
+        with Store.open(str(tmp_path / db)) as store:
+            saved[db] = tmp_path / store.get(1).checkpoint        # relative to the databases' folder
+    assert saved["a.db"] != saved["b.db"] and all(p.is_file() for p in saved.values())
+    assert kni("rm", "1", "--yes", "--db", str(tmp_path / "a.db")).exit_code == 0
+    assert not saved["a.db"].exists() and saved["b.db"].is_file()
 
 
 # --------------------------------------------------------------------------------------------

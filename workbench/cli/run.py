@@ -265,11 +265,10 @@ def run_launcher(store: Store, rec: Any, configs: list, ids: list[int], json_out
     """Run queued rows to their end with a Launcher, reporting live (a recipe's seeds, or a
     batch of a sweep's runs), on ``runner`` (default: local child processes; a Ray executor
     must be in its :func:`executor_session`): (final statuses, the launcher)."""
-    from ..runs.checkpoints import file_in, slug
+    from ..runs.checkpoints import named_file
     checkpoints = {}
     if checkpoint_dir is not None:              # checked by checkpoint_folder before anything was queued
-        checkpoints = {i: str(file_in(checkpoint_dir, f"{slug(rec.name)}-seed{c.seed}-run{i}.pt"))
-                       for i, c in zip(ids, configs)}
+        checkpoints = {r.id: str(named_file(checkpoint_dir, r)) for r in store.runs(ids=ids)}
     return launch_rows(store, ids, rec.base.device, json_out, jobs, console, runner, checkpoints, retries)
 
 

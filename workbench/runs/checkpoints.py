@@ -197,6 +197,16 @@ def slug(text: str, limit: int = 80) -> str:
     return part or "run"
 
 
+def named_file(folder: Path, run) -> Path:
+    """The file in a folder given for saved models (``--checkpoint-dir``) that run ``run`` saves
+    into: its recipe, seed and id, and a digest of its identity (:func:`run_identity`), since
+    run 1 of another database given the same folder must not overwrite it (nor ``kni rm`` there
+    delete it)."""
+    from kni_core.config import stable_hash
+    token = stable_hash(run_identity(run))[:8]
+    return file_in(folder, f"{slug(run.recipe)}-seed{run.seed}-run{run.id}-{token}.pt")
+
+
 def file_in(folder: Path, name: str) -> Path:
     """``folder / name``, checked to lie inside ``folder`` (ValueError otherwise)."""
     path = (folder / name).absolute()
