@@ -17,6 +17,7 @@ bitwise identical (tested); on CUDA, as identical as its kernels are determinist
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -53,7 +54,7 @@ def capture(trainer: Trainer, identity: dict | None = None) -> dict:
     model = trainer.model.state_dict()
     topk_best = trainer.topk_hook.best_state if trainer.topk_hook is not None else None
     device = trainer.device
-    return {
+    state = {
         "format": FORMAT, "identity": identity or {}, "config": trainer.cfg.to_dict(),
         "epoch": trainer.history[-1].epoch if trainer.history else 0,
         "model": model, "digest": state_digest(model),
@@ -67,6 +68,40 @@ def capture(trainer: Trainer, identity: dict | None = None) -> dict:
         "topk_best": topk_best,
         "data_files": dict(trainer.data.sources),
     }
+    state["digest_rest"] = rest_digest(state)
+    return state
+
+
+def rest_digest(state: dict) -> str:
+    """The sha256 of everything a state holds besides its weights and their digest: optimizer
+    moments, generator states, history, selection. A changed byte there would not stop a resumed
+    run; it would only make it differ from the run it continues, silently."""
+    import torch
+
+    digest = hashlib.sha256()
+
+    def feed(x: Any) -> None:
+        if isinstance(x, torch.Tensor):
+            t = x.detach().cpu().contiguous()
+            digest.update(f"T{t.dtype}{tuple(t.shape)};".encode())
+            if t.numel():
+                digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(x, dict):
+            digest.update(b"{")
+            for k in sorted(x, key=repr):
+                digest.update(repr(k).encode() + b":")
+                feed(x[k])
+            digest.update(b"}")
+        elif isinstance(x, (list, tuple)):
+            digest.update(b"[")
+            for v in x:
+                feed(v)
+            digest.update(b"]")
+        else:
+            digest.update(repr(x).encode() + b";")
+
+    feed({k: v for k, v in state.items() if k not in ("model", "digest", "digest_rest")})
+    return digest.hexdigest()
 
 
 def restore(trainer: Trainer, state: dict) -> int:
@@ -120,6 +155,9 @@ def read(path: str | os.PathLike, config: dict | None = None, identity: dict | N
     if state.get("digest") != state_digest(state["model"]):
         raise CheckpointUnreadable(f"last-epoch state {path}: damaged (its weights are not those written with "
                                    "it: the digest differs)")
+    if "digest_rest" in state and state["digest_rest"] != rest_digest(state):     # states before it: none
+        raise CheckpointUnreadable(f"last-epoch state {path}: damaged (its optimizer state, generators or history "
+                                   "are not those written with it: the digest differs)")
     if identity is not None and state.get("identity") != identity:
         raise CheckpointUnreadable(f"last-epoch state {path}: belongs to another run ({_who(state.get('identity'))}, "
                                    f"not {_who(identity)}); is it another database's checkpoint folder?")

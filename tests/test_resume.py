@@ -85,6 +85,12 @@ def test_a_damaged_or_foreign_state_is_refused(tmp_path):
         resume.read(path, config=other.to_dict())
     with pytest.raises(CheckpointMissing, match="missing"):
         resume.read(tmp_path / "none.pt")
+    import torch                            # a byte of the torch generator changed: the weights' digest holds
+    state = torch.load(path, weights_only=True)
+    state["rng"]["torch"][100] ^= 1
+    torch.save(state, path)
+    with pytest.raises(CheckpointUnreadable, match="damaged .its optimizer state, generators or history"):
+        resume.read(path)
     path.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(CheckpointUnreadable, match="cannot be read"):
         resume.read(path)
