@@ -8,6 +8,7 @@ import json
 import re
 
 import pytest
+import torch
 
 from kni_core import resume
 from kni_core.config import DatasetConfig, ModelConfig, RunConfig, TrainConfig
@@ -85,8 +86,7 @@ def test_a_damaged_or_foreign_state_is_refused(tmp_path):
         resume.read(path, config=other.to_dict())
     with pytest.raises(CheckpointMissing, match="missing"):
         resume.read(tmp_path / "none.pt")
-    import torch                            # a byte of the torch generator changed: the weights' digest holds
-    state = torch.load(path, weights_only=True)
+    state = torch.load(path, weights_only=True)     # a byte of the torch generator changed; the weights hold
     state["rng"]["torch"][100] ^= 1
     torch.save(state, path)
     with pytest.raises(CheckpointUnreadable, match="damaged .its optimizer state, generators or history"):
