@@ -24,6 +24,9 @@ def short_repr(value: object) -> str:
 
 MAX_N_EVAL = 1_000
 MAX_SEED = 2**63 - 1         # stored in a 64-bit column; torch and numpy take it
+#: The bound of an integer setting that names none: what a database's INTEGER column holds
+#: (PostgreSQL's is 32-bit), so that ``train.epochs=1e23`` is a clear error, not a traceback.
+MAX_INT = 2**31 - 1
 
 
 def setting(default: Any, help: str, *, lo: float | None = None, hi: float | None = None,
@@ -68,11 +71,13 @@ def check_value(key: str, f: dataclasses.Field, value: Any) -> None:
     if m.get("choices") and value not in m["choices"]:
         raise ConfigError(f"{key}: expected one of {', '.join(map(str, m['choices']))}; got {short_repr(value)}")
     lo, hi = m.get("lo"), m.get("hi")
+    if hi is None and int in types and float not in types:
+        hi = MAX_INT
     if lo is not None and isinstance(value, (int, float)):
         if value < lo or (m.get("lo_open") and value == lo):
             raise ConfigError(f"{key}: expected a value {'>' if m.get('lo_open') else '>='} {lo}; got {value}")
     if hi is not None and isinstance(value, (int, float)) and value > hi:
-        raise ConfigError(f"{key}: expected a value <= {hi}; got {value}")
+        raise ConfigError(f"{key}: expected a value <= {hi}; got {short_repr(value)}")
 
 
 def _type_name(types: tuple[type, ...]) -> str:

@@ -445,6 +445,10 @@ def test_an_entry_of_the_generators_parameters_is_set_and_swept_like_a_key():
                                  "integers starting with 1 (the centre node), e.g. [1, 4]; got [2, 4]"),
     ("seeds=3..1", "--set seeds=3..1: reversed range '3..1'; write it as '1..3'"),
     ("device=tpu", "--set device=tpu: expected auto, cpu, cuda or cuda:N; got 'tpu'"),
+    # an integer no database column holds: said, not an OverflowError traceback when it is stored
+    ("train.epochs=99999999999999999999999", "--set train.epochs=99999999999999999999999: expected a value <= "
+                                              "2147483647; got 99999999999999999999999"),
+    ("train.patience=3000000000", "--set train.patience=3000000000: expected a value <= 2147483647; got 3000000000"),
 ])
 def test_override_errors(override, message):
     with pytest.raises(RecipeError) as info:

@@ -357,7 +357,8 @@ def test_the_caption_is_latex_in_the_tex_only_and_the_table_compiles(topk_db, tm
         assert "model.max_degree=16" in md_caption and " p < 0.05," in md_caption and "95% CI" in md_caption
         assert "\\" not in md_caption and "$" not in md_caption
         page = (out / "index.html").read_text()
-        assert "model.max_degree=16, train.lr=0.001] of the same dataset" in page and "\\_" not in page
+        assert "model.max_degree=16, train.lr=0.001, eval.topk.enabled=false] of the same dataset" in page \
+            and "\\_" not in page                           # model keys first in a label
         assert "$" not in page
         if n:
             assert "auc users \\textgreater{}20" in caption and "auc users \\textgreater{}20 &" in tex

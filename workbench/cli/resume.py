@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from kni_core.errors import KniError
+from kni_core.schema import MAX_INT
 
 from ..present import status_style
 from ..store.statuses import COMPLETED
@@ -25,7 +26,7 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
                                                 help="A run without a usable last-epoch state (stored before "
                                                 "states were written, or whose write failed) trains again "
                                                 "from epoch 1 instead of being refused."),
-                   epochs: Optional[int] = typer.Option(None, "--epochs", min=1,
+                   epochs: Optional[int] = typer.Option(None, "--epochs", min=1, max=MAX_INT,
                                                         help="Continue to this many epochs (more than the run's "
                                                         "train.epochs; a completed run too, from the last-epoch "
                                                         "state it keeps with train.keep_last: true). The longer "
