@@ -96,6 +96,18 @@ def test_piped_run_output_has_one_line_per_epoch(tmp_path):
     assert all(len(ln) == len(ln.rstrip()) for ln in lines if ln.startswith("INFO"))   # no padding to the width
 
 
+def test_the_commands_suggested_after_a_run_can_be_pasted(tmp_path, monkeypatch):
+    """They name the database the run went to and quote a recipe name with a space."""
+    monkeypatch.delenv("KNI_DB", raising=False)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(tiny_recipe('"my run"', epochs=1))
+    db = tmp_path / "other.db"
+    res = invoke("run", str(recipe), "--db", str(db), columns=300)
+    assert res.exit_code == 0, res.output
+    assert f"kni runs --recipe 'my run' --db {db} | kni compare --recipe 'my run' --db {db} | kni show 1 --db {db}" \
+        in res.stdout
+
+
 def test_json_events_carry_the_run_id(tmp_path):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(TINY)

@@ -35,6 +35,18 @@ def db_option() -> Any:
     return typer.Option("runs.db", "--db", envvar="KNI_DB", help=DB_HELP, show_default=True)
 
 
+def follow_up(db: str, *commands: list[str]) -> str:
+    """The commands to type next, as one line: each shell-quoted (a recipe named ``my run``), with
+    this command's ``--db`` when they would not open it by themselves (KNI_DB, else runs.db); a
+    password in it shows as ``***``."""
+    import os
+    import shlex
+
+    from .report import hide_password
+    extra = [] if db == (os.environ.get("KNI_DB") or "runs.db") else ["--db", hide_password(db)]
+    return " | ".join(shlex.join([*c, *extra]) for c in commands)
+
+
 class _Visible:
     """A renderable drawn as ``inner`` is, with every control character of its text made
     visible. Rich's own styles and cursor moves travel apart from the text (as styles and

@@ -18,7 +18,7 @@ from kni_core.errors import KniError
 from .. import analysis as cmp
 from ..present import status_style
 from ..store.statuses import CANCELLED, COMPLETED, CRASHED, FAILED, QUEUED, RUNNING
-from .common import DEVICE_HELP, SEEDS_HELP, SET_HELP, consoles, err_console, fail, out
+from .common import DEVICE_HELP, SEEDS_HELP, SET_HELP, consoles, err_console, fail, follow_up, out
 from .live import JsonReport, LiveReport, summary_table
 from .sweeps import print_ranking
 
@@ -189,8 +189,9 @@ def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Opti
         err_console().print(f"[bold red]run {i} seed {seed}:[/] {escape(message.splitlines()[0])}",
                              highlight=False, soft_wrap=True)
     if not json_out:
-        console.print(f"[dim]kni runs --recipe {rec.name} | kni compare --recipe {rec.name} | kni show {ids[0]}[/]",
-                      highlight=False)
+        hint = follow_up(db, ["kni", "runs", "--recipe", rec.name], ["kni", "compare", "--recipe", rec.name],
+                         ["kni", "show", str(ids[0])])
+        console.print(f"[dim]{escape(hint)}[/]", highlight=False, soft_wrap=True)     # pasted whole
     store.close()
     # 130 only when this command was asked to stop; a run cancelled from elsewhere (kni cancel,
     # the workbench) is a run that did not complete
@@ -395,8 +396,9 @@ def run_sweep(rec: Any, json_out: bool, checkpoint_dir: Optional[Path], jobs: in
                           "points": cmp.sweep_rows(ranking)}))
     else:
         print_ranking(console if console.is_terminal else out(), ranking, top=10)
-        console.print(f"[dim]kni compare --sweep {driver.sweep_id} | kni runs --sweep {driver.sweep_id} | "
-                      f"kni sweeps[/]", highlight=False)
+        hint = follow_up(db, ["kni", "compare", "--sweep", str(driver.sweep_id)],
+                         ["kni", "runs", "--sweep", str(driver.sweep_id)], ["kni", "sweeps"])
+        console.print(f"[dim]{escape(hint)}[/]", highlight=False, soft_wrap=True)     # pasted whole
     store.close()
     bad = [r for r in runs if r.status in (FAILED, CRASHED, CANCELLED)]
     if interrupted or stop["requested"]:
