@@ -176,6 +176,19 @@ def test_a_checkpoint_file_name_never_leaves_its_folder(tmp_path):
     assert not (tmp_path / "deep" / "x").exists() and not (tmp_path / "x").exists()
 
 
+def test_a_device_this_machine_lacks_is_refused_before_anything_is_queued(tmp_path):
+    """cuda:99 exists nowhere: said at once, exit 2, no row (each seed used to be queued, started
+    and stored as failed, and kni resume then failed it again)."""
+    from workbench.store.repository import Store
+    recipe = tmp_path / "t.yaml"
+    recipe.write_text(tiny_recipe("t", epochs=1))
+    res = kni("run", str(recipe), "--set", "device=cuda:99", "--db", str(tmp_path / "r.db"))
+    assert res.exit_code == 2 and "error: device cuda:99: device 'cuda:99' requested but " in res.output
+    assert "nothing was queued" in res.output
+    with Store.open(str(tmp_path / "r.db")) as store:
+        assert store.runs() == []
+
+
 def test_two_databases_sharing_a_checkpoint_folder_keep_their_own_models(tmp_path):
     """Run 1 of a.db and run 1 of b.db, saved into one --checkpoint-dir: two files (the second
     overwrote the first), and kni rm in a.db leaves b.db's model where its row says."""

@@ -35,6 +35,17 @@ def db_option() -> Any:
     return typer.Option("runs.db", "--db", envvar="KNI_DB", help=DB_HELP, show_default=True)
 
 
+def device_missing(device: str) -> str | None:
+    """Why this machine cannot run on ``device`` (``cuda`` without CUDA, ``cuda:3`` with two
+    GPUs), else None: checked before runs are queued, which would only fail."""
+    from kni_core.train import resolve_device
+    try:
+        resolve_device(device)
+    except (RuntimeError, ValueError) as e:
+        return str(e).splitlines()[0]
+    return None
+
+
 def follow_up(db: str, *commands: list[str]) -> str:
     """The commands to type next, as one line: each shell-quoted (a recipe named ``my run``), with
     this command's ``--db`` when they would not open it by themselves (KNI_DB, else runs.db); a

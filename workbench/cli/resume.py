@@ -14,7 +14,7 @@ from kni_core.schema import MAX_INT
 
 from ..present import status_style
 from ..store.statuses import COMPLETED
-from .common import consoles, db_option, fail, open_store
+from .common import consoles, db_option, device_missing, fail, open_store
 
 
 def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resume (kni runs lists them)."),
@@ -147,10 +147,7 @@ def _go_on_searching(store: Any, sweep_id: int, json_out: bool, jobs: int, conso
 def _check_device(device: str) -> None:
     """A device this machine has, before any run is touched (a run requeued for a missing GPU
     would only fail)."""
-    from kni_core.train import resolve_device
-
     from ..runs.resume import ResumeRefused
-    try:
-        resolve_device(device)
-    except (RuntimeError, ValueError) as e:
-        raise ResumeRefused(f"--device {device}: {str(e).splitlines()[0]}; nothing resumed") from None
+    missing = device_missing(device)
+    if missing:
+        raise ResumeRefused(f"--device {device}: {missing}; nothing resumed")

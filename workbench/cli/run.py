@@ -18,7 +18,7 @@ from kni_core.errors import KniError
 from .. import analysis as cmp
 from ..present import status_style
 from ..store.statuses import CANCELLED, COMPLETED, CRASHED, FAILED, QUEUED, RUNNING
-from .common import DEVICE_HELP, SEEDS_HELP, SET_HELP, consoles, err_console, fail, follow_up, out
+from .common import DEVICE_HELP, SEEDS_HELP, SET_HELP, consoles, device_missing, err_console, fail, follow_up, out
 from .live import JsonReport, LiveReport, summary_table
 from .sweeps import print_ranking
 
@@ -140,6 +140,9 @@ def run_recipe(recipe: Path, seeds: Optional[str], set_: List[str], device: Opti
         if store.in_memory:
             raise StoreError("--db: an in-memory database cannot be shared with run processes")
         executor = executor or rec.executor
+        missing = device_missing(rec.base.device) if executor != "ray" else None   # a Ray node may have it
+        if missing:
+            raise KniError(f"device {rec.base.device}: {missing}; nothing was queued")
         if rec.sweep is not None:             # every point x every seed (workbench.sweeps)
 
             store.close()
