@@ -141,9 +141,17 @@ class SweepDriver:
 
     # -- setup ---------------------------------------------------------------------------
     def check(self) -> None:
-        """Refuse early what cannot run here (a missing extra), before anything is written."""
+        """Refuse early what cannot run here (a missing extra, more than MAX_RUNS runs), before
+        anything is written or built: 10,000 points x 11 seeds took 30 s and 420 MB of
+        configurations to be refused, and 1,000 seeds more than a gigabyte."""
         for what in self.spec.needs_optuna:
             require_optuna(what)
+        self._check_size(self.spec.planned)
+
+    def _check_size(self, points: int) -> None:
+        if points * len(self.recipe.seeds) + len(self.spec.rerun) > MAX_RUNS:
+            raise SweepError(f"{self.recipe.name}: {points:,} points x {len(self.recipe.seeds)} seeds is more "
+                             f"than {MAX_RUNS:,} runs")
 
     def _configs(self, params: dict) -> list[RunConfig]:
         return [self.recipe.config_for_point(params, seed) for seed in self.recipe.seeds]
@@ -172,9 +180,6 @@ class SweepDriver:
             self.prepare(self.points[0].configs[0])
         else:
             self.prepare(self.recipe.configs()[0])
-        if planned * len(self.recipe.seeds) + len(self.spec.rerun) > MAX_RUNS:
-            raise SweepError(f"{self.recipe.name}: {planned:,} points x {len(self.recipe.seeds)} seeds is more "
-                             f"than {MAX_RUNS:,} runs")
         self.sweep_id = self.store.create_sweep(
             name=self.recipe.name, recipe_text=self.recipe.text, recipe_path=self.recipe.path,
             method=self.spec.method, spec=self.spec.to_dict(), seeds=self.recipe.seeds, planned=planned,
