@@ -592,6 +592,10 @@ def test_override_mistakes_join_the_file_mistakes_and_a_good_override_fixes_one(
         (2, "model.hidden", None), (2, "model.dropout", None), (None, "model.kg", "--set model.kg=1")]
     recipe = parse_recipe(text, "r.yaml", overrides=["model.hidden=16", "model.dropout=0.1"])
     assert recipe.base.model.hidden == 16 and recipe.base.model.dropout == 0.1
+    # a top-level key spelt as a dotted one is still unknown when --set gives that dotted key
+    with pytest.raises(RecipeError) as info:
+        parse_recipe("dataset: {name: bc}\ntrain.epochs: 30\n", "r.yaml", overrides=["train.epochs=1"])
+    assert str(info.value).startswith("r.yaml:2: train.epochs: unknown key")
 
 
 @pytest.mark.parametrize("value, line, key, message", [

@@ -142,8 +142,10 @@ class Builder:
         self.errors.append(error)
 
     def clear(self, key: str) -> None:
-        """A later value (an override) replaces ``key``: its earlier mistakes no longer count."""
-        self.errors = [e for e in self.errors if not covers(key, e.key)]
+        """A later value (an override) replaces ``key``: its earlier mistakes no longer count. An
+        unknown key of the file stays a mistake: no value makes its name right (a top-level
+        ``train.epochs: 30`` is spelt as ``--set train.epochs=1``'s key, but is not that key)."""
+        self.errors = [e for e in self.errors if not covers(key, e.key) or e.message.startswith("unknown key")]
 
     def has_error(self, key: str | None) -> bool:
         """Whether ``key``, a key inside it or the section holding it already has a mistake."""
