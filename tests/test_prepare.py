@@ -247,6 +247,8 @@ def test_install_checks_everything_before_replacing_the_copy(tmp_path, cache):
     assert sorted(p.name for p in target.iterdir()) == ["extra.npy", "kg_final.txt", "ratings_final.txt"]
     assert prepare(cfg).from_cache and np.array_equal(prepare(cfg).test, first.test)    # cached for the copy
     before = {p.name: p.read_bytes() for p in target.iterdir()}
+    with pytest.raises(Err, match="is a file; --source takes the folder that holds the dataset's files"):
+        install(good / "kg_final.txt", cfg)
     # bad new data: a KG id far out (used to allocate 931 GiB after overwriting), labels of one kind
     bad = write_folder(tmp_path / "bad", [(u, i, 1) for u, i, _ in mixed_rows()], [(0, 0, 10**12)])
     with pytest.raises(Err, match="degenerate split"):

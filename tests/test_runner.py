@@ -125,6 +125,7 @@ def test_launcher_loses_a_child_then_is_interrupted(db_url):
     assert statuses == {ids[0]: CRASHED, ids[1]: CANCELLED, ids[2]: CANCELLED}
     first, second, third = (store.get(i) for i in ids)
     assert "killed by signal 9" in first.error and first.n_epochs >= 1
+    assert first.error.splitlines()[0].endswith("without recording an end")    # what a summary shows alone
     assert "SIGTERM" in second.error and second.n_epochs >= 2 and second.best_epoch is not None
     assert third.started_at is None and third.n_epochs == 0
     assert [e[0] for e in ended] == [ids[0], ids[2], ids[1]]   # the queue is cancelled at once

@@ -41,6 +41,8 @@ def install(source: Path, cfg: RunConfig, force: bool = False) -> PreparedData:
     target = Path(cfg.dataset.path or "").expanduser()
     if not cfg.dataset.path:
         raise DataError("no target folder (dataset.path) to install the data into")
+    if source.is_file():
+        raise DataError("is a file; --source takes the folder that holds the dataset's files", source)
     if not source.is_dir():
         raise DataError("no such folder (--source)", source)
     files = [f for f in source.iterdir() if f.is_file()]

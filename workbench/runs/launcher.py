@@ -293,8 +293,8 @@ class Launcher:
             else:
                 tail = self._log_tail(job)
                 reason = f"the run process ended ({how}) without recording an end"
-                if tail:
-                    reason += "; its last output:\n" + tail
+                if tail:                      # below the first line, which summaries show alone
+                    reason += "\nits last output:\n" + tail
                 self.store.mark(job.run_id, CRASHED, reason, attempt=job.attempt)
             self._report(job)
             run = self.store.get(job.run_id)
