@@ -46,6 +46,20 @@ def device_missing(device: str) -> str | None:
     return None
 
 
+def hide_password(arg: str) -> str:
+    """A command-line word with the password of a database URL in it (``--db URL``, ``--db=URL``,
+    or KNI_DB's value written out) as ``***``: the command is recorded in index.html and
+    report.json, which are made to be shared."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    head, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):
+        return arg
+    return head + eq + url.render_as_string(hide_password=True) if url.password is not None else arg
+
+
 def follow_up(db: str, *commands: list[str]) -> str:
     """The commands to type next, as one line: each shell-quoted (a recipe named ``my run``), with
     this command's ``--db`` when they would not open it by themselves (KNI_DB, else runs.db); a
@@ -53,7 +67,6 @@ def follow_up(db: str, *commands: list[str]) -> str:
     import os
     import shlex
 
-    from .report import hide_password
     extra = [] if db == (os.environ.get("KNI_DB") or "runs.db") else ["--db", hide_password(db)]
     return " | ".join(shlex.join([*c, *extra]) for c in commands)
 

@@ -15,7 +15,7 @@ from rich.markup import escape
 from kni_core.errors import KniError
 
 from .. import analysis as cmp
-from .common import consoles, db_option, fail, open_store
+from .common import consoles, db_option, fail, hide_password, open_store
 
 
 def report_command(run_ids: List[int] = typer.Argument(None, help="Run ids (default: every run)."),
@@ -72,17 +72,3 @@ def report_command(run_ids: List[int] = typer.Argument(None, help="Run ids (defa
                       summary["not_counted"].items())) + ")" if left_out else "")
                   + f" to {escape(str(target))}: {', '.join(files)}", highlight=False, soft_wrap=True)
     console.print(f"[dim]open {escape(str(target / 'index.html'))}[/]", highlight=False)
-
-
-def hide_password(arg: str) -> str:
-    """A command-line word with the password of a database URL in it (``--db URL``, ``--db=URL``,
-    or KNI_DB's value written out) as ``***``: the command is recorded in index.html and
-    report.json, which are made to be shared."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-    head, eq, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
-    try:
-        url = make_url(value)
-    except (ArgumentError, ValueError):
-        return arg
-    return head + eq + url.render_as_string(hide_password=True) if url.password is not None else arg

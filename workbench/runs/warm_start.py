@@ -10,10 +10,10 @@ environment it was given, its share of the cores, its output in the launcher's l
 same ``child_main`` arguments; and it keeps the code the forkserver loaded, which a run
 records when it is queued (:mod:`workbench.runs.provenance`).
 
-Only runs on a machine without a GPU start warm (:func:`workbench.runs.launcher.starts_warm`). CUDA must not be touched
-before a fork and reads ``CUDA_VISIBLE_DEVICES`` once, when a process first loads it: a fresh
-interpreter guarantees both without trusting every preloaded import. ``KNI_WARM_START=0``
-turns warm starts off.
+Only runs on a machine without a GPU start warm (:func:`workbench.runs.launcher.starts_warm`).
+CUDA must not be touched before a fork and reads ``CUDA_VISIBLE_DEVICES`` once, when a process
+first loads it: a fresh interpreter guarantees both without trusting every preloaded import.
+``KNI_WARM_START=0`` turns warm starts off.
 
 The forkserver ends with its launcher; its run processes go on, as cold ones do. The resource
 tracker that ``multiprocessing`` starts beside it keeps the launcher's stdout and stderr open
