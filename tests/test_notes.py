@@ -105,6 +105,13 @@ def test_tag_and_note_commands_and_runs_filter(db):
     assert res.exit_code == 2 and "without spaces" in res.output
     res = kni(db, "tag", "baseline")
     assert res.exit_code == 2 and "and then the tag" in res.output
+    res = CliRunner().invoke(app, ["runs", "--db", ""])  # --db "$UNSET": not runs.db
+    assert res.exit_code == 2 and "--db" in res.output and "empty; give a database file or URL" in \
+        " ".join(res.output.replace("│", " ").split())
+    res = kni(db, "tag", "1", "2")                       # runs 1 and 2 meant, the tag forgotten
+    assert res.exit_code == 2 and "tag '2' is also a run id" in res.output and "kni tag 1 2 NAME" in res.output
+    assert kni(db, "tag", "1", "2024").exit_code == 0    # digits that name no run are a tag
+    assert kni(db, "tag", "--remove", "1", "2024").exit_code == 0
 
     ids = lambda out: [r["id"] for r in json.loads(out)]  # noqa: E731
     assert ids(kni(db, "runs", "--tag", "baseline", "--json").stdout) == [1, 2]

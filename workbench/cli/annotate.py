@@ -77,6 +77,9 @@ def tag_command(args: List[str] = typer.Argument(..., metavar="TARGET... TAG",
     store = open_store(db, write=True)
     try:
         tag = check_tag(tag)
+        if not remove and not group and tag.isdigit() and not store.missing([int(tag)]):
+            raise KniError(f"tag {tag!r} is also a run id: kni tag takes the run ids, then the tag "
+                           f"(kni tag {' '.join(args)} NAME); a tag of digits only is refused where a run has that id")
         targets, names = _targets(store, values, group)
         n = store.remove_tags(targets, [tag]) if remove else store.add_tags(targets, [tag])
     except KniError as e:

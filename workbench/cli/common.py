@@ -32,7 +32,14 @@ DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N."
 
 
 def db_option() -> Any:
-    return typer.Option("runs.db", "--db", envvar="KNI_DB", help=DB_HELP, show_default=True)
+    return typer.Option("runs.db", "--db", envvar="KNI_DB", help=DB_HELP, show_default=True, callback=_db_given)
+
+
+def _db_given(value: str) -> str:
+    """An empty ``--db`` (``--db "$UNSET"``) is a mistake to say, not runs.db to write."""
+    if not str(value).strip():
+        raise typer.BadParameter("empty; give a database file or URL (without --db and KNI_DB: runs.db)")
+    return value
 
 
 def device_missing(device: str) -> str | None:
