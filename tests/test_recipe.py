@@ -584,6 +584,19 @@ def test_duplicate_keys_and_bad_sections_do_not_hide_later_mistakes(tmp_path):
     assert [(x.line, x.key) for x in e.errors] == [(2, "model.hidden"), (3, "train"), (4, "eval.n_eval")]
 
 
+def test_a_huge_value_is_quoted_in_part():
+    """A recipe that is one 5,000-character scalar, and a 3,000-character --set: their errors
+    quote the start and count the rest (they echoed every character)."""
+    with pytest.raises(RecipeError) as info:
+        parse_recipe("a" * 5000 + "\n", "big.yaml")
+    assert len(str(info.value)) < 300 and "a single value (aaaa" in str(info.value)
+    assert str(info.value).endswith("... (5,000 characters))")
+    with pytest.raises(RecipeError) as info:
+        parse_recipe("dataset: {name: bc}\n", "r.yaml", overrides=["train.epochs=" + "9" * 3000])
+    assert str(info.value).startswith("--set train.epochs=999") and "... (3,013 characters): expected" in \
+        str(info.value)
+
+
 def test_override_mistakes_join_the_file_mistakes_and_a_good_override_fixes_one():
     text = "dataset: {name: bc}\nmodel: {hidden: abc, dropout: 2}\n"
     with pytest.raises(RecipeError) as info:

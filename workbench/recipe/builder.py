@@ -44,6 +44,7 @@ from .sweep_reader import SweepReader
 from .yaml_nodes import (
     NULL_TAG,
     covers,
+    cut,
     line_of,
     node_kind,
     strip_key,
@@ -494,7 +495,7 @@ class Builder:
     # -- the command line ------------------------------------------------------------------
     def apply_override(self, text: Any) -> None:
         """Apply one ``--set``; its mistake is recorded, a valid value replaces the file's mistake."""
-        origin = f"--set {text}"
+        origin = f"--set {cut(text, 200) if isinstance(text, str) else text}"
         try:
             key = self.override(text, origin)
         except RecipeError as e:

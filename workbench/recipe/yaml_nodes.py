@@ -32,7 +32,14 @@ def node_kind(node: yaml.Node, empty: bool = False) -> str:
         return "an empty list" if empty and not node.value else "a list"
     if empty and node.value in ("", "~", "null"):
         return "nothing"
-    return f"a single value ({node.value})"
+    return f"a single value ({cut(node.value)})"
+
+
+def cut(text: str, limit: int = 80) -> str:
+    """``text`` as an error quotes it: at most ``limit`` characters, the rest counted (a 900 KB
+    scalar, or /etc/passwd listed in a suite, was printed whole)."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit - 20]}... ({len(text):,} characters)"
 
 
 def expanded_size(node: yaml.Node, limit: int = MAX_VALUES) -> int:
