@@ -134,7 +134,10 @@ def test_data_prepare_copies_the_source_and_reuses_the_cache(env, tmp_path):
     installed = tmp_path / "cache" / "data" / "lastfm"
     second = kni("data", "prepare", "lastfm", "--set", f"dataset.path={installed}", env_extra=extra)
     assert second.returncode == 0, second.stderr
-    assert "reused the cache" in second.stdout
+    assert "reused the cache" in second.stdout and "user item edges" in second.stdout     # a table, not a dict
+    as_json = kni("data", "prepare", "lastfm", "--set", f"dataset.path={installed}", "--json", env_extra=extra)
+    facts = json.loads(as_json.stdout)
+    assert facts["from_cache"] is True and facts["stats"]["users"] == 12 and facts["key"] in second.stdout
 
     # bad new data is refused before it touches the installed copy
     installed_files = {p.name: p.read_bytes() for p in installed.iterdir()}

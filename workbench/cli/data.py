@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 from rich.markup import escape
@@ -115,7 +115,9 @@ def data_prepare(name: str = typer.Argument(..., help="Registry name, e.g. bc.")
                  set_: List[str] = typer.Option([], "--set", help=SET_HELP),
                  force: bool = typer.Option(False, "--force", help="With --source: install files whose counts "
                                             "are far from the dataset's published ones (another dataset, or a "
-                                            "subset) all the same.")) -> None:
+                                            "subset) all the same."),
+                 json_out: bool = typer.Option(False, "--json", help="Print JSON: the cache key, whether it was "
+                                               "reused, and the prepared data's statistics.")) -> None:
     """Preprocess a dataset with the paper's settings and cache it (a second call reuses the cache).
 
     With --source, the folder is read and preprocessed completely first; only then does it replace
@@ -125,7 +127,7 @@ def data_prepare(name: str = typer.Argument(..., help="Registry name, e.g. bc.")
     from kni_core.data.registry import user_data_root
 
     from ..recipe import paper_recipe
-    console = consoles(False)
+    console = consoles(json_out)
     try:
         if source is not None:
             target = user_data_root() / name
@@ -144,6 +146,27 @@ def data_prepare(name: str = typer.Argument(..., help="Registry name, e.g. bc.")
             prepared = prepare(rec.base)
     except KniError as error:
         fail(error)
+    if json_out:
+        print(json.dumps({"name": name, "key": prepared.key, "from_cache": prepared.from_cache,
+                          "stats": prepared.stats}, default=str))
+        return
     state = "reused the cache" if prepared.from_cache else "preprocessed and cached"
     console.print(f"{name}: {state} (key {prepared.key})")
-    console.print(prepared.stats)
+    console.print(_stats_table(prepared.stats))
+    for warning in prepared.stats.get("warnings", []):
+        console.print(f"[yellow]warning:[/] {escape(str(warning))}", highlight=False)
+
+
+def _stats_table(stats: dict) -> Any:
+    """The prepared data's statistics, one per row (warnings are printed after it)."""
+    from rich.table import Table
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="dim")
+    table.add_column(justify="right")
+    for key, value in stats.items():
+        if key == "warnings":
+            continue
+        shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else \
+            f"{value:.3g}" if isinstance(value, float) else str(value)
+        table.add_row(key.replace("_", " "), escape(shown))
+    return table
