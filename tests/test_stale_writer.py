@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -142,6 +143,20 @@ def test_the_launcher_never_ends_an_attempt_it_did_not_start(tmp_path, monkeypat
     store.close()
 
 
+def stop_between_writes(store: Store, run_id: int, pid: int) -> None:
+    """SIGSTOP ``pid`` and mark its run crashed. Stopped inside a write, it holds SQLite's write
+    lock, so nothing can mark it until it goes on: then it is continued and stopped again."""
+    later = utcnow() + timedelta(hours=1)
+    for _ in range(100):
+        os.kill(pid, signal.SIGSTOP)
+        if store.refresh_crashed(now=later) == [run_id]:
+            return
+        assert store.get(run_id).status == RUNNING, f"run {run_id} ended before it was stopped"
+        os.kill(pid, signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} could not be marked crashed while its process was stopped")
+
+
 def test_a_stopped_run_process_resumed_elsewhere_stops_when_continued(tmp_path):
     """The audit's case with real processes: a run process is stopped (SIGSTOP) and taken for
     crashed, the run is resumed in a new process, then the old one is continued (SIGCONT): it
@@ -155,8 +170,9 @@ def test_a_stopped_run_process_resumed_elsewhere_stops_when_continued(tmp_path):
     new = None
     try:
         assert wait_for(lambda: len(store.epochs(run_id)) >= 1, TIMEOUT)
-        os.kill(old.pid, signal.SIGSTOP)
-        crash_and_resume(store, run_id)
+        stop_between_writes(store, run_id, old.pid)
+        p = plan(store, run_id, restart=True)
+        store.requeue_to_resume(p.run, p.from_epoch, p.best)
         new = spawn(store.url, run_id, log_file=logs["new"])
         assert wait_for(lambda: store.get(run_id).pid == new.pid, TIMEOUT)
         os.kill(old.pid, signal.SIGCONT)
