@@ -32,7 +32,20 @@ from workbench.store.statuses import CANCELLED, COMPLETED, CRASHED, FAILED, RUNN
 from workbench.tui.app import WorkbenchApp
 from workbench.tui.data import RunData
 
-from tui_helpers import BROKEN, NOW, add_run, cell, config, make_app, metrics, seed_db, sync, until, write_recipes
+from tui_helpers import (
+    BROKEN,
+    NOW,
+    add_run,
+    cell,
+    config,
+    make_app,
+    mark_runs,
+    metrics,
+    seed_db,
+    sync,
+    until,
+    write_recipes,
+)
 
 pytestmark = pytest.mark.usefixtures("in_tmp_path")   # runs.db and recipes/ shown relative to it
 
@@ -203,10 +216,7 @@ async def test_compare_two_groups_paired_test_and_csv_export(tmp_path):
     app = make_app(store)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()                     # mounted before the test reaches in
-        runs = app.query_one("#runs-pane")
-        for run_id in (4, 1):
-            runs.select_run(run_id)
-            await pilot.press("space")
+        await mark_runs(app, pilot, (4, 1))
         await pilot.press("p")
         await pilot.pause(0.2)
         assert app.query_one("#main-tabs").active == "compare"

@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Input
 
 from workbench.store.records import group_target, run_target
 
-from tui_helpers import NOW, cell, make_app, seed_db, sync, until
+from tui_helpers import NOW, cell, make_app, mark_runs, seed_db, sync, until
 
 pytestmark = pytest.mark.usefixtures("in_tmp_path")   # runs.db and recipes/ shown relative to it
 
@@ -82,9 +82,7 @@ async def test_tags_and_notes_are_edited_in_the_tui(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()                     # mounted before the test reaches in
         runs = app.query_one("#runs-pane")
-        for run_id in (1, 2):
-            runs.select_run(run_id)
-            await pilot.press("space")
+        await mark_runs(app, pilot, (1, 2))
         await pilot.press("t")
         await until(pilot, lambda: isinstance(app.screen, AnnotateDialog), 5, "the tags dialog")
         app.screen.query_one("#annotate-text", Input).value = "baseline, seeds-a"
@@ -130,9 +128,7 @@ async def test_config_diff_of_two_marked_runs(tmp_path):
         runs.select_run(1)
         await pilot.press("D")                             # nothing marked: says what to do
         assert not isinstance(app.screen, DiffScreen)
-        for run_id in (1, 4):                             # KNI seed 1 vs NI seed 1
-            runs.select_run(run_id)
-            await pilot.press("space")
+        await mark_runs(app, pilot, (1, 4))              # KNI seed 1 vs NI seed 1
         await pilot.press("D")
         await until(pilot, lambda: isinstance(app.screen, DiffScreen), 5, "the diff")
         diff = app.screen.diff
@@ -155,9 +151,7 @@ async def test_a_key_that_acts_on_no_marked_run_names_the_marked_runs(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()                     # mounted before the test reaches in
         runs = app.query_one("#runs-pane")
-        for run_id in (1, 4):
-            runs.select_run(run_id)
-            await pilot.press("space")
+        await mark_runs(app, pilot, (1, 4))
         runs.select_run(8)                                 # the crashed run, highlighted
         await pilot.press("c")
         said = [n.message for n in app._notifications]

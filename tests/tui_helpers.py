@@ -124,6 +124,14 @@ def make_app(store: Store, recipes: Path | None = None, **kw) -> WorkbenchApp:
     return WorkbenchApp(store, recipes or write_recipes(Path("recipes")), clock=lambda: NOW, gpus=[], **kw)
 
 
+async def mark_runs(app, pilot, run_ids) -> None:
+    """Mark ``run_ids`` in the Runs tab, one after another, as space does."""
+    runs = app.query_one("#runs-pane")
+    for run_id in run_ids:
+        runs.select_run(run_id)
+        await pilot.press("space")
+
+
 async def until(pilot, predicate, timeout: float, what: str) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -244,7 +244,7 @@ def _launch(store: Store, rec: Any, configs: list, ids: list[int], prepared: Any
         if note:
             console.print(note, highlight=False, soft_wrap=True)
     with executor_session(runner, json_out, console):
-        return run_launcher(store, rec, configs, ids, json_out, checkpoint_dir, jobs, console, runner, retries)
+        return run_launcher(store, rec, ids, json_out, checkpoint_dir, jobs, console, runner, retries)
 
 
 @contextmanager
@@ -263,7 +263,7 @@ def executor_session(runner: Any, json_out: bool, console: Console) -> Iterator[
         yield runner
 
 
-def run_launcher(store: Store, rec: Any, configs: list, ids: list[int], json_out: bool,
+def run_launcher(store: Store, rec: Any, ids: list[int], json_out: bool,
                   checkpoint_dir: Optional[Path], jobs: int, console: Console,
                   runner: Any = None, retries: int = 0) -> tuple[dict[int, str], Any]:
     """Run queued rows to their end with a Launcher, reporting live (a recipe's seeds, or a
@@ -357,7 +357,7 @@ def run_sweep(rec: Any, json_out: bool, checkpoint_dir: Optional[Path], jobs: in
     stop = {"requested": False}
 
     def launch(ids: list[int], configs: list) -> tuple[dict[int, str], bool]:
-        statuses, launcher = run_launcher(store, rec, configs, ids, json_out, checkpoint_dir, jobs, console, runner,
+        statuses, launcher = run_launcher(store, rec, ids, json_out, checkpoint_dir, jobs, console, runner,
                                           retries)
         stop["requested"] = stop["requested"] or bool(launcher.stop_requested)
         return statuses, bool(launcher.stop_requested)
