@@ -40,7 +40,9 @@ from helpers import tiny_recipe, wait_for
 TIMEOUT = 90
 
 
-def queue(store: Store, seed: int, epochs: int = 200, name: str = "long", **dataset) -> int:
+def queue(store: Store, seed: int, epochs: int = 100_000, name: str = "long", **dataset) -> int:
+    """A queued run; by default one that trains until it is stopped (warm-started, 200 tiny epochs
+    could end before a cancel through the row arrived)."""
     rec = parse_recipe(tiny_recipe(name, epochs=epochs))
     cfg = rec.config_for(seed)
     for k, v in dataset.items():
@@ -327,7 +329,7 @@ def test_a_write_lock_costs_time_not_epochs(tmp_path, monkeypatch):
 
 def test_removing_a_live_runs_row_stops_it_and_fails_kni_run(tmp_path):
     recipe = tmp_path / "long.yaml"
-    recipe.write_text(tiny_recipe("long", epochs=200))
+    recipe.write_text(tiny_recipe("long", epochs=100_000))     # stopped from elsewhere, never to its end
     db = tmp_path / "runs.db"
 
     def remove_when_training():
@@ -371,7 +373,7 @@ def test_a_run_cancelled_from_another_terminal_makes_the_command_exit_1(tmp_path
     """130 says that this command was stopped (Ctrl-C, SIGTERM); a run that another terminal
     cancelled is a run that did not complete: 1 (it used to be 130 for either)."""
     recipe = tmp_path / "long.yaml"
-    recipe.write_text(tiny_recipe("long", epochs=200))
+    recipe.write_text(tiny_recipe("long", epochs=100_000))     # stopped from elsewhere, never to its end
     db = tmp_path / "runs.db"
     with Store.open(db) as store:
         if command == "run":
