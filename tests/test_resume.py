@@ -504,8 +504,10 @@ def test_a_sweep_interrupted_by_ctrl_c_and_resumed_ends_as_the_sweep_run_through
         proc.kill()
     with Store.open(db, readonly=True) as store:
         statuses = [r.status for r in store.runs()]
+        errors = [r.error for r in store.runs() if r.status == "cancelled"]
     assert "completed" in statuses and "cancelled" in statuses, statuses
     assert len(statuses) == (3 if method == "grid" else 2)     # TPE: point 3 was never asked
+    assert "cancelled by SIGINT" in errors and not any("SIGTERM" in e for e in errors), errors  # what the user did
     state = lambda: json.loads(CliRunner().invoke(app, ["sweeps", "--json", "--db", str(db)]).stdout)[0]["state"]  # noqa: E731
     assert state() == "interrupted"
     res = CliRunner().invoke(app, ["resume", "--sweep", "1", "--db", str(db)])

@@ -112,9 +112,9 @@ class ProcessHandle:
     def poll(self) -> bool:
         return self.proc.poll() is not None
 
-    def stop(self, force: bool = False) -> None:
-        """SIGTERM (the run records ``cancelled``), or SIGKILL with ``force``."""
-        _kill(self.proc, signal.SIGKILL if force else signal.SIGTERM)
+    def stop(self, force: bool = False, signum: int = signal.SIGTERM) -> None:
+        """``signum`` (the run records ``cancelled by`` its name), or SIGKILL with ``force``."""
+        _kill(self.proc, signal.SIGKILL if force else signum)
 
     def how(self) -> str:
         rc = self.proc.returncode
@@ -198,6 +198,7 @@ class Launcher:
     grace: float = 60.0                       # seconds a cancelled child gets to record its end
     patience: float = 30.0                    # seconds to retry recording an end the child did not
     stop_requested: int = 0
+    stop_signal: int = signal.SIGTERM         # what the children get: SIGINT after a Ctrl-C
     problems: dict[int, str] = field(default_factory=dict)
     _store_error: str | None = None
     _tries: dict[int, int] = field(default_factory=dict)
@@ -206,6 +207,8 @@ class Launcher:
         self.stop_requested += 1
 
     def _signal(self, signum: int, frame: object) -> None:
+        if not self.stop_requested:           # the runs then record "cancelled by SIGINT", not SIGTERM
+            self.stop_signal = signum
         self.request_stop()
 
     def run(self, run_ids: Sequence[int]) -> dict[int, str]:
@@ -351,7 +354,7 @@ class Launcher:
                         job = pending.popleft()
                         statuses[job.run_id] = self._cancel_queued(job)
                     for job in active:
-                        job.handle.stop()
+                        job.handle.stop(signum=self.stop_signal)
                     deadline = time.monotonic() + self.grace
                 else:                         # second request: stop waiting
                     for job in active:

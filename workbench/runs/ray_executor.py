@@ -169,9 +169,9 @@ class RayHandle:
             self.failure = f"its Ray task failed: {type(e).__name__}" + (f": {first}" if first else "")
         return True
 
-    def stop(self, force: bool = False) -> None:
-        """Cancel the task: the run process gets SIGTERM (records ``cancelled``); ``force`` kills
-        the worker (and so the run process)."""
+    def stop(self, force: bool = False, signum: int = 0) -> None:
+        """Cancel the task: the run process gets SIGTERM (records ``cancelled``; ``signum`` is not
+        Ray's to forward); ``force`` kills the worker (and so the run process)."""
         self.cancelled = True
         try:
             self.ray.cancel(self.ref, force=force)
