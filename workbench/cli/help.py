@@ -59,7 +59,9 @@ def _usage(param: Any) -> list[str]:
     return [f"{name}{more}" if param.required else f"[{name}]{more}"]
 
 
-class KniCommand(TyperCommand):
+class _Tidied:
+    """Help texts unwrapped and every parameter tidied, for commands and groups alike."""
+
     def __init__(self, *args: Any, help: str | None = None, **kwargs: Any) -> None:
         super().__init__(*args, help=unwrap(help), **kwargs)
 
@@ -69,6 +71,8 @@ class KniCommand(TyperCommand):
             tidy(p, ctx)
         return params
 
+
+class KniCommand(_Tidied, TyperCommand):
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
         for p in self.get_params(ctx):
@@ -76,15 +80,8 @@ class KniCommand(TyperCommand):
         return pieces
 
 
-class KniGroup(TyperGroup):
-    def __init__(self, *args: Any, help: str | None = None, **kwargs: Any) -> None:
-        super().__init__(*args, help=unwrap(help), **kwargs)
-
-    def get_params(self, ctx: Any) -> list:
-        params = super().get_params(ctx)
-        for p in params:
-            tidy(p, ctx)
-        return params
+class KniGroup(_Tidied, TyperGroup):
+    pass
 
 
 def typer_app(**kwargs: Any) -> Any:
