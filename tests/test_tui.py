@@ -211,6 +211,19 @@ async def test_compare_two_groups_paired_test_and_csv_export(tmp_path):
         app.screen.query_one("#path", Input).value = "groups.csv"
         await pilot.press("enter")
         await until(pilot, lambda: Path("groups.csv").exists(), 5, "the CSV file")
+        # an existing file is replaced only by a second Write; a folder is refused
+        Path("groups.csv").write_text("mine")
+        Path("a-folder").mkdir()
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, ExportDialog), 5, "the export dialog")
+        for name, said in (("a-folder", "a-folder is a folder"), ("groups.csv", "groups.csv exists: Write again")):
+            app.screen.query_one("#path", Input).value = name
+            await pilot.press("enter")
+            await pilot.pause(0.1)
+            assert said in str(app.screen.query_one("#export-error").render())
+        assert isinstance(app.screen, ExportDialog) and Path("groups.csv").read_text() == "mine"
+        await pilot.press("enter")
+        await until(pilot, lambda: Path("groups.csv").read_text() != "mine", 5, "the replaced CSV file")
     ids = [str(i) for i in range(1, 7)]
     # picked runs instead of groups: mark seed 1 of each configuration in Runs, then p
     app = make_app(store)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from rich.text import Text
 from textual import on
@@ -261,6 +262,7 @@ class ExportDialog(ModalScreen["ExportRequest | None"]):
     def __init__(self, path: str, summary: str):
         super().__init__(classes="dialog")
         self._path, self._summary = path, summary
+        self._replace: str | None = None      # the existing file a second Write replaces
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog-box"):
@@ -285,8 +287,17 @@ class ExportDialog(ModalScreen["ExportRequest | None"]):
 
     def _write(self) -> None:
         path = self.query_one("#path", Input).value.strip()
+        error = self.query_one("#export-error", Static)
         if not path:
-            self.query_one("#export-error", Static).update("give a file name")
+            error.update("give a file name")
+            return
+        target = Path(path).expanduser()
+        if target.is_dir():
+            error.update(f"{path} is a folder: give a file name")
+            return
+        if target.exists() and self._replace != path:
+            self._replace = path
+            error.update(f"{path} exists: Write again to replace it, or change the name")
             return
         per = "run" if self.query_one("#per-run", RadioButton).value else "group"
         self.dismiss(ExportRequest(path, per))
