@@ -38,7 +38,7 @@ def benchmark(cfg: RunConfig, repeats: int = 3, warmup: int = 1, steps: int | No
     t0 = time.perf_counter()
     data = prepare(cfg)
     prepare_seconds = time.perf_counter() - t0
-    trainer = Trainer(cfg, data)
+    trainer = Trainer(cfg, data, keep_best=False)
     device = trainer.device
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

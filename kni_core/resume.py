@@ -3,10 +3,11 @@
 The best-model checkpoint (:mod:`.checkpoint`) holds the weights of one epoch; continuing a run
 needs more. After each finished epoch the state below is written (atomically, as the best
 model): the model's weights, the optimizer's moments *and* its host-side step counts (TF's
-Adam correction reads them), every random generator training draws from (torch's CPU and CUDA
+Adam correction reads them), every random generator training draws from (the trainer's torch CPU and CUDA
 generators - dropout and KNI's neighbour sampling -, numpy's shuffle, a device shuffle
 generator), the epochs so far (early stopping and the selection read them), the selected
-epoch, the weights top-N will score at the end, and the epoch number. Evaluation draws from
+epoch, its weights when the trainer keeps them (:class:`~kni_core.train.Trainer`'s
+``keep_best``; top-N scores them at the end), and the epoch number. Evaluation draws from
 generators seeded per epoch, and the baselines' sampled structures come from
 ``dataset.split_seed``, so neither needs saving.
 
@@ -49,23 +50,18 @@ def capture(trainer: Trainer, identity: dict | None = None) -> dict:
     """The state after the trainer's latest finished epoch (its tensors are the trainer's own:
     save it before the next step). ``identity`` (the caller's run identity, e.g. its database
     id) is kept and checked again on :func:`read`."""
-    import torch
-
     model = trainer.model.state_dict()
-    topk_best = trainer.topk_hook.best_state if trainer.topk_hook is not None else None
-    device = trainer.device
     state = {
         "format": FORMAT, "identity": identity or {}, "config": trainer.cfg.to_dict(),
         "epoch": trainer.history[-1].epoch if trainer.history else 0,
         "model": model, "digest": state_digest(model),
         "optimizer": trainer.optimizer.state_dict(),
-        "rng": {"torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "rng": {"torch": trainer.rng_states["torch"], "cuda": trainer.rng_states["cuda"],
                 "numpy": trainer.rng.bit_generator.state,
                 "shuffle": trainer.shuffle_generator.get_state() if trainer.shuffle_generator is not None else None},
         "history": [epoch_to_state(r) for r in trainer.history],
         "best": trainer.best.epoch if trainer.best is not None else None,
-        "topk_best": topk_best,
+        "topk_best": trainer.best_state,          # the selected weights, when the trainer keeps them
         "data_files": dict(trainer.data.sources),
     }
     state["digest_rest"] = rest_digest(state)
@@ -107,23 +103,20 @@ def rest_digest(state: dict) -> str:
 def restore(trainer: Trainer, state: dict) -> int:
     """Put ``state`` into a freshly built trainer of the same configuration; returns the epoch
     it ends with (training continues after it)."""
-    import torch
-
     from .checkpoint import check_same_data
     check_same_data("last-epoch state", state.get("data_files"), trainer.data)   # resumed on the data it began on
     trainer.model.load_state_dict(state["model"])
     trainer.optimizer.load_state_dict(state["optimizer"])
     rng = state["rng"]
-    torch.set_rng_state(rng["torch"])
+    trainer.rng_states["torch"] = rng["torch"]
     if rng["cuda"] is not None and trainer.device.type == "cuda":
-        torch.cuda.set_rng_state(rng["cuda"], trainer.device)
+        trainer.rng_states["cuda"] = rng["cuda"]
     trainer.rng.bit_generator.state = rng["numpy"]
     if rng["shuffle"] is not None and trainer.shuffle_generator is not None:
         trainer.shuffle_generator.set_state(rng["shuffle"])
     trainer.history = [epoch_from_state(d) for d in state["history"]]
     trainer.best = next((r for r in trainer.history if r.epoch == state["best"]), None)
-    if trainer.topk_hook is not None:
-        trainer.topk_hook.best_state = state["topk_best"]
+    trainer.best_state = state["topk_best"]
     return int(state["epoch"])
 
 

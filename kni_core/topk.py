@@ -171,14 +171,13 @@ def _pad(hits: np.ndarray, width: int) -> np.ndarray:
 
 class TopKHook:
     """What :meth:`kni_core.train.Trainer.fit` calls when ``eval.topk.enabled``: top-N after
-    every ``every``-th epoch, a copy of the best weights whenever the selection moves to an
-    epoch without results, and top-N with those weights at the end (the selected epoch)."""
+    every ``every``-th epoch, and at the end with the selected epoch's weights (which the
+    trainer keeps whenever the selection moves to an epoch without results)."""
 
     def __init__(self, trainer):
         self.trainer = trainer
         self.cfg: TopKConfig = trainer.cfg.eval.topk
         self.enabled = self.cfg.enabled
-        self.best_state: dict | None = None
         self._evaluator: TopKEvaluator | None = None
 
     @property
@@ -192,19 +191,14 @@ class TopKHook:
             return dataclasses.replace(result, topk=tuple(self.evaluate(result.epoch)))
         return result
 
-    def new_best(self, result) -> None:
-        if not self.enabled:
-            return
-        self.best_state = None if result.topk else \
-            {k: v.detach().clone() for k, v in self.trainer.model.state_dict().items()}
+    def wants_weights(self, result) -> bool:
+        """Whether the end needs the weights of ``result`` (a new selection without top-N)."""
+        return self.enabled and not result.topk
 
     def finish(self, best):
-        """``best`` with its top-N results (the model is left with the best weights)."""
+        """``best`` with its top-N results (the trainer has put its weights back)."""
         if not self.enabled or best.topk:
             return best
-        if self.best_state is not None:
-            self.trainer.model.load_state_dict(self.best_state)
-            self.best_state = None
         return dataclasses.replace(best, topk=tuple(self.evaluate(best.epoch)))
 
     def evaluate(self, epoch: int) -> list[TopKResult]:

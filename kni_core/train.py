@@ -9,6 +9,7 @@ last batch is dropped, how many passes a score averages and how evaluation is ch
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import dataclasses
@@ -24,7 +25,7 @@ import torch
 
 from . import models, protocol
 from .config import RunConfig
-from .data.prepare import PreparedData
+from .data.prepare import PreparedData, check_prepared_for
 from .errors import KniError
 from .metrics import Metrics, evaluate_scores
 from .models.base import tf_adam_eps  # noqa: F401  (re-exported)
@@ -129,18 +130,34 @@ ProgressHook = Callable[[str, int, int], None]
 
 
 class Trainer:
+    """Trains one configuration on its prepared data (:meth:`fit`).
+
+    The trainer draws from torch generators of its own (weights, dropout, neighbour sampling),
+    swapped in around its steps: two trainers in one process, or the caller's own draws between
+    epochs, change neither's numbers. After :meth:`fit` the model holds the weights of the
+    selected epoch (``summary.best``), a copy of which is kept while training; ``keep_best=False``
+    saves that copy (the model then ends with the last epoch's weights, unless top-N needed the
+    selected ones). On CUDA, seeding also turns on ``torch.use_deterministic_algorithms``, which
+    is process-wide."""
+
     def __init__(self, cfg: RunConfig, data: PreparedData, device: str | torch.device | None = None,
-                 checkpoint: str | Path | None = None, progress: ProgressHook | None = None):
-        self.cfg = cfg
+                 checkpoint: str | Path | None = None, progress: ProgressHook | None = None,
+                 keep_best: bool = True):
+        self.cfg = cfg = cfg.validate()
+        check_prepared_for(cfg, data)
         self.progress = progress
         self.data = data
         self.phase = "setup"              # then training / evaluation: what ran out of memory, if the device does
         self.device = resolve_device(cfg.device) if device is None else torch.device(device)
         self.checkpoint = Path(checkpoint) if checkpoint else None
+        self.keep_best = keep_best
         if self.device.type == "cpu":
             keep_freed_memory()
-        seed_everything(cfg.seed, self.device)
-        self.model = models.build_model(cfg, data).to(self.device)
+        self.rng_states: dict[str, torch.Tensor | None] = {}
+        with self._forked_rng():
+            seed_everything(cfg.seed, self.device)
+            self.model = models.build_model(cfg, data).to(self.device)
+            self._keep_rng_states()
         self.optimizer = self.model.optimizer(cfg.train)
         # The shuffle: numpy's permutation (the numbers every CPU run so far has produced); on a
         # GPU, for a model that asks for it, a seeded torch generator there (never copied over).
@@ -154,7 +171,31 @@ class Trainer:
         # fit's progress, what a last-epoch state saves (kni_core.resume)
         self.history: list[EpochResult] = []
         self.best: EpochResult | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None   # the selected epoch's weights, when kept
         self.topk_hook: TopKHook | None = None
+
+    # -- the trainer's own generators -------------------------------------------------------
+    def _forked_rng(self):
+        """The process's torch generators (CPU, this CUDA device) saved now and put back after."""
+        devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
+            if self.device.type == "cuda" else []
+        return torch.random.fork_rng(devices=devices)
+
+    def _keep_rng_states(self) -> None:
+        self.rng_states = {"torch": torch.get_rng_state(),
+                           "cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None}
+
+    @contextlib.contextmanager
+    def own_rng(self) -> Iterator[None]:
+        """Inside: the torch generators hold this trainer's states (training draws from them)."""
+        with self._forked_rng():
+            torch.set_rng_state(self.rng_states["torch"])
+            if self.rng_states["cuda"] is not None:
+                torch.cuda.set_rng_state(self.rng_states["cuda"], self.device)
+            try:
+                yield
+            finally:
+                self._keep_rng_states()
 
     # -- one epoch ------------------------------------------------------------------------
     def shuffled_order(self) -> torch.Tensor:
@@ -186,13 +227,14 @@ class Trainer:
         order = self.shuffled_order()
         total, n_batches, losses = 0.0, 0, []
         steps = self.batches_per_epoch()
-        for start in range(0, steps * t.batch_size, t.batch_size):
-            loss = self.train_step(train[order[start:start + t.batch_size]])
-            total += loss
-            losses.append(loss)                # read back only when the epoch's mean is not finite
-            n_batches += 1
-            if self.progress is not None:
-                self.progress("train", n_batches, steps)
+        with self.own_rng():
+            for start in range(0, steps * t.batch_size, t.batch_size):
+                loss = self.train_step(train[order[start:start + t.batch_size]])
+                total += loss
+                losses.append(loss)            # read back only when the epoch's mean is not finite
+                n_batches += 1
+                if self.progress is not None:
+                    self.progress("train", n_batches, steps)
         mean = float(total) / max(n_batches, 1) + model.epoch_penalty(t.l2)
         if not math.isfinite(mean):
             bad = (~torch.isfinite(torch.stack(losses))).nonzero() if losses else []
@@ -242,7 +284,12 @@ class Trainer:
         not sample; see :func:`kni_core.topk.user_matrix`)."""
         return user_matrix(self.model, users, items, self.device)
 
-    def evaluate(self, split: str, seed: int = 0) -> Metrics:
+    def evaluate(self, split: str, seed: int | None = None) -> Metrics:
+        """AUC, logloss and accuracy on ``split``. ``seed`` (of the sampled passes) defaults to
+        the one the selected epoch's evaluation used, so that after :meth:`fit` this returns
+        ``summary.best``'s numbers (the first epoch's seed before any epoch was selected)."""
+        if seed is None:
+            seed = protocol.eval_seed(self.cfg.seed, self.best.epoch if self.best else 1, split)
         pairs = self.splits[split]
         if len(pairs) == 0:
             return Metrics(float("nan"), float("nan"), float("nan"))
@@ -254,9 +301,14 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------
     def fit(self, resume: dict | None = None) -> Iterator[EpochResult]:
-        """Train, yielding one EpochResult per epoch; ``self.summary`` is set at the end. With
-        ``resume`` (a :func:`kni_core.resume.capture` state of this configuration) training
-        continues after the state's epoch, exactly as it would have gone on."""
+        """Train, yielding one EpochResult per epoch; ``self.summary`` is set at the end (a loop
+        left early leaves it None and the model with its latest weights). With ``resume`` (a
+        :func:`kni_core.resume.capture` state of this configuration) training continues after
+        the state's epoch, exactly as it would have gone on. A trainer fits once: build a new
+        one to train again (a second fit would go on from the trained weights, as epoch 1)."""
+        if self.history or self.summary is not None:
+            raise KniError("this trainer has already trained; build a new Trainer to train again "
+                           "(or pass fit(resume=...) a kni_core.resume state to continue one)")
         t, seed = self.cfg.train, self.cfg.seed
         self.topk_hook = topk = TopKHook(self)
         self.history, self.best = [], None
@@ -289,7 +341,7 @@ class Trainer:
                     result = dataclasses.replace(result, strata=strata(self.data, self.last_scores["test"],
                                                                        self.cfg.eval.strata))
                 self.best = result
-                topk.new_best(result)
+                self.best_state = self._copy_weights() if self.keep_best or topk.wants_weights(result) else None
                 if self.checkpoint:
                     self.save(self.checkpoint)
             history.append(result)
@@ -299,8 +351,17 @@ class Trainer:
                 log.info("early stop after epoch %d", epoch)
                 break
         assert self.best is not None
+        if self.best_state is not None and history and history[-1].epoch != self.best.epoch:
+            self.model.load_state_dict(self.best_state)       # the selected epoch's weights
+        elif self.keep_best and history and history[-1].epoch != self.best.epoch:
+            log.warning("the selected epoch's weights were not in the resumed state: the model keeps the "
+                        "last epoch's")
+        self.best_state = None
         best = topk.finish(self.best)       # top-N at the selected epoch, with its weights
         self.summary = FitSummary(seed, best.epoch, best, len(history), stopped_early)
+
+    def _copy_weights(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def save(self, path: Path, before_replace: Callable[[], None] | None = None) -> None:
         """Write the checkpoint (config and weights) atomically (:func:`kni_core.checkpoint.write_atomically`):

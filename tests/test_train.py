@@ -15,6 +15,7 @@ from kni_core.config import (
     TrainConfig,
 )
 from kni_core.data import prepare
+from kni_core.errors import ConfigError, KniError
 from kni_core.train import EpochResult, Trainer, should_stop, tf_adam_eps
 
 
@@ -154,3 +155,69 @@ def test_bench_steps_times_steps_and_batches_and_extrapolates_an_epoch():
     assert out["eval_seconds_estimate"] == pytest.approx(out["eval_step_seconds"] * eval_batches, rel=0.02, abs=0.01)
     assert out["prepare_seconds"] >= 0 and out["peak_rss_mb"] > 0 and "peak_gpu_mb" not in out
     assert {"train_step_seconds", "eval_step_seconds", "train_steps_per_second"} <= set(out)
+
+
+# --------------------------------------------------------------------------------------------
+# the Trainer as a library: its own generators, the weights it ends with, data it refuses
+
+
+def tiny(epochs: int = 4, **model) -> RunConfig:
+    return RunConfig(dataset=DatasetConfig(name="synthetic", min_relation_triples=1, synthetic={"preset": "tiny"}),
+                     model=ModelConfig(**{"max_degree": 8, **model}), train=TrainConfig(epochs=epochs, patience=0, lr=0.02),
+                     eval=EvalConfig(n_eval=2), device="cpu").validate()
+
+
+def trajectory(results) -> list[tuple[float, float, float]]:
+    return [(r.train_loss, r.valid_auc, r.test_auc) for r in results]
+
+
+def test_trainers_draw_from_generators_of_their_own(one_thread):
+    """Two trainers interleaved, or the caller's own draws between epochs, change no number, and
+    building a trainer leaves the caller's generator where it was."""
+    alone = trajectory(Trainer(tiny(3), prepare(tiny(3))).fit())
+    other = tiny(3).validate()
+    other.seed = 2
+    a, b = Trainer(tiny(3), prepare(tiny(3))), Trainer(other, prepare(other))
+    interleaved = [ra for ra, _ in zip(a.fit(), b.fit())]
+    assert trajectory(interleaved) == alone
+    torch.manual_seed(123)
+    want = torch.rand(3)
+    torch.manual_seed(123)
+    trainer = Trainer(tiny(3), prepare(tiny(3)))
+    assert torch.equal(torch.rand(3), want)         # the caller's stream was not reseeded
+    with_draws = []
+    for r in trainer.fit():
+        torch.rand(5)                               # the caller draws between epochs
+        with_draws.append(r)
+    assert trajectory(with_draws) == alone
+
+
+def test_after_fit_the_model_holds_the_selected_epochs_weights(one_thread):
+    cfg = tiny(6)
+    kept = Trainer(cfg, prepare(cfg))
+    results = list(kept.fit())
+    best = kept.summary.best
+    assert best.epoch != results[-1].epoch, "the test needs a run whose best epoch is not its last"
+    again = kept.evaluate("test")                   # the selected epoch's seed, by default
+    assert (again.auc, again.logloss) == (best.test_auc, best.test_logloss)
+    last = Trainer(cfg, prepare(cfg), keep_best=False)
+    list(last.fit())
+    assert last.evaluate("test").auc != best.test_auc       # keep_best=False: the last epoch's weights
+    with pytest.raises(KniError, match="already trained"):
+        next(kept.fit())
+
+
+def test_a_trainer_refuses_data_prepared_for_another_configuration():
+    cfg = tiny(1)
+    data = prepare(cfg)
+    for other, named in ((tiny(1, kg=False), "kg"), (tiny(1, max_degree=16), "max_degree")):
+        with pytest.raises(ConfigError, match=f"prepared for another configuration.*{named}"):
+            Trainer(other, data)
+    moved = tiny(1)
+    moved.dataset.split_seed = 7
+    with pytest.raises(ConfigError, match="dataset.split_seed"):
+        Trainer(moved, data)
+    with pytest.raises(ConfigError, match="train.lr"):     # an invalid config is refused, not trained
+        bad = tiny(1)
+        bad.train.lr = -1.0
+        Trainer(bad, data)

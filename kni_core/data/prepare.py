@@ -74,6 +74,9 @@ class PreparedData:
     # The sha256 of each source file the data was prepared from (empty for generated data):
     # what a run records so a reader can check which files gave its numbers.
     sources: dict = field(default_factory=dict)
+    # What the data was prepared for (:func:`made_for`): a Trainer refuses data of another
+    # dataset section or other preprocessing settings. Empty: not known (built by hand).
+    made_for: dict = field(default_factory=dict)
 
     @property
     def threshold(self) -> float:
@@ -89,6 +92,28 @@ def preprocessing_settings(cfg: RunConfig) -> dict:
             "split_method": d.split_method,
             "min_relation_triples": d.min_relation_triples, "rating_threshold": d.rating_threshold,
             "kg": needs["kg"], "reach_hops": needs["reach_hops"], "max_degree": needs["max_degree"]}
+
+
+def made_for(cfg: RunConfig) -> dict:
+    """What prepared data for ``cfg`` depends on: its dataset section and the preprocessing
+    settings its model asks for (the knowledge graph or not, the hops, the table's width)."""
+    return {"dataset": cfg.to_dict()["dataset"], "settings": preprocessing_settings(cfg)}
+
+
+def check_prepared_for(cfg: RunConfig, data: PreparedData) -> None:
+    """ConfigError naming what differs when ``data`` was prepared for another configuration
+    than ``cfg`` (a model trained on it would not be the one the config describes)."""
+    if not data.made_for:
+        return
+    wanted, had = made_for(cfg), data.made_for
+    differ = [f"dataset.{k}" for k in sorted(set(wanted["dataset"]) | set(had.get("dataset", {})))
+              if wanted["dataset"].get(k) != had.get("dataset", {}).get(k)]
+    differ += [f"the graph's {k} (model settings)" for k in sorted(set(wanted["settings"]) - set(wanted["dataset"]))
+               if wanted["settings"].get(k) != had.get("settings", {}).get(k)]
+    if differ:
+        from ..errors import ConfigError
+        raise ConfigError(f"the data was prepared for another configuration ({', '.join(differ)} differ); "
+                          "prepare(cfg) the data for this one")
 
 
 def split_ratings(ratings: np.ndarray, fractions: list[float], seed: int,
@@ -300,7 +325,8 @@ def build(raw: RawDataset, cfg: RunConfig) -> PreparedData:
     if raw.warnings or warnings:                # the reader logged its own already
         stats["warnings"] = raw.warnings + warnings
     return PreparedData(train, valid, test, table, n_entity, stats, kg_triples=triples, n_relation=n_relation,
-                        n_users=n_users, items=items, raw_ids=raw_ids, raw_relations=raw_relations)
+                        n_users=n_users, items=items, raw_ids=raw_ids, raw_relations=raw_relations,
+                        made_for=made_for(cfg))
 
 
 def cache_root() -> Path:
@@ -484,6 +510,7 @@ def prepare_cached(raw_loader, cfg: RunConfig, dataset_id: str, fingerprint: obj
             log.info("reused the preprocessed cache %s", directory)
             for w in hit.stats.get("warnings", []):
                 log.warning("%s: %s", dataset_id, w)
+            hit.made_for = made_for(cfg)       # its key holds these settings and the dataset's files
             return hit
     raw = raw_loader()
     prepared = build(raw, cfg)

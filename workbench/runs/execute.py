@@ -116,7 +116,7 @@ def execute(config: RunConfig, listeners: list[RunListener], data: PreparedData 
     try:
         data = data or prepare(config)
         device = resolve_device(config.device)
-        trainer = Trainer(config, data, device=device, progress=progress)
+        trainer = Trainer(config, data, device=device, progress=progress, keep_best=False)  # the best model is on disk
         start = RunStart(config, describe_device(device), data.stats, data.from_cache, data)
         for listener in listeners:
             listener.started(start)
