@@ -117,6 +117,32 @@ async def test_tags_and_notes_are_edited_in_the_tui(tmp_path):
 
 
 @sync
+async def test_runs_with_different_notes_keep_them_unless_a_note_is_typed(tmp_path):
+    from workbench.tui.screens.annotate import AnnotateDialog
+
+    store = seed_db(Path("runs.db"))
+    store.set_note(run_target(1), "alpha")
+    store.set_note(run_target(2), "beta")
+    app = make_app(store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
+        await mark_runs(app, pilot, (1, 2))
+        for typed in ("", "both"):
+            await pilot.press("n")
+            await until(pilot, lambda: isinstance(app.screen, AnnotateDialog), 5, "the note dialog")
+            text = app.screen.query_one("#annotate-text", Input)
+            assert text.value == "" and "their notes differ" in text.placeholder
+            text.value = typed
+            await pilot.press("enter")
+            await until(pilot, lambda: not isinstance(app.screen, AnnotateDialog), 5, "the dialog to close")
+            await pilot.pause(0.1)
+            if not typed:                       # saved as shown: nothing written
+                assert (store.get(1).note, store.get(2).note) == ("alpha", "beta")
+        assert (store.get(1).note, store.get(2).note) == ("both", "both")
+    store.close()
+
+
+@sync
 async def test_config_diff_of_two_marked_runs(tmp_path):
     from workbench.tui.screens.annotate import DiffScreen
 

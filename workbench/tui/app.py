@@ -428,8 +428,9 @@ class WorkbenchApp(App):
         def common(values: list[list[str]]) -> str:
             return " ".join(t for t in values[0] if all(t in v for v in values[1:]))
 
-        def same(notes: list) -> str:
-            return notes[0] or "" if len(set(notes)) == 1 else ""
+        def notes(label: str, targets: tuple[str, ...], values: list) -> Scope:
+            mixed = len({v or "" for v in values}) > 1
+            return Scope(label, targets, "" if mixed else values[0] or "", mixed=mixed)
 
         members = {h: sum(1 for r in self.data.runs.values() if r.config_hash == h) for h in hashes}
         run_label = f"run {runs[0].id}" if len(runs) == 1 else f"runs {', '.join(str(r.id) for r in runs)}"
@@ -441,9 +442,9 @@ class WorkbenchApp(App):
                       Scope(group_label, tuple(group_target(h) for h in hashes),
                             common([list(by_hash[h].group_tags) for h in hashes]))]
         else:
-            scopes = [Scope(run_label, tuple(run_target(r.id) for r in runs), same([r.note for r in runs])),
-                      Scope(group_label, tuple(group_target(h) for h in hashes),
-                            same([by_hash[h].group_note for h in hashes]))]
+            scopes = [notes(run_label, tuple(run_target(r.id) for r in runs), [r.note for r in runs]),
+                      notes(group_label, tuple(group_target(h) for h in hashes),
+                            [by_hash[h].group_note for h in hashes])]
 
         def answer(result) -> None:
             if result is not None:
@@ -460,6 +461,9 @@ class WorkbenchApp(App):
                 added = self.store.add_tags(targets, [t for t in new if t not in old])
                 removed = self.store.remove_tags(targets, [t for t in old if t not in new])
                 message = f"tags of {result.scope.label}: {added} added, {removed} removed"
+            elif result.text.strip() == result.scope.value.strip():     # also: differing notes left as they were
+                self.notify(f"note of {result.scope.label} unchanged", timeout=4)
+                return
             else:
                 for target in targets:
                     self.store.set_note(target, result.text)

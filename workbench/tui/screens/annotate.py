@@ -23,11 +23,13 @@ from ...analysis.diff import ConfigDiff, value_text
 
 @dataclass(frozen=True)
 class Scope:
-    """One choice of what to annotate: ``targets`` (store targets), a label and the value now."""
+    """One choice of what to annotate: ``targets`` (store targets), a label and the value now;
+    ``mixed``: the targets' notes differ (``value`` is then empty and saving it changes nothing)."""
 
     label: str
     targets: tuple[str, ...]
     value: str
+    mixed: bool = False
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,7 @@ class AnnotateDialog(ModalScreen["Annotation | None"]):
             with RadioSet(id="annotate-scope"):
                 for i, scope in enumerate(self.scopes):
                     yield RadioButton(scope.label, value=i == 0, id=f"scope-{i}")
-            yield Input(self.scopes[0].value, id="annotate-text",
-                        placeholder="tags, separated by spaces" if self.kind == "tags" else "a note; empty clears it")
+            yield Input(self.scopes[0].value, id="annotate-text", placeholder=self._placeholder(self.scopes[0]))
             yield Static("", id="annotate-error", classes="dialog-error")
             yield Static("Tags: one word each; those removed here are removed, those added are added (to every "
                          "target). Filter with / or kni runs --tag." if self.kind == "tags" else
@@ -68,10 +69,16 @@ class AnnotateDialog(ModalScreen["Annotation | None"]):
         radio = self.query_one("#annotate-scope", RadioSet)
         return self.scopes[max(0, radio.pressed_index)]
 
+    def _placeholder(self, scope: Scope) -> str:
+        if self.kind == "tags":
+            return "tags, separated by spaces"
+        return "their notes differ: a note typed here replaces them all" if scope.mixed else "a note; empty clears it"
+
     @on(RadioSet.Changed, "#annotate-scope")
     def _scope_changed(self) -> None:
-        self.query_one("#annotate-text", Input).value = self.scope().value
-        self.query_one("#annotate-text", Input).focus()
+        text = self.query_one("#annotate-text", Input)
+        text.value, text.placeholder = self.scope().value, self._placeholder(self.scope())
+        text.focus()
 
     def action_cancel(self) -> None:
         self.dismiss(None)
