@@ -547,3 +547,44 @@ async def test_every_mistake_of_a_recipe_is_shown_at_its_line(tmp_path):
         assert "^ line 5: model.temprature" in svg.replace("&#160;", " ") and \
                "^ line 7: train.epochs" in svg.replace("&#160;", " ")
     store.close()
+
+
+@sync
+async def test_groups_pooled_by_model_say_so_and_the_matrix_holds_the_popularity_floor(tmp_path):
+    """As kni compare: runs of several configurations in one group are counted as runs with a
+    note, their seeds listed as they are; the matrix has the floor column and ▼ below it."""
+    from textual.widgets import DataTable
+
+    from workbench.analysis.floors import run_floor_key
+
+    store = seed_db(Path("runs.db"))
+    with Session(store.writer) as s, s.begin():      # a second KNI configuration: seed 1 again
+        add_run(s, run_id=11, cfg=config(1, preset="small"), status=COMPLETED, n_epochs=5)
+    kni_tiny, ni = (sum(store.get(i).best_test_auc for i in ids) / 3 for ids in ((1, 2, 3), (4, 5, 6)))
+    floor = (kni_tiny + ni) / 2                       # NI below it, KNI above
+    store.save_floor(run_floor_key(store.get(1)), "synthetic-tiny", {"test_auc": floor, "files": None})
+    app = make_app(store)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
+        await pilot.press("3", "a")
+        await pilot.pause(0.2)
+        await pilot.press("right_square_bracket")     # the matrix, by configuration
+        await pilot.pause(0.2)
+        matrix = app.query_one("#cmp-matrix", DataTable)
+        assert [str(c.label) for c in matrix.columns.values()][:2] == ["dataset", "pop (floor)"]
+        row = [getattr(v, "plain", str(v)) for v in matrix.get_row("synthetic-tiny")]
+        assert row[1] == f"{floor:.4f}"
+        assert sum(c.startswith("▼") for c in row[2:]) == 1      # NI's cell
+        assert "worse than the popularity floor" in static_text(app, "#cmp-matrix-notes")
+        await pilot.press("left_square_bracket")      # back to Groups, grouped by model
+        while app.query_one("#cmp-by").value != "model":
+            await pilot.press("g")
+            await pilot.pause(0.1)
+        await pilot.pause(0.2)
+        pane = app.query_one("#compare-pane")
+        kni = next(g for g in pane.groups if g.distinct("model") == "KNI")
+        assert cell(app, "#cmp-table", "seeds", kni.key) == "1,1,2,3"
+        table = app.query_one("#cmp-table", DataTable)
+        assert "n runs" in str(table.get_cell("n", "what"))
+        assert "several configurations pooled (group by model)" in static_text(app, "#cmp-notes")
+    store.close()

@@ -34,11 +34,12 @@ from textual.widgets.selection_list import Selection
 from textual_plotext import PlotextPlot
 
 from ... import analysis as cmp
-from ...present import METRIC_LABELS, fmt, pm
+from ...present import METRIC_LABELS, fmt, pm, seeds_text
 from ...recipe.sweep import params_text
 from ...store.errors import StoreError
 from ...store.records import Run
-from ...store.statuses import COMPLETED, COUNTED, RUNNING
+from ...store.statuses import COMPLETED, COUNTED, PRUNED, RUNNING
+from ...views.matrix import matrix_view
 from ..data import Change
 from ..keys import ESSENTIAL
 from ..plots import draw_curves, mean_curve
@@ -266,9 +267,9 @@ class ComparePane(Horizontal):
 
         row("dataset", "dataset", [g.distinct("dataset") for g in self.groups])
         row("model", "model", [g.distinct("model") for g in self.groups])
-        row("n", "n seeds", [g.n for g in self.groups], bold=True)
-        row("seeds", "seeds", [",".join(map(str, g.seeds)) if len(g.seeds) <= 6 else
-                               f"{g.seeds[0]}..{g.seeds[-1]}" for g in self.groups])
+        pooled = any(_pooled(g) for g in self.groups)
+        row("n", "n runs" if pooled else "n seeds", [g.n for g in self.groups], bold=True)
+        row("seeds", "seeds", [_clip(seeds_text(g.seeds), 24) for g in self.groups])
         for m in metrics:
             cells = []
             for g in self.groups:
@@ -282,7 +283,7 @@ class ComparePane(Horizontal):
         row("epoch", "epoch", [pm(*g.epoch_stat(), 1, sep="±") for g in self.groups])
         row("seconds", "s / epoch", [fmt(g.seconds()[2], 2) for g in self.groups])
         if self.by == "config" and any(g.differs for g in self.groups):
-            row("differs", "differs", [g.differs[:40] for g in self.groups])
+            row("differs", "differs", [_clip(g.differs, 28) for g in self.groups])
         self._table_notes()
 
     def _vs_pop(self, group, metric: str) -> Text:
@@ -308,9 +309,21 @@ class ComparePane(Horizontal):
             notes.append(f"; {missing} run(s) without that epoch left out", style="dim")
         if any(m.run.status == RUNNING for g in self.groups for m in g.members):
             notes.append("; runs still training count with their best epoch so far", style="dim")
+        unfinished = [f"{m.run.id} ({m.run.status})" for g in self.groups for m in g.members
+                      if m.run.status not in (COMPLETED, PRUNED, RUNNING)]
+        if unfinished:                        # picked runs may be crashed or cancelled ones
+            notes.append(f"\nrun(s) {', '.join(unfinished[:6])}{' ...' if len(unfinished) > 6 else ''} did not "
+                         "complete: they count with their best epoch before they stopped",
+                         style=self.app.status_style("failed"))
         for g in self.groups:                 # one mean over two datasets: said before anything else
             if g.data_note():
                 notes.append(f"\n{g.id} {g.data_note()}", style=self.app.status_style("failed"))
+        pooled = [g.id for g in self.groups if _pooled(g)]
+        if pooled:                            # group by model / dataset / recipe: not a seed spread
+            notes.append(f"\n{', '.join(pooled[:4])}{' ...' if len(pooled) > 4 else ''}: several configurations "
+                         f"pooled (group by {self.by}), so n counts runs, not seeds, and the std holds their "
+                         "differences as well as the seeds' (g: group by config keeps them apart)",
+                         style=self.app.status_style("failed"))
         seed_notes = [f"{g.id} {line}" if len(self.groups) > 1 else line
                       for g in self.groups for line in g.seed_notes()]
         pending = [n for n in seed_notes if "superseded" not in n]
@@ -339,29 +352,21 @@ class ComparePane(Horizontal):
         except cmp.CompareError as e:
             notes.update(Text(str(e), style="dim"))
             return
-        table.add_column("dataset", key="dataset")
-        for c in mat.cols:
-            table.add_column(mat.col_labels[c][:40], key=c)
-        by_config = mat.by == "config"
-        mixed = False
-        for ds in mat.rows:
-            cells: list[Any] = [ds]
-            for c in mat.cols:
-                g = mat.cells.get((ds, c))
-                if g is None or not g.n:
-                    cells.append(Text("-", justify="right"))
-                    continue
-                mean, std = g.stat(mat.metric)
-                star = "*" if len(g.distinct("config_hash").split(";")) > 1 else ""
-                mixed = mixed or bool(star)
-                ids = f" {' '.join(mat.cell_ids(ds, c))}" if by_config else ""
-                cells.append(Text(f"{pm(mean, std, sep='±')} ({g.n}){star}{ids}", justify="right"))
-            table.add_row(*cells, key=ds)
-        text = f"{METRIC_LABELS[self.metric]}: mean ± std (n seeds) at {self._at_text()}; columns by " \
-               f"{'the settings without the dataset, each cell ending with its group id' if by == 'config' else by}"
-        if mixed:
-            text += "; * the cell mixes several configurations"
-        notes.update(Text(text, style="dim"))
+        try:
+            floors = cmp.floors_for(self.data.store, [p.run for p in self.points], compute=False)
+        except StoreError:
+            floors = {}
+        view = matrix_view(mat, floors)
+        keys = ["dataset", *(["floor"] if len(view.columns) > len(mat.cols) + 1 else []), *mat.cols]
+        for key, name in zip(keys, view.columns):
+            table.add_column(name[:40], key=key)
+        bad = self.app.status_style("failed")
+        for ds, cells in view.rows:
+            table.add_row(ds, *[Text(c.text, justify="right", style=bad if c.below_floor else "") for c in cells],
+                          key=ds)
+        text = f"{METRIC_LABELS[self.metric]}: mean ± std (n) at {self._at_text()}; columns by " \
+               f"{'the settings without the dataset' if by == 'config' else by}"
+        notes.update(Text("; ".join([text, *view.captions]), style="dim"))
 
     def _curves(self) -> None:
         plot = self.query_one("#cmp-curves", PlotextPlot)
@@ -673,6 +678,14 @@ class ComparePane(Horizontal):
     def _tab(self, event: TabbedContent.TabActivated) -> None:
         event.stop()
         self.call_after_refresh(self.render_view)
+
+
+def _pooled(group: cmp.Group) -> bool:
+    return len(group.distinct("config_hash").split(";")) > 1
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def _best_mean(groups: list[cmp.Group], metric: str) -> float | None:
