@@ -232,6 +232,16 @@ def test_renumbering_sparse_ids_changes_no_prepared_array():
     for name in ("train", "valid", "test", "adjacency"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     assert a.n_entity == b.n_entity
+    # ... and names every entity by the files' id: a user, an item, a KG entity, a relation
+    users = slice(1, a.n_users + 1)
+    assert np.array_equal(b.raw_ids[users], a.raw_ids[users] * 10**9 + 3)
+    entities = b.raw_ids[a.n_users + 1:]
+    assert np.array_equal(entities, np.where(a.raw_ids[a.n_users + 1:] >= 30, a.raw_ids[a.n_users + 1:] * 10**11,
+                                             a.raw_ids[a.n_users + 1:]))
+    from kni_core.explain import USER, Namer
+    assert Namer(b).lookup(USER, int(a.raw_ids[1]) * 10**9 + 3) == 1 == Namer(a).lookup(USER, int(a.raw_ids[1]))
+    file_rows = RawDataset.from_arrays(sparse_r, sparse_kg).file_ratings()
+    assert np.array_equal(file_rows, sparse_r)
 
 
 # -- kni data prepare --source: validate everything, then swap -------------------------------------

@@ -40,7 +40,9 @@ from .setops import isin_sorted, unique, unique_ids, unique_rows
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 3          # 2: reachability counted in int32, the original's split; 3: typed triples, items
+# 2: reachability counted in int32, the original's split; 3: typed triples, items; 4: the files' ids of
+# renumbered (sparse) ids, which 3 named by their new ids
+CACHE_VERSION = 4
 
 
 @dataclass
@@ -298,6 +300,11 @@ def build(raw: RawDataset, cfg: RunConfig) -> PreparedData:
     old = np.flatnonzero(keep)                  # new id -> old id
     raw_ids = np.where(old < shift, old - 1, old - shift).astype(np.int64)
     raw_ids[0] = -1
+    for kind, ids in (("users", old < shift), ("entities", old >= shift)):
+        renumbered = raw.file_ids.get(kind)
+        if renumbered is not None:            # the reader renumbered sparse ids: name them as the files do
+            ids[0] = False
+            raw_ids[ids] = renumbered[raw_ids[ids]]
     n_entity = int(keep.sum())
     n_users = int(keep[1:shift].sum())          # users come first, so they stay 1..n_users
     train, valid, test = (np.column_stack([remap[p[:, 0]], remap[p[:, 1]], p[:, 2]]) for p in (train, valid, test))

@@ -4,7 +4,7 @@ Ids are labels, not sizes: every table downstream is as long as the largest id, 
 beyond the number of distinct ids (a user id of 10^9 in a file of a thousand rows, a KG entity
 id of 10^12) are renumbered in order (users, entities and relations each), which changes no
 result (the ids that vanish belonged to nothing, and preprocessing keeps only the entities a
-user or an item reaches). Ids that do not fit 64 bits are refused with their line.
+user or an item reaches); the files' ids are kept, so that a user is named by them. Ids that do not fit 64 bits are refused with their line.
 """
 
 from __future__ import annotations
@@ -49,6 +49,17 @@ class RawDataset:
     kg_source: str = ""
     files: tuple[str, ...] = ()
     warnings: list[str] = field(default_factory=list)
+    # The files' ids of renumbered users / entities / relations, indexed by the new id (None:
+    # not renumbered, the ids are the files'): what names them to a user (kni explain).
+    file_ids: dict[str, np.ndarray | None] = field(default_factory=dict)
+
+    def file_ratings(self) -> np.ndarray:
+        """``ratings`` with the ids the files have (the renumbered ones mapped back)."""
+        out = self.ratings.copy()
+        for column, kind in ((0, "users"), (1, "entities")):
+            if self.file_ids.get(kind) is not None:
+                out[:, column] = self.file_ids[kind][out[:, column]]
+        return out
 
     @classmethod
     def from_arrays(cls, ratings: np.ndarray, kg: np.ndarray, source: str = "",
@@ -63,12 +74,12 @@ class RawDataset:
         if len(ratings) == 0:
             raise DataError("no ratings: the ratings file is empty", source)
         _check_values(ratings, kg, source, kg_source)
-        ratings, kg, n_items = _compact(ratings, kg, n_items, source, kg_source)
+        ratings, kg, n_items, file_ids = _compact(ratings, kg, n_items, source, kg_source)
         n_users = int(ratings[:, 0].max()) + 1
         n_items = int(ratings[:, 1].max()) + 1 if n_items is None else n_items
         n_entities = max(n_items, int(kg[:, [0, 2]].max()) + 1 if len(kg) else 0)
         n_relations = int(kg[:, 1].max()) + 1 if len(kg) else 0
-        raw = cls(ratings, kg, n_users, n_items, n_entities, n_relations, source, kg_source)
+        raw = cls(ratings, kg, n_users, n_items, n_entities, n_relations, source, kg_source, file_ids=file_ids)
         raw.check()
         pairs = ratings[:, 0] * raw.n_items + ratings[:, 1]       # ids are compact: no overflow
         duplicates = len(pairs) - len(unique(pairs))
@@ -166,15 +177,18 @@ def _dense(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _compact(ratings: np.ndarray, kg: np.ndarray, n_items: int | None, source: str,
-             kg_source: str) -> tuple[np.ndarray, np.ndarray, int | None]:
+             kg_source: str) -> tuple[np.ndarray, np.ndarray, int | None, dict[str, np.ndarray | None]]:
     """Renumber sparse users, entities (items and KG entities together, items first, in order)
-    and relations; ``n_items`` follows the items' new ids."""
+    and relations; ``n_items`` follows the items' new ids. Also returns the files' id of each
+    new id, per kind (None where nothing was renumbered)."""
     ratings, kg = ratings.copy(), kg.copy()
+    file_ids: dict[str, np.ndarray | None] = {"users": None, "entities": None, "relations": None}
     users = _dense(ratings[:, 0])
     if users is not None:
         log.warning("%s: user ids up to %d for %d users: renumbered in order", source,
                     int(users[0][-1]), len(users[0]))
         ratings[:, 0] = users[1]
+        file_ids["users"] = users[0]
     ends = np.concatenate([ratings[:, 1], kg[:, 0], kg[:, 2]])
     entities = _dense(ends)
     if entities is not None:
@@ -186,12 +200,14 @@ def _compact(ratings: np.ndarray, kg: np.ndarray, n_items: int | None, source: s
         n = len(ratings)
         ratings[:, 1], kg[:, 0], kg[:, 2] = new[:n], new[n:n + len(kg)], new[n + len(kg):]
         n_items = int(np.searchsorted(distinct, limit))      # items keep the lowest ids
+        file_ids["entities"] = distinct
     relations = _dense(kg[:, 1])
     if relations is not None:
         log.warning("%s: relation ids up to %d for %d relations: renumbered in order", kg_source,
                     int(relations[0][-1]), len(relations[0]))
         kg[:, 1] = relations[1]
-    return ratings, kg, n_items
+        file_ids["relations"] = relations[0]
+    return ratings, kg, n_items, file_ids
 
 
 def as_int64(table: np.ndarray, path: str | Path, what: str = "array") -> np.ndarray:

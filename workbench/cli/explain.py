@@ -50,7 +50,7 @@ def _ratings(cfg):
     """The dataset's ``(user, item, label)`` rows as its files have them, None when they do not load."""
     from kni_core.data import load_raw
     try:
-        return load_raw(cfg).ratings
+        return load_raw(cfg).file_ratings()
     except (KniError, OSError, ValueError):
         return None
 
