@@ -112,10 +112,38 @@ def write_atomically(path: str | os.PathLike, obj: Any, before_replace: Callable
         raise
 
 
+def load_file(path: Path, what: str) -> Any:
+    """``torch.load`` of a file of ours, tensors and plain values only; CheckpointUnreadable, naming
+    the file, whatever a damaged or foreign file makes the unpickler raise."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise CheckpointUnreadable(f"{what} {path}: cannot be read ({e.strerror or e})") from None
+    except pickle.UnpicklingError as e:     # torch's advice to load it unsafely is not passed on
+        if "unsupported global" in str(e).lower():
+            raise CheckpointUnreadable(f"{what} {path}: not a kni-workbench file (it holds objects other than "
+                                       "tensors and plain values; they are not loaded, as loading them could run "
+                                       "code)") from None
+        detail = str(e).split("WeightsUnpickler error:")[-1].strip().splitlines()
+        raise CheckpointUnreadable(f"{what} {path}: cannot be read: damaged or not a file torch.save wrote "
+                                   f"({detail[0] if detail else 'unpickling failed'})") from None
+    except Exception as e:                  # noqa: BLE001 - junk bytes make the unpickler raise anything
+        raise CheckpointUnreadable(f"{what} {path}: cannot be read: damaged or not a file torch.save wrote "
+                                   f"({_first_line(e)})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 def read(path: str | os.PathLike) -> dict:
     """The checkpoint's ``{"config", "model"}``; :class:`CheckpointMissing` or
     :class:`CheckpointUnreadable` with the path when it cannot be used."""
-    import pickle
 
     import torch
 
@@ -123,11 +151,7 @@ def read(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise CheckpointMissing(f"checkpoint {path}: missing (not written, removed, or not copied with the "
                                 f"run database)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as e:
-        raise CheckpointUnreadable(f"checkpoint {path}: cannot be read ({str(e).splitlines()[0] if str(e) else e})") \
-            from None
+    state = load_file(path, "checkpoint")
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict) or \
             not isinstance(state.get("config"), dict):
         raise CheckpointUnreadable(f"checkpoint {path}: not a kni-workbench checkpoint (no config and model state)")

@@ -235,6 +235,26 @@ def check_model(model) -> KNI:
     return model
 
 
+def check_pair(namer: Namer, user: int, item: int | None = None, samples: int = 1) -> None:
+    """ExplainError unless ``user`` is a user entity and ``item`` (when given) an item entity of
+    the data (internal ids: :meth:`Namer.lookup` finds them from the files' ids)."""
+    n = int(namer.data.n_entity)
+    for entity, kind in ((user, USER), (item, ITEM)):
+        if entity is None:
+            continue
+        inside = isinstance(entity, (int, np.integer)) and 0 < entity < n
+        if not inside or namer.kind(int(entity)) != kind:
+            found = _a(namer.kind(int(entity))) if inside else f"outside 1..{n - 1}"
+            raise ExplainError(f"entity {entity} is not {_a(kind)} of this data ({found}); these are internal ids "
+                               f"(users 1..{namer.n_users}): Namer.lookup finds one by its id in the files")
+    if samples < 1:
+        raise ExplainError(f"samples: expected at least 1, got {samples}")
+
+
+def _a(kind: str) -> str:
+    return {ITEM: "an item", PADDING: "the padding entity"}.get(kind, f"a {kind}")
+
+
 def explain(model: KNI, data: PreparedData, user: int, item: int, *, n_eval: int = 40, seed: int = 0,
             samples: int = 1, namer: Namer | None = None) -> Explanation:
     """Explain the prediction of internal entities ``user`` and ``item``: the probability averaged
@@ -243,6 +263,7 @@ def explain(model: KNI, data: PreparedData, user: int, item: int, *, n_eval: int
     with their pair matrices and the stability of their top pairs."""
     check_model(model)
     namer = namer or Namer(data)
+    check_pair(namer, user, item, samples)
     device = model.embedding.device
     u = torch.tensor([user], device=device)
     v = torch.tensor([item], device=device)

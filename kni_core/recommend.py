@@ -11,6 +11,7 @@ type it ran on, it gives the stored precision@K and recall@K.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +34,7 @@ class ModelScorer:
 
     def __init__(self, model, eval_batch: int = EVAL_BATCH):
         self.model = model.eval()
-        self.device = next(model.parameters()).device
+        self.device = model_device(model)
         self.eval_batch = eval_batch
 
     def eval_chunk(self, repeats: int) -> int:
@@ -48,6 +49,12 @@ class ModelScorer:
         out = [model.predict(pairs[s:s + chunk, 0], pairs[s:s + chunk, 1], repeats, generator)
                for s in range(0, len(pairs), chunk)]
         return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+
+
+def model_device(model) -> torch.device:
+    """Where the model's tensors are (the floors hold buffers, or nothing: then the CPU)."""
+    first = next(itertools.chain(model.parameters(), model.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
 
 
 def effective_n_eval(model, n_eval: int) -> int:
@@ -79,7 +86,11 @@ def split_marks(data: PreparedData, user: int) -> dict[int, str]:
 def recommend(model, data: PreparedData, user: int, k: int = 20, *, n_eval: int = 40, seed: int = 0,
               evaluator: TopKEvaluator | None = None, eval_batch: int = EVAL_BATCH) -> Recommendation:
     """The user's ``k`` best-scored candidates (internal entity ids)."""
+    from .explain import ExplainError, Namer, check_pair
     from .topk import score_function
+    check_pair(Namer(data), user)
+    if k < 1:
+        raise ExplainError(f"k: expected at least 1, got {k}")
     evaluator = evaluator or TopKEvaluator(data, TopKConfig(full=False))
     n_eval = effective_n_eval(model, n_eval)
     score: ScoreFn = score_function(ModelScorer(model, eval_batch), n_eval)

@@ -22,7 +22,7 @@ import hashlib
 import os
 from typing import TYPE_CHECKING, Any, Callable
 
-from .checkpoint import CheckpointMissing, CheckpointUnreadable, state_digest, write_atomically
+from .checkpoint import CheckpointMissing, CheckpointUnreadable, load_file, state_digest, write_atomically
 from .results import EpochResult, TopKResult
 
 if TYPE_CHECKING:
@@ -128,20 +128,14 @@ def read(path: str | os.PathLike, config: dict | None = None, identity: dict | N
     """The state at ``path``, checked: its layout, its weights' digest, and (when given) that it
     belongs to the run with ``config`` and ``identity``. :class:`CheckpointMissing` or
     :class:`CheckpointUnreadable`, naming the file and what is wrong, otherwise."""
-    import pickle
     from pathlib import Path
 
-    import torch
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointMissing(f"last-epoch state {path}: missing (the run saved none, it was removed, or it "
                                 "was not copied with the run database)")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as e:
-        raise CheckpointUnreadable(f"last-epoch state {path}: cannot be read "
-                                   f"({str(e).splitlines()[0] if str(e) else e})") from None
+    state = load_file(path, "last-epoch state")
     if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("model"), dict):
         raise CheckpointUnreadable(f"last-epoch state {path}: not a kni-workbench last-epoch state of format "
                                    f"{FORMAT}")

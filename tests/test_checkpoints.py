@@ -175,9 +175,14 @@ def test_load_model_errors_are_clear(tmp_path):
     cfg = parse_recipe(TINY).config_for(1)
     with pytest.raises(CheckpointMissing, match="missing"):
         load_model(cfg, tmp_path / "nope.pt")
-    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointUnreadable, match="cannot be read"):
-        load_model(cfg, tmp_path / "junk.pt")
+    for junk in (b"not a checkpoint", b"hello", b"\x80\x02}q\x00."):      # the unpickler raises anything
+        (tmp_path / "junk.pt").write_bytes(junk)
+        with pytest.raises(CheckpointUnreadable, match="junk.pt: cannot be read: damaged or not a file torch.save wrote"):
+            load_model(cfg, tmp_path / "junk.pt")
+    torch.save({"config": {}, "model": {}, "extra": Path("x")}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointUnreadable, match="not a kni-workbench file") as refused:
+        load_model(cfg, tmp_path / "foreign.pt")
+    assert "weights_only" not in str(refused.value)          # torch's advice to load it unsafely is not passed on
     trainer = Trainer(cfg, prepare(cfg))
     trainer.save(tmp_path / "ok.pt")
     other = parse_recipe(TINY.replace("hidden: 16", "hidden: 8")).config_for(1)

@@ -54,12 +54,13 @@ TOPK_EVAL = "eval: {n_eval: 3, batch_size: 7, topk: {enabled: true, users: 10, k
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Runs 1 (KNI), 2 (NI), 3 (MF) and 4 (KNI with top-N and eval.batch_size 7) in one
-    database; returns (db, env)."""
+    """Runs 1 (KNI), 2 (NI), 3 (MF), 4 (KNI with top-N and eval.batch_size 7), 5 (popularity)
+    and 6 (ItemKNN) in one database; returns (db, env)."""
     base = tmp_path_factory.mktemp("explain")
     env = {"KNI_CACHE_DIR": str(base / "cache"), "COLUMNS": "160"}
     for name, model in (("tiny-kni", KNI_MODEL), ("tiny-ni", KNI_MODEL.replace("{", "{kg: false, ")),
-                        ("tiny-mf", "{name: mf, dim: 4}"), ("tiny-topk", KNI_MODEL)):
+                        ("tiny-mf", "{name: mf, dim: 4}"), ("tiny-topk", KNI_MODEL), ("tiny-pop", "{name: pop}"),
+                        ("tiny-itemknn", "{name: itemknn, k: 10}")):
         recipe = tiny_recipe(name, model=model[1:-1], train="lr: 0.01", n_eval=3)
         if name == "tiny-topk":
             recipe = recipe.replace("eval: {n_eval: 3}", TOPK_EVAL)
@@ -290,6 +291,20 @@ def test_recommend_excludes_training_items_and_marks_the_splits(opened):
     assert np.allclose(rec.scores, theirs[np.searchsorted(ev.items, rec.items)], atol=1e-7)
 
 
+def test_explain_and_recommend_refuse_what_is_not_a_user_or_an_item(opened):
+    _, model, data = opened[1]
+    u, v = a_test_positive(data)
+    kg_entity = next(e for e in range(data.n_entity - 1, 0, -1) if e not in set(data.items.tolist()))
+    for user, item, said in ((v, v, "entity .* is not a user"), (u, u, "is not an item"),
+                             (0, v, "outside"), (10**6, v, "outside"), (u, kg_entity, "a KG entity")):
+        with pytest.raises(ExplainError, match=said):
+            explain(model, data, user, item, n_eval=1)
+    with pytest.raises(ExplainError, match="is not a user"):
+        recommend(model, data, v)
+    with pytest.raises(ExplainError, match="k: expected at least 1"):
+        recommend(model, data, u, k=0)
+
+
 def test_hit_rate_counts_users_with_a_test_positive_in_their_top_k(opened):
     cfg, model, data = opened[1]
     result = hit_rate(model, data, users=12, k=5, n_eval=2, user_seed=0, seed=1)
@@ -392,6 +407,10 @@ def test_recommend_command(runs):
     assert all(r["kind"] == "item" for r in out["items"])
     mf = json.loads(kni("recommend", "3", "--db", str(db), "-k", "3", "--json", env=env).stdout)
     assert mf["n_eval"] == 1 and len(mf["items"]) == 3                  # a baseline scores once
+    for floor in ("5", "6"):                                            # the floors: models without parameters
+        res = kni("recommend", floor, "--db", str(db), "-k", "3", "--json", env=env)
+        assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+        assert len(json.loads(res.stdout)["items"]) == 3
     text = kni("recommend", "1", "--db", str(db), "-k", "5", env=env).stdout
     assert "candidates for user" in text
     hr = json.loads(kni("recommend", "1", "--db", str(db), "--hit-rate", "10", "-k", "20", "--json", env=env).stdout)

@@ -4,7 +4,8 @@ Ids are labels, not sizes: every table downstream is as long as the largest id, 
 beyond the number of distinct ids (a user id of 10^9 in a file of a thousand rows, a KG entity
 id of 10^12) are renumbered in order (users, entities and relations each), which changes no
 result (the ids that vanish belonged to nothing, and preprocessing keeps only the entities a
-user or an item reaches); the files' ids are kept, so that a user is named by them. Ids that do not fit 64 bits are refused with their line.
+user or an item reaches); the files' ids are kept, so that a user is named by them. Ids that
+do not fit 64 bits are refused with their line.
 """
 
 from __future__ import annotations

@@ -98,8 +98,9 @@ def explain_command(run_id: int = typer.Argument(..., help="Run id (kni runs lis
     scored = None
     try:
         if not opened.explainable:
-            raise ExplainError(f"run {run_id} is a {opened.cfg.model.name} run: explain reads KNI's neighbour-pair "
-                               f"attention (KNI and NI runs only); kni recommend {run_id} scores any run")
+            raise ExplainError(f"run {run_id} is a run of model {opened.cfg.model.name}: explain reads KNI's "
+                               f"neighbour-pair attention (KNI and NI runs only); kni recommend {run_id} scores "
+                               "any run")
         if user is not None:
             _entity(opened, "user", user)
         if item is None:
