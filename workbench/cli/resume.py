@@ -13,7 +13,7 @@ from kni_core.errors import KniError
 from kni_core.schema import MAX_INT
 
 from ..present import status_style
-from ..store.statuses import COMPLETED
+from ..store.statuses import COMPLETED, PRUNED
 from .common import consoles, db_option, device_missing, fail, open_store
 
 
@@ -110,7 +110,7 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
     store.close()
     if stop:                                  # this command was asked to stop (not a kni cancel elsewhere)
         raise typer.Exit(130)
-    if any(s != COMPLETED for s in statuses.values()):
+    if any(s not in (COMPLETED, PRUNED) for s in statuses.values()):     # as kni run: a pruned run ended well
         raise typer.Exit(1)
 
 

@@ -50,6 +50,10 @@ def compare_sweep(store: Store, sweep_id: int, metric: str, at: str, status: Opt
                                                   for v, m, n in e.levels]} for e in ranking.effects]}, indent=2))
         return
     if not ranking.points:
+        if dataset or status:
+            fail(f"sweep {sweep_id} has no runs " + " and ".join(
+                [*([f"of dataset {dataset}"] if dataset else []), *([f"with status {','.join(status)}"] if status
+                                                                    else [])]) + " (kni runs --sweep lists its runs)")
         fail(f"sweep {sweep_id} has no runs yet (kni sweeps lists it)")
     print_ranking(out(), ranking)
 

@@ -19,11 +19,12 @@ import dataclasses
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from kni_core.config import RunConfig
-from kni_core.data.prepare import preprocessing_settings
+from kni_core.data.prepare import made_for
 from kni_core.errors import KniError
 
 from ..recipe import Recipe, parse_recipe
@@ -32,6 +33,10 @@ from ..runs.rows import new_run
 from ..store.records import NewRun, Run
 from ..store.repository import Store
 from ..store.statuses import COMPLETED, PRUNED, QUEUED
+
+#: Seconds between two touches of the queued rows while a sweep prepares its data (a row
+#: untouched for long would look abandoned).
+TOUCH_EVERY = 5.0
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +165,7 @@ class SweepDriver:
         """Prepare ``cfg``'s data unless a point with the same preprocessing was prepared."""
         if self.prepare_fn is None:
             return None
-        key = json.dumps({"dataset": cfg.to_dict()["dataset"], "settings": preprocessing_settings(cfg)},
-                         sort_keys=True, default=str)
+        key = json.dumps(made_for(cfg), sort_keys=True, default=str)
         if key in self._prepared:
             return None
         result = self.prepare_fn(cfg)
@@ -351,15 +355,18 @@ class SweepDriver:
             return
         ids, configs = [i for i, _ in pairs], [c for _, c in pairs]
         points = [p for p in points if set(p.run_ids) & self._new]
+        touched = time.monotonic()
         for p in points:                       # once per preprocessing: parallel runs share the cache
             try:
                 self.prepare(p.configs[0])
             except KniError as e:              # each run of the point will record it
                 log.warning("sweep %s point %d: preparing its data failed: %s", self.sweep_id, p.number, e)
-            try:
-                self.store.touch(ids, statuses=(QUEUED,))     # queued rows stay alive meanwhile
-            except KniError as e:              # a locked database: the launcher touches them next
-                log.warning("sweep %s: %s", self.sweep_id, e)
+            if time.monotonic() - touched > TOUCH_EVERY:       # not per point: 10,000 points x 10,000 rows
+                touched = time.monotonic()
+                try:
+                    self.store.touch(ids, statuses=(QUEUED,))     # queued rows stay alive meanwhile
+                except KniError as e:          # a locked database: the launcher touches them next
+                    log.warning("sweep %s: %s", self.sweep_id, e)
         statuses, stop = self.launch_fn(ids, configs)
         self.statuses.update(statuses)
         self.stopped = self.stopped or bool(stop)
