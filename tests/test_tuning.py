@@ -182,3 +182,20 @@ def test_without_rerun_the_choice_is_a_point_whose_every_seed_completed(tmp_path
             conn.execute(text("UPDATE runs SET status = 'failed' WHERE id = :i"), {"i": low.id})
         choice = best_of_sweep(store, 1)
     assert choice.point.number == other and choice.point.n == 2
+
+
+def test_a_whole_small_grid_is_no_unequal_budget_but_a_longer_schedule_is_said(tuned_db, tmp_path):
+    """Popularity's grid of its two variants spends fewer trials than a 16-point TPE, and cannot
+    spend more: no warning. Equal trials of 2 and of 3 epochs are not equal training: said."""
+    import shutil
+    db = str(tmp_path / "runs.db")
+    shutil.copy(tuned_db, db)
+    for name, epochs, grid in (("mf-longer", 3, SWEEP), ("mf-one", 2, SWEEP.replace("[1.0e-4, 1.0e-2]", "[1.0e-3]"))):
+        (tmp_path / f"{name}.yaml").write_text(tiny_recipe(name, epochs=epochs, model="name: mf, dim: 4") + grid)
+        assert CliRunner().invoke(app, ["run", str(tmp_path / f"{name}.yaml"), "--json", "--db", db]).exit_code == 0
+    warnings = lambda *ids: json.loads(CliRunner().invoke(  # noqa: E731
+        app, ["compare", "--best-of-sweeps", *ids, "--json", "--db", db]).stdout)["warnings"]
+    assert warnings("1", "4") == []                          # sweep 4 ran its whole grid of 1 point
+    (schedule,) = warnings("1", "3")
+    assert "train a trial for different schedules" in schedule
+    assert "sweep 1 (KNI) up to 2 epochs, patience 0" in schedule and "sweep 3 (MF) up to 3 epochs" in schedule

@@ -245,16 +245,35 @@ def budget_warnings(choices: Sequence[SweepChoice]) -> list[str]:
         if c.pts:
             by_dataset.setdefault(c.pts[0].run.dataset, []).append(c)
     for ds, group in by_dataset.items():
-        if len({c.trials for c in group}) > 1:
+        # a grid that ran every point searched its whole space: it could not have spent more
+        whole = [c for c in group if c.sweep.method == "grid" and c.points_run >= c.sweep.planned]
+        most = max(c.trials for c in group)
+        unequal = [c for c in group if not (c in whole and c.trials < most)]
+        if len({c.trials for c in unequal}) > 1:
             spent = ", ".join(f"sweep {c.sweep.id} ({c.pts[0].run.model}) {c.trials} = {c.points_run} point(s) x "
-                              f"{len(c.sweep.seed_list)} seed(s)" for c in group)
+                              f"{len(c.sweep.seed_list)} seed(s)" for c in unequal)
             warnings.append(f"{ds}: the sweeps spent unequal tuning budgets, in search trials: {spent}; a model "
                             "given more trials has the better chance of a good point")
+        schedules = {c.sweep.id: _schedule(c) for c in group}
+        if len(set(schedules.values())) > 1:
+            each = ", ".join(f"sweep {c.sweep.id} ({c.pts[0].run.model}) {schedules[c.sweep.id]}" for c in group)
+            warnings.append(f"{ds}: the sweeps train a trial for different schedules ({each}): equal trials are "
+                            "not equal training (each recipe keeps its model's own schedule)")
     on_test = [c.sweep.id for c in choices if any(p.run.select_on == "test" for p in c.pts)]
     if on_test:
         warnings.append(f"sweep(s) {', '.join(map(str, on_test))} select each run's epoch on test (select_on: test): "
                         "their test numbers are not held out and read optimistic")
     return warnings
+
+
+def _schedule(choice: SweepChoice) -> str:
+    """How long a trial of the sweep may train: its runs' epochs and early-stopping patience."""
+    run = choice.pts[0].run
+    try:
+        patience = json.loads(run.config_json)["train"]["patience"]
+    except (ValueError, KeyError, TypeError):
+        patience = "?"
+    return f"up to {run.max_epochs} epochs, patience {patience}"
 
 
 def tuned_matrix(choices: Sequence[SweepChoice], metric: str) -> Matrix:
