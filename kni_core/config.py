@@ -266,18 +266,22 @@ def check_section(prefix: str, obj: Any) -> None:
             check_value(f"{prefix}.{f.name}", f, value)
 
 
+#: Keys that change no number of the training (where the weights go, not what they are; how the
+#: selected epoch is reported): never in the config hash, so never swept.
+UNHASHED = ("train.checkpoint", "train.keep_last", "eval.strata")
+
+
 def canonical(d: dict) -> dict:
     """A config dict without the keys added later while they hold their defaults (what the
     config hash and comparisons of stored configs see): ``model.name`` of the default model
     (``kni``) and a default ``eval.topk``; ``train.checkpoint``, ``train.keep_last`` and
     ``eval.strata`` always (they change no number of the training)."""
     d = json.loads(json.dumps(d, default=str))
-    model, ev, train = d.get("model"), d.get("eval"), d.get("train")
-    if isinstance(train, dict):                 # where the weights go, not what they are
-        train.pop("checkpoint", None)
-        train.pop("keep_last", None)
-    if isinstance(ev, dict):                    # how the selected epoch is reported
-        ev.pop("strata", None)
+    model, ev = d.get("model"), d.get("eval")
+    for key in UNHASHED:
+        section, name = key.split(".")
+        if isinstance(d.get(section), dict):
+            d[section].pop(name, None)
     if isinstance(model, dict) and model.get("name") == DEFAULT_MODEL:
         model.pop("name")
     if isinstance(ev, dict) and isinstance(ev.get("topk"), dict):

@@ -406,6 +406,31 @@ def test_a_grid_sweep_queues_every_point_and_seed_and_ranks_the_points(tmp_path)
     assert effects["model.temperature"].spread == pytest.approx(0.02, abs=0.003)
 
 
+def test_points_of_one_configuration_are_each_ranked_by_their_own_runs(tmp_path):
+    """A search may ask one configuration twice (TPE on a small space): each point keeps its own
+    runs, none shown empty because the other took their group."""
+    needs_optuna()
+    rec = recipe("sweep:\n  tpe:\n    n: 2\n    space:\n      model.temperature: {choice: [10]}\n")
+    with Store.open(tmp_path / "runs.db") as store:
+        launch, _ = play_runs(store, lambda p, seed, e: 0.6 + 0.01 * seed)
+        driver = SweepDriver(store, rec, launch, jobs=2, prov=Code())
+        sid = driver.start()
+        driver.run()
+        ranking = cmp.rank_sweep(store, sid)
+    assert sorted(p.number for p in ranking.points) == [1, 2]
+    assert [p.n for p in ranking.points] == [2, 2]
+    assert {frozenset(m.run.sweep_point for m in p.group.members) for p in ranking.points} == {
+        frozenset({1}), frozenset({2})}
+
+
+def test_a_key_that_is_no_part_of_the_configuration_is_not_swept_and_entries_take_numeric_draws():
+    (error,) = mistakes(BASE + "sweep:\n  grid:\n    train.checkpoint: [true, false]\n")
+    assert "train.checkpoint changes no number of the training" in str(error) and "sw.yaml:10" in str(error)
+    rec = recipe("sweep:\n  random:\n    n: 3\n    space:\n      dataset.synthetic.users: {int: [100, 200]}\n")
+    users = [p["dataset.synthetic.users"] for p in rec.sweep.points()]
+    assert all(isinstance(u, int) and 100 <= u <= 200 for u in users)
+
+
 def test_key_effects_bin_a_key_with_many_values():
     from types import SimpleNamespace
     pts = []

@@ -103,9 +103,13 @@ def sweep_points(all_runs: Sequence[Run], pts: Sequence[RunPoint], metric: str) 
     for r in sorted(all_runs, key=lambda r: r.id):
         number = r.sweep_point if r.sweep_point is not None else 0
         by_number.setdefault(number, SweepPoint(number, r.params, None)).runs.append(r)
-    for g in group_points(pts, "config"):
+    per_point: dict[int, list[RunPoint]] = {}
+    for p in pts:                   # each point by its own runs: TPE may ask one configuration twice
+        per_point.setdefault(p.run.sweep_point or 0, []).append(p)
+    for number, mine in per_point.items():
+        g = group_points(mine, "config")[0]
         member = (g.members or g.without_point)[0].run
-        point = by_number.setdefault(member.sweep_point or 0, SweepPoint(member.sweep_point or 0, member.params, None))
+        point = by_number.setdefault(number, SweepPoint(number, member.params, None))
         point.group = g
     return _rank(list(by_number.values()), metric)
 

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from kni_core.config import SECTIONS, ConfigError, expected_type
+from kni_core.config import SECTIONS, UNHASHED, ConfigError, expected_type
 from kni_core.errors import KniError
 from kni_core.schema import short_repr
 
@@ -302,7 +302,7 @@ class SweepReader:
         if len(value_node.value) != 2:
             raise b.fail(where, f"{kind}: expected [lo, hi], two numbers; got {len(value_node.value)} values", dline)
         f = b.sweep_field(key, where, line)
-        numeric = _numeric_kind(f)
+        numeric = _numeric_kind(f, kind)
         if numeric is None:
             raise b.fail(where, f"{kind}: {key} is not a number; list its values with {{choice: [...]}}", dline)
         if numeric == "int" and kind in ("uniform", "loguniform"):
@@ -332,6 +332,9 @@ class SweepReader:
             raise b.fail(where, f"expected SECTION.KEY (e.g. model.temperature); {key!r} cannot be swept", line)
         if key in self.b.swept:
             raise b.fail(where, f"swept twice (first on line {self.b.swept[key]})", line)
+        if key in UNHASHED:
+            raise b.fail(where, f"{key} changes no number of the training (it is no part of a configuration's "
+                                "id), so every point would be the same configuration; set it in the recipe", line)
         b.sweep_field(key, where, line)
         self.b.swept[key] = line
 
@@ -344,7 +347,9 @@ class SweepReader:
             raise self.b.fail(where, what + message, getattr(e, "line", None) or line) from None
 
 
-def _numeric_kind(f: Any) -> str | None:
+def _numeric_kind(f: Any, distribution: str) -> str | None:
+    if f.type is None:          # an entry of a mapping (dataset.synthetic.users): what the distribution
+        return "int" if distribution in ("int", "logint") else "float"     # draws; the config checks it
     types = expected_type(f)
     if types == (int,):
         return "int"
