@@ -886,3 +886,46 @@ def test_postgres_lock_waits_are_bounded_and_retried(postgres_db):
         locked.close()
     finally:
         other.close()
+
+
+def test_one_process_at_a_time_drives_a_sweep(db_url):
+    """kni resume --sweep claims the sweep: a live holder on this host, or a holder on another
+    host (unless --take-over), refuses a second driver; a dead holder's claim is taken."""
+    import json as _json
+    import subprocess
+    import sys
+
+    from workbench.store.liveness import process_start
+    from workbench.store.schema import Meta
+
+    def hold(pid: int, host: str) -> None:
+        with store._write() as s:
+            row = s.get(Meta, "sweep-driver:1")
+            value = _json.dumps({"pid": pid, "host": host, "pid_start": process_start(pid), "since": "then"})
+            if row is None:
+                s.add(Meta(key="sweep-driver:1", value=value))
+            else:
+                row.value = value
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with Store.open(db_url) as store:
+            hold(sleeper.pid, liveness.this_host())
+            with pytest.raises(StoreError, match=f"already being resumed by pid {sleeper.pid}"):
+                store.claim_sweep(1)
+            with pytest.raises(StoreError, match=f"already being resumed by pid {sleeper.pid}"):
+                store.claim_sweep(1, take_over=True)         # alive here: no take-over
+            hold(4242, "lab-2")
+            with pytest.raises(StoreError, match="lab-2.*--take-over"):
+                store.claim_sweep(1)
+            store.claim_sweep(1, take_over=True)
+            store.claim_sweep(1)                             # ours already
+            sleeper.kill()
+            sleeper.wait()
+            hold(sleeper.pid, liveness.this_host())                   # gone: its claim is taken
+            store.claim_sweep(1)
+            store.release_sweep(1)
+            with store._read() as s:
+                assert s.get(Meta, "sweep-driver:1") is None
+    finally:
+        sleeper.kill()

@@ -3,6 +3,7 @@ own rows, with the numbers they would have had (:mod:`kni_core.resume`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any, List, Optional
 
@@ -41,6 +42,9 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
                                                "most this many times (as kni run --retries)."),
                    executor: Optional[str] = typer.Option(None, "--executor",
                                                           help="local (default) or ray: where the runs continue."),
+                   take_over: bool = typer.Option(False, "--take-over", help="With --sweep: resume it although "
+                                                  "a process on another machine claimed it (that process is "
+                                                  "gone; one on this machine is checked)."),
                    json_out: bool = typer.Option(False, "--json", help="Print only JSON lines on stdout."),
                    db: str = db_option()) -> None:
     """Continue crashed, cancelled or failed runs after their last finished epoch, in the same run
@@ -61,52 +65,62 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
     if sweep is not None and epochs is not None:
         fail("--epochs extends runs, not a sweep (its points share its train.epochs)")
     store = open_store(db, write=True)
-    search = None
-    try:
-        store.refresh_crashed()
-        if sweep is not None:
-            search = sweep_resume(store, sweep)
-            run_ids = search.stopped
-            if not json_out and search.note:
-                console.print(search.note, highlight=False)
-        if device is not None and (executor or "local") == "local":
-            _check_device(device)
-        plans = [plan(store, run_id, restart, epochs, device) for run_id in dict.fromkeys(run_ids)]
-        device_given = device
-        device = device or (plans[0].run.config.get("device", "auto") if plans else "auto")
-        runner = run_executor(executor or "local", None, None, jobs, device, store.url, console)
-        for p in plans:
-            store.requeue_to_resume(p.run, p.from_epoch, p.best, p.new)
-    except KniError as e:
-        fail(e)
-    ids = [p.run.id for p in plans]
-    if not json_out:
-        for p in plans:
-            console.print(escape(p.text()), highlight=False)
-    stop = False
-    with executor_session(runner, json_out, console):
-        statuses: dict[int, str] = {}
-        if ids:
-            statuses, launcher = launch_rows(store, ids, device, json_out, jobs, console, runner, retries=retries)
-            stop = bool(launcher.stop_requested)
-        if search is not None and search.searches and not stop:
-            more, stop = _go_on_searching(store, search.sweep.id, json_out, jobs, console, runner, retries,
-                                          device if device_given else None)
-            statuses.update(more)
-            ids += [i for i in more if i not in ids]
     if sweep is not None:
-        from ..sweeps.resume import finish_if_whole
-        try:
-            if finish_if_whole(store, sweep) and not json_out:
-                console.print(f"sweep {sweep}: every run it would have had has ended; it is done", highlight=False)
+        try:                                  # one driver at a time: two would each ask the same points
+            store.claim_sweep(sweep, take_over)
         except KniError as e:
-            console.print(f"[yellow]sweep {sweep}: its end could not be recorded ({escape(str(e))})[/]")
-    if json_out:
-        print(json.dumps({"event": "resumed", "runs": [{"run_id": i, "status": statuses.get(i)} for i in ids]}))
-    else:
-        for i in ids:
-            status = statuses.get(i, "?")
-            console.print(f"run {i}: [{status_style(status)}]{status}[/]", highlight=False)
+            fail(e)
+    try:
+        search = None
+        try:
+            store.refresh_crashed()
+            if sweep is not None:
+                search = sweep_resume(store, sweep)
+                run_ids = search.stopped
+                if not json_out and search.note:
+                    console.print(search.note, highlight=False)
+            if device is not None and (executor or "local") == "local":
+                _check_device(device)
+            plans = [plan(store, run_id, restart, epochs, device) for run_id in dict.fromkeys(run_ids)]
+            device_given = device
+            device = device or (plans[0].run.config.get("device", "auto") if plans else "auto")
+            runner = run_executor(executor or "local", None, None, jobs, device, store.url, console)
+            for p in plans:
+                store.requeue_to_resume(p.run, p.from_epoch, p.best, p.new)
+        except KniError as e:
+            fail(e)
+        ids = [p.run.id for p in plans]
+        if not json_out:
+            for p in plans:
+                console.print(escape(p.text()), highlight=False)
+        stop = False
+        with executor_session(runner, json_out, console):
+            statuses: dict[int, str] = {}
+            if ids:
+                statuses, launcher = launch_rows(store, ids, device, json_out, jobs, console, runner, retries=retries)
+                stop = bool(launcher.stop_requested)
+            if search is not None and search.searches and not stop:
+                more, stop = _go_on_searching(store, search.sweep.id, json_out, jobs, console, runner, retries,
+                                              device if device_given else None)
+                statuses.update(more)
+                ids += [i for i in more if i not in ids]
+        if sweep is not None:
+            from ..sweeps.resume import finish_if_whole
+            try:
+                if finish_if_whole(store, sweep) and not json_out:
+                    console.print(f"sweep {sweep}: every run it would have had has ended; it is done", highlight=False)
+            except KniError as e:
+                console.print(f"[yellow]sweep {sweep}: its end could not be recorded ({escape(str(e))})[/]")
+        if json_out:
+            print(json.dumps({"event": "resumed", "runs": [{"run_id": i, "status": statuses.get(i)} for i in ids]}))
+        else:
+            for i in ids:
+                status = statuses.get(i, "?")
+                console.print(f"run {i}: [{status_style(status)}]{status}[/]", highlight=False)
+    finally:
+        if sweep is not None:
+            with contextlib.suppress(KniError):
+                store.release_sweep(sweep)
     store.close()
     if stop:                                  # this command was asked to stop (not a kni cancel elsewhere)
         raise typer.Exit(130)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from typing import Iterable, Sequence
@@ -32,6 +33,50 @@ class SweepRecords:
             s.add(sweep)
             s.flush()
             return sweep.id
+
+    # -- one driver at a time: kni resume --sweep claims the sweep ------------------------
+    def claim_sweep(self, sweep_id: int, take_over: bool = False) -> None:
+        """Claim the right to drive sweep ``sweep_id`` for this process (``kni resume --sweep``:
+        two resumers would each ask and store the points the search goes on to). Refused
+        (StoreError naming the holder) while another process holds it: one on this host that
+        is alive, or one on another host (which cannot be checked from here) unless
+        ``take_over``. Released by :meth:`release_sweep`; a dead holder's claim is taken."""
+        from .liveness import process_matches, process_start, this_host
+        from .schema import Meta
+        key, me = _claim_key(sweep_id), {"pid": os.getpid(), "host": this_host(),
+                                         "pid_start": process_start(os.getpid()), "since": utcnow().isoformat()}
+        try:
+            with self._write() as s:
+                row = s.get(Meta, key)
+                if row is not None:
+                    held = _read_claim(row.value)
+                    mine = held.get("host") == me["host"]
+                    if mine and held.get("pid") == me["pid"]:
+                        return
+                    alive = process_matches(held.get("pid"), held.get("pid_start")) if mine else not take_over
+                    if alive:
+                        raise StoreError(f"sweep {sweep_id}: already being resumed by pid {held.get('pid')} on "
+                                         f"{held.get('host')} (since {held.get('since', '?')}); nothing resumed"
+                                         + ("" if mine else "; if that process is gone, kni resume --sweep "
+                                            f"{sweep_id} --take-over"))
+                    s.delete(row)
+                    s.flush()
+                s.add(Meta(key=key, value=json.dumps(me)))
+        except StoreError as e:
+            if "unique" in str(e).lower() or "duplicate key" in str(e).lower():       # a claim raced ours
+                raise StoreError(f"sweep {sweep_id}: another process claimed it a moment ago; nothing resumed") \
+                    from None
+            raise
+
+    def release_sweep(self, sweep_id: int) -> None:
+        """Give up this process's claim on the sweep (nothing when another holds it)."""
+        from .liveness import this_host
+        from .schema import Meta
+        with self._write() as s:
+            row = s.get(Meta, _claim_key(sweep_id))
+            if row is not None and _read_claim(row.value).get("pid") == os.getpid() and \
+                    _read_claim(row.value).get("host") == this_host():
+                s.delete(row)
 
     def finish_sweep(self, sweep_id: int) -> None:
         """Record that the process driving the sweep has ended (whatever its runs did)."""
@@ -99,3 +144,15 @@ class SweepRecords:
                     break
                 out.append(json.loads(blob))
         return out
+
+
+def _claim_key(sweep_id: int) -> str:
+    return f"sweep-driver:{sweep_id}"
+
+
+def _read_claim(value: str) -> dict:
+    try:
+        held = json.loads(value)
+    except ValueError:
+        return {}
+    return held if isinstance(held, dict) else {}
