@@ -216,3 +216,42 @@ async def test_run_detail_shows_progress_resources_tags_and_no_stray_plot_column
             assert "┬" not in top and "┴" not in bottom, (chart, top, bottom)
             assert any("◆" in ln for ln in lines), chart          # the best epoch is marked on the curve
     store.close()
+
+
+def test_the_help_names_every_key_of_the_runs_detail_and_compare_screens():
+    from workbench.tui.keys import ESSENTIAL
+    from workbench.tui.panes.compare import ComparePane
+    from workbench.tui.panes.runs import RunsPane
+    from workbench.tui.screens.detail import RunDetailScreen
+    from workbench.tui.screens.dialogs import HELP
+
+    shown = {"slash": "/", "space": "space", "right_square_bracket": "]", "left_square_bracket": "["}
+    essential = {b.key for b in ESSENTIAL}
+    for holder in (RunsPane, RunDetailScreen, ComparePane):
+        for binding in holder.BINDINGS:
+            key = binding.key.split(",")[0]
+            if key in essential:
+                continue
+            assert f"`{shown.get(key, key)}`" in HELP, f"{holder.__name__}: key {key} ({binding.description})"
+
+
+@sync
+async def test_the_runs_filter_matches_words_and_escape_leaves_it(tmp_path):
+    store = seed_db(Path("runs.db"))
+    app = make_app(store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
+        runs = app.query_one("#runs-pane")
+        await pilot.press("slash")
+        for typed in "ni":
+            await pilot.press(typed)
+        await pilot.pause(0.2)
+        assert {r.model for r in runs.visible()} == {"NI"}          # not every KNI run
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert app.focused is app.query_one("#runs-table")
+        assert app.query_one("#runs-filter", Input).value == "ni" and app.is_running
+        app.query_one("#runs-filter", Input).value = "quickstart-ni"
+        await pilot.pause(0.2)
+        assert {r.recipe for r in runs.visible()} == {"quickstart-ni"}
+    store.close()

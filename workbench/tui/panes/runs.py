@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -122,7 +123,7 @@ class RunsPane(Vertical):
             hay = " ".join(str(x) for x in (run.id, run.recipe, run.dataset, run.model, f"seed {run.seed}",
                                               run.seed, run.device, status, run.config_hash[:12], *run.tags,
                                               *run.group_tags, run.note or "")).lower()
-            return all(word in hay for word in text.split())
+            return all(matches(word, hay) for word in text.split())
         return True
 
     def _sort_value(self, run: Run) -> Any:
@@ -413,6 +414,11 @@ class RunsPane(Vertical):
     def _filter_done(self) -> None:
         self.query_one("#runs-table", DataTable).focus()
 
+    def on_key(self, event: events.Key) -> None:
+        if event.key == "escape" and self.query_one("#runs-filter", Input).has_focus:
+            event.stop()                      # back to the table, the filter kept (q then quits again)
+            self._filter_done()
+
     @on(DataTable.RowSelected, "#runs-table")
     def _selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
@@ -431,3 +437,15 @@ class RunsPane(Vertical):
 def _best(run: Run) -> Any:
     """The run's selected epoch as stored on its row (the Runs pane reads no epoch rows)."""
     return cmp.stored_best(run)
+
+
+_WORDS = re.compile(r"[\s\-_/,:;()\[\]=]+")
+
+
+def matches(word: str, hay: str) -> bool:
+    """Whether a filter word names something in ``hay``: the start of one of its words (``ni``
+    finds NI runs and quickstart-ni, not every KNI run), or anywhere when the word holds a
+    separator itself (``quickstart-ni``)."""
+    if _WORDS.search(word):
+        return word in hay
+    return any(token.startswith(word) for token in _WORDS.split(hay))

@@ -319,9 +319,10 @@ HELP = """\
 # kni-workbench
 
 Start recipes, watch their runs train live, and compare configurations over seeds.
-Runs are separate processes that write to the run database; this window only reads it
-(twice a second), so closing it never stops a run, and reopening shows them live again.
-It writes only your own annotations (tags and notes), when you save them.
+Runs are separate processes that write to the run database; this window reads it twice a
+second, so closing it never stops a run (unless you ask it to), and reopening shows them live
+again. It writes to the database only when you act: queueing, cancelling, resuming or
+deleting runs (each asks first, but queueing), and your annotations (tags and notes).
 
 ## Everywhere
 | key | action |
@@ -352,7 +353,7 @@ the overrides apply to every point.
 | key | action |
 |---|---|
 | `enter` | open the run: live plots, epochs, config, error and traceback |
-| `/` | filter by text (recipe, dataset, model, seed, device, status, group) |
+| `/` | filter by words (recipe, dataset, model, seed, device, status, group, tags): each must start a word (`ni` finds NI runs, not KNI ones); enter or `escape` back to the table |
 | `f` | cycle the status filter (all, live, each status) |
 | `s` / `S` | sort by the next column / reverse (or click a header) |
 | `space` | mark a run; `p` compares the marked runs (or the highlighted run's group) |
@@ -360,6 +361,7 @@ the overrides apply to every point.
 | `t` / `n` | edit the tags / the note of the marked or highlighted runs, or of their groups |
 | `c` | cancel the marked or highlighted live runs (asks first) |
 | `d` | delete the marked or highlighted finished runs (asks first) |
+| `R` | resume the marked or highlighted crashed, cancelled or failed runs from their last epoch (asks first) |
 | `w` | group the runs by sweep (a header row per sweep: enter or `p` on it ranks its points) |
 
 Statuses: queued, running, completed, failed, cancelled, crashed, and *pruned* (a sweep's
@@ -370,8 +372,8 @@ time left (`≤`: at most, early stopping may end it sooner; during the first ep
 current phase's). Tags of a run's group are shown in parentheses.
 
 ## Run detail
-`p` plots, `t` epochs table, `o` config, `e` error; `g` tags, `n` note; `c` cancel; `x` explain;
-`escape` back.
+`p` plots, `t` epochs table, `o` config, `e` error, `k` top-N, `s` AUC by stratum; `g` tags,
+`n` note; `c` cancel; `x` explain; `P` save the plots (PNG, SVG) into `run-ID-plots/`; `escape` back.
 The header shows the progress inside the epoch and the run's resources (peak memory, CPU
 threads, GPU and peak GPU memory), as the run process recorded them.
 
@@ -393,12 +395,13 @@ and test items marked), `e` explains again, `escape` back. As `kni explain` / `k
 | `g` | cycle the grouping: config, dataset, model, recipe |
 | `x` | back from picked runs to groups |
 | `[` `]` | previous / next view: Groups, Matrix, Curves, Paired test, Sweep |
+| `e` | export the shown comparison to CSV (the same file as `kni export`; asks before replacing a file) |
+| `ctrl+p` Report | the groups shown as `kni report` writes them (LaTeX table, figures, HTML page) |
 
 *Sweep* ranks one sweep's points by validation AUC (mean ± std over seeds at each run's
 selected epoch, a pruned run at its best epoch), with the values of the keys the sweep varies
 and which keys matter (the spread of the mean per value), as `kni compare --sweep ID`; enter on
 a point compares its seeds in Groups.
-| `e` | export the shown comparison to CSV (the same file as `kni export`) |
 
 A group is named by its id, the first 8 characters of its config hash (everything but the
 seed and the device), as in `kni runs` and `kni compare`. Mean ± std use the sample standard
