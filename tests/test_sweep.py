@@ -30,7 +30,7 @@ from workbench.runs.provenance import Code
 from workbench.store.errors import StoreError
 from workbench.store.liveness import this_host
 from workbench.store.repository import Store
-from workbench.store.statuses import COMPLETED, FAILED, PRUNED, QUEUED
+from workbench.store.statuses import CANCELLED, COMPLETED, FAILED, PRUNED, QUEUED
 from workbench.sweeps.driver import SweepDriver
 
 from helpers import needs_optuna
@@ -352,6 +352,8 @@ def play_runs(store: Store, value, epochs: int = 3, status: dict | None = None):
                 listener.finished(FitSummary(run.seed, listener.best.epoch, listener.best, epochs, False))
             elif wanted == PRUNED:
                 listener.failed(Pruned("pruned by the median pruner after epoch 3"))
+            elif wanted == CANCELLED:
+                store.finish(run_id, CANCELLED, error="cancelled by SIGTERM")
             else:
                 store.finish(run_id, FAILED, error="boom")
             statuses[run_id] = store.get(run_id).status
@@ -688,6 +690,23 @@ def test_each_tpe_choice_is_checked_whole_at_its_line():
     assert "t.yaml:9: sweep.tpe.space.model.hop_n_sample: choice [2, 4]: expected a list" in said
     assert "[0.6, 0.2, 0.2]:" not in said and "choice [1, 4]" not in said
     parse_recipe(text.replace(", [0.5, 0.3, 0.3]", "").replace(", [2, 4]", ", [1, 8]"), "t.yaml")   # fine
+
+
+def test_a_cancelled_search_run_defers_the_rerun_to_kni_resume(tmp_path, caplog):
+    """kni cancel of a seed of the best point made a worse point "the best", which then reran."""
+    from workbench.sweeps.resume import sweep_resume
+    rec = recipe("sweep:\n  grid:\n    train.lr: [1.0e-3, 1.0e-2]\n  rerun: {seeds: 1..3}\n")
+    value = lambda p, seed, e: 0.6 + (0.1 if p["train.lr"] == 1e-2 else 0.0) + 0.01 * e   # noqa: E731
+    with Store.open(tmp_path / "runs.db") as store:
+        launch, _ = play_runs(store, value, status={(2, 2): CANCELLED})
+        driver = SweepDriver(store, rec, launch, jobs=2, prov=Code())
+        sid = driver.start()
+        with caplog.at_level("WARNING"):
+            driver.run()
+        assert sorted(r.seed for r in store.runs(sweep=sid)) == [1, 1, 2, 2]       # no rerun yet
+        assert "stopped before they completed, so the best point is not chosen yet" in caplog.text
+        plan = sweep_resume(store, sid)
+        assert [store.get(i).sweep_point for i in plan.stopped] == [2] and plan.searches   # then the rerun
 
 
 def test_the_rerun_seeds_of_a_pruning_sweep_are_never_pruned(tmp_path):

@@ -32,7 +32,7 @@ from ..recipe.sweep import MAX_RUNS, SweepError, SweepSpec, params_text, require
 from ..runs.rows import new_run
 from ..store.records import NewRun, Run
 from ..store.repository import Store
-from ..store.statuses import COMPLETED, PRUNED, QUEUED
+from ..store.statuses import CANCELLED, COMPLETED, CRASHED, PRUNED, QUEUED
 
 #: Seconds between two touches of the queued rows while a sweep prepares its data (a row
 #: untouched for long would look abandoned).
@@ -327,7 +327,15 @@ class SweepDriver:
         return best
 
     def _rerun_best(self) -> None:
-        """``rerun:``: the best point runs the rerun seeds it has not run, in the same sweep."""
+        """``rerun:``: the best point runs the rerun seeds it has not run, in the same sweep. Not
+        while a search run is cancelled or crashed: it may be the best point's, which would then
+        lose to a worse one; ``kni resume --sweep`` resumes it, then reruns."""
+        stopped = [r.id for r in self.store.runs(ids=self.run_ids) if r.status in (CANCELLED, CRASHED)]
+        if stopped:
+            log.warning("sweep %s: run(s) %s stopped before they completed, so the best point is not chosen yet; "
+                        "kni resume --sweep %s resumes them, then reruns the best point", self.sweep_id,
+                        ", ".join(map(str, stopped)), self.sweep_id)
+            return
         best = self.best_point()
         if best is None:
             log.warning("sweep %s: no point completed every run; nothing to rerun", self.sweep_id)

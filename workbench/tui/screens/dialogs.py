@@ -353,7 +353,7 @@ the overrides apply to every point.
 | key | action |
 |---|---|
 | `enter` | open the run: live plots, epochs, config, error and traceback |
-| `/` | filter by words (recipe, dataset, model, seed, device, status, group, tags): each must start a word (`ni` finds NI runs, not KNI ones); enter or `escape` back to the table |
+| `/` | filter: each word starts a recipe, model, dataset, seed, tag... (`ni`: NI, not KNI); `escape` back |
 | `f` | cycle the status filter (all, live, each status) |
 | `s` / `S` | sort by the next column / reverse (or click a header) |
 | `space` | mark a run; `p` compares the marked runs (or the highlighted run's group) |
