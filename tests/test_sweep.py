@@ -433,6 +433,18 @@ def test_a_key_that_is_no_part_of_the_configuration_is_not_swept_and_entries_tak
     assert all(isinstance(u, int) and 100 <= u <= 200 for u in users)
 
 
+def test_tpe_choices_bound_by_a_rule_with_another_drawn_key_are_not_refused():
+    """favourite_topics <= topics: TPE may draw topics 1 with favourite_topics 1, so neither
+    choice is wrong alone (each was checked against the other's base value)."""
+    space = ("sweep:\n  tpe:\n    n: 4\n    space:\n      dataset.synthetic.topics: {choice: [1, 2, 3, 4]}\n"
+             "      dataset.synthetic.favourite_topics: {choice: [1, 2]}\n")
+    base = BASE.replace("synthetic: {preset: tiny}", "synthetic: {preset: tiny, topics: 4, favourite_topics: 2}")
+    assert recipe(space, base=base).sweep.tpe is not None
+    (error,) = mistakes(base + "sweep:\n  tpe:\n    n: 4\n    space:\n"
+                        "      dataset.synthetic.favourite_topics: {choice: [1, 9]}\n")
+    assert "sweep.tpe.space.dataset.synthetic.favourite_topics" in str(error) and "choice 9" in str(error)
+
+
 def test_key_effects_bin_a_key_with_many_values():
     from types import SimpleNamespace
     pts = []

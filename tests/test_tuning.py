@@ -19,7 +19,8 @@ SWEEP = "sweep:\n  grid:\n    train.lr: [1.0e-4, 1.0e-2]\n  rerun: {seeds: 1..3}
 def test_rerun_is_read_and_described():
     rec = parse_recipe(tiny_recipe("t") + SWEEP)
     assert rec.sweep.rerun == (1, 2, 3)
-    assert "then the best point on validation reruns seeds 1, 2, 3" in rec.sweep.describe(1)
+    assert "then the best point on validation runs over seeds 1, 2, 3 (the ones it has not run)" in \
+        rec.sweep.describe(1)
     assert type(rec.sweep).from_dict(rec.sweep.to_dict()) == rec.sweep
 
 

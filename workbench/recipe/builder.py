@@ -336,7 +336,7 @@ class Builder:
         space in the base configuration, each mistake at the line of the swept value behind it."""
         assert self.sweep is not None and self.sweep_reader is not None
         reader = self.sweep_reader
-        method = "grid" if self.sweep.grid else "random"
+        method = "grid" if self.sweep.grid else "tpe" if self.sweep.tpe else "random"
         seen: set[tuple[str | None, str]] = set()
         tpe = self.sweep.tpe
         # TPE asks its points as it goes: each listed choice is checked in the base configuration
@@ -350,6 +350,8 @@ class Builder:
                 if m:
                     message = m.group(2)
                 swept = next((k for k in params if key is not None and covers(k, key)), None)
+                if tpe is not None and swept is None and key is not None and any(covers(k, key) for k in tpe.space):
+                    continue                  # the rule binds another key TPE draws too: a draw may satisfy it
                 if swept is not None and swept in self.sweep.grid:
                     where = f"sweep.grid.{swept}"
                     line = reader.value_lines.get((swept, json.dumps(params[swept], sort_keys=True)))

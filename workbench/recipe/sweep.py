@@ -241,7 +241,8 @@ class SweepSpec:
         if self.prune is not None:
             text += f"; pruning: {self.prune.describe()}"
         if self.rerun:
-            text += f"; then the best point on validation reruns seeds {', '.join(map(str, self.rerun))}"
+            text += (f"; then the best point on validation runs over seeds {', '.join(map(str, self.rerun))} "
+                     "(the ones it has not run)")
         return text
 
 
