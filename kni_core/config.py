@@ -13,6 +13,7 @@ model, so reading and validating a config never imports torch.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -138,6 +139,12 @@ class RunConfig:
 
     def problems(self) -> list[ConfigError]:
         """Every problem of this configuration, each a ``ConfigError("KEY: message")``."""
+        wrong = [ConfigError(f"{name}: expected a {klass.__name__} (RunConfig.from_dict builds one from a "
+                             f"mapping), got {getattr(self, name)!r}")
+                 for name, klass in SECTIONS.items()
+                 if not dataclasses.is_dataclass(getattr(self, name)) or isinstance(getattr(self, name), type)]
+        if wrong:
+            return wrong
         try:
             klass = model_config_class(getattr(self.model, "name", None))
         except ConfigError as e:
@@ -208,7 +215,10 @@ class RunConfig:
     def from_dict(cls, data: dict) -> "RunConfig":
         """The inverse of :meth:`to_dict`; also reads configs stored before ``model.name`` and
         ``eval.topk`` existed (they take their defaults)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a run configuration: expected a mapping, got {data!r}")
         kwargs = dict(data)
+        _known("", kwargs, cls)
         for section, klass in SECTIONS.items():
             if section in kwargs:
                 kwargs[section] = build_section(section, kwargs[section])
@@ -240,17 +250,31 @@ def subsection(f: dataclasses.Field) -> type | None:
 
 
 def build_section(section: str, values: dict) -> Any:
-    """A section's dataclass from a plain dict (nested sections too)."""
+    """A section's dataclass from a plain dict (nested sections too); ConfigError naming a key
+    the section does not have, or a section that is not a mapping."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{section}: expected a mapping of {section} settings, got {values!r}")
     values = dict(values)
     klass = section_class(section, values.get("name", DEFAULT_MODEL)) if section == "model" else SECTIONS[section]
+    _known(section, values, klass)
     for f in dataclasses.fields(klass):
         sub = subsection(f)
         if sub is not None and isinstance(values.get(f.name), dict):
+            _known(f"{section}.{f.name}", values[f.name], sub)
             values[f.name] = sub(**values[f.name])
     try:
         return klass(**values)
     except TypeError as e:
         raise ConfigError(f"{section}: {e}") from None
+
+
+def _known(where: str, values: dict, klass: type) -> None:
+    names = [f.name for f in dataclasses.fields(klass)]
+    for key in values:
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            raise ConfigError(f"{where + '.' if where else ''}{key}: unknown key" + (
+                f"; did you mean {close[0]!r}?" if close else f"; expected one of {', '.join(names)}"))
 
 
 def check_section(prefix: str, obj: Any) -> None:

@@ -221,3 +221,18 @@ def test_a_trainer_refuses_data_prepared_for_another_configuration():
         bad = tiny(1)
         bad.train.lr = -1.0
         Trainer(bad, data)
+
+
+@pytest.mark.parametrize("make, said", [
+    (lambda: RunConfig.from_dict({"sed": 1}), "sed: unknown key; did you mean 'seed'?"),
+    (lambda: RunConfig.from_dict({"eval": 5}), "eval: expected a mapping of eval settings, got 5"),
+    (lambda: RunConfig.from_dict({"eval": {"topk": {"enabld": True}}}), "eval.topk.enabld: unknown key; did you mean"),
+    (lambda: RunConfig.from_dict({"model": {"name": "mf", "dimm": 3}}), "model.dimm: unknown key; did you mean 'dim'"),
+    (lambda: RunConfig.from_dict([1]), "expected a mapping, got [1]"),
+    (lambda: RunConfig(model="kni").validate(), "model: expected a ModelConfig"),
+    (lambda: RunConfig(dataset=None).validate(), "dataset: expected a DatasetConfig"),
+])
+def test_a_library_users_config_mistakes_are_config_errors_naming_the_key(make, said):
+    with pytest.raises(ConfigError) as e:
+        make()
+    assert said in str(e.value)
