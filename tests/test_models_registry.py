@@ -191,3 +191,12 @@ def test_model_classes_are_nn_modules_only_once_built():
     assert isinstance(m, mf) and isinstance(m, torch.nn.Module) and type(m).__name__ == "MF"
     assert type(mf(n_entity=5, dim=2, bias=True, l2=0.0)) is type(m)     # one torch class per model
     assert np.array_equal(m.state_dict()["embedding"].numpy()[0], np.zeros(2))
+
+
+def test_a_run_of_a_folder_is_named_by_the_folder_not_by_the_generator_it_overrides():
+    from kni_core.config import DatasetConfig, RunConfig
+    from workbench.runs.rows import dataset_label
+    label = lambda **d: dataset_label(RunConfig(dataset=DatasetConfig(**d)))  # noqa: E731
+    assert label(name="synthetic", synthetic={"preset": "tiny"}) == "synthetic-tiny"
+    assert label(name="synthetic", synthetic={"preset": "tiny"}, path="/data/my-clicks") == "my-clicks"
+    assert label(name="bc", path="/copies/bc-2019") == "bc"           # a copy of a registered dataset keeps its name

@@ -24,10 +24,12 @@ def model_label(cfg: RunConfig) -> str:
 
 def dataset_label(cfg: RunConfig) -> str:
     d = cfg.dataset
-    if d.name == "synthetic" and not d.path:
+    if d.path and d.name in (None, "synthetic"):   # a folder read instead of the generator (quickstart --set
+        return Path(d.path).name                  # dataset.path=DIR): named by it, not "synthetic"
+    if d.name == "synthetic":
         preset = (d.synthetic or {}).get("preset")
         return f"synthetic-{preset}" if preset else "synthetic"
-    return d.name or Path(d.path or "?").name
+    return d.name or "?"
 
 
 def _nan(x: float | None) -> float:
