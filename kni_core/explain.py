@@ -7,9 +7,10 @@ For a (user, item) pair, KNI samples ``n1`` neighbours on each side, scores ever
 named (its kind, its id in the dataset's files, the relation linking it to its centre), the
 model's probability for the pair (the mean of ``n_eval`` passes of explain's own seeded draws, the
 pair scored alone), and how stable the top pairs are across samples. That probability is not the
-score the run's evaluation gave the pair: KNI draws one set of adjacency-table columns per batch,
-and the run scored the pair inside a batch of its split with the run's own seed;
-:func:`run_score` reproduces that score.
+score the run's evaluation gave the pair: that evaluation drew one set of adjacency-table columns
+per step from a generator seeded with the run's seed, so the pair's draws depend on the seed and
+on how many steps came before its own (not on the rows beside it); :func:`run_score` replays
+them.
 :func:`centre_mass` is the paper's early-summarization question in one number per example:
 the attention on the (user itself, item itself) cell, against the rest of the matrix.
 
@@ -319,7 +320,8 @@ def stability(mats: list[PairMatrix], top: int = 8) -> list[dict]:
     """Across samples, per pair of *entities* (positions change from sample to sample): the mean
     attention it gets (summed over the cells it fills - neighbours drawn with replacement can
     repeat - and 0 in a sample that did not draw it), the share of samples that drew it, and the
-    share in which it filled the matrix's top cell (the first top pair)."""
+    share in which it was the sample's top pair (the most attention summed over its cells: the
+    first row of :meth:`PairMatrix.top_pairs`, so both tables name the same pair)."""
     total: dict[tuple[int, int], float] = {}
     drawn: dict[tuple[int, int], int] = {}
     first: dict[tuple[int, int], int] = {}
@@ -331,8 +333,8 @@ def stability(mats: list[PairMatrix], top: int = 8) -> list[dict]:
                 key = (nu.entity, nv.entity)
                 cells[key] = cells.get(key, 0.0) + float(m.attention[i, j])
                 names.setdefault(key, (nu.name, nv.name))
-        i, j = divmod(int(np.argmax(m.attention)), m.attention.shape[1])
-        best = (m.users[i].entity, m.items[j].entity)
+        leader = m.top_pairs(1)[0]
+        best = (leader["user_entity"], leader["item_entity"])
         first[best] = first.get(best, 0) + 1
         for key, value in cells.items():
             total[key] = total.get(key, 0.0) + value

@@ -494,3 +494,16 @@ def test_compare_explain(runs):
     assert text.returncode == 0 and "early summarization" in text.stdout
     bad = kni("compare", "--explain", "--matrix", "--db", str(db), env=env)
     assert bad.returncode == 2
+
+
+def test_stability_names_each_samples_top_pair_as_the_top_pairs_table_does(opened):
+    from kni_core.explain import explain as explain_pair
+    _, model, data = opened[1]
+    u, v = a_test_positive(data)
+    e = explain_pair(model, data, u, v, n_eval=1, samples=6)
+    tops = [(m.top_pairs(1)[0]["user_entity"], m.top_pairs(1)[0]["item_entity"]) for m in e.samples]
+    shares = {(r["user_entity"], r["item_entity"]): r["top1"] for r in e.stability}
+    for pair in set(tops):
+        if pair in shares:                      # the table keeps the 8 first rows
+            assert shares[pair] == pytest.approx(tops.count(pair) / len(tops))
+    assert sum(shares.values()) == pytest.approx(1.0) or len(e.stability) == 8

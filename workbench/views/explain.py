@@ -104,7 +104,8 @@ def headline(opened: OpenRun, e: Explanation) -> Text:
     text.append("predicted probability ")
     text.append(f"{e.probability:.4f}", style="bold")
     text.append(f" (mean of {e.n_eval} sampled passes of the pair scored alone, seed {e.seed}; not the run's "
-                "stored evaluation score, which depends on the batch the pair was evaluated in)\n")
+                "stored evaluation score, whose draws came from the run's seed after the evaluation steps "
+                "before the pair's: kni explain --run-score gives it)\n")
     m = e.samples[0]
     text.append(f"one sampled neighbourhood (seed {m.seed}): probability {m.probability:.4f}, logit "
                 f"{m.logit:+.4f} = sum(attention x score) over {n}x{n} pairs; centre cell "
