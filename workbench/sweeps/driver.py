@@ -181,6 +181,10 @@ class SweepDriver:
         if self.spec.tpe is None:
             self.points = [Point(i + 1, p, self._configs(p)) for i, p in enumerate(self.spec.points())]
             planned = len(self.points)
+            if self.spec.prune is not None and planned == 1:
+                log.warning("sweep of one point with pruning: the pruner compares the point's seeds with each "
+                            "other, so its mean mixes seeds cut short with seeds trained out (drop prune:, "
+                            "or sweep more points)")
             self.prepare(self.points[0].configs[0])
         else:
             self.prepare(self.recipe.configs()[0])
