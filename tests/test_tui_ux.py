@@ -57,7 +57,8 @@ async def test_runs_tab_shows_progress_with_eta_and_keys_at_120_and_80(tmp_path,
         assert cell(app, "#runs-table", 1, "epoch") == "5/5"
         await until(pilot, lambda: "Help" in footer_visible(app), 5, "the footer's layout")
         keys = footer_visible(app)
-        for essential in ("Help", "Quit", "Open", "Mark", "Compare", "Diff", "Tags", "Note", "Cancel", "Delete"):
+        for essential in ("Help", "Quit", "Open", "Mark", "Compare", "Diff", "Tags", "Note", "Cancel", "Delete",
+                          "Resume"):
             assert essential in keys, keys
     app = make_app(store)
     async with app.run_test(size=(80, 24)) as pilot:

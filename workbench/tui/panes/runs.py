@@ -25,23 +25,25 @@ from ..keys import ESSENTIAL
 #: (key, header) of the table's columns in order; ``epoch`` shows a running run's progress
 #: inside its epoch and the estimate of the time left.
 COLUMNS: list[tuple[str, str]] = [
-    ("id", "id"), ("status", "status"), ("recipe", "recipe"), ("dataset", "dataset"), ("seed", "seed"),
-    ("epoch", "epoch / ETA"), ("valid", "valid AUC"), ("test", "test AUC"), ("elapsed", "elapsed"),
-    ("model", "model"), ("device", "device"), ("tags", "tags"),
+    ("id", "id"), ("status", "status"), ("recipe", "recipe"), ("dataset", "dataset"), ("model", "model"),
+    ("seed", "seed"), ("epoch", "epoch / ETA"), ("valid", "valid AUC"), ("test", "test AUC"), ("elapsed", "elapsed"),
+    ("device", "device"), ("tags", "tags"),
 ]
 #: Columns shown only from this pane width on, so that none is cut off at 80 or 120 columns
 #: (the detail screen shows everything).
-MIN_WIDTH = {"valid": 100, "elapsed": 100, "tags": 100, "model": 130, "device": 130}
+MIN_WIDTH = {"valid": 120, "elapsed": 100, "tags": 100, "model": 100, "device": 130}   # model before valid AUC:
+#: KNI and NI runs of one recipe (--set model.kg=false) differ in nothing else the row shows
 STATUS_FILTERS = ["all", "live", *STATUSES]
 
 
 class RunsPane(Vertical):
-    # Sorting, reversing and the status filter stay out of the footer (they are in the help, the
-    # palette, the column headers and the status box), so the essential keys fit at 120 columns.
+    # Sorting, reversing, the status and text filters and grouping by sweep stay out of the footer
+    # (they are in the help, the palette, the column headers and the filter bar), so the essential
+    # keys fit at 120 columns.
     BINDINGS = [
         *ESSENTIAL,
         Binding("o", "open", "Open"),
-        Binding("slash", "focus_filter", "Filter"),
+        Binding("slash", "focus_filter", "Filter", show=False),      # the filter box says "/ filter"
         Binding("f", "cycle_status", "Status", show=False),
         Binding("s", "cycle_sort", "Sort", show=False),
         Binding("S", "reverse_sort", "Reverse", show=False),
@@ -53,7 +55,7 @@ class RunsPane(Vertical):
         Binding("c", "cancel", "Cancel"),
         Binding("d", "delete", "Delete"),
         Binding("R", "resume", "Resume"),
-        Binding("w", "toggle_sweeps", "By sweep"),
+        Binding("w", "toggle_sweeps", "By sweep", show=False),
     ]
 
     def __init__(self, **kwargs: Any):
