@@ -224,6 +224,16 @@ async def test_compare_two_groups_paired_test_and_csv_export(tmp_path):
         assert isinstance(app.screen, ExportDialog) and Path("groups.csv").read_text() == "mine"
         await pilot.press("enter")
         await until(pilot, lambda: Path("groups.csv").read_text() != "mine", 5, "the replaced CSV file")
+        # a file that cannot be written: the dialog again, with the name typed and the reason
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, ExportDialog), 5, "the export dialog")
+        app.screen.query_one("#path", Input).value = "no-such-folder/x.csv"
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, ExportDialog)
+        assert app.screen.query_one("#path", Input).value == "no-such-folder/x.csv"
+        assert "cannot write" in str(app.screen.query_one("#export-error").render())
+        await pilot.press("escape")
     ids = [str(i) for i in range(1, 7)]
     # picked runs instead of groups: mark seed 1 of each configuration in Runs, then p
     app = make_app(store)

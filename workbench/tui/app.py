@@ -481,7 +481,7 @@ class WorkbenchApp(App):
             self.push_screen(DiffScreen(config_diff(self.data.runs[a], self.data.runs[b])))
 
     # -- export -------------------------------------------------------------------------------------
-    def export_dialog(self, pane) -> None:
+    def export_dialog(self, pane, path: str | None = None, error: str = "") -> None:
         groups = len(pane.groups)
 
         def answer(request) -> None:
@@ -489,15 +489,15 @@ class WorkbenchApp(App):
                 return
             try:
                 n = pane.write_csv(request.path, request.per)
-            except OSError as e:
-                self.notify(f"{request.path}: cannot write ({e.strerror or e})", severity="error")
+            except OSError as e:              # asked again, the typed name kept, the reason in the dialog
+                self.export_dialog(pane, request.path, f"{request.path}: cannot write ({e.strerror or e})")
                 return
             where = Path(request.path).expanduser().absolute()
             self.notify(f"wrote {n} {request.per} row(s) to {where}", title="exported", timeout=8)
 
-        self.push_screen(ExportDialog(pane.default_export_path(),
+        self.push_screen(ExportDialog(path or pane.default_export_path(),
                                       f"{groups} group(s), {len(pane.points)} run(s); the columns of kni export "
-                                      f"(documented in docs/export.md)."), answer)
+                                      f"(documented in docs/export.md).", error), answer)
 
     # -- quitting -------------------------------------------------------------------------------
     async def action_quit(self) -> None:

@@ -259,9 +259,9 @@ class ExportRequest:
 class ExportDialog(ModalScreen["ExportRequest | None"]):
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, path: str, summary: str):
+    def __init__(self, path: str, summary: str, error: str = ""):
         super().__init__(classes="dialog")
-        self._path, self._summary = path, summary
+        self._path, self._summary, self._error = path, summary, error
         self._replace: str | None = None      # the existing file a second Write replaces
 
     def compose(self) -> ComposeResult:
@@ -274,7 +274,7 @@ class ExportDialog(ModalScreen["ExportRequest | None"]):
             with RadioSet(id="per"):
                 yield RadioButton("one row per group (kni export --groups)", value=True, id="per-group")
                 yield RadioButton("one row per run (kni export)", id="per-run")
-            yield Static("", id="export-error", classes="dialog-error")
+            yield Static(self._error, id="export-error", classes="dialog-error")
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Write (enter)", id="write", variant="primary")
                 yield Button("Cancel (esc)", id="cancel")
