@@ -19,8 +19,14 @@ import torch
 
 from .config import TopKConfig
 from .data.prepare import PreparedData
+from .errors import KniError
 from .topk import ScoreFn, TopKEvaluator, sampled_metrics
 from .train import EVAL_ROWS_BUDGET
+
+
+class RecommendError(KniError):
+    """A user or a k that :func:`recommend` cannot serve."""
+
 
 #: ``eval.batch_size``'s default: what a caller without the run's config gets.
 EVAL_BATCH = 1024
@@ -86,11 +92,12 @@ def split_marks(data: PreparedData, user: int) -> dict[int, str]:
 def recommend(model, data: PreparedData, user: int, k: int = 20, *, n_eval: int = 40, seed: int = 0,
               evaluator: TopKEvaluator | None = None, eval_batch: int = EVAL_BATCH) -> Recommendation:
     """The user's ``k`` best-scored candidates (internal entity ids)."""
-    from .explain import ExplainError, Namer, check_pair
     from .topk import score_function
-    check_pair(Namer(data), user)
+    if not isinstance(user, (int, np.integer)) or not 0 < user <= data.n_users:
+        raise RecommendError(f"entity {user} is not a user of this data; these are internal ids (users "
+                             f"1..{data.n_users}): kni_core.explain.Namer.lookup finds one by its id in the files")
     if k < 1:
-        raise ExplainError(f"k: expected at least 1, got {k}")
+        raise RecommendError(f"k: expected at least 1, got {k}")
     evaluator = evaluator or TopKEvaluator(data, TopKConfig(full=False))
     n_eval = effective_n_eval(model, n_eval)
     score: ScoreFn = score_function(ModelScorer(model, eval_batch), n_eval)

@@ -32,7 +32,7 @@ from kni_core.explain import (
     run_score,
     why_absent,
 )
-from kni_core.recommend import ModelScorer, hit_rate, recommend
+from kni_core.recommend import ModelScorer, RecommendError, hit_rate, recommend
 from kni_core.topk import TopKEvaluator, score_function, topk_seed
 from kni_core.train import Trainer
 from workbench.store.repository import Store
@@ -299,9 +299,9 @@ def test_explain_and_recommend_refuse_what_is_not_a_user_or_an_item(opened):
                              (0, v, "outside"), (10**6, v, "outside"), (u, kg_entity, "a KG entity")):
         with pytest.raises(ExplainError, match=said):
             explain(model, data, user, item, n_eval=1)
-    with pytest.raises(ExplainError, match="is not a user"):
+    with pytest.raises(RecommendError, match="is not a user"):
         recommend(model, data, v)
-    with pytest.raises(ExplainError, match="k: expected at least 1"):
+    with pytest.raises(RecommendError, match="k: expected at least 1"):
         recommend(model, data, u, k=0)
 
 

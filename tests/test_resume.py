@@ -545,6 +545,30 @@ def test_a_sweep_whose_driver_was_killed_is_marked_done_once_resuming_made_it_wh
         assert not finish_if_whole(store, sid)                 # once
 
 
+def test_a_tpe_point_the_recipe_refused_counts_as_asked(tmp_path):
+    """The last point TPE asked was no valid configuration (no runs): the sweep read interrupted
+    for ever, and each kni resume --sweep asked it again."""
+    from workbench.cli.sweeps import sweep_state
+    from workbench.recipe import parse_recipe
+    from workbench.runs.provenance import Code
+    from workbench.runs.rows import new_run
+    from workbench.store.repository import Store
+    from workbench.sweeps.resume import finish_if_whole
+    rec = parse_recipe(SWEEP)
+    with Store.open(tmp_path / "runs.db") as store:
+        sid = store.create_sweep(name="s", recipe_text=SWEEP, method="tpe", spec={"grid": {}}, seeds=[1], planned=2)
+        new = dataclasses.replace(new_run(rec.name, rec.text, rec.config_for(1), prov=Code()),
+                                  sweep_id=sid, sweep_point=1, sweep_params="{}")
+        store.finish(store.create_run(new), "completed")
+        assert not finish_if_whole(store, sid)                 # point 2 never asked, as far as it knows
+        store.note_invalid_point(sid, 2)
+        store.note_invalid_point(sid, 2)
+        assert store.invalid_points(sid) == {2}
+        assert finish_if_whole(store, sid)
+        assert sweep_state(store.get_sweep(sid), store.runs(sweep=sid), store.invalid_points(sid)) == "done"
+        assert sweep_state(store.get_sweep(sid), store.runs(sweep=sid)) == "interrupted"
+
+
 def test_a_grid_sweep_stopped_before_its_rerun_says_so_and_resume_runs_the_rerun(tmp_path):
     """A Ctrl-C in the last search run skipped the rerun: the sweep read "done", kni resume
     --sweep had nothing to resume, and the 1-seed point stood in for the chosen one."""

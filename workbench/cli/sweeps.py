@@ -129,7 +129,7 @@ def _statuses_text(statuses: dict[str, int]) -> str:
 # kni sweeps
 
 
-def sweep_state(sweep: Any, runs: list) -> str:
+def sweep_state(sweep: Any, runs: list, invalid: set[int] = frozenset()) -> str:
     """running (a run is live), interrupted (what ``kni resume --sweep`` goes on with: no end
     recorded, a crashed or cancelled run, points a TPE search never asked, or ``rerun:`` seeds a
     stop skipped), or done."""
@@ -138,7 +138,7 @@ def sweep_state(sweep: Any, runs: list) -> str:
     if states & set(LIVE):
         return "running"
     from ..sweeps.resume import rerun_missing
-    asked = max((r.sweep_point or 0 for r in runs), default=0)
+    asked = max([r.sweep_point or 0 for r in runs] + list(invalid), default=0)     # invalid: asked, no run
     if sweep.finished_at is None or states & {CRASHED, CANCELLED} or asked < sweep.planned \
             or rerun_missing(sweep, runs):
         return "interrupted"
@@ -179,13 +179,14 @@ def sweeps_command(sweep_ids: List[int] = typer.Argument(None, help="Sweep ids (
                 st = effective_status(r)
                 counts[st] = counts.get(st, 0) + 1
             points = len({r.sweep_point for r in runs})
-            rows.append((w, runs, counts, points, best, ranking))
+            rows.append((w, runs, counts, points, best, ranking, store.invalid_points(w.id)))
     except KniError as e:
         fail(e)
     if json_out:
         rows_out = []
-        for w, runs, counts, points, best, ranking in rows:
-            rows_out.append({**sweep_to_dict(w), "state": sweep_state(w, runs), "points_started": points,
+        for w, runs, counts, points, best, ranking, invalid in rows:
+            rows_out.append({**sweep_to_dict(w), "state": sweep_state(w, runs, invalid), "points_started": points,
+                        "points_invalid": sorted(invalid),
                         "runs": len(runs), "statuses": counts,
                         "best": None if best is None else {"point": best.number, "group": best.id,
                                                            "params": best.params, "n": best.n,
@@ -203,7 +204,7 @@ def sweeps_command(sweep_ids: List[int] = typer.Argument(None, help="Sweep ids (
                       ("seeds", "left"), ("runs", "left"), ("best point (valid auc)", "left"), ("state", "left"),
                       ("created", "right")):
         table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
-    for w, runs, counts, points, best, ranking in rows:
+    for w, runs, counts, points, best, ranking, invalid in rows:
         seeds = w.seed_list
         seeds_text = ",".join(map(str, seeds)) if len(seeds) <= 5 else f"{seeds[0]}..{seeds[-1]}"
         method = w.method + (f", {w.prune} pruning" if w.prune else "")
@@ -212,7 +213,8 @@ def sweeps_command(sweep_ids: List[int] = typer.Argument(None, help="Sweep ids (
         best_text = "-" if best is None else (f"{best.number}: {pm(*best.stat('valid_auc'), sep='±')} "
                                               f"({best.n} seed{'s' if best.n != 1 else ''}) "
                                               f"[dim]{escape(params_text(best.params, 50))}[/]")
-        state = sweep_state(w, runs)
-        table.add_row(str(w.id), escape(w.name), method, f"{points}/{w.planned}", seeds_text, _statuses_text(counts),
+        state = sweep_state(w, runs, invalid)
+        shown = f"{points}/{w.planned}" + (f" ({len(invalid)} invalid)" if invalid else "")
+        table.add_row(str(w.id), escape(w.name), method, shown, seeds_text, _statuses_text(counts),
                       best_text, f"[bold blue]{state}[/]" if state == "running" else state, ago(w.created_at))
     out().print(table)

@@ -78,6 +78,27 @@ class SweepRecords:
                     _read_claim(row.value).get("host") == this_host():
                 s.delete(row)
 
+    def note_invalid_point(self, sweep_id: int, number: int) -> None:
+        """Record that the search asked point ``number`` of the sweep and the recipe refused it
+        (it has no runs, yet it was asked: the sweep is not missing it)."""
+        from .schema import Meta
+        key = f"sweep-invalid:{sweep_id}"
+        with self._write() as s:
+            row = s.get(Meta, key)
+            points = set(_read_list(row.value)) if row is not None else set()
+            points.add(int(number))
+            if row is None:
+                s.add(Meta(key=key, value=json.dumps(sorted(points))))
+            else:
+                row.value = json.dumps(sorted(points))
+
+    def invalid_points(self, sweep_id: int) -> set[int]:
+        """The points of the sweep its search asked that were no valid configuration."""
+        from .schema import Meta
+        with self._read() as s:
+            row = s.get(Meta, f"sweep-invalid:{sweep_id}")
+        return set(_read_list(row.value)) if row is not None else set()
+
     def finish_sweep(self, sweep_id: int) -> None:
         """Record that the process driving the sweep has ended (whatever its runs did)."""
         with self._write() as s:
@@ -156,3 +177,11 @@ def _read_claim(value: str) -> dict:
     except ValueError:
         return {}
     return held if isinstance(held, dict) else {}
+
+
+def _read_list(value: str) -> list[int]:
+    try:
+        items = json.loads(value)
+    except ValueError:
+        return []
+    return [int(i) for i in items if isinstance(i, int)] if isinstance(items, list) else []

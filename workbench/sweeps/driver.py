@@ -255,6 +255,10 @@ class SweepDriver:
                 self._search.tell(trial, state=_state("FAIL"))
                 self.points.append(Point(number, params, [], trial=trial))
                 self.told[number] = "fail"
+                try:                          # asked, with no run: the sweep is not missing it
+                    self.store.note_invalid_point(self.sweep_id, number)
+                except KniError as e:
+                    log.warning("sweep %s: %s", self.sweep_id, e)
                 continue
             p = Point(number, params, configs, trial=trial)
             self.points.append(p)
@@ -270,8 +274,21 @@ class SweepDriver:
         ran = next(iter(stored.values())).params
         if json.dumps(ran, sort_keys=True) != json.dumps(params, sort_keys=True):
             raise SweepError(f"sweep {self.sweep_id} point {number}: the replayed search asks {params_text(params)} "
-                             f"where the sweep ran {params_text(ran)} (another Optuna version, or a changed "
-                             "search space?); the points it never asked are not asked")
+                             f"where the sweep ran {params_text(ran)} ({self._why_diverged(number)}); the points it "
+                             "never asked are not asked (the stored points stand: kni compare --sweep ranks them)")
+
+    def _why_diverged(self, number: int) -> str:
+        """The likely cause of a replay that asks another point than the stored one: an earlier
+        point's run that stopped while the first driver went on (it was told *failed*, and later
+        points were asked knowing that) and completed since, so the replay tells it otherwise."""
+        earlier = {r.id: n for n, by_seed in self._stored.items() if n < number for r in by_seed.values()}
+        attempts = self.store.ended_attempts(sweep=self.sweep_id) if earlier else {}
+        resumed = sorted((earlier[i], i) for i, tries in attempts.items() if i in earlier and tries)
+        if resumed:
+            named = ", ".join(f"point {n} (run {i})" for n, i in resumed[:4])
+            return (f"{named} stopped while the first driver went on, which told it failed and asked the next "
+                    "points knowing that; resumed since, it is told its result now, so the search asks otherwise")
+        return "another Optuna version, or a changed search space?"
 
     def _tell(self, points: list[Point]) -> None:
         runs = {r.id: r for r in self.store.runs(ids=[i for p in points for i in p.run_ids])}

@@ -59,10 +59,10 @@ def sweep_resume(store: Store, sweep_id: int) -> SweepResume:
         where = f" (pid {r.pid} on {r.host})" if r.pid else ""
         raise ResumeRefused(f"sweep {sweep_id} ({sweep.name}): run {r.id} is {r.status}{where}, so its driver may "
                             "still be asking; nothing resumed (kni cancel stops its runs)")
-    if not stopped and whole(sweep, runs):
+    if not stopped and whole(sweep, runs, store.invalid_points(sweep_id)):
         raise ResumeRefused(f"sweep {sweep_id} ({sweep.name}): every point it was to ask ran, and no run stopped; "
                             "nothing to resume")
-    asked = len({r.sweep_point for r in runs})
+    asked = len({r.sweep_point for r in runs} | store.invalid_points(sweep_id))
     return SweepResume(sweep, stopped, True,
                        f"sweep {sweep_id} is a TPE sweep: {len(stopped)} stopped run(s) resume, then its search "
                        f"replays the {asked} point(s) it asked and asks the {max(0, sweep.planned - asked)} it never "
@@ -76,15 +76,16 @@ def _search_facts(store: Store, sweep_id: int) -> dict:
     return search_facts(store, sweep_id)
 
 
-def whole(sweep: Sweep, runs: list[Run]) -> bool:
+def whole(sweep: Sweep, runs: list[Run], invalid: set[int] = frozenset()) -> bool:
     """Whether the sweep has every run its driver would have made, each ended: every planned
-    point asked and, with ``rerun:``, one point run over all the rerun seeds."""
+    point asked (``invalid``: points asked that the recipe refused, without runs) and, with
+    ``rerun:``, one point run over all the rerun seeds."""
     if not runs or any(effective_status(r) in LIVE + RESUMABLE for r in runs):
         return False
     points: dict[int, set] = {}
     for r in runs:
         points.setdefault(r.sweep_point, set()).add(r.seed)
-    if len(points) < sweep.planned:
+    if len(set(points) | set(invalid)) < sweep.planned:
         return False
     rerun = rerun_seeds(sweep)
     return not rerun or any(rerun <= seeds for seeds in points.values())
@@ -117,7 +118,7 @@ def finish_if_whole(store: Store, sweep_id: int) -> bool:
     """Mark the sweep ended once resuming left it :func:`whole` (its driver, killed, could not);
     whether it did."""
     sweep = store.get_sweep(sweep_id)
-    if sweep.finished_at is not None or not whole(sweep, store.runs(sweep=sweep_id)):
+    if sweep.finished_at is not None or not whole(sweep, store.runs(sweep=sweep_id), store.invalid_points(sweep_id)):
         return False
     store.finish_sweep(sweep_id)
     return True
