@@ -256,3 +256,22 @@ async def test_the_runs_filter_matches_words_and_escape_leaves_it(tmp_path):
         await pilot.pause(0.2)
         assert {r.recipe for r in runs.visible()} == {"quickstart-ni"}
     store.close()
+
+
+@sync
+async def test_a_terminal_resized_under_a_runs_screen_restyles_the_main_screen(tmp_path):
+    store = seed_db(Path("runs.db"))
+    app = make_app(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()                     # mounted before the test reaches in
+        await pilot.press("3")
+        await pilot.pause(0.2)
+        narrow = app.query_one("#cmp-side").size.width
+        await pilot.press("2", "enter")         # a run's screen over the main one
+        await pilot.pause(0.3)
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause(0.3)
+        await pilot.press("escape", "3")
+        await pilot.pause(0.3)
+        assert app.query_one("#cmp-side").size.width > narrow      # the wide layout, not the 80-column one
+    store.close()

@@ -138,8 +138,14 @@ class WorkbenchApp(App):
         self._focus_tab(self.main.query_one("#main-tabs", TabbedContent).active)
 
     def on_resize(self, event) -> None:
+        before = self.has_class("-narrow"), self.has_class("-short")
         self.set_class(event.size.width < 100, "-narrow")
         self.set_class(event.size.height < 30, "-short")
+        if (self.has_class("-narrow"), self.has_class("-short")) != before:
+            # Textual restyles the screens down to the first opaque one: the main screen under a
+            # run's screen kept its narrow layout after the terminal grew
+            for screen in self.screen_stack:
+                screen.update_node_styles(animate=False)
 
     # -- listeners and polling ------------------------------------------------------------
     def add_listener(self, listener: Any) -> None:
