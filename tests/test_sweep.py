@@ -799,6 +799,12 @@ def test_kni_run_of_a_sweep_then_sweeps_compare_runs_and_show(tmp_path, monkeypa
         assert all(r.config.get("eval", {}).get("n_eval") == 1 for r in store.runs(sweep=1))
     res = runner.invoke(app, ["compare", "--sweep", "1"])
     assert res.exit_code == 0 and "which keys matter" in res.stdout and "model.temperature" in res.stdout
+    said = lambda *a: " ".join(runner.invoke(app, ["compare", "--sweep", "1", *a]).stdout.split())  # noqa: E731
+    assert "no run of the sweep has recall@20" in said("--metric", "recall@20") and "eval.topk.enabled" in \
+        said("--metric", "recall@20")
+    assert "2 run(s) have no epoch 5: left out of the means" in said("--at", "5")
+    res = runner.invoke(app, ["compare", "--sweep", "1", "--dataset", "nope"])
+    assert res.exit_code == 2 and "sweep 1 has no runs of dataset nope" in " ".join(res.output.split())
     res = runner.invoke(app, ["runs", "--sweep", "1"])
     assert res.exit_code == 0 and "s1.p1" in res.stdout and "s1.p2" in res.stdout
     res = runner.invoke(app, ["show", "1", "--no-plot"])

@@ -110,6 +110,13 @@ def print_ranking(console: Console, ranking: cmp.SweepRanking, top: int | None =
         for e in effects:
             t.add_row(e.key, fmt(e.spread), escape("  ".join(f"{v}: {fmt(m)} ({n})" for v, m, n in e.levels)))
         console.print(t)
+    lacking = sum(len(p.group.without_point) for p in ranking.points if p.group is not None)
+    if lacking:
+        console.print(f"[dim]{lacking} run(s) have no {_at_text(ranking.at)}: left out of the means[/]",
+                      highlight=False)
+    if not any(math.isfinite(p.stat(metric)[0]) for p in ranking.points):
+        hint = " (top-N is measured only with eval.topk.enabled: true)" if cmp.is_topk_metric(metric) else ""
+        console.print(f"[yellow]no run of the sweep has {metric} at {_at_text(ranking.at)}[/]{hint}", highlight=False)
     pruned = sum(p.pruned for p in ranking.points)
     if pruned:
         console.print(f"[dim]{pruned} counted run(s) were pruned: they count at their best epoch among the epochs "
