@@ -158,8 +158,9 @@ async def test_runs_grouped_by_sweep_and_a_sweeps_points_ranked_in_compare(tmp_p
         assert table.get_cell("4", "status").style == styles[PRUNED]
         await pilot.press("w")
         assert runs._order == ["sweep:1", 4, 3, 2, 1, "sweep:-", 5]
-        header = table.get_cell("sweep:1", "recipe").plain
-        assert header.startswith("sweep 1: tiny-sweep grid") and "2 point(s), best p2" in header
+        header = {key: table.get_cell("sweep:1", key).plain for key in ("recipe", "dataset", "model", "epoch")}
+        assert header == {"recipe": "sweep 1: tiny-sweep", "dataset": "2 point(s)", "model": "grid",
+                          "epoch": "best p2"}           # spread over the columns: it widens none of them
         assert table.get_cell("sweep:1", "status").plain == "4/4 done"
         assert table.get_cell("sweep:1", "valid").plain == "0.6550"        # best point: (0.76 + 0.55) / 2
         assert table.get_cell("sweep:-", "recipe").plain == "not in a sweep"

@@ -185,9 +185,13 @@ class RunsPane(Vertical):
         ranked = cmp.sweep_points(runs, pts, "valid_auc")
         best = ranked[0] if ranked and ranked[0].n else None
         points = len({r.sweep_point for r in runs})
-        label = Text(f"sweep {sweep_id}: {name}{method}", style="bold")
-        label.append(f", {points} point(s)" + (f", best p{best.number}" if best else ""), style="dim")
-        return self._project({"id": Text("▾", justify="right"), "status": state, "recipe": label,
+        # spread over the columns, so that the header widens none of them (the recipe column was
+        # pushed to a whole sentence and test AUC off the screen at 120 columns)
+        return self._project({"id": Text("▾", justify="right"), "status": state,
+                              "recipe": Text(f"sweep {sweep_id}: {name}", style="bold"),
+                              "dataset": Text(f"{points} point(s)", style="dim"),
+                              "model": Text(method.strip(), style="dim"),
+                              "epoch": Text(f"best p{best.number}" if best else "", style="dim", justify="right"),
                               "seed": Text(f"{len(runs)} runs", justify="right"),
                               "valid": Text(fmt(best.stat("valid_auc")[0]) if best else "-", justify="right",
                                             style="bold"),
