@@ -66,7 +66,7 @@ class ComparePane(Horizontal):
         super().__init__(**kwargs)
         self.picked_runs: list[int] | None = None
         self.checked: set[str] = set()
-        self._options: list[tuple[str, str]] = []
+        self._options: list[tuple[str, Text]] = []
         self._watched: set[int] = set()
         self.groups: list[cmp.Group] = []
         self.points: list[cmp.RunPoint] = []
@@ -129,8 +129,10 @@ class ComparePane(Horizontal):
     def data(self):
         return self.app.data
 
-    def group_options(self) -> list[tuple[str, str]]:
-        """(config hash, label) of every configuration with counted runs, newest first."""
+    def group_options(self) -> list[tuple[str, Text]]:
+        """(config hash, label) of every configuration with counted runs, newest first: what
+        tells two groups apart first (recipe, sweep point, model, dataset), so that a narrow
+        panel cuts the id and seed count rather than those."""
         groups: dict[str, list[Run]] = {}
         for r in self.data.runs.values():
             groups.setdefault(r.config_hash, []).append(r)
@@ -140,8 +142,10 @@ class ComparePane(Horizontal):
             seeds = sorted({r.seed for r in counted})
             live = any(self.data.status(r) == RUNNING for r in runs)
             first = runs[0]
-            label = (f"{'● ' if live else ''}{first.recipe} {cmp.group_id(key)} n={len(seeds)} {first.model} "
-                     f"{first.dataset}")
+            point = f" s{first.sweep_id}.p{first.sweep_point}" if first.sweep_id is not None else ""
+            label = Text(f"{'● ' if live else ''}{first.recipe}{point} ")
+            label.append(f"{first.model} {first.dataset}", style="bold")
+            label.append(f" n={len(seeds)} {cmp.group_id(key)}", style="dim")
             out.append((key, label))
         return out
 
