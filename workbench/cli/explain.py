@@ -58,12 +58,12 @@ def _ratings(cfg):
 def _probability_note(run, scored) -> str:
     """Beside the probability (the pair alone, see the view's headline): the run's own score of it."""
     if run is None:
-        return ("the run's own evaluation scored the pair inside a batch of its split, with its own seed (KNI draws "
-                "one set of table columns per batch): --run-score gives that score")
+        return ("the run's own evaluation drew the pair's neighbours from its own seed, one set of table columns "
+                "per evaluation step, after the steps before the pair's: --run-score gives that score")
     if scored is None:
         return "this pair is in neither the validation nor the test split: the run's evaluation never scored it"
     return (f"the run's evaluation at epoch {run.best_epoch} gave it [bold]{scored.score:.4f}[/] ({scored.split} "
-            f"split, row {scored.row}, batches of {scored.batch} rows, seed {scored.seed})")
+            f"split, row {scored.row}, steps of {scored.batch} rows, seed {scored.seed})")
 
 
 def explain_command(run_id: int = typer.Argument(..., help="Run id (kni runs lists them); a KNI or NI run."),
