@@ -102,6 +102,11 @@ def ago(dt: datetime | None, now: datetime | None = None) -> str:
     return dt.strftime("%Y-%m-%d")
 
 
+def clip(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the cut marked with an ellipsis."""
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def seeds_text(seeds: list[int], sep: str = ",") -> str:
     """``1..5`` for a contiguous run of seeds, else the seeds joined by ``sep``."""
     if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[0] + len(seeds))):

@@ -133,6 +133,12 @@ class Group:
     def distinct(self, attr: str) -> str:
         return ";".join(sorted({str(getattr(m.run, attr)) for m in self.members + self.without_point}))
 
+    @property
+    def pooled(self) -> bool:
+        """Whether the group holds several configurations (grouped by model, dataset or recipe):
+        its n counts runs, not seeds, and its std holds their differences too."""
+        return len(self.distinct("config_hash").split(";")) > 1
+
     def epoch_stat(self) -> tuple[float, float]:
         return mean_std(m.point.epoch for m in self.members if m.point is not None)
 

@@ -249,7 +249,7 @@ def _groups_table(groups: list[cmp.Group], metric: str, by: str, at: str | int, 
                      "(the floor)")
     if any(g.training_seeds for g in groups):
         notes.append("* still training: read at its best epoch so far (--status completed leaves such runs out)")
-    mixed = [g.id for g in groups if len(g.distinct("config_hash").split(";")) > 1]
+    mixed = [g.id for g in groups if g.pooled]
     if mixed:                                  # --group-by model / dataset / recipe: not a seed spread
         notes.append(f"{', '.join(mixed[:4])}{' ...' if len(mixed) > 4 else ''}: several configurations pooled "
                      f"(--group-by {by}), so n counts runs, not seeds, and the std holds their differences "

@@ -43,7 +43,7 @@ def matrix_view(mat: cmp.Matrix, floors: dict) -> MatrixView:
                 cells.append(MatrixCell("-"))
                 continue
             mean, std = g.stat(mat.metric)
-            mixed = "*" if len(g.distinct("config_hash").split(";")) > 1 else ""
+            mixed = "*" if g.pooled else ""
             ids = f" {' '.join(mat.cell_ids(ds, c))}" if mat.by == "config" else ""
             below = with_floor and cmp.below_floor(cmp.vs_floor(mean, cmp.group_floor(g, floors), mat.metric),
                                                    mat.metric)
@@ -59,7 +59,7 @@ def matrix_view(mat: cmp.Matrix, floors: dict) -> MatrixView:
     if mat.by == "config":
         captions.append("columns: the settings without the dataset; each cell ends with its group id "
                         "(as in kni compare)")
-    if any(len(g.distinct("config_hash").split(";")) > 1 for g in mat.cells.values() if g.n):
+    if any(g.pooled for g in mat.cells.values() if g.n):
         captions.append("* the cell mixes several configurations: (n) counts runs, and the std holds their "
                         "differences as well as the seeds'")
     if any(g.training_seeds for g in mat.cells.values() if g.n):

@@ -34,7 +34,7 @@ from textual.widgets.selection_list import Selection
 from textual_plotext import PlotextPlot
 
 from ... import analysis as cmp
-from ...present import METRIC_LABELS, fmt, pm, seeds_text
+from ...present import METRIC_LABELS, clip, fmt, pm, seeds_text
 from ...recipe.sweep import params_text
 from ...store.errors import StoreError
 from ...store.records import Run
@@ -271,9 +271,9 @@ class ComparePane(Horizontal):
 
         row("dataset", "dataset", [g.distinct("dataset") for g in self.groups])
         row("model", "model", [g.distinct("model") for g in self.groups])
-        pooled = any(_pooled(g) for g in self.groups)
+        pooled = any(g.pooled for g in self.groups)
         row("n", "n runs" if pooled else "n seeds", [g.n for g in self.groups], bold=True)
-        row("seeds", "seeds", [_clip(seeds_text(g.seeds), 24) for g in self.groups])
+        row("seeds", "seeds", [clip(seeds_text(g.seeds), 24) for g in self.groups])
         for m in metrics:
             cells = []
             for g in self.groups:
@@ -287,7 +287,7 @@ class ComparePane(Horizontal):
         row("epoch", "epoch", [pm(*g.epoch_stat(), 1, sep="±") for g in self.groups])
         row("seconds", "s / epoch", [fmt(g.seconds()[2], 2) for g in self.groups])
         if self.by == "config" and any(g.differs for g in self.groups):
-            row("differs", "differs", [_clip(g.differs, 28) for g in self.groups])
+            row("differs", "differs", [clip(g.differs, 28) for g in self.groups])
         self._table_notes()
 
     def _vs_pop(self, group, metric: str) -> Text:
@@ -322,7 +322,7 @@ class ComparePane(Horizontal):
         for g in self.groups:                 # one mean over two datasets: said before anything else
             if g.data_note():
                 notes.append(f"\n{g.id} {g.data_note()}", style=self.app.status_style("failed"))
-        pooled = [g.id for g in self.groups if _pooled(g)]
+        pooled = [g.id for g in self.groups if g.pooled]
         if pooled:                            # group by model / dataset / recipe: not a seed spread
             notes.append(f"\n{', '.join(pooled[:4])}{' ...' if len(pooled) > 4 else ''}: several configurations "
                          f"pooled (group by {self.by}), so n counts runs, not seeds, and the std holds their "
@@ -682,14 +682,6 @@ class ComparePane(Horizontal):
     def _tab(self, event: TabbedContent.TabActivated) -> None:
         event.stop()
         self.call_after_refresh(self.render_view)
-
-
-def _pooled(group: cmp.Group) -> bool:
-    return len(group.distinct("config_hash").split(";")) > 1
-
-
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def _best_mean(groups: list[cmp.Group], metric: str) -> float | None:
