@@ -56,9 +56,6 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
     run, a completed one (but with --epochs), or one whose state is missing,
     damaged or another run's is refused with the reason, and nothing changes
     (with --restart, a run without a usable state starts from epoch 1)."""
-    from ..runs.resume import plan
-    from ..sweeps.resume import sweep_resume
-    from .run import executor_session, launch_rows, run_executor
     console = consoles(json_out)
     if bool(run_ids) == (sweep is not None):
         fail("give the runs to resume, or --sweep ID (not both)")
@@ -71,52 +68,8 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
         except KniError as e:
             fail(e)
     try:
-        search = None
-        try:
-            store.refresh_crashed()
-            if sweep is not None:
-                search = sweep_resume(store, sweep)
-                run_ids = search.stopped
-                if not json_out and search.note:
-                    console.print(search.note, highlight=False)
-            if device is not None and (executor or "local") == "local":
-                _check_device(device)
-            plans = [plan(store, run_id, restart, epochs, device) for run_id in dict.fromkeys(run_ids)]
-            device_given = device
-            device = device or (plans[0].run.config.get("device", "auto") if plans else "auto")
-            runner = run_executor(executor or "local", None, None, jobs, device, store.url, console)
-            for p in plans:
-                store.requeue_to_resume(p.run, p.from_epoch, p.best, p.new)
-        except KniError as e:
-            fail(e)
-        ids = [p.run.id for p in plans]
-        if not json_out:
-            for p in plans:
-                console.print(escape(p.text()), highlight=False)
-        stop = False
-        with executor_session(runner, json_out, console):
-            statuses: dict[int, str] = {}
-            if ids:
-                statuses, launcher = launch_rows(store, ids, device, json_out, jobs, console, runner, retries=retries)
-                stop = bool(launcher.stop_requested)
-            if search is not None and search.searches and not stop:
-                more, stop = _go_on_searching(store, search.sweep.id, json_out, jobs, console, runner, retries,
-                                              device if device_given else None)
-                statuses.update(more)
-                ids += [i for i in more if i not in ids]
-        if sweep is not None:
-            from ..sweeps.resume import finish_if_whole
-            try:
-                if finish_if_whole(store, sweep) and not json_out:
-                    console.print(f"sweep {sweep}: every run it would have had has ended; it is done", highlight=False)
-            except KniError as e:
-                console.print(f"[yellow]sweep {sweep}: its end could not be recorded ({escape(str(e))})[/]")
-        if json_out:
-            print(json.dumps({"event": "resumed", "runs": [{"run_id": i, "status": statuses.get(i)} for i in ids]}))
-        else:
-            for i in ids:
-                status = statuses.get(i, "?")
-                console.print(f"run {i}: [{status_style(status)}]{status}[/]", highlight=False)
+        statuses, stop = _resume(store, console, run_ids, sweep, restart, epochs, device, jobs, retries, executor,
+                                 json_out)
     finally:
         if sweep is not None:
             with contextlib.suppress(KniError):
@@ -126,6 +79,63 @@ def resume_command(run_ids: List[int] = typer.Argument(None, help="Runs to resum
         raise typer.Exit(130)
     if any(s not in (COMPLETED, PRUNED) for s in statuses.values()):     # as kni run: a pruned run ended well
         raise typer.Exit(1)
+
+
+def _resume(store: Any, console: Any, run_ids: List[int], sweep: Optional[int], restart: bool,
+            epochs: Optional[int], device: Optional[str], jobs: int, retries: int, executor: Optional[str],
+            json_out: bool) -> tuple[dict[int, str], bool]:
+    """Plan, requeue and run what ``kni resume`` was given; (the runs' statuses, whether a stop
+    was asked)."""
+    from ..runs.resume import plan
+    from ..sweeps.resume import sweep_resume
+    from .run import executor_session, launch_rows, run_executor
+    search = None
+    try:
+        store.refresh_crashed()
+        if sweep is not None:
+            search = sweep_resume(store, sweep)
+            run_ids = search.stopped
+            if not json_out and search.note:
+                console.print(search.note, highlight=False)
+        if device is not None and (executor or "local") == "local":
+            _check_device(device)
+        plans = [plan(store, run_id, restart, epochs, device) for run_id in dict.fromkeys(run_ids)]
+        device_given = device
+        device = device or (plans[0].run.config.get("device", "auto") if plans else "auto")
+        runner = run_executor(executor or "local", None, None, jobs, device, store.url, console)
+        for p in plans:
+            store.requeue_to_resume(p.run, p.from_epoch, p.best, p.new)
+    except KniError as e:
+        fail(e)
+    ids = [p.run.id for p in plans]
+    if not json_out:
+        for p in plans:
+            console.print(escape(p.text()), highlight=False)
+    stop = False
+    with executor_session(runner, json_out, console):
+        statuses: dict[int, str] = {}
+        if ids:
+            statuses, launcher = launch_rows(store, ids, device, json_out, jobs, console, runner, retries=retries)
+            stop = bool(launcher.stop_requested)
+        if search is not None and search.searches and not stop:
+            more, stop = _go_on_searching(store, search.sweep.id, json_out, jobs, console, runner, retries,
+                                          device if device_given else None)
+            statuses.update(more)
+            ids += [i for i in more if i not in ids]
+    if sweep is not None:
+        from ..sweeps.resume import finish_if_whole
+        try:
+            if finish_if_whole(store, sweep) and not json_out:
+                console.print(f"sweep {sweep}: every run it would have had has ended; it is done", highlight=False)
+        except KniError as e:
+            console.print(f"[yellow]sweep {sweep}: its end could not be recorded ({escape(str(e))})[/]")
+    if json_out:
+        print(json.dumps({"event": "resumed", "runs": [{"run_id": i, "status": statuses.get(i)} for i in ids]}))
+    else:
+        for i in ids:
+            status = statuses.get(i, "?")
+            console.print(f"run {i}: [{status_style(status)}]{status}[/]", highlight=False)
+    return statuses, stop
 
 
 def _go_on_searching(store: Any, sweep_id: int, json_out: bool, jobs: int, console: Any, runner: Any,

@@ -74,8 +74,8 @@ class SweepRecords:
         from .schema import Meta
         with self._write() as s:
             row = s.get(Meta, _claim_key(sweep_id))
-            if row is not None and _read_claim(row.value).get("pid") == os.getpid() and \
-                    _read_claim(row.value).get("host") == this_host():
+            held = _read_claim(row.value) if row is not None else {}
+            if (held.get("pid"), held.get("host")) == (os.getpid(), this_host()):
                 s.delete(row)
 
     def note_invalid_point(self, sweep_id: int, number: int) -> None:

@@ -59,10 +59,11 @@ def sweep_resume(store: Store, sweep_id: int) -> SweepResume:
         where = f" (pid {r.pid} on {r.host})" if r.pid else ""
         raise ResumeRefused(f"sweep {sweep_id} ({sweep.name}): run {r.id} is {r.status}{where}, so its driver may "
                             "still be asking; nothing resumed (kni cancel stops its runs)")
-    if not stopped and whole(sweep, runs, store.invalid_points(sweep_id)):
+    invalid = store.invalid_points(sweep_id)
+    if not stopped and whole(sweep, runs, invalid):
         raise ResumeRefused(f"sweep {sweep_id} ({sweep.name}): every point it was to ask ran, and no run stopped; "
                             "nothing to resume")
-    asked = len({r.sweep_point for r in runs} | store.invalid_points(sweep_id))
+    asked = len({r.sweep_point for r in runs} | invalid)
     return SweepResume(sweep, stopped, True,
                        f"sweep {sweep_id} is a TPE sweep: {len(stopped)} stopped run(s) resume, then its search "
                        f"replays the {asked} point(s) it asked and asks the {max(0, sweep.planned - asked)} it never "
